@@ -1,0 +1,1 @@
+//! Schedule math for `[[services.NAME.schedule]]`: when does a schedule fire next.
