@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod guard;
 pub mod health;
 pub mod ids;
+pub mod retry;
 pub mod schedule;
 pub mod time;
 
