@@ -107,7 +107,8 @@ impl std::fmt::Display for Argv {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+            {
                 write!(f, "'{}'", arg.replace('\'', "'\\''"))?;
             } else {
                 f.write_str(arg)?;

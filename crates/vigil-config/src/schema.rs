@@ -1,0 +1,623 @@
+//! The configuration schema as data: every section, key, type, default and description.
+//!
+//! This is the single source of truth for both sides: the validator takes its known keys,
+//! "did you mean" candidates and defaults (parsed from the TOML literals below) from here,
+//! and [`crate::reference_markdown`] renders `docs/config.md` from it. Docs and parser
+//! cannot drift. This module holds data only; it must not parse or validate anything.
+
+/// One section of the file (a table, or a table's keys for one `kind`/`driver`).
+#[derive(Debug)]
+pub struct Section {
+    /// Anchor in the rendered reference.
+    pub id: &'static str,
+    /// The table header as users write it, e.g. `[services.NAME.checks.CHECK]`.
+    pub header: &'static str,
+    /// Other headers that take the same keys (e.g. `[services.NAME.guard]`).
+    pub also: &'static [&'static str],
+    /// When the keys apply, e.g. `kind = "http"`.
+    pub applies: Option<&'static str>,
+    pub doc: &'static str,
+    pub keys: &'static [KeyDoc],
+    /// Keys the product contract names but this version does not implement yet: they are
+    /// rejected with "not available yet" rather than "unknown".
+    pub planned: &'static [&'static str],
+}
+
+impl Section {
+    pub fn key(&self, key: &str) -> Option<&'static KeyDoc> {
+        self.keys.iter().find(|k| k.key == key)
+    }
+}
+
+/// One key of a section.
+#[derive(Debug)]
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub ty: Ty,
+    pub default: Dflt,
+    pub doc: &'static str,
+}
+
+/// What a key takes (for the reference; the validator has one conversion per key).
+#[derive(Debug)]
+pub enum Ty {
+    String,
+    Bool,
+    /// A duration string, see "Durations"; `nonzero` when 0 is rejected.
+    Duration {
+        nonzero: bool,
+    },
+    /// A byte size: a string like `"64KiB"` or an integer number of bytes.
+    Size,
+    /// A path; relative paths are resolved against the config file's directory.
+    Path,
+    /// A command as an array of strings, no shell.
+    Argv,
+    Table,
+    ArrayOfTables,
+    Int {
+        min: i64,
+        max: Option<i64>,
+    },
+    Float {
+        min: f64,
+    },
+    OneOf(&'static [&'static str]),
+    /// One of [`DRIVERS`].
+    Driver,
+    /// One of [`CHECK_KINDS`].
+    CheckKind,
+    Other(&'static str),
+}
+
+/// A key's default.
+#[derive(Debug)]
+pub enum Dflt {
+    Required,
+    /// Optional, and absent means "not set".
+    None,
+    /// The default as a TOML literal: the validator parses exactly this text when the key
+    /// is absent, so the documented default is the real one.
+    Value(&'static str),
+    /// A default that depends on the environment, described in words.
+    Computed(&'static str),
+}
+
+pub const LOG_FORMATS: &[&str] = &["human", "json"];
+pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+pub const ON_FAILURE_WORDS: &[&str] = &["restart", "alert"];
+pub const SEVERITIES: &[&str] = &["critical", "warning"];
+pub const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
+pub const PROTOCOLS: &[&str] = &["tcp", "udp"];
+
+/// Drivers this version implements, with their keys.
+pub static DRIVERS: &[(&str, &Section)] = &[("command", &DRIVER_COMMAND)];
+/// Drivers the product contract names that are not implemented yet.
+pub const PLANNED_DRIVERS: &[&str] = &["exec", "systemd", "docker"];
+
+/// Check kinds this version implements, with their keys.
+pub static CHECK_KINDS: &[(&str, &Section)] = &[
+    ("http", &HTTP),
+    ("tcp", &TCP),
+    ("listening", &LISTENING),
+    ("exec", &EXEC),
+];
+/// Check kinds the product contract names that are not implemented yet.
+pub const PLANNED_CHECK_KINDS: &[&str] = &[
+    "sockets",
+    "websocket",
+    "log",
+    "docker",
+    "systemd",
+    "interface",
+    "file_age",
+    "clock",
+    "tls_cert",
+    "redis",
+    "postgres",
+    "mqtt",
+    "process",
+    "heartbeat",
+];
+
+/// Every section, in reference order.
+pub static SECTIONS: &[&Section] = &[
+    &TOP,
+    &VIGIL,
+    &DEFAULTS,
+    &GUARD,
+    &BACKOFF,
+    &SERVICE,
+    &DRIVER_COMMAND,
+    &CHECK,
+    &ON_FAILURE,
+    &HTTP,
+    &TCP,
+    &LISTENING,
+    &EXEC,
+    &SCHEDULE,
+];
+
+const fn key(key: &'static str, ty: Ty, default: Dflt, doc: &'static str) -> KeyDoc {
+    KeyDoc {
+        key,
+        ty,
+        default,
+        doc,
+    }
+}
+
+const POSITIVE: Ty = Ty::Duration { nonzero: true };
+const DURATION: Ty = Ty::Duration { nonzero: false };
+const AT_LEAST_1: Ty = Ty::Int { min: 1, max: None };
+const PORT: Ty = Ty::Int {
+    min: 1,
+    max: Some(65535),
+};
+
+pub static TOP: Section = Section {
+    id: "top-level",
+    header: "top level",
+    also: &[],
+    applies: None,
+    doc: "A configuration file has at most these three tables; anything else is an error.",
+    keys: &[
+        key(
+            "vigil",
+            Ty::Table,
+            Dflt::None,
+            "Settings of Vigil itself: see [`[vigil]`](#vigil).",
+        ),
+        key(
+            "defaults",
+            Ty::Table,
+            Dflt::None,
+            "Defaults every service starts from: see [`[defaults]`](#defaults).",
+        ),
+        key(
+            "services",
+            Ty::Table,
+            Dflt::None,
+            "One table per service, keyed by its name: see [`[services.NAME]`](#services).",
+        ),
+    ],
+    planned: &["alerts"],
+};
+
+pub static VIGIL: Section = Section {
+    id: "vigil",
+    header: "[vigil]",
+    also: &[],
+    applies: None,
+    doc: "Settings of Vigil itself.",
+    keys: &[
+        key(
+            "state_dir",
+            Ty::Path,
+            Dflt::Computed(
+                "`/var/lib/vigil` when running as root, else `$XDG_STATE_HOME/vigil`, else `$HOME/.local/state/vigil`",
+            ),
+            "Where the restart ledger (SQLite) and the per-service lock files live. A relative path is resolved against the config file's directory.",
+        ),
+        key(
+            "log_format",
+            Ty::OneOf(LOG_FORMATS),
+            Dflt::Value("\"human\""),
+            "Log line format. The `--log-format` flag overrides it.",
+        ),
+        key(
+            "log_level",
+            Ty::OneOf(LOG_LEVELS),
+            Dflt::Value("\"info\""),
+            "The least severe level that is logged.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static DEFAULTS: Section = Section {
+    id: "defaults",
+    header: "[defaults]",
+    also: &[],
+    applies: None,
+    doc: "Defaults inherited by every service.",
+    keys: &[key(
+        "guard",
+        Ty::Table,
+        Dflt::None,
+        "The restart guard of every service: see [`[defaults.guard]`](#guard).",
+    )],
+    planned: &[],
+};
+
+pub static GUARD: Section = Section {
+    id: "guard",
+    header: "[defaults.guard]",
+    also: &["[services.NAME.guard]"],
+    applies: None,
+    doc: "The loop-safe gate every restart request passes, from every source and every process: lock, budget, cooldown, backoff. `[defaults.guard]` applies to every service; `[services.NAME.guard]` overrides it key by key for one service.",
+    keys: &[
+        key(
+            "cooldown",
+            DURATION,
+            Dflt::Value("\"120s\""),
+            "Minimum time between two restarts of the service, whatever asked for them.",
+        ),
+        key(
+            "max_restarts",
+            AT_LEAST_1,
+            Dflt::Value("5"),
+            "Restarts allowed inside one rolling `window`. When reached, automatic restarts stop (state `given-up`) until an entry leaves the window, `vigil reset`, or `vigil restart --force`.",
+        ),
+        key(
+            "window",
+            POSITIVE,
+            Dflt::Value("\"1h\""),
+            "The rolling window that `max_restarts` counts over.",
+        ),
+        key(
+            "lock_timeout",
+            DURATION,
+            Dflt::Value("\"10s\""),
+            "How long a restart request waits for the service's restart lock (shared by the daemon and every CLI call) before it is skipped.",
+        ),
+        key(
+            "backoff",
+            Ty::Table,
+            Dflt::None,
+            "Exponential backoff between consecutive restarts: see [`backoff`](#backoff). Off when absent. A service's `backoff` replaces the default one as a whole.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static BACKOFF: Section = Section {
+    id: "backoff",
+    header: "[defaults.guard.backoff]",
+    also: &["[services.NAME.guard.backoff]"],
+    applies: None,
+    doc: "After a streak of `n` quick restarts, the next one must wait `min(initial × factor^(n-1), max)` after the previous one. A service that stayed up for `reset` starts a new streak.",
+    keys: &[
+        key(
+            "initial",
+            POSITIVE,
+            Dflt::Required,
+            "The wait after the first restart of a streak.",
+        ),
+        key(
+            "factor",
+            Ty::Float { min: 1.0 },
+            Dflt::Value("2.0"),
+            "Each further restart of the streak multiplies the wait by this (an integer is fine).",
+        ),
+        key(
+            "max",
+            POSITIVE,
+            Dflt::Required,
+            "The longest wait; at least `initial`.",
+        ),
+        key(
+            "reset",
+            DURATION,
+            Dflt::Value("\"10m\""),
+            "Healthy uptime after which the streak is forgotten.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static SERVICE: Section = Section {
+    id: "services",
+    header: "[services.NAME]",
+    also: &[],
+    applies: None,
+    doc: "Something Vigil can restart. `NAME` uses letters, digits, `_`, `.`, `@` and `-`, starts with a letter or digit, and has at most 64 characters; quote names with dots or `@` (`[services.\"api@2\"]`). The driver's keys (below) sit in the same table.",
+    keys: &[
+        key(
+            "driver",
+            Ty::Driver,
+            Dflt::Required,
+            "How the service is restarted. `\"exec\"`, `\"systemd\"` and `\"docker\"` are recognised but not available yet.",
+        ),
+        key(
+            "guard",
+            Ty::Table,
+            Dflt::None,
+            "Overrides of [`[defaults.guard]`](#guard) for this service, key by key.",
+        ),
+        key(
+            "checks",
+            Ty::Table,
+            Dflt::None,
+            "Health checks, one table per check: [`[services.NAME.checks.CHECK]`](#checks).",
+        ),
+        key(
+            "schedule",
+            Ty::ArrayOfTables,
+            Dflt::None,
+            "Scheduled restarts: [`[[services.NAME.schedule]]`](#schedule).",
+        ),
+    ],
+    planned: &["group", "after", "alerts"],
+};
+
+pub static DRIVER_COMMAND: Section = Section {
+    id: "driver-command",
+    header: "[services.NAME]",
+    also: &[],
+    applies: Some("driver = \"command\""),
+    doc: "Vigil runs commands you give it (argv lists, no shell) to restart, start, stop and query the service, e.g. an existing `managed_start.sh restart`. Each command runs in its own process group and is killed with it after `command_timeout`.",
+    keys: &[
+        key(
+            "restart_command",
+            Ty::Argv,
+            Dflt::Required,
+            "Restarts the service.",
+        ),
+        key("start_command", Ty::Argv, Dflt::None, "Starts the service."),
+        key("stop_command", Ty::Argv, Dflt::None, "Stops the service."),
+        key(
+            "status_command",
+            Ty::Argv,
+            Dflt::None,
+            "Tells whether the service runs: exit status 0 means running.",
+        ),
+        key(
+            "command_timeout",
+            POSITIVE,
+            Dflt::Value("\"60s\""),
+            "Each command is killed (its whole process group) after this long and counts as failed.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static CHECK: Section = Section {
+    id: "checks",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: None,
+    doc: "A probe of the service's health; `CHECK` follows the naming rules of services. A check runs every `every`. One run makes up to `retries` attempts, `retry_delay` apart, and passes on the first passing attempt. `failure_threshold` consecutive failed runs turn the check failing, which triggers `on_failure` (again on every further failed run while it stays failing); `success_threshold` consecutive passing runs recover it. The keys below apply to every kind; each kind adds its own.",
+    keys: &[
+        key(
+            "kind",
+            Ty::CheckKind,
+            Dflt::Required,
+            "What is probed; see the kinds below.",
+        ),
+        key(
+            "every",
+            POSITIVE,
+            Dflt::Value("\"30s\""),
+            "Interval between runs.",
+        ),
+        key(
+            "timeout",
+            POSITIVE,
+            Dflt::Value("\"10s\""),
+            "Deadline of one attempt.",
+        ),
+        key(
+            "retries",
+            AT_LEAST_1,
+            Dflt::Value("1"),
+            "Attempts inside one run.",
+        ),
+        key(
+            "retry_delay",
+            DURATION,
+            Dflt::Value("\"5s\""),
+            "Pause between the attempts of one run.",
+        ),
+        key(
+            "failure_threshold",
+            AT_LEAST_1,
+            Dflt::Value("1"),
+            "Consecutive failed runs before the check is failing.",
+        ),
+        key(
+            "success_threshold",
+            AT_LEAST_1,
+            Dflt::Value("1"),
+            "Consecutive passing runs before a failing check recovers.",
+        ),
+        key(
+            "grace",
+            DURATION,
+            Dflt::Value("\"0s\""),
+            "No verdicts until the service has been up this long (the uptime comes from the driver).",
+        ),
+        key(
+            "on_failure",
+            Ty::Other("`\"restart\"`, `\"alert\"` or `{ exec = [...] }`"),
+            Dflt::Value("\"restart\""),
+            "What a failing check does: ask the guard for a restart (source `health`), only alert, or run a repair command (through the same guard). See [`on_failure`](#on-failure).",
+        ),
+        key(
+            "severity",
+            Ty::OneOf(SEVERITIES),
+            Dflt::Value("\"critical\""),
+            "A `warning` check yields `warn` verdicts: it alerts, never restarts.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static ON_FAILURE: Section = Section {
+    id: "on-failure",
+    header: "on_failure = { ... }",
+    also: &[],
+    applies: None,
+    doc: "The table form of a check's `on_failure`: a repair command instead of a restart, e.g. `on_failure = { exec = [\"/usr/local/bin/flush-cache\"] }`.",
+    keys: &[key("exec", Ty::Argv, Dflt::Required, "The repair command.")],
+    planned: &[],
+};
+
+pub static HTTP: Section = Section {
+    id: "check-http",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"http\""),
+    doc: "An HTTP(S) request must get an accepted status (and body) within `timeout`.",
+    keys: &[
+        key(
+            "url",
+            Ty::Other("URL"),
+            Dflt::Required,
+            "An absolute `http://` or `https://` URL with a host.",
+        ),
+        key(
+            "method",
+            Ty::OneOf(HTTP_METHODS),
+            Dflt::Value("\"GET\""),
+            "The request method; case-insensitive.",
+        ),
+        key(
+            "expect_status",
+            Ty::Other("status code, range string, or array of them"),
+            Dflt::Value("\"200-399\""),
+            "Accepted status codes: `200`, `\"200-399\"`, or a list such as `[200, \"300-302\"]`. Codes are 100 to 599.",
+        ),
+        key(
+            "body_contains",
+            Ty::String,
+            Dflt::None,
+            "The body must contain this text.",
+        ),
+        key(
+            "body_regex",
+            Ty::Other("regex"),
+            Dflt::None,
+            "The body must match this regular expression (Rust `regex` syntax).",
+        ),
+        key(
+            "headers",
+            Ty::Other("table of strings"),
+            Dflt::None,
+            "Extra request headers, sent in file order, e.g. `{ Authorization = \"Bearer xyz\" }`.",
+        ),
+        key(
+            "ca_file",
+            Ty::Path,
+            Dflt::None,
+            "Extra trusted root certificates (PEM).",
+        ),
+        key(
+            "insecure",
+            Ty::Bool,
+            Dflt::Value("false"),
+            "Do not verify the server's certificate.",
+        ),
+        key(
+            "follow_redirects",
+            Ty::Bool,
+            Dflt::Value("false"),
+            "Follow redirects; otherwise the redirect's own status is judged.",
+        ),
+        key(
+            "max_body",
+            Ty::Size,
+            Dflt::Value("\"1MiB\""),
+            "At most this much of the body is read (and matched).",
+        ),
+    ],
+    planned: &["client_cert", "client_key", "proxy", "max_latency"],
+};
+
+pub static TCP: Section = Section {
+    id: "check-tcp",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"tcp\""),
+    doc: "A TCP connection to `host:port` must succeed within `timeout`.",
+    keys: &[
+        key(
+            "host",
+            Ty::String,
+            Dflt::Required,
+            "Host name or IP address (not empty).",
+        ),
+        key("port", PORT, Dflt::Required, "TCP port."),
+    ],
+    planned: &[],
+};
+
+pub static LISTENING: Section = Section {
+    id: "check-listening",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"listening\""),
+    doc: "A local socket must be bound to `port` (a TCP socket in LISTEN, or a bound UDP socket), like `ss -tln`; read from `/proc/net`, nothing is sent.",
+    keys: &[
+        key("port", PORT, Dflt::Required, "Local port."),
+        key(
+            "protocol",
+            Ty::OneOf(PROTOCOLS),
+            Dflt::Value("\"tcp\""),
+            "Socket protocol.",
+        ),
+        key(
+            "address",
+            Ty::Other("IP address"),
+            Dflt::Computed("any address"),
+            "Only sockets bound to this address (or to the wildcard address) count.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static EXEC: Section = Section {
+    id: "check-exec",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"exec\""),
+    doc: "A command must exit with `expect_exit` (and print `stdout_contains`) within `timeout`; it is killed with its process group after that.",
+    keys: &[
+        key("command", Ty::Argv, Dflt::Required, "The command to run."),
+        key(
+            "expect_exit",
+            Ty::Int {
+                min: 0,
+                max: Some(255),
+            },
+            Dflt::Value("0"),
+            "The exit status that passes.",
+        ),
+        key(
+            "stdout_contains",
+            Ty::String,
+            Dflt::None,
+            "Standard output must contain this text.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static SCHEDULE: Section = Section {
+    id: "schedule",
+    header: "[[services.NAME.schedule]]",
+    also: &[],
+    applies: None,
+    doc: "A scheduled restart: a restart request with source `schedule`, through the guard like any other (so it is skipped while the guard says so). Each entry has exactly one of `cron` or `every`.",
+    keys: &[
+        key(
+            "cron",
+            Ty::Other("cron expression"),
+            Dflt::None,
+            "Five fields (minute, hour, day of month, month, day of week), or six with a leading seconds field, e.g. `\"0 8,16 * * *\"`.",
+        ),
+        key(
+            "every",
+            POSITIVE,
+            Dflt::None,
+            "A fixed interval instead of `cron`.",
+        ),
+        key(
+            "timezone",
+            Ty::Other("IANA time zone"),
+            Dflt::Value("\"UTC\""),
+            "The time zone `cron` is evaluated in, e.g. `\"Europe/Berlin\"`. Only with `cron`.",
+        ),
+    ],
+    planned: &[],
+};

@@ -1,0 +1,897 @@
+//! From spanned TOML values to typed values, one conversion per kind of value.
+//!
+//! Owns the validation context ([`Cx`], which collects errors instead of stopping), key
+//! paths, the [`Table`] view that knows its section's keys (for unknown-key detection and
+//! documented defaults), and the conversions (durations, sizes, argv, URLs, ...). Every
+//! conversion reports what it expected and what it saw, at the value's span, and returns
+//! `None` on error so that validation goes on and every error is collected. Nothing here
+//! knows which key means what; that is `validate`'s job.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeString, DeValue};
+
+use crate::error::{ConfigError, Positions};
+use crate::model::{Argv, Pattern};
+use crate::schema::{Dflt, KeyDoc, Section};
+use crate::suggest;
+
+pub(crate) type Value<'a> = Spanned<DeValue<'a>>;
+
+/// Durations longer than this are rejected: nobody means them, and they would overflow
+/// instant arithmetic downstream.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The validation context: where errors go.
+pub(crate) struct Cx<'s> {
+    file: &'s Path,
+    pos: Positions<'s>,
+    /// Relative paths in the file are resolved against this directory.
+    base_dir: &'s Path,
+    pub(crate) errors: Vec<ConfigError>,
+}
+
+impl<'s> Cx<'s> {
+    pub(crate) fn new(file: &'s Path, src: &'s str, base_dir: &'s Path) -> Self {
+        Cx {
+            file,
+            pos: Positions::new(src),
+            base_dir,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn error(&mut self, span: Range<usize>, path: &KeyPath, message: impl Into<String>) {
+        let e = self.pos.error(self.file, span, path.as_str(), message);
+        self.errors.push(e);
+    }
+}
+
+/// A dotted key path such as `services.web.checks.health.every`, quoting segments that are
+/// not bare TOML keys and indexing arrays as `schedule[0]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KeyPath(String);
+
+impl KeyPath {
+    pub(crate) fn key(&self, key: &str) -> KeyPath {
+        let bare = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let segment = if bare {
+            key.to_owned()
+        } else {
+            format!("{key:?}")
+        };
+        if self.0.is_empty() {
+            KeyPath(segment)
+        } else {
+            KeyPath(format!("{}.{segment}", self.0))
+        }
+    }
+
+    pub(crate) fn index(&self, i: usize) -> KeyPath {
+        KeyPath(format!("{}[{i}]", self.0))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A TOML table seen through the sections that define its keys.
+pub(crate) struct Table<'a> {
+    /// Entries in file order.
+    entries: Vec<(&'a Spanned<DeString<'a>>, &'a Value<'a>)>,
+    pub(crate) span: Range<usize>,
+    pub(crate) path: KeyPath,
+    /// How messages name the table, e.g. `[services.web.checks.health]`.
+    pub(crate) label: String,
+    sections: Vec<&'static Section>,
+}
+
+impl<'a> Table<'a> {
+    /// `None` (with an error) when `v` is not a table.
+    pub(crate) fn new(
+        cx: &mut Cx<'_>,
+        v: &'a Value<'a>,
+        path: KeyPath,
+        label: String,
+        sections: &[&'static Section],
+    ) -> Option<Table<'a>> {
+        let DeValue::Table(map) = v.get_ref() else {
+            type_error(cx, v, &path, "a table");
+            return None;
+        };
+        let mut entries: Vec<_> = map.iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        Some(Table {
+            entries,
+            span: v.span(),
+            path,
+            label,
+            sections: sections.to_vec(),
+        })
+    }
+
+    /// A table that is absent from the file: every key takes its default.
+    pub(crate) fn empty(
+        span: Range<usize>,
+        path: KeyPath,
+        label: String,
+        sections: &[&'static Section],
+    ) -> Table<'a> {
+        Table {
+            entries: Vec::new(),
+            span,
+            path,
+            label,
+            sections: sections.to_vec(),
+        }
+    }
+
+    /// The sub-table `key`, or an empty one when absent. `None` (with an error) when `key`
+    /// holds something else than a table.
+    pub(crate) fn child_or_empty(
+        &self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        sections: &[&'static Section],
+    ) -> Option<Table<'a>> {
+        let path = self.path.key(key);
+        let label = format!("[{path}]");
+        match self.get(key) {
+            Some(v) => Table::new(cx, v, path, label, sections),
+            None => Some(Table::empty(self.span.clone(), path, label, sections)),
+        }
+    }
+
+    pub(crate) fn add_section(&mut self, section: &'static Section) {
+        self.sections.push(section);
+    }
+
+    /// Entries in file order, with their key spans.
+    pub(crate) fn entries(
+        &self,
+    ) -> impl Iterator<Item = (&'a Spanned<DeString<'a>>, &'a Value<'a>)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    fn doc(&self, key: &str) -> Option<(&'static Section, &'static KeyDoc)> {
+        self.sections
+            .iter()
+            .find_map(|s| s.key(key).map(|k| (*s, k)))
+    }
+
+    /// The raw value of a documented key.
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value<'a>> {
+        debug_assert!(
+            self.doc(key).is_some(),
+            "key `{key}` of {} is read but not documented in the schema",
+            self.label
+        );
+        self.entries
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// The span of the key `key` itself (not its value), if present.
+    pub(crate) fn key_span(&self, key: &str) -> Option<Range<usize>> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(k, _)| k.span())
+    }
+
+    /// Reports every key that no section of this table documents. `hint` may explain a
+    /// key better than "unknown" (e.g. a key of another check kind).
+    pub(crate) fn reject_unknown(&self, cx: &mut Cx<'_>, hint: &dyn Fn(&str) -> Option<String>) {
+        for (k, _) in &self.entries {
+            let key = k.get_ref().as_ref();
+            if self.doc(key).is_some() {
+                continue;
+            }
+            let message = if self.sections.iter().any(|s| s.planned.contains(&key)) {
+                format!("`{key}` is not available yet in {}", self.label)
+            } else if let Some(h) = hint(key) {
+                h
+            } else {
+                let known = self
+                    .sections
+                    .iter()
+                    .flat_map(|s| s.keys.iter().map(|k| k.key));
+                match suggest::closest(key, known) {
+                    Some(near) => format!(
+                        "unknown key `{key}` in {}; did you mean `{near}`?",
+                        self.label
+                    ),
+                    None => {
+                        let known: Vec<String> = self
+                            .sections
+                            .iter()
+                            .flat_map(|s| s.keys.iter().map(|k| format!("`{}`", k.key)))
+                            .collect();
+                        format!(
+                            "unknown key `{key}` in {} (known keys: {})",
+                            self.label,
+                            known.join(", ")
+                        )
+                    }
+                }
+            };
+            cx.error(k.span(), &self.path.key(key), message);
+        }
+    }
+
+    /// A key that must be present.
+    pub(crate) fn required<T>(
+        &self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        conv: impl FnOnce(&mut Cx<'_>, &'a Value<'a>, &KeyPath) -> Option<T>,
+    ) -> Option<T> {
+        let path = self.path.key(key);
+        match self.get(key) {
+            Some(v) => conv(cx, v, &path),
+            None => {
+                let context = match self.doc(key).and_then(|(s, _)| s.applies) {
+                    Some(applies) => format!(" for {}", applies.replacen(" = ", " ", 1)),
+                    None => String::new(),
+                };
+                let message = format!("missing required key `{key}`{context} in {}", self.label);
+                cx.error(self.span.clone(), &path, message);
+                None
+            }
+        }
+    }
+
+    /// A key that may be absent; `None` when absent or invalid.
+    pub(crate) fn optional<T>(
+        &self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        conv: impl FnOnce(&mut Cx<'_>, &'a Value<'a>, &KeyPath) -> Option<T>,
+    ) -> Option<T> {
+        let path = self.path.key(key);
+        self.get(key).and_then(|v| conv(cx, v, &path))
+    }
+
+    /// A key with a documented default: the value when present and valid, else the
+    /// default from the schema, parsed by the same conversion. (After an invalid value the
+    /// error is already recorded; the default only lets validation go on.)
+    pub(crate) fn defaulted<T>(
+        &self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        conv: impl for<'v> Fn(&mut Cx<'_>, &'v Value<'v>, &KeyPath) -> Option<T>,
+    ) -> Option<T> {
+        let path = self.path.key(key);
+        if let Some(v) = self.get(key)
+            && let Some(t) = conv(cx, v, &path)
+        {
+            return Some(t);
+        }
+        let literal = match self.doc(key).map(|(_, d)| &d.default) {
+            Some(Dflt::Value(literal)) => *literal,
+            _ => {
+                let message = format!("internal error: key `{key}` has no documented default");
+                cx.error(self.span.clone(), &path, message);
+                return None;
+            }
+        };
+        let parsed = documented_default(cx, literal, &path, &conv);
+        if parsed.is_none() {
+            let message =
+                format!("internal error: the documented default {literal} of `{key}` is invalid");
+            cx.error(self.span.clone(), &path, message);
+        }
+        parsed
+    }
+}
+
+/// Parses a schema default literal with `conv`, in a scratch context so that positions
+/// inside the literal never leak into the file's errors.
+pub(crate) fn documented_default<T>(
+    cx: &Cx<'_>,
+    literal: &str,
+    path: &KeyPath,
+    conv: &dyn for<'v> Fn(&mut Cx<'_>, &'v Value<'v>, &KeyPath) -> Option<T>,
+) -> Option<T> {
+    let value = DeValue::parse(literal).ok()?;
+    let mut scratch = Cx::new(cx.file, literal, cx.base_dir);
+    let t = conv(&mut scratch, &value, path);
+    if scratch.errors.is_empty() { t } else { None }
+}
+
+/// How a value is named in "found ..." messages.
+pub(crate) fn found(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("a string {:?}", shorten(s)),
+        DeValue::Integer(i) => format!("integer {i}"),
+        DeValue::Float(f) => format!("float {f}"),
+        DeValue::Boolean(b) => format!("boolean {b}"),
+        DeValue::Datetime(d) => format!("datetime {d}"),
+        DeValue::Array(_) => "an array".to_owned(),
+        DeValue::Table(_) => "a table".to_owned(),
+    }
+}
+
+/// Long values are cut in messages so that one error stays one readable line.
+pub(crate) fn shorten(s: &str) -> String {
+    const MAX: usize = 60;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let mut cut: String = s.chars().take(MAX).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+pub(crate) fn type_error(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath, expected: &str) {
+    cx.error(
+        v.span(),
+        path,
+        format!("expected {expected}, found {}", found(v.get_ref())),
+    );
+}
+
+pub(crate) fn string(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    match v.get_ref() {
+        DeValue::String(s) => Some(s.to_string()),
+        _ => {
+            type_error(cx, v, path, "a string");
+            None
+        }
+    }
+}
+
+pub(crate) fn nonempty_string(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    let s = string(cx, v, path)?;
+    if s.trim().is_empty() {
+        cx.error(v.span(), path, "must not be empty");
+        return None;
+    }
+    Some(s)
+}
+
+pub(crate) fn boolean(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<bool> {
+    match v.get_ref() {
+        DeValue::Boolean(b) => Some(*b),
+        _ => {
+            type_error(cx, v, path, "a boolean (true or false)");
+            None
+        }
+    }
+}
+
+/// An integer in `min..=max`.
+pub(crate) fn integer(
+    cx: &mut Cx<'_>,
+    v: &Value<'_>,
+    path: &KeyPath,
+    min: i64,
+    max: i64,
+) -> Option<i64> {
+    let DeValue::Integer(i) = v.get_ref() else {
+        type_error(cx, v, path, "an integer");
+        return None;
+    };
+    let Ok(n) = i64::from_str_radix(i.as_str(), i.radix()) else {
+        cx.error(
+            v.span(),
+            path,
+            format!("integer {i} is out of range: expected {min}..={max}"),
+        );
+        return None;
+    };
+    if n < min && max == i64::MAX {
+        cx.error(v.span(), path, format!("must be at least {min}, found {n}"));
+        return None;
+    }
+    if n < min || n > max {
+        cx.error(
+            v.span(),
+            path,
+            format!("{n} is out of range: expected {min}..={max}"),
+        );
+        return None;
+    }
+    Some(n)
+}
+
+/// A count of at least 1 (thresholds, retries, budgets).
+pub(crate) fn count(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<u32> {
+    let n = integer(cx, v, path, 1, i64::MAX)?;
+    match u32::try_from(n) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            cx.error(
+                v.span(),
+                path,
+                format!("{n} is too large: at most {}", u32::MAX),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn port(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<u16> {
+    let n = integer(cx, v, path, 1, 65535)?;
+    u16::try_from(n).ok()
+}
+
+/// A float (or integer) of at least `min`.
+pub(crate) fn number_at_least(
+    cx: &mut Cx<'_>,
+    v: &Value<'_>,
+    path: &KeyPath,
+    min: f64,
+) -> Option<f64> {
+    let n = match v.get_ref() {
+        DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .map(|n| n as f64),
+        _ => {
+            type_error(cx, v, path, "a number");
+            return None;
+        }
+    };
+    match n {
+        Some(n) if n.is_finite() && n >= min => Some(n),
+        _ => {
+            let shown = v.get_ref();
+            let shown = match shown {
+                DeValue::Float(f) => f.to_string(),
+                DeValue::Integer(i) => i.to_string(),
+                _ => String::new(),
+            };
+            cx.error(
+                v.span(),
+                path,
+                format!("must be a finite number of at least {min:?}, found {shown}"),
+            );
+            None
+        }
+    }
+}
+
+/// A duration string: `"30s"`, `"5m"`, `"1h 30m"`, `"250ms"`, `"PT90S"`, or `"0"`.
+pub(crate) fn duration(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Duration> {
+    let s = match v.get_ref() {
+        DeValue::String(s) => s,
+        DeValue::Integer(i) => {
+            let message = format!(
+                "expected a duration string like \"30s\", found integer {i} (write \"{i}s\" for seconds)"
+            );
+            cx.error(v.span(), path, message);
+            return None;
+        }
+        other => {
+            let message = format!(
+                "expected a duration string like \"30s\", found {}",
+                found(other)
+            );
+            cx.error(v.span(), path, message);
+            return None;
+        }
+    };
+    match parse_duration(s) {
+        Ok(d) => Some(d),
+        Err(message) => {
+            cx.error(v.span(), path, message);
+            None
+        }
+    }
+}
+
+/// A duration greater than zero.
+pub(crate) fn positive_duration(
+    cx: &mut Cx<'_>,
+    v: &Value<'_>,
+    path: &KeyPath,
+) -> Option<Duration> {
+    let d = duration(cx, v, path)?;
+    if d.is_zero() {
+        cx.error(v.span(), path, "must be greater than 0");
+        return None;
+    }
+    Some(d)
+}
+
+/// Parses the duration syntax of the config file (see the reference's "Durations").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let invalid = || {
+        format!(
+            "invalid duration {:?}: expected e.g. \"30s\", \"5m\", \"1h 30m\"",
+            shorten(s)
+        )
+    };
+    // jiff also reads "30" as an error and "1d" as calendar units; both stay errors.
+    let Ok(signed) = t.parse::<jiff::SignedDuration>() else {
+        return Err(invalid());
+    };
+    if signed.is_negative() {
+        return Err(format!(
+            "invalid duration {:?}: must not be negative",
+            shorten(s)
+        ));
+    }
+    match Duration::try_from(signed) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) => Err(format!(
+            "duration {:?} is too long: at most 100 years",
+            shorten(s)
+        )),
+        Err(_) => Err(invalid()),
+    }
+}
+
+/// A byte size: `"64KiB"`, `"1MiB"`, `"1000"`, or an integer number of bytes.
+pub(crate) fn size(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<usize> {
+    let bytes = match v.get_ref() {
+        DeValue::Integer(_) => {
+            integer(cx, v, path, 0, i64::MAX).and_then(|n| u64::try_from(n).ok())?
+        }
+        DeValue::String(s) => match parse_size(s) {
+            Ok(n) => n,
+            Err(message) => {
+                cx.error(v.span(), path, message);
+                return None;
+            }
+        },
+        _ => {
+            type_error(cx, v, path, "a size like \"64KiB\" or a number of bytes");
+            return None;
+        }
+    };
+    match usize::try_from(bytes) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            cx.error(v.span(), path, "size is too large");
+            None
+        }
+    }
+}
+
+/// Parses a size string: digits and an optional unit `B`, `KB`, `KiB`, `MB`, `MiB`, `GB`,
+/// `GiB` (case-insensitive).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let invalid = || {
+        format!(
+            "invalid size {:?}: expected e.g. \"64KiB\", \"1MiB\", \"1000\" (bytes)",
+            shorten(s)
+        )
+    };
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(invalid());
+    }
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(invalid()),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("size {:?} is too large", shorten(s)))
+}
+
+/// A path; relative paths are resolved against the config file's directory.
+pub(crate) fn path(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<PathBuf> {
+    let s = string(cx, v, path)?;
+    if s.is_empty() {
+        cx.error(v.span(), path, "path must not be empty");
+        return None;
+    }
+    if s.contains('\0') {
+        cx.error(v.span(), path, "path must not contain NUL characters");
+        return None;
+    }
+    Some(cx.base_dir.join(s))
+}
+
+/// A command as a non-empty array of strings; no shell is involved.
+pub(crate) fn argv(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Argv> {
+    let items = match v.get_ref() {
+        DeValue::Array(items) => items,
+        DeValue::String(s) => {
+            let message = format!(
+                "expected a command as an array of strings like [\"/usr/bin/prog\", \"arg\"], found a string {:?} (no shell is involved: write each argument as its own element)",
+                shorten(s)
+            );
+            cx.error(v.span(), path, message);
+            return None;
+        }
+        _ => {
+            type_error(cx, v, path, "a command as an array of strings");
+            return None;
+        }
+    };
+    if items.is_empty() {
+        let message = "empty command: expected at least the program, e.g. [\"/usr/bin/true\"]";
+        cx.error(v.span(), path, message);
+        return None;
+    }
+    let mut args = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        match item.get_ref() {
+            DeValue::String(s) if s.contains('\0') => {
+                cx.error(
+                    item.span(),
+                    &path.index(i),
+                    "argument must not contain NUL characters",
+                );
+                ok = false;
+            }
+            DeValue::String(s) => args.push(s.to_string()),
+            _ => {
+                type_error(cx, item, &path.index(i), "a string");
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let program_span = items.first().map_or(v.span(), |p| p.span());
+    let argv = Argv::new(args);
+    if argv.is_none() {
+        cx.error(
+            program_span,
+            &path.index(0),
+            "the program (first element) must not be empty",
+        );
+    }
+    argv
+}
+
+/// A string that must be one of `options` (compared exactly).
+pub(crate) fn one_of(
+    cx: &mut Cx<'_>,
+    v: &Value<'_>,
+    path: &KeyPath,
+    what: &str,
+    options: &'static [&'static str],
+) -> Option<&'static str> {
+    let s = string(cx, v, path)?;
+    if let Some(found) = options.iter().find(|o| **o == s) {
+        return Some(found);
+    }
+    cx.error(v.span(), path, unknown_word(what, &s, options, &[]));
+    None
+}
+
+/// `unknown WHAT "s"; did you mean "x"? (expected one of ...)`.
+pub(crate) fn unknown_word(what: &str, s: &str, options: &[&str], also_known: &[&str]) -> String {
+    let listed: Vec<String> = options.iter().map(|o| format!("{o:?}")).collect();
+    let candidates = options.iter().chain(also_known).copied();
+    match suggest::closest(s, candidates) {
+        Some(near) => format!(
+            "unknown {what} {:?}; did you mean {near:?}? (expected one of {})",
+            shorten(s),
+            listed.join(", ")
+        ),
+        None => format!(
+            "unknown {what} {:?}: expected one of {}",
+            shorten(s),
+            listed.join(", ")
+        ),
+    }
+}
+
+pub(crate) fn regex(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Pattern> {
+    let s = string(cx, v, path)?;
+    match regex::Regex::new(&s) {
+        Ok(re) => Some(Pattern(re)),
+        Err(e) => {
+            // The syntax error's Display is a multi-line diagram; keep its last line.
+            let text = e.to_string();
+            let reason = text
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("error: "))
+                .unwrap_or_else(|| text.lines().last().unwrap_or("invalid"))
+                .to_owned();
+            cx.error(
+                v.span(),
+                path,
+                format!("invalid regex {:?}: {reason}", shorten(&s)),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn ip_addr(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<IpAddr> {
+    let s = string(cx, v, path)?;
+    match s.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            let message = format!(
+                "invalid IP address {:?}: expected e.g. \"127.0.0.1\" or \"::1\"",
+                shorten(&s)
+            );
+            cx.error(v.span(), path, message);
+            None
+        }
+    }
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+pub(crate) fn http_url(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    let s = string(cx, v, path)?;
+    match check_http_url(&s) {
+        Ok(()) => Some(s),
+        Err(reason) => {
+            cx.error(
+                v.span(),
+                path,
+                format!("invalid URL {:?}: {reason}", shorten(&s)),
+            );
+            None
+        }
+    }
+}
+
+fn check_http_url(s: &str) -> Result<(), &'static str> {
+    let lower = s.to_ascii_lowercase();
+    let rest_at = if lower.starts_with("http://") {
+        7
+    } else if lower.starts_with("https://") {
+        8
+    } else {
+        return Err("must be an absolute http:// or https:// URL with a host");
+    };
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters");
+    }
+    let rest = s.get(rest_at..).unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let Some((inside, after)) = bracketed.split_once(']') else {
+            return Err("unclosed '[' in the host");
+        };
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("invalid IPv6 address in the host");
+        }
+        match after {
+            "" => (inside, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (inside, Some(port)),
+                None => return Err("unexpected text after the IPv6 address"),
+            },
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("must be an absolute http:// or https:// URL with a host");
+    }
+    if !host_port.starts_with('[')
+        && !host
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '%'))
+    {
+        return Err("the host contains invalid characters");
+    }
+    if let Some(port) = port {
+        // An empty port ("http://host:/") means the default port.
+        if !port.is_empty() && !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return Err("the port must be a number in 1..=65535");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = |s: &str| parse_duration(s).unwrap();
+        assert_eq!(ok("0"), Duration::ZERO);
+        assert_eq!(ok("0s"), Duration::ZERO);
+        assert_eq!(ok("120s"), Duration::from_secs(120));
+        assert_eq!(ok("5m"), Duration::from_secs(300));
+        assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
+        assert_eq!(ok("250ms"), Duration::from_millis(250));
+        assert_eq!(ok("PT90S"), Duration::from_secs(90));
+        assert!(
+            parse_duration("-5s")
+                .unwrap_err()
+                .contains("must not be negative")
+        );
+        assert!(parse_duration("5x").unwrap_err().contains("expected e.g."));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(
+            parse_duration("1000000000h")
+                .unwrap_err()
+                .contains("too long")
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("2 kb"), Ok(2000));
+        assert_eq!(parse_size("7B"), Ok(7));
+        assert!(parse_size("1.5MiB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(
+            parse_size("99999999999999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn urls() {
+        for good in [
+            "http://localhost",
+            "https://example.com:8443/health?x=1#y",
+            "HTTP://user:pw@127.0.0.1:80/",
+            "http://[::1]:8080/x",
+            "http://host:/",
+        ] {
+            assert_eq!(check_http_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "localhost:8080",
+            "ftp://x",
+            "http://",
+            "http:///path",
+            "http://a b",
+            "http://host:0/",
+            "http://host:99999/",
+            "http://[::1/",
+            "http://ho$t/",
+        ] {
+            assert!(check_http_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_paths_quote_non_bare_segments() {
+        let p = KeyPath::default()
+            .key("services")
+            .key("api@2")
+            .key("schedule")
+            .index(0);
+        assert_eq!(p.as_str(), "services.\"api@2\".schedule[0]");
+    }
+}

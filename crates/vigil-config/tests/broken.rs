@@ -1,0 +1,744 @@
+//! Broken configurations: each must fail with an error at the exact `line:col` and a
+//! message that says what was expected and what was seen.
+
+#![allow(clippy::unwrap_used)] // Test helpers may unwrap: a panic is a test failure.
+
+use std::path::Path;
+
+use vigil_config::{ConfigErrors, parse};
+
+/// Lines 1-3: a valid service. Checks and schedules in the cases start at line 4.
+const HEAD: &str = "[services.web]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n";
+
+/// Lines 1-7: a valid service with a valid tcp check; the case's line is line 8.
+fn tcp_check(line: &str) -> String {
+    format!(
+        "{HEAD}[services.web.checks.health]\nkind = \"tcp\"\nhost = \"localhost\"\nport = 8080\n{line}\n"
+    )
+}
+
+/// Lines 1-6: a valid service with an http check; the case's line is line 7.
+fn http_check(line: &str) -> String {
+    format!(
+        "{HEAD}[services.web.checks.health]\nkind = \"http\"\nurl = \"http://localhost:8080/health\"\n{line}\n"
+    )
+}
+
+/// Lines 1-4: a valid service and a schedule entry header; the case's lines start at 5.
+fn schedule(lines: &str) -> String {
+    format!("{HEAD}[[services.web.schedule]]\n{lines}\n")
+}
+
+fn errors(src: &str) -> ConfigErrors {
+    match parse(src, Path::new("vigil.toml")) {
+        Ok(config) => panic!("expected errors, got a config: {config:#?}\n--- source:\n{src}"),
+        Err(e) => e,
+    }
+}
+
+#[track_caller]
+fn assert_error(src: &str, line: usize, col: usize, fragment: &str) {
+    let errs = errors(src);
+    assert!(
+        errs.iter()
+            .any(|e| e.line == line && e.col == col && e.message.contains(fragment)),
+        "expected an error at {line}:{col} containing {fragment:?}, got:\n{errs}\n--- source:\n{src}"
+    );
+}
+
+/// Like [`assert_error`], and it is the only error.
+#[track_caller]
+fn assert_only_error(src: &str, line: usize, col: usize, fragment: &str) {
+    assert_error(src, line, col, fragment);
+    let errs = errors(src);
+    assert_eq!(errs.len(), 1, "expected exactly one error, got:\n{errs}");
+}
+
+// ---- typos in keys, at every level, with suggestions ----
+
+#[test]
+fn typo_in_top_level_table() {
+    assert_only_error(
+        "[service.web]\ndriver = \"command\"\n",
+        1,
+        2,
+        "unknown key `service` at the top level; did you mean `services`?",
+    );
+}
+
+#[test]
+fn typo_in_vigil() {
+    assert_only_error(
+        "[vigil]\nlog_levl = \"info\"\n",
+        2,
+        1,
+        "unknown key `log_levl` in [vigil]; did you mean `log_level`?",
+    );
+}
+
+#[test]
+fn typo_in_defaults_table_name() {
+    assert_only_error(
+        "[defaults.gaurd]\ncooldown = \"1m\"\n",
+        1,
+        11,
+        "unknown key `gaurd` in [defaults]; did you mean `guard`?",
+    );
+}
+
+#[test]
+fn typo_in_defaults_guard() {
+    assert_only_error(
+        "[defaults.guard]\ncooldwn = \"1m\"\n",
+        2,
+        1,
+        "unknown key `cooldwn` in [defaults.guard]; did you mean `cooldown`?",
+    );
+}
+
+#[test]
+fn typo_in_backoff() {
+    assert_only_error(
+        "[defaults.guard.backoff]\ninitial = \"1s\"\nmax = \"1m\"\nfactr = 2\n",
+        4,
+        1,
+        "did you mean `factor`?",
+    );
+}
+
+#[test]
+fn typo_in_service_key_also_reports_the_missing_key() {
+    let src = "[services.web]\ndriver = \"command\"\nrestart_comand = [\"/bin/true\"]\n";
+    assert_error(
+        src,
+        3,
+        1,
+        "unknown key `restart_comand` in [services.web]; did you mean `restart_command`?",
+    );
+    assert_error(
+        src,
+        1,
+        1,
+        "missing required key `restart_command` for driver \"command\"",
+    );
+    assert_eq!(errors(src).len(), 2);
+}
+
+#[test]
+fn typo_in_check() {
+    assert_only_error(
+        &tcp_check("evry = \"5s\""),
+        8,
+        1,
+        "unknown key `evry` in [services.web.checks.health]; did you mean `every`?",
+    );
+}
+
+#[test]
+fn typo_in_service_guard() {
+    let src = format!("{HEAD}[services.web.guard]\nmax_restart = 3\n");
+    assert_only_error(&src, 5, 1, "did you mean `max_restarts`?");
+}
+
+#[test]
+fn typo_in_schedule_entry() {
+    let src = schedule("corn = \"0 * * * *\"");
+    assert_error(&src, 5, 1, "did you mean `cron`?");
+    assert_error(&src, 4, 1, "needs `cron` or `every`");
+}
+
+#[test]
+fn typo_in_on_failure_table() {
+    let src = tcp_check("on_failure = { exe = [\"/usr/local/bin/repair\"] }");
+    assert_error(&src, 8, 16, "did you mean `exec`?");
+    assert_error(&src, 8, 14, "missing required key `exec`");
+}
+
+#[test]
+fn key_of_another_check_kind() {
+    assert_only_error(
+        &tcp_check("url = \"http://localhost\""),
+        8,
+        1,
+        "key `url` does not apply to check kind \"tcp\" (it belongs to kind \"http\")",
+    );
+}
+
+#[test]
+fn check_key_written_in_the_service_table() {
+    let src = format!("{HEAD}every = \"5s\"\n");
+    assert_only_error(
+        &src,
+        4,
+        1,
+        "`every` is a check key; put it in [services.web.checks.NAME]",
+    );
+}
+
+#[test]
+fn planned_key_is_not_available_yet() {
+    assert_only_error(
+        &http_check("proxy = \"socks5h://127.0.0.1:1080\""),
+        7,
+        1,
+        "`proxy` is not available yet in [services.web.checks.health]",
+    );
+}
+
+// ---- wrong types ----
+
+#[test]
+fn integer_given_as_string() {
+    assert_only_error(
+        "[defaults.guard]\nmax_restarts = \"5\"\n",
+        2,
+        16,
+        "expected an integer, found a string \"5\"",
+    );
+}
+
+#[test]
+fn integer_is_not_a_duration() {
+    assert_only_error(
+        "[defaults.guard]\ncooldown = 120\n",
+        2,
+        12,
+        "expected a duration string like \"30s\", found integer 120",
+    );
+}
+
+#[test]
+fn boolean_given_as_string() {
+    assert_only_error(
+        &http_check("insecure = \"yes\""),
+        7,
+        12,
+        "expected a boolean",
+    );
+}
+
+#[test]
+fn argv_given_as_string() {
+    let src =
+        "[services.web]\ndriver = \"command\"\nrestart_command = \"/bin/systemctl restart web\"\n";
+    assert_only_error(src, 3, 19, "expected a command as an array of strings");
+}
+
+#[test]
+fn argv_element_not_a_string() {
+    let src = "[services.web]\ndriver = \"command\"\nrestart_command = [\"/bin/kill\", 15]\n";
+    let errs = errors(src);
+    assert_eq!(errs.0[0].key_path, "services.web.restart_command[1]");
+    assert_only_error(src, 3, 33, "expected a string, found integer 15");
+}
+
+#[test]
+fn service_is_not_a_table() {
+    assert_only_error(
+        "[services]\nweb = \"command\"\n",
+        2,
+        7,
+        "expected a table, found a string",
+    );
+}
+
+#[test]
+fn header_value_not_a_string() {
+    assert_only_error(
+        &http_check("headers = { X-Retries = 3 }"),
+        7,
+        25,
+        "expected a string, found integer 3",
+    );
+}
+
+// ---- bad values ----
+
+#[test]
+fn bad_duration() {
+    assert_only_error(
+        &tcp_check("every = \"five minutes\""),
+        8,
+        9,
+        "invalid duration \"five minutes\": expected e.g. \"30s\", \"5m\", \"1h 30m\"",
+    );
+}
+
+#[test]
+fn negative_duration() {
+    assert_only_error(
+        "[defaults.guard]\ncooldown = \"-5s\"\n",
+        2,
+        12,
+        "must not be negative",
+    );
+}
+
+#[test]
+fn zero_window() {
+    assert_only_error(
+        "[defaults.guard]\nwindow = \"0s\"\n",
+        2,
+        10,
+        "must be greater than 0",
+    );
+}
+
+#[test]
+fn bad_size() {
+    assert_only_error(
+        &http_check("max_body = \"1 megabyte\""),
+        7,
+        12,
+        "invalid size \"1 megabyte\"",
+    );
+}
+
+#[test]
+fn empty_argv() {
+    let src = "[services.web]\ndriver = \"command\"\nrestart_command = []\n";
+    assert_only_error(src, 3, 19, "empty command");
+}
+
+#[test]
+fn empty_program() {
+    let src = format!("{HEAD}start_command = [\"\", \"x\"]\n");
+    assert_only_error(&src, 4, 18, "the program (first element) must not be empty");
+}
+
+#[test]
+fn bad_regex() {
+    assert_only_error(
+        &http_check("body_regex = \"(unclosed\""),
+        7,
+        14,
+        "invalid regex \"(unclosed\": unclosed group",
+    );
+}
+
+#[test]
+fn bad_url_without_scheme() {
+    let src = format!(
+        "{HEAD}[services.web.checks.health]\nkind = \"http\"\nurl = \"localhost:8080/health\"\n"
+    );
+    assert_only_error(
+        &src,
+        6,
+        7,
+        "invalid URL \"localhost:8080/health\": must be an absolute http:// or https:// URL with a host",
+    );
+}
+
+#[test]
+fn bad_url_without_host() {
+    let src =
+        format!("{HEAD}[services.web.checks.health]\nkind = \"http\"\nurl = \"https:///health\"\n");
+    assert_only_error(&src, 6, 7, "with a host");
+}
+
+#[test]
+fn bad_http_method() {
+    assert_only_error(
+        &http_check("method = \"FETCH\""),
+        7,
+        10,
+        "unknown HTTP method \"FETCH\"",
+    );
+}
+
+#[test]
+fn port_zero() {
+    let src =
+        format!("{HEAD}[services.web.checks.health]\nkind = \"tcp\"\nhost = \"db\"\nport = 0\n");
+    assert_only_error(&src, 7, 8, "0 is out of range: expected 1..=65535");
+}
+
+#[test]
+fn port_too_large() {
+    let src = format!("{HEAD}[services.web.checks.health]\nkind = \"listening\"\nport = 70000\n");
+    assert_only_error(&src, 6, 8, "70000 is out of range: expected 1..=65535");
+}
+
+#[test]
+fn status_range_reversed() {
+    assert_only_error(
+        &http_check("expect_status = \"399-200\""),
+        7,
+        17,
+        "invalid status range \"399-200\": the start must not be greater than the end",
+    );
+}
+
+#[test]
+fn status_code_out_of_range() {
+    assert_only_error(
+        &http_check("expect_status = [200, 600]"),
+        7,
+        23,
+        "status code 600 is out of range: expected 100..=599",
+    );
+}
+
+#[test]
+fn status_range_garbage() {
+    assert_only_error(
+        &http_check("expect_status = \"2xx\""),
+        7,
+        17,
+        "invalid status range \"2xx\"",
+    );
+}
+
+#[test]
+fn bad_listening_address() {
+    let src = format!(
+        "{HEAD}[services.web.checks.health]\nkind = \"listening\"\nport = 80\naddress = \"localhost\"\n"
+    );
+    assert_only_error(&src, 7, 11, "invalid IP address \"localhost\"");
+}
+
+#[test]
+fn expect_exit_out_of_range() {
+    let src = format!(
+        "{HEAD}[services.web.checks.health]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\nexpect_exit = 256\n"
+    );
+    assert_only_error(&src, 7, 15, "256 is out of range: expected 0..=255");
+}
+
+#[test]
+fn failure_threshold_zero() {
+    assert_only_error(
+        &tcp_check("failure_threshold = 0"),
+        8,
+        21,
+        "must be at least 1, found 0",
+    );
+}
+
+#[test]
+fn retries_zero() {
+    assert_only_error(
+        &tcp_check("retries = 0"),
+        8,
+        11,
+        "must be at least 1, found 0",
+    );
+}
+
+#[test]
+fn backoff_max_below_initial() {
+    assert_only_error(
+        "[defaults.guard.backoff]\ninitial = \"5m\"\nmax = \"1m\"\n",
+        3,
+        7,
+        "must be at least `initial` (300s), found 60s",
+    );
+}
+
+#[test]
+fn backoff_factor_below_one() {
+    assert_only_error(
+        "[defaults.guard]\nbackoff = { initial = \"1s\", max = \"1m\", factor = 0.5 }\n",
+        2,
+        50,
+        "must be a finite number of at least 1.0, found 0.5",
+    );
+}
+
+#[test]
+fn backoff_missing_initial() {
+    assert_only_error(
+        "[defaults.guard]\nbackoff = { max = \"1m\" }\n",
+        2,
+        11,
+        "missing required key `initial` in [defaults.guard.backoff]",
+    );
+}
+
+// ---- enumerations ----
+
+#[test]
+fn unknown_check_kind_with_suggestion() {
+    let src = format!("{HEAD}[services.web.checks.health]\nkind = \"htp\"\n");
+    assert_only_error(
+        &src,
+        5,
+        8,
+        "unknown check kind \"htp\"; did you mean \"http\"?",
+    );
+}
+
+#[test]
+fn check_kind_not_available_yet() {
+    let src = format!("{HEAD}[services.web.checks.ws]\nkind = \"websocket\"\nurl = \"ws://x\"\n");
+    assert_only_error(
+        &src,
+        5,
+        8,
+        "check kind \"websocket\" is not available yet (available: http, tcp, listening, exec)",
+    );
+}
+
+#[test]
+fn missing_check_kind() {
+    let src = format!("{HEAD}[services.web.checks.health]\nevery = \"5s\"\n");
+    assert_only_error(
+        &src,
+        4,
+        1,
+        "missing required key `kind` in [services.web.checks.health]",
+    );
+}
+
+#[test]
+fn unknown_driver_with_suggestion() {
+    assert_only_error(
+        "[services.web]\ndriver = \"comand\"\n",
+        2,
+        10,
+        "unknown driver \"comand\"; did you mean \"command\"?",
+    );
+}
+
+#[test]
+fn driver_not_available_yet() {
+    assert_only_error(
+        "[services.web]\ndriver = \"systemd\"\nunit = \"web.service\"\n",
+        2,
+        10,
+        "driver \"systemd\" is not available yet (available: command)",
+    );
+}
+
+#[test]
+fn missing_driver() {
+    assert_only_error(
+        "[services.web]\nrestart_command = [\"/bin/true\"]\n",
+        1,
+        1,
+        "missing required key `driver` in [services.web]",
+    );
+}
+
+#[test]
+fn missing_restart_command() {
+    assert_only_error(
+        "[vigil]\n\n[services.cam]\ndriver = \"command\"\nstop_command = [\"/bin/false\"]\n",
+        3,
+        1,
+        "missing required key `restart_command` for driver \"command\"",
+    );
+}
+
+#[test]
+fn bad_on_failure_word() {
+    assert_only_error(
+        &tcp_check("on_failure = \"reboot\""),
+        8,
+        14,
+        "unknown on_failure \"reboot\": expected one of \"restart\", \"alert\"",
+    );
+}
+
+#[test]
+fn bad_on_failure_type() {
+    assert_only_error(
+        &tcp_check("on_failure = 1"),
+        8,
+        14,
+        "expected \"restart\", \"alert\" or a table like { exec = [\"/path/to/repair\"] }, found integer 1",
+    );
+}
+
+#[test]
+fn bad_severity() {
+    assert_only_error(
+        &tcp_check("severity = \"warn\""),
+        8,
+        12,
+        "unknown severity \"warn\"; did you mean \"warning\"?",
+    );
+}
+
+#[test]
+fn bad_log_format() {
+    assert_only_error(
+        "[vigil]\nlog_format = \"xml\"\n",
+        2,
+        14,
+        "unknown log_format \"xml\": expected one of \"human\", \"json\"",
+    );
+}
+
+#[test]
+fn invalid_service_name() {
+    assert_only_error(
+        "[services.\"my web\"]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n",
+        1,
+        11,
+        "invalid service name \"my web\"",
+    );
+}
+
+#[test]
+fn invalid_check_name() {
+    let src =
+        format!("{HEAD}[services.web.checks._health]\nkind = \"tcp\"\nhost = \"a\"\nport = 1\n");
+    assert_only_error(&src, 4, 22, "invalid check name \"_health\"");
+}
+
+// ---- schedules ----
+
+#[test]
+fn invalid_cron_five_fields() {
+    assert_only_error(
+        &schedule("cron = \"61 * * * *\""),
+        5,
+        8,
+        "invalid cron expression `61 * * * *`",
+    );
+}
+
+#[test]
+fn invalid_cron_six_fields() {
+    assert_only_error(
+        &schedule("cron = \"0 0 25 * * *\""),
+        5,
+        8,
+        "invalid cron expression `0 0 25 * * *`",
+    );
+}
+
+#[test]
+fn invalid_cron_field_count() {
+    assert_only_error(&schedule("cron = \"* * *\""), 5, 8, "expected 5 fields");
+}
+
+#[test]
+fn bad_timezone() {
+    assert_only_error(
+        &schedule("cron = \"0 8 * * *\"\ntimezone = \"Mars/Olympus_Mons\""),
+        6,
+        12,
+        "unknown time zone \"Mars/Olympus_Mons\"",
+    );
+}
+
+#[test]
+fn timezone_typo_is_suggested() {
+    assert_only_error(
+        &schedule("cron = \"0 8 * * *\"\ntimezone = \"Europe/Berln\""),
+        6,
+        12,
+        "did you mean \"Europe/Berlin\"?",
+    );
+}
+
+#[test]
+fn both_cron_and_every() {
+    assert_only_error(
+        &schedule("cron = \"0 * * * *\"\nevery = \"1h\""),
+        6,
+        1,
+        "set either `cron` or `every`, not both",
+    );
+}
+
+#[test]
+fn neither_cron_nor_every() {
+    assert_only_error(
+        &schedule("timezone = \"UTC\""),
+        4,
+        1,
+        "[[services.web.schedule]] entry #1 needs `cron` or `every`",
+    );
+}
+
+#[test]
+fn timezone_with_every() {
+    assert_only_error(
+        &schedule("every = \"6h\"\ntimezone = \"UTC\""),
+        6,
+        1,
+        "`timezone` applies only to `cron` schedules",
+    );
+}
+
+#[test]
+fn schedule_written_as_a_single_table() {
+    let src = format!("{HEAD}[services.web.schedule]\ncron = \"0 * * * *\"\n");
+    assert_only_error(
+        &src,
+        4,
+        1,
+        "expected an array of tables (write [[services.web.schedule]]",
+    );
+}
+
+#[test]
+fn second_schedule_entry_is_indexed() {
+    let src = schedule("every = \"1h\"\n[[services.web.schedule]]\nevery = 5");
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs.0[0].key_path, "services.web.schedule[1].every");
+    assert_error(&src, 7, 9, "found integer 5");
+}
+
+// ---- TOML syntax, duplicates ----
+
+#[test]
+fn duplicate_service() {
+    let src = format!("{HEAD}\n[services.web]\ndriver = \"command\"\n");
+    assert_only_error(
+        &src,
+        5,
+        11,
+        "duplicate table [services.web]: it is already defined on line 1",
+    );
+}
+
+#[test]
+fn duplicate_check_table() {
+    let src = tcp_check("\n[services.web.checks.health]\nkind = \"tcp\"");
+    assert_only_error(
+        &src,
+        9,
+        22,
+        "duplicate table [services.web.checks.health]: it is already defined on line 4",
+    );
+}
+
+#[test]
+fn duplicate_key() {
+    let src = format!("{HEAD}driver = \"command\"\n");
+    assert_only_error(&src, 4, 1, "duplicate key `driver`");
+}
+
+#[test]
+fn unclosed_string() {
+    let src = "[vigil]\nlog_level = \"info\n";
+    let errs = errors(src);
+    assert!(errs.iter().all(|e| e.key_path.is_empty()), "{errs}");
+    assert_error(src, 2, 18, "invalid TOML: invalid basic string");
+}
+
+#[test]
+fn unreadable_file() {
+    let errs = vigil_config::load(Path::new("/nonexistent/vigil.toml")).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    let text = errs.to_string();
+    assert!(
+        text.starts_with("/nonexistent/vigil.toml: cannot read /nonexistent/vigil.toml: "),
+        "{text}"
+    );
+    assert!(text.contains("No such file or directory"), "{text}");
+}
+
+#[test]
+fn error_display_is_file_line_col_key_message() {
+    let errs = errors("[defaults.guard]\ncooldown = 120\n");
+    assert_eq!(
+        errs.to_string(),
+        "vigil.toml:2:12: defaults.guard.cooldown: expected a duration string like \"30s\", found integer 120 (write \"120s\" for seconds)"
+    );
+}

@@ -1,0 +1,66 @@
+//! The documented defaults are the real ones: for every key with a default in the schema,
+//! writing `key = <documented default>` gives the same configuration as leaving it out.
+
+#![allow(clippy::unwrap_used)] // Test helpers may unwrap: a panic is a test failure.
+
+use std::path::Path;
+
+use vigil_config::schema::{self, Dflt, Section};
+use vigil_config::{Config, parse};
+
+const SERVICE: &str = "[services.web]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n";
+
+/// A minimal valid file where `{}` is a line inside the section's table.
+fn template(section: &Section) -> String {
+    let check =
+        |kind_lines: &str| format!("{SERVICE}[services.web.checks.c]\n{kind_lines}\n{{}}\n");
+    match section.id {
+        "vigil" => "[vigil]\n{}\n".to_owned(),
+        "guard" => "[defaults.guard]\n{}\n".to_owned(),
+        "backoff" => "[defaults.guard.backoff]\ninitial = \"1s\"\nmax = \"1h\"\n{}\n".to_owned(),
+        "driver-command" => format!("{SERVICE}{{}}\n"),
+        "checks" | "check-tcp" => check("kind = \"tcp\"\nhost = \"h\"\nport = 1"),
+        "check-http" => check("kind = \"http\"\nurl = \"http://h\""),
+        "check-listening" => check("kind = \"listening\"\nport = 1"),
+        "check-exec" => check("kind = \"exec\"\ncommand = [\"/bin/true\"]"),
+        "schedule" => format!("{SERVICE}[[services.web.schedule]]\ncron = \"0 * * * *\"\n{{}}\n"),
+        other => panic!("no template for section {other}; add one"),
+    }
+}
+
+fn parsed(src: &str) -> Config {
+    parse(src, Path::new("/etc/vigil/vigil.toml"))
+        .unwrap_or_else(|e| panic!("{e}\n--- source:\n{src}"))
+}
+
+#[test]
+fn documented_defaults_equal_omitted_keys() {
+    let mut tested = 0;
+    for section in schema::SECTIONS {
+        for key in section.keys {
+            let Dflt::Value(literal) = key.default else {
+                continue;
+            };
+            let t = template(section);
+            let without = parsed(&t.replace("{}", ""));
+            let with = parsed(&t.replace("{}", &format!("{} = {literal}", key.key)));
+            assert_eq!(
+                with, without,
+                "`{} = {literal}` in {} is not the default",
+                key.key, section.header
+            );
+            tested += 1;
+        }
+    }
+    assert!(tested >= 25, "only {tested} defaults tested");
+}
+
+#[test]
+fn non_default_values_are_not_ignored() {
+    // Guards the test above against a template where the key has no effect at all.
+    let t = template(&schema::CHECK);
+    assert_ne!(
+        parsed(&t.replace("{}", "every = \"31s\"")),
+        parsed(&t.replace("{}", ""))
+    );
+}

@@ -1,0 +1,335 @@
+//! A valid configuration using every key parses into exactly the expected model.
+
+#![allow(clippy::unwrap_used)] // Test helpers may unwrap: a panic is a test failure.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vigil_config::model::*;
+use vigil_config::{COMPLETE_EXAMPLE, parse, schema};
+use vigil_core::backoff::BackoffPolicy;
+use vigil_core::guard::GuardPolicy;
+use vigil_core::health::Thresholds;
+use vigil_core::schedule::Schedule;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn argv(args: &[&str]) -> Argv {
+    Argv::new(args.iter().map(|s| (*s).to_owned()).collect()).unwrap()
+}
+
+#[test]
+fn complete_example_parses_into_the_expected_model() {
+    let config = parse(COMPLETE_EXAMPLE, Path::new("/etc/vigil/vigil.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.path, PathBuf::from("/etc/vigil/vigil.toml"));
+    assert_eq!(
+        config.vigil,
+        Settings {
+            state_dir: PathBuf::from("/var/lib/vigil"),
+            log_format: LogFormat::Human,
+            log_level: LogLevel::Info,
+        }
+    );
+    let default_backoff = BackoffPolicy {
+        initial: secs(30),
+        factor: 2.0,
+        max: secs(600),
+        reset: secs(600),
+    };
+    assert_eq!(
+        config.default_guard,
+        GuardPolicy {
+            cooldown: secs(120),
+            max_restarts: 5,
+            window: secs(3600),
+            lock_timeout: secs(10),
+            backoff: Some(default_backoff),
+        }
+    );
+
+    assert_eq!(config.services.len(), 1);
+    let cam = config.service("camera").unwrap();
+    assert_eq!(cam.name.as_str(), "camera");
+    let script = "/home/ops/camera/scripts/managed_start.sh";
+    assert_eq!(
+        cam.driver,
+        DriverSpec::Command(CommandDriver {
+            restart: argv(&[script, "restart"]),
+            start: Some(argv(&[script, "start"])),
+            stop: Some(argv(&[script, "stop"])),
+            status: Some(argv(&[script, "status"])),
+            timeout: secs(60),
+        })
+    );
+    // Overrides apply key by key; `backoff` replaces the default one as a whole.
+    assert_eq!(
+        cam.guard,
+        GuardPolicy {
+            cooldown: secs(120),
+            max_restarts: 3,
+            window: secs(3600),
+            lock_timeout: secs(10),
+            backoff: Some(BackoffPolicy {
+                initial: secs(60),
+                factor: 2.0,
+                max: secs(1800),
+                reset: secs(600),
+            }),
+        }
+    );
+
+    let names: Vec<&str> = cam.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["http", "rtsp", "listener", "pipeline"],
+        "checks keep file order"
+    );
+
+    assert_eq!(
+        cam.checks[0],
+        Check {
+            name: "http".into(),
+            kind: CheckKind::Http(HttpCheck {
+                url: "https://127.0.0.1:8443/health".to_owned(),
+                method: "GET".to_owned(),
+                expect_status: StatusSet(vec![(200, 200), (300, 302)]),
+                body_contains: Some("ok".to_owned()),
+                body_regex: Some(Pattern(regex::Regex::new(r"uptime: \d+").unwrap())),
+                headers: vec![("Authorization".to_owned(), "Bearer secret-token".to_owned())],
+                ca_file: Some(PathBuf::from("/etc/camera/ca.pem")),
+                insecure: false,
+                follow_redirects: false,
+                max_body: 64 * 1024,
+            }),
+            every: secs(300),
+            timeout: secs(10),
+            retries: 3,
+            retry_delay: secs(5),
+            thresholds: Thresholds {
+                failure: 2,
+                success: 1,
+            },
+            grace: secs(30),
+            on_failure: OnFailure::Restart,
+            severity: Severity::Critical,
+        }
+    );
+    let defaults = |name: &str, kind: CheckKind| Check {
+        name: name.into(),
+        kind,
+        every: secs(30),
+        timeout: secs(10),
+        retries: 1,
+        retry_delay: secs(5),
+        thresholds: Thresholds::default(),
+        grace: Duration::ZERO,
+        on_failure: OnFailure::Restart,
+        severity: Severity::Critical,
+    };
+    assert_eq!(
+        cam.checks[1],
+        defaults(
+            "rtsp",
+            CheckKind::Tcp(TcpCheck {
+                host: "127.0.0.1".to_owned(),
+                port: 554,
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[2],
+        Check {
+            on_failure: OnFailure::Alert,
+            severity: Severity::Warning,
+            ..defaults(
+                "listener",
+                CheckKind::Listening(ListeningCheck {
+                    port: 8443,
+                    protocol: Protocol::Tcp,
+                    address: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                })
+            )
+        }
+    );
+    assert_eq!(
+        cam.checks[3],
+        Check {
+            on_failure: OnFailure::Exec(argv(&["/usr/local/bin/camera-ctl", "flush"])),
+            ..defaults(
+                "pipeline",
+                CheckKind::Exec(ExecCheck {
+                    command: argv(&["/usr/local/bin/camera-ctl", "status"]),
+                    expect_exit: 0,
+                    stdout_contains: Some("running".to_owned()),
+                })
+            )
+        }
+    );
+
+    let berlin = jiff::tz::db().get("Europe/Berlin").unwrap();
+    assert_eq!(
+        cam.schedules,
+        vec![
+            ScheduleEntry {
+                schedule: Schedule::cron("0 8,16 * * *", berlin, "Europe/Berlin").unwrap(),
+            },
+            ScheduleEntry {
+                schedule: Schedule::every(secs(24 * 3600)).unwrap(),
+            },
+        ]
+    );
+}
+
+/// The example is the "every key" config: make sure it stays that way when keys are added.
+#[test]
+fn complete_example_uses_every_key() {
+    for section in schema::SECTIONS {
+        for key in section.keys {
+            let used = COMPLETE_EXAMPLE.lines().any(|line| {
+                let line = line.trim_start();
+                line.starts_with(&format!("{} =", key.key))
+                    || line.starts_with(&format!("[{}]", key.key))
+                    || line.starts_with(&format!("[{}.", key.key))
+                    || line.contains(&format!("{{ {} =", key.key))
+                    || line.contains(&format!(", {} =", key.key))
+                    || line.contains(&format!(".{}]", key.key))
+                    || line.contains(&format!(".{}.", key.key))
+            });
+            assert!(
+                used,
+                "key `{}` of {} is missing from COMPLETE_EXAMPLE",
+                key.key, section.header
+            );
+        }
+    }
+}
+
+#[test]
+fn services_keep_file_order_and_relative_paths_resolve_against_the_file() {
+    let src = r#"
+[vigil]
+state_dir = "state"
+
+[services.zeta]
+driver = "command"
+restart_command = ["/bin/true"]
+
+[services.alpha]
+driver = "command"
+restart_command = ["/bin/true"]
+
+[services.alpha.checks.tls]
+kind = "http"
+url = "https://localhost"
+ca_file = "certs/ca.pem"
+method = "post"
+expect_status = 204
+headers = { Zz = "1", Aa = "2" }
+max_body = 1000
+
+[services."mid.v2@x"]
+driver = "command"
+restart_command = ["/bin/true"]
+"#;
+    let config = parse(src, Path::new("/etc/vigil/vigil.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["zeta", "alpha", "mid.v2@x"]);
+    assert_eq!(config.vigil.state_dir, PathBuf::from("/etc/vigil/state"));
+    let CheckKind::Http(http) = &config.services[1].checks[0].kind else {
+        panic!("not http")
+    };
+    assert_eq!(http.ca_file, Some(PathBuf::from("/etc/vigil/certs/ca.pem")));
+    assert_eq!(http.method, "POST");
+    assert_eq!(http.expect_status, StatusSet(vec![(204, 204)]));
+    assert_eq!(
+        http.headers,
+        vec![
+            ("Zz".to_owned(), "1".to_owned()),
+            ("Aa".to_owned(), "2".to_owned())
+        ]
+    );
+    assert_eq!(http.max_body, 1000);
+}
+
+#[test]
+fn minimal_config_takes_every_default() {
+    let src = "[services.web]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n\n[services.web.checks.up]\nkind = \"http\"\nurl = \"http://localhost\"\n";
+    let config = parse(src, Path::new("vigil.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.default_guard, GuardPolicy::default());
+    assert_eq!(config.vigil.state_dir, vigil_config::default_state_dir());
+    assert_eq!(config.vigil.log_format, LogFormat::default());
+    assert_eq!(config.vigil.log_level, LogLevel::default());
+    let web = &config.services[0];
+    assert_eq!(web.guard, GuardPolicy::default());
+    let DriverSpec::Command(cmd) = &web.driver;
+    assert_eq!(cmd.timeout, secs(60));
+    assert_eq!(
+        (cmd.start.clone(), cmd.stop.clone(), cmd.status.clone()),
+        (None, None, None)
+    );
+    let check = &web.checks[0];
+    assert_eq!(check.thresholds, Thresholds::default());
+    assert_eq!(
+        (check.every, check.timeout, check.retries),
+        (secs(30), secs(10), 1)
+    );
+    let CheckKind::Http(http) = &check.kind else {
+        panic!("not http")
+    };
+    assert_eq!(http.expect_status, StatusSet::default());
+    assert_eq!(http.max_body, 1 << 20);
+    assert!(web.schedules.is_empty());
+}
+
+#[test]
+fn empty_file_is_a_valid_config_without_services() {
+    let config = parse("", Path::new("vigil.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.services.is_empty());
+    assert_eq!(config.default_guard, GuardPolicy::default());
+}
+
+#[test]
+fn service_guard_inherits_default_backoff_unless_replaced() {
+    let src = r#"
+[defaults.guard]
+cooldown = "1m"
+backoff = { initial = "10s", max = "5m", factor = 3 }
+
+[services.a]
+driver = "command"
+restart_command = ["/bin/true"]
+guard = { window = "2h" }
+"#;
+    let config = parse(src, Path::new("vigil.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let g = &config.services[0].guard;
+    assert_eq!(g.cooldown, secs(60));
+    assert_eq!(g.window, secs(7200));
+    assert_eq!(g.max_restarts, 5);
+    assert_eq!(
+        g.backoff.as_ref().map(|b| (b.initial, b.factor, b.max)),
+        Some((secs(10), 3.0, secs(300)))
+    );
+}
+
+#[test]
+fn durations_accept_the_documented_syntax() {
+    for (text, expected) in [
+        ("250ms", Duration::from_millis(250)),
+        ("30s", secs(30)),
+        ("5m", secs(300)),
+        ("1h 30m", secs(5400)),
+        ("2 hours", secs(7200)),
+        ("1.5h", secs(5400)),
+        ("10 secs", secs(10)),
+        ("3 mins", secs(180)),
+        ("1hr", secs(3600)),
+        ("PT90S", secs(90)),
+        ("0", Duration::ZERO),
+    ] {
+        assert_eq!(vigil_config::parse_duration(text), Ok(expected), "{text}");
+    }
+}
