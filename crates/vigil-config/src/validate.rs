@@ -531,20 +531,14 @@ fn status_set(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<StatusSe
 fn status_item(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<(u16, u16)> {
     const RANGE: &str = "expected 100..=599";
     match v.get_ref() {
-        DeValue::Integer(_) => {
-            let code = integer(cx, v, path, i64::MIN, i64::MAX)?;
-            match u16::try_from(code) {
-                Ok(c) if (100..=599).contains(&c) => Some((c, c)),
-                _ => {
-                    cx.error(
-                        v.span(),
-                        path,
-                        format!("status code {code} is out of range: {RANGE}"),
-                    );
-                    None
-                }
+        DeValue::Integer(i) => match value::int_value(i).and_then(|n| u16::try_from(n).ok()) {
+            Some(c) if (100..=599).contains(&c) => Some((c, c)),
+            _ => {
+                let message = format!("status code {i} is out of range: {RANGE}");
+                cx.error(v.span(), path, message);
+                None
             }
-        }
+        },
         DeValue::String(s) => {
             let parse = |part: &str| part.trim().parse::<u16>().ok();
             let (lo, hi) = match s.split_once('-') {

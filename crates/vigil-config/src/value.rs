@@ -376,7 +376,13 @@ pub(crate) fn boolean(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<
     }
 }
 
-/// An integer in `min..=max`.
+/// The value of an integer literal, `None` when it does not fit in an `i64`.
+pub(crate) fn int_value(i: &toml::de::DeInteger<'_>) -> Option<i64> {
+    i64::from_str_radix(i.as_str(), i.radix()).ok()
+}
+
+/// An integer in `min..=max`. A `max` of `u32::MAX` or more reads as "no upper bound" in
+/// messages ("must be at least 1").
 pub(crate) fn integer(
     cx: &mut Cx<'_>,
     v: &Value<'_>,
@@ -388,43 +394,26 @@ pub(crate) fn integer(
         type_error(cx, v, path, "an integer");
         return None;
     };
-    let Ok(n) = i64::from_str_radix(i.as_str(), i.radix()) else {
-        cx.error(
-            v.span(),
-            path,
-            format!("integer {i} is out of range: expected {min}..={max}"),
-        );
-        return None;
+    let unbounded = max >= i64::from(u32::MAX);
+    let message = match int_value(i) {
+        Some(n) if (min..=max).contains(&n) => return Some(n),
+        Some(n) if unbounded && n < min => format!("must be at least {min}, found {n}"),
+        Some(n) if unbounded => format!("{n} is too large: at most {max}"),
+        Some(n) => format!("{n} is out of range: expected {min}..={max}"),
+        None if unbounded && !i.as_str().starts_with('-') => {
+            format!("integer {i} is too large: at most {max}")
+        }
+        None if unbounded => format!("must be at least {min}, found {i}"),
+        None => format!("integer {i} is out of range: expected {min}..={max}"),
     };
-    if n < min && max == i64::MAX {
-        cx.error(v.span(), path, format!("must be at least {min}, found {n}"));
-        return None;
-    }
-    if n < min || n > max {
-        cx.error(
-            v.span(),
-            path,
-            format!("{n} is out of range: expected {min}..={max}"),
-        );
-        return None;
-    }
-    Some(n)
+    cx.error(v.span(), path, message);
+    None
 }
 
 /// A count of at least 1 (thresholds, retries, budgets).
 pub(crate) fn count(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<u32> {
-    let n = integer(cx, v, path, 1, i64::MAX)?;
-    match u32::try_from(n) {
-        Ok(n) => Some(n),
-        Err(_) => {
-            cx.error(
-                v.span(),
-                path,
-                format!("{n} is too large: at most {}", u32::MAX),
-            );
-            None
-        }
-    }
+    let n = integer(cx, v, path, 1, i64::from(u32::MAX))?;
+    u32::try_from(n).ok()
 }
 
 pub(crate) fn port(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<u16> {

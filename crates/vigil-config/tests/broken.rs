@@ -742,3 +742,25 @@ fn error_display_is_file_line_col_key_message() {
         "vigil.toml:2:12: defaults.guard.cooldown: expected a duration string like \"30s\", found integer 120 (write \"120s\" for seconds)"
     );
 }
+
+#[test]
+fn integer_too_large_for_a_count() {
+    assert_only_error(
+        "[defaults.guard]\nmax_restarts = 99999999999999999999\n",
+        2,
+        16,
+        "integer 99999999999999999999 is too large: at most 4294967295",
+    );
+}
+
+#[test]
+fn file_that_is_not_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vigil.toml");
+    std::fs::write(&path, b"[vigil]\nlog_level = \"\xff\"\n").unwrap();
+    let errs = vigil_config::load(&path).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    let e = &errs.0[0];
+    assert_eq!((e.line, e.col), (2, 14));
+    assert!(e.message.contains("not valid UTF-8"), "{e}");
+}

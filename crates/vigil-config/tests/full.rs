@@ -333,3 +333,19 @@ fn durations_accept_the_documented_syntax() {
         assert_eq!(vigil_config::parse_duration(text), Ok(expected), "{text}");
     }
 }
+
+#[test]
+fn load_reads_the_file_and_resolves_paths_against_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vigil.toml");
+    std::fs::write(
+        &path,
+        "[vigil]\nstate_dir = \"state\"\nlog_format = \"json\"\nlog_level = \"debug\"\n",
+    )
+    .unwrap();
+    let config = vigil_config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.path, path);
+    assert_eq!(config.vigil.state_dir, dir.path().join("state"));
+    assert_eq!(config.vigil.log_format, LogFormat::Json);
+    assert_eq!(config.vigil.log_level, LogLevel::Debug);
+}

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use vigil_config::{COMPLETE_EXAMPLE, parse};
+use vigil_config::{COMPLETE_EXAMPLE, parse, schema};
 
 /// A small deterministic PRNG (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -73,36 +73,132 @@ const PIECES: &[&str] = &[
     "backoff = { initial = \"1h\" }",
 ];
 
-fn mutate(rng: &mut Rng, src: &str) -> String {
+/// Values of every TOML type, valid and invalid for most keys.
+const VALUES: &[&str] = &[
+    "0",
+    "-1",
+    "1",
+    "65536",
+    "1.5",
+    "-0.0",
+    "inf",
+    "nan",
+    "true",
+    "\"\"",
+    "\"5x\"",
+    "\"0\"",
+    "\"30s\"",
+    "\"-5s\"",
+    "\"1d\"",
+    "\"PT1S\"",
+    "\"64KiB\"",
+    "\"restart\"",
+    "\"tcp\"",
+    "\"http\"",
+    "\"command\"",
+    "\"exec\"",
+    "\"UTC\"",
+    "\"Nowhere/City\"",
+    "\"0 * * * *\"",
+    "\"* * *\"",
+    "\"http://\"",
+    "\"https://x:0\"",
+    "\"200-100\"",
+    "\"(\"",
+    "[]",
+    "[\"\"]",
+    "[1, \"a\"]",
+    "[\"/bin/true\"]",
+    "{}",
+    "{ exec = [] }",
+    "{ initial = \"1s\" }",
+    "99999999999999999999",
+    "1979-05-27",
+    "07:32:00",
+    "\"\\u0000\"",
+];
+
+fn char_floor(s: &str, mut at: usize) -> usize {
+    at = at.min(s.len());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// `structural` mutations edit raw text (mostly TOML syntax errors); the others keep the
+/// TOML well-formed and break values, keys and required lines (validation errors).
+fn mutate(rng: &mut Rng, src: &str, structural: bool) -> String {
     let mut s = src.to_owned();
     for _ in 0..1 + rng.below(4) {
-        let mut at = rng.below(s.len() + 1);
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        match rng.below(5) {
+        let at = char_floor(&s, rng.below(s.len() + 1));
+        let mut lines: Vec<String> = s.lines().map(str::to_owned).collect();
+        let line = rng.below(lines.len());
+        let op = if structural {
+            rng.below(4)
+        } else {
+            4 + rng.below(5)
+        };
+        match op {
             0 => {
                 // Delete a few characters.
-                let mut end = (at + 1 + rng.below(8)).min(s.len());
-                while !s.is_char_boundary(end) {
-                    end -= 1;
-                }
+                let end = char_floor(&s, at + 1 + rng.below(8));
                 s.replace_range(at..end, "");
             }
-            1 | 2 => s.insert_str(at, PIECES[rng.below(PIECES.len())]),
-            3 => {
-                // Duplicate a line.
-                let lines: Vec<&str> = s.lines().collect();
-                let line = lines[rng.below(lines.len())].to_owned();
-                s.insert_str(at, &format!("\n{line}\n"));
+            1 => s.insert_str(at, PIECES[rng.below(PIECES.len())]),
+            2 => {
+                // Duplicate a line elsewhere.
+                let copy = lines.get(line).cloned().unwrap_or_default();
+                s.insert_str(at, &format!("\n{copy}\n"));
             }
-            _ => s.truncate(at),
+            3 => s.truncate(at),
+            4..=6 => {
+                // Replace a value with one of another type or out of range.
+                if let Some(l) = lines.get_mut(line)
+                    && let Some((key, _)) = l.split_once(" = ")
+                {
+                    *l = format!("{key} = {}", VALUES[rng.below(VALUES.len())]);
+                }
+                s = lines.join("\n");
+            }
+            7 => {
+                // Rename a key to another known key (or a typo of it).
+                let keys: Vec<&str> = schema::SECTIONS
+                    .iter()
+                    .flat_map(|s| s.keys.iter().map(|k| k.key))
+                    .collect();
+                let mut new_key = keys[rng.below(keys.len())].to_owned();
+                if rng.below(2) == 0 && new_key.len() > 2 {
+                    let cut = rng.below(new_key.len());
+                    new_key.remove(cut);
+                }
+                if let Some(l) = lines.get_mut(line)
+                    && let Some((_, value)) = l.split_once(" = ")
+                {
+                    *l = format!("{new_key} = {value}");
+                }
+                s = lines.join("\n");
+            }
+            _ => {
+                // Drop a whole line (often a required key).
+                if line < lines.len() {
+                    lines.remove(line);
+                }
+                s = lines.join("\n");
+            }
         }
     }
     s
 }
 
-fn check(src: &str) {
+enum Outcome {
+    Valid,
+    /// Only TOML syntax errors (they have no key path).
+    Syntax,
+    Semantic,
+}
+
+fn check(src: &str) -> Outcome {
     let result = std::panic::catch_unwind(|| parse(src, Path::new("fuzz.toml")));
     let Ok(result) = result else {
         panic!("parse panicked on:\n{src}");
@@ -124,25 +220,47 @@ fn check(src: &str) {
             assert!(!e.message.contains('\n'), "multi-line message: {e:?}");
         }
         let _ = errs.to_string();
+        if errs.iter().all(|e| e.key_path.is_empty()) {
+            return Outcome::Syntax;
+        }
+        return Outcome::Semantic;
     }
+    Outcome::Valid
 }
 
 #[test]
 fn every_truncation_of_the_complete_example() {
     for end in 0..=COMPLETE_EXAMPLE.len() {
         if COMPLETE_EXAMPLE.is_char_boundary(end) {
-            check(&COMPLETE_EXAMPLE[..end]);
+            let _ = check(&COMPLETE_EXAMPLE[..end]);
         }
     }
 }
 
 #[test]
-fn hundreds_of_random_mutations() {
+fn hundreds_of_random_text_mutations() {
     let mut rng = Rng(0x5EED_F0CA_CC1A_u64);
-    for _ in 0..600 {
-        let src = mutate(&mut rng, COMPLETE_EXAMPLE);
-        check(&src);
+    for _ in 0..500 {
+        check(&mutate(&mut rng, COMPLETE_EXAMPLE, true));
     }
+}
+
+#[test]
+fn hundreds_of_random_value_and_key_mutations() {
+    let mut rng = Rng(0xC0FF_EE15_600D_u64);
+    let (mut valid, mut syntax, mut semantic) = (0, 0, 0);
+    for _ in 0..1000 {
+        match check(&mutate(&mut rng, COMPLETE_EXAMPLE, false)) {
+            Outcome::Valid => valid += 1,
+            Outcome::Syntax => syntax += 1,
+            Outcome::Semantic => semantic += 1,
+        }
+    }
+    // These mutations must mostly get past the TOML parser, or the validator goes untested.
+    assert!(
+        semantic > 600,
+        "valid {valid}, syntax errors {syntax}, validation errors {semantic}"
+    );
 }
 
 #[test]
@@ -171,6 +289,6 @@ fn odd_whole_inputs() {
         &format!("x = \"{}\"", "y".repeat(10_000)),
         &"[a]\n".repeat(200),
     ] {
-        check(src);
+        let _ = check(src);
     }
 }
