@@ -1,0 +1,117 @@
+//! Shared state for probes: one HTTP client per distinct TLS/redirect setting.
+//!
+//! Owns: building and caching `reqwest::Client`s (each holds a connection pool, TLS
+//! configuration and root store, which are expensive to build and cheap to clone). Must
+//! not: hold per-check or per-service state; a context is shared by every check.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+/// What makes two HTTP checks need different clients.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ClientKey {
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    pub follow_redirects: bool,
+}
+
+/// Redirects followed when `follow_redirects = true`.
+const MAX_REDIRECTS: usize = 10;
+/// Idle pooled connections are closed after this, so a check that runs every few seconds
+/// reuses its connection while a rare one does not keep sockets open.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shared by every probe; cheap to clone.
+///
+/// The `ca_file` contents are read once, when the first check using it runs. Build a new
+/// context on config reload to pick up a changed CA file.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeContext {
+    clients: Arc<Mutex<HashMap<ClientKey, reqwest::Client>>>,
+}
+
+impl ProbeContext {
+    pub fn new() -> ProbeContext {
+        ProbeContext::default()
+    }
+
+    /// The client for `key`, built on first use. A build failure (unreadable `ca_file`)
+    /// is not cached, so fixing the file fixes the next run.
+    pub(crate) async fn http_client(&self, key: &ClientKey) -> Result<reqwest::Client, String> {
+        if let Some(client) = self.lock().get(key) {
+            return Ok(client.clone());
+        }
+        let client = build_client(key).await?;
+        // Two first runs may race to build; either client is fine, keep the first.
+        Ok(self.lock().entry(key.clone()).or_insert(client).clone())
+    }
+
+    /// How many distinct HTTP clients have been built (for tests and `vigil status`).
+    pub fn cached_clients(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, reqwest::Client>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// reqwest (with `rustls-no-provider`) panics unless a process-wide crypto provider is
+/// installed; we only ship ring.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means some provider is already installed, which is all we need.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+async fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
+    install_crypto_provider();
+    let redirect = if key.follow_redirects {
+        reqwest::redirect::Policy::limited(MAX_REDIRECTS)
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+        // Proxies are explicit per check (SPEC §3), never taken from the environment.
+        .no_proxy()
+        .redirect(redirect)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(4)
+        .tcp_nodelay(true);
+    if key.insecure {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    if let Some(path) = &key.ca_file {
+        let pem = tokio::fs::read(path)
+            .await
+            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "ca_file {}: {}",
+                path.display(),
+                crate::probe::error_chain(&e)
+            )
+        })?;
+        if certs.is_empty() {
+            return Err(format!(
+                "ca_file {}: no PEM certificate found",
+                path.display()
+            ));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| {
+        format!(
+            "cannot build HTTP client: {}",
+            crate::probe::error_chain(&e)
+        )
+    })
+}

@@ -1,0 +1,196 @@
+//! One probe of one check: look once, report a [`ProbeOutcome`].
+//!
+//! Owns: dispatching a [`CheckKind`] to its probe, the per-attempt deadline, and the shape
+//! of reasons (`<what>: expected ..., got ...`). Must not: retry (see `runner`), keep state
+//! between attempts, panic, or return errors: every failure is `passed = false` with a
+//! one-line reason.
+
+mod exec;
+mod http;
+pub mod listening;
+mod tcp;
+
+use std::error::Error as StdError;
+use std::io;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use vigil_core::format_duration;
+
+use crate::context::ProbeContext;
+use crate::model::CheckKind;
+
+/// The result of one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub passed: bool,
+    /// One line: what was expected and what was seen (`200 OK in 3ms`,
+    /// `tcp 127.0.0.1:5432: connection refused`).
+    pub reason: String,
+    pub elapsed: Duration,
+}
+
+/// Probes once, within `timeout`. Never panics, never fails: problems are failed outcomes.
+///
+/// Cancellation-safe: dropping the future abandons the probe (and kills an exec probe's
+/// process group).
+pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> ProbeOutcome {
+    let started = Instant::now();
+    let result = match kind {
+        // The process runner enforces its own deadline so it can kill the group and say so.
+        CheckKind::Exec(check) => exec::probe(check, timeout).await,
+        CheckKind::Http(check) => {
+            with_deadline(http::label(check), timeout, http::probe(check, cx)).await
+        }
+        CheckKind::Tcp(check) => with_deadline(tcp::label(check), timeout, tcp::probe(check)).await,
+        CheckKind::Listening(check) => {
+            with_deadline(listening::label(check), timeout, listening::probe(check)).await
+        }
+    };
+    let elapsed = started.elapsed();
+    match result {
+        Ok(reason) => ProbeOutcome {
+            passed: true,
+            reason,
+            elapsed,
+        },
+        Err(reason) => ProbeOutcome {
+            passed: false,
+            reason,
+            elapsed,
+        },
+    }
+}
+
+/// `Ok(pass reason)` or `Err(fail reason)`; both complete one-line reasons.
+type Verdict = Result<String, String>;
+
+async fn with_deadline(
+    label: String,
+    timeout: Duration,
+    fut: impl Future<Output = Verdict>,
+) -> Verdict {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(verdict) => verdict,
+        Err(_) => Err(format!(
+            "{label}: timed out after {}",
+            format_duration(timeout)
+        )),
+    }
+}
+
+/// A latency for humans: `0ms`, `3ms`, `1.25s`.
+pub(crate) fn latency(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        let secs = d.as_secs_f64();
+        format!("{secs:.2}s")
+    }
+}
+
+/// The first line of `bytes`, lossily decoded and cut to `max` characters.
+pub(crate) fn first_line(bytes: &[u8], max: usize) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().count() > max {
+        out.push('…');
+    }
+    Some(out)
+}
+
+/// A short description of a socket-level error (`connection refused`), falling back to
+/// the OS message.
+pub(crate) fn describe_io(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::ConnectionReset => "connection reset by peer".to_owned(),
+        io::ErrorKind::ConnectionAborted => "connection aborted".to_owned(),
+        io::ErrorKind::TimedOut => "timed out".to_owned(),
+        io::ErrorKind::HostUnreachable => "host unreachable".to_owned(),
+        io::ErrorKind::NetworkUnreachable => "network unreachable".to_owned(),
+        io::ErrorKind::UnexpectedEof => "connection closed early".to_owned(),
+        _ => err.to_string(),
+    }
+}
+
+/// Every error in `err`'s source chain, outermost first. Looks inside `io::Error`s too,
+/// whose `source()` skips the error they wrap (that is where rustls errors hide).
+pub(crate) fn causes<'a>(err: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        out.push(e);
+        next = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+        if out.len() > 32 {
+            break;
+        }
+    }
+    out
+}
+
+/// The error and its causes joined with `: `, skipping repeats.
+pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in causes(err) {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+/// `host:port`, bracketing IPv6 literals.
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_is_short() {
+        assert_eq!(latency(Duration::from_micros(300)), "0ms");
+        assert_eq!(latency(Duration::from_millis(42)), "42ms");
+        assert_eq!(latency(Duration::from_millis(1250)), "1.25s");
+    }
+
+    #[test]
+    fn first_line_skips_blank_lines_and_truncates() {
+        assert_eq!(
+            first_line(b"\n  boom: bad\nmore", 100).as_deref(),
+            Some("boom: bad")
+        );
+        assert_eq!(first_line(b"abcdef", 3).as_deref(), Some("abc…"));
+        assert_eq!(first_line(b"\n \n", 10), None);
+    }
+
+    #[test]
+    fn causes_look_inside_io_errors() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("inner problem")]
+        struct Inner;
+        let io = io::Error::new(io::ErrorKind::InvalidData, Inner);
+        let found = causes(&io);
+        assert_eq!(found.len(), 2);
+        assert!(found[1].downcast_ref::<Inner>().is_some());
+        assert_eq!(error_chain(&io), "inner problem");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(host_port("::1", 80), "[::1]:80");
+        assert_eq!(host_port("example.org", 80), "example.org:80");
+    }
+}
