@@ -35,25 +35,36 @@ impl BackoffPolicy {
     }
 
     /// The length of the current streak ending at the latest restart, or 0 if the service
-    /// has been up for `reset` since then.
+    /// has been up for `reset` since then. `history` may be in any order; ascending order
+    /// (the ledger's) avoids a sorted copy.
     pub fn streak(&self, history: &[RestartRecord], now: Timestamp) -> u32 {
-        let mut times: Vec<Timestamp> = history.iter().map(|r| r.at).collect();
-        times.sort_unstable();
-        let Some(&last) = times.last() else {
+        if history.is_sorted_by_key(|r| r.at) {
+            return self.streak_of_sorted(history, now);
+        }
+        let mut sorted = history.to_vec();
+        sorted.sort_unstable_by_key(|r| r.at);
+        self.streak_of_sorted(&sorted, now)
+    }
+
+    /// [`BackoffPolicy::streak`] for a history sorted ascending by `at`: walks back from
+    /// the end, no allocation.
+    pub(crate) fn streak_of_sorted(&self, history: &[RestartRecord], now: Timestamp) -> u32 {
+        debug_assert!(history.is_sorted_by_key(|r| r.at));
+        let Some(last) = history.last() else {
             return 0;
         };
-        if now.saturating_since(last) >= self.reset {
+        if now.saturating_since(last.at) >= self.reset {
             return 0;
         }
-        let mut streak = 1u32;
-        for pair in times.windows(2).rev() {
-            if pair[1].saturating_since(pair[0]) < self.reset {
-                streak = streak.saturating_add(1);
-            } else {
-                break;
-            }
-        }
-        streak
+        // `gap < reset` on whole milliseconds: `gap_ms < ceil(reset in ms)`. Integer math
+        // keeps the walk cheap when a long streak makes it walk far.
+        let reset_ms = u64::try_from(self.reset.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        let quick = history
+            .windows(2)
+            .rev()
+            .take_while(|pair| pair[1].at.as_millis().abs_diff(pair[0].at.as_millis()) < reset_ms)
+            .count();
+        u32::try_from(quick).unwrap_or(u32::MAX).saturating_add(1)
     }
 }
 

@@ -4,7 +4,12 @@
 //! folds it into the check's state: `failure_threshold` consecutive failed runs turn the
 //! check `failing`, `success_threshold` consecutive passes recover it. While a check is
 //! failing every further failed run asks for its action again (a skipped restart is
-//! dropped because the check will ask again, SPEC §2).
+//! dropped because the check will ask again, SPEC §2), as long as the consecutive
+//! failures still reach `failure_threshold`: a pass that falls short of recovering resets
+//! that count, so a flapping check does not ask on every single failed run.
+//!
+//! Must not: read the clock (time comes in as `now` and `uptime`), or decide whether the
+//! action may run (that is the guard's job).
 
 use std::time::Duration;
 
@@ -111,7 +116,12 @@ pub struct Observation {
 }
 
 impl CheckHealth {
-    pub fn observe(&mut self, run: RunVerdict, thresholds: Thresholds, now: Timestamp) -> Observation {
+    pub fn observe(
+        &mut self,
+        run: RunVerdict,
+        thresholds: Thresholds,
+        now: Timestamp,
+    ) -> Observation {
         let failure = thresholds.failure.max(1);
         let success = thresholds.success.max(1);
         let before = self.status;
@@ -146,11 +156,16 @@ impl CheckHealth {
         if transition.is_some() {
             self.last_change = Some(now);
         }
+        // Acting takes `failure` consecutive bad runs every time, not only the first: a
+        // failing check that passed once (short of recovering) and failed once more has not
+        // earned another restart yet, and a warning run never re-fires a failing action.
+        let wants_action = run != RunVerdict::Pass
+            && self.consecutive_failures >= failure
+            && matches!(self.status, HealthStatus::Failing | HealthStatus::Warning);
         Observation {
             in_grace: None,
             transition,
-            wants_action: matches!(self.status, HealthStatus::Failing | HealthStatus::Warning)
-                && run != RunVerdict::Pass,
+            wants_action,
         }
     }
 
@@ -215,7 +230,10 @@ mod tests {
         h.observe(RunVerdict::Fail, T, now);
         let o = h.observe(RunVerdict::Fail, T, now);
         assert!(o.wants_action);
-        assert_eq!(o.transition, Some((HealthStatus::Passing, HealthStatus::Failing)));
+        assert_eq!(
+            o.transition,
+            Some((HealthStatus::Passing, HealthStatus::Failing))
+        );
         // Still failing: asks again.
         assert!(h.observe(RunVerdict::Fail, T, now).wants_action);
         // One pass is not enough to recover.
@@ -223,13 +241,39 @@ mod tests {
         assert_eq!(h.status, HealthStatus::Failing);
         assert!(!o.wants_action);
         let o = h.observe(RunVerdict::Pass, T, now);
-        assert_eq!(o.transition, Some((HealthStatus::Failing, HealthStatus::Passing)));
+        assert_eq!(
+            o.transition,
+            Some((HealthStatus::Failing, HealthStatus::Passing))
+        );
+    }
+
+    #[test]
+    fn a_flapping_failing_check_needs_the_threshold_again() {
+        let mut h = CheckHealth::default();
+        let now = Timestamp::from_secs(1);
+        for _ in 0..3 {
+            h.observe(RunVerdict::Fail, T, now);
+        }
+        assert_eq!(h.status, HealthStatus::Failing);
+        // One pass: not recovered (success threshold 2), but the failure count restarts.
+        h.observe(RunVerdict::Pass, T, now);
+        assert_eq!(h.status, HealthStatus::Failing);
+        let o = h.observe(RunVerdict::Fail, T, now);
+        assert!(!o.wants_action, "1 consecutive failure < threshold 3");
+        // A warning run while failing does not ask for the failing action either.
+        assert!(!h.observe(RunVerdict::Warn, T, now).wants_action);
+        let o = h.observe(RunVerdict::Fail, T, now);
+        assert!(o.wants_action);
+        assert_eq!(h.status, HealthStatus::Failing);
     }
 
     #[test]
     fn grace_applies_only_to_known_recent_starts() {
         let g = Duration::from_secs(30);
-        assert_eq!(grace_remaining(Some(Duration::from_secs(10)), g), Some(Duration::from_secs(20)));
+        assert_eq!(
+            grace_remaining(Some(Duration::from_secs(10)), g),
+            Some(Duration::from_secs(20))
+        );
         assert_eq!(grace_remaining(Some(Duration::from_secs(30)), g), None);
         assert_eq!(grace_remaining(None, g), None);
     }

@@ -46,8 +46,14 @@ mod tests {
             attempts: 3,
             delay: Duration::from_secs(5),
         };
-        assert_eq!(p.after_attempt(1, false), NextStep::RetryAfter(Duration::from_secs(5)));
+        assert_eq!(
+            p.after_attempt(1, false),
+            NextStep::RetryAfter(Duration::from_secs(5))
+        );
         assert_eq!(p.after_attempt(2, true), NextStep::Finish { passed: true });
-        assert_eq!(p.after_attempt(3, false), NextStep::Finish { passed: false });
+        assert_eq!(
+            p.after_attempt(3, false),
+            NextStep::Finish { passed: false }
+        );
     }
 }
