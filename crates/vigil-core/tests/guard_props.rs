@@ -299,7 +299,11 @@ proptest! {
         };
         let history: Vec<RestartRecord> = history
             .into_iter()
-            .map(|(at, source, forced)| RestartRecord { at: Timestamp::from_millis(at), source, forced })
+            .map(|(at, source, forced)| RestartRecord {
+                at: Timestamp::from_millis(at),
+                source,
+                forced,
+            })
             .collect();
         let now = Timestamp::from_millis(now);
         let request = RestartRequest { source: Source::Health, forced };
@@ -354,7 +358,8 @@ proptest! {
                 );
             }
             // The converse: a failed run that reaches the threshold outside grace asks.
-            if run == RunVerdict::Fail && o.in_grace.is_none() && health.consecutive_failures >= failure {
+            let counted = o.in_grace.is_none();
+            if run == RunVerdict::Fail && counted && health.consecutive_failures >= failure {
                 prop_assert!(o.wants_action);
             }
         }
