@@ -1,0 +1,470 @@
+//! Command-line interface (SPEC §6): parsing, and the one-shot commands that work directly
+//! on the ledger without a daemon (the seed's cron mode), concurrently with one.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use vigil_checks::ProbeContext;
+use vigil_checks::runner::run_check;
+use vigil_config::model::{Config, LogFormat, OnFailure};
+use vigil_core::health::RunVerdict;
+use vigil_core::{RestartRequest, Source, Timestamp};
+
+use crate::daemon::Daemon;
+use crate::guard::{self, Action, GuardContext};
+use crate::ledger::{CheckStateRow, LedgerHandle};
+use crate::output::{self, CheckReport, ServiceCheckReport};
+use crate::{clock, driver::Driver, exit, log};
+
+/// Vigil keeps Linux services alive without ever making things worse.
+#[derive(Parser, Debug)]
+#[command(name = "vigil", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file [default: $VIGIL_CONFIG, else /etc/vigil/vigil.toml].
+    #[arg(short = 'c', long = "config", global = true, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stderr (overrides `[vigil] log_format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground (SIGHUP reloads, SIGTERM/SIGINT stop).
+    Run,
+    /// Run every check once (with retries) and act on failures, like a cron health script.
+    Check(CheckArgs),
+    /// Ask the guard to restart a service now (source `manual`).
+    Restart(RestartArgs),
+    /// Show each service's state, checks, restart budget and next scheduled restart.
+    Status(StatusArgs),
+    /// Show the ledger: every restart request and the guard's verdict.
+    History(HistoryArgs),
+    /// Clear a service's restart history and its given-up state (emergency reset).
+    Reset(ResetArgs),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Only these services (default: all).
+    services: Vec<String>,
+    /// Report what would be done and why, without restarting anything.
+    #[arg(long)]
+    no_restart: bool,
+    /// Machine-readable output (see docs/cli-json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RestartArgs {
+    service: String,
+    /// Skip the budget, cooldown and backoff (never the lock); recorded as forced.
+    #[arg(long)]
+    force: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    service: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct HistoryArgs {
+    service: Option<String>,
+    /// Only entries newer than this (e.g. "24h", "30m", "7d") [default: everything].
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ResetArgs {
+    service: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate the configuration; every error as `file:line:col: message`.
+    Check,
+}
+
+/// Parses arguments, runs the command, returns the exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/vigil/vigil.toml"));
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        return config_check(&config_path);
+    }
+    let config = match vigil_config::load(&config_path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "vigil: {} error(s) in {}",
+                errors.0.len(),
+                config_path.display()
+            );
+            return exit::USAGE;
+        }
+    };
+    let format = match cli.log_format {
+        Some(LogFormatArg::Human) => LogFormat::Human,
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        None => config.vigil.log_format,
+    };
+    log::init(format, config.vigil.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigil: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let res = runtime.block_on(dispatch(cli.command, config_path, config));
+    // Do not wait for blocking tasks (e.g. a stuck DNS lookup) on the way out.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            if e.is::<UnknownService>() || e.is::<UsageError>() {
+                exit::USAGE
+            } else {
+                exit::FAILED
+            }
+        }
+    }
+}
+
+fn config_check(path: &Path) -> u8 {
+    match vigil_config::load(path) {
+        Ok(config) => {
+            let checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
+            let schedules: usize = config.services.iter().map(|s| s.schedules.len()).sum();
+            println!(
+                "{}: OK ({} service(s), {} check(s), {} schedule(s); state_dir {})",
+                path.display(),
+                config.services.len(),
+                checks,
+                schedules,
+                config.vigil.state_dir.display()
+            );
+            exit::OK
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            exit::USAGE
+        }
+    }
+}
+
+async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> anyhow::Result<u8> {
+    match command {
+        Command::Run => {
+            let daemon = Daemon::start(config_path, config).await?;
+            daemon.run_until_signalled().await?;
+            Ok(exit::OK)
+        }
+        Command::Check(args) => check(&config, args).await,
+        Command::Restart(args) => restart(&config, args).await,
+        Command::Status(args) => {
+            let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
+            if let Some(name) = &args.service {
+                service_or_usage(&config, name)?;
+            }
+            let report = output::status(&config, &ledger, args.service.as_deref()).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", output::render_status(&report));
+            }
+            Ok(exit::OK)
+        }
+        Command::History(args) => {
+            let since = match &args.since {
+                Some(text) => Some(parse_since(text)?),
+                None => None,
+            };
+            let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
+            let service = args.service.clone();
+            let rows = ledger
+                .call(move |l| l.history(service.as_deref(), since))
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&output::history_json(&rows))?);
+            } else {
+                print!("{}", output::render_history(&rows));
+            }
+            Ok(exit::OK)
+        }
+        Command::Reset(args) => {
+            let service = service_or_usage(&config, &args.service)?;
+            let cx = guard_context(&config)?;
+            match guard::reset(&cx, &service.name, &service.guard).await? {
+                Some(cleared) => {
+                    println!(
+                        "{}: restart history reset ({cleared} restart(s) no longer count; given-up state cleared)",
+                        service.name
+                    );
+                    Ok(exit::OK)
+                }
+                None => {
+                    eprintln!(
+                        "{}: could not acquire the restart lock within {} (a restart is in progress); try again",
+                        service.name,
+                        vigil_core::format_duration(service.guard.lock_timeout)
+                    );
+                    Ok(exit::FAILED)
+                }
+            }
+        }
+        Command::Config(ConfigCommand::Check) => Ok(config_check(&config_path)),
+    }
+}
+
+/// A usage error (exit 2) for an unknown service name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown service `{name}` (configured: {known})")]
+pub struct UnknownService {
+    name: String,
+    known: String,
+}
+
+fn service_or_usage<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c vigil_config::model::Service> {
+    config.service(name).ok_or_else(|| {
+        let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+        anyhow::Error::new(UnknownService {
+            name: name.to_owned(),
+            known: if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            },
+        })
+    })
+}
+
+fn guard_context(config: &Config) -> anyhow::Result<GuardContext> {
+    Ok(GuardContext {
+        ledger: LedgerHandle::spawn(&config.vigil.state_dir)?,
+        state_dir: config.vigil.state_dir.clone(),
+    })
+}
+
+fn parse_since(text: &str) -> anyhow::Result<Timestamp> {
+    let d: jiff::SignedDuration = text
+        .trim()
+        .parse()
+        .map_err(|e| {
+            anyhow::Error::new(UsageError(format!(
+                "invalid --since {text:?}: {e} (expected e.g. \"24h\", \"30m\", \"7d\")"
+            )))
+        })?;
+    let d = d.unsigned_abs();
+    Ok(clock::now().saturating_sub(d))
+}
+
+/// A usage error found after parsing (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
+    let service = service_or_usage(config, &args.service)?;
+    let cx = guard_context(config)?;
+    let request = if args.force {
+        RestartRequest::forced(Source::Manual)
+    } else {
+        RestartRequest::new(Source::Manual)
+    };
+    let driver = Driver::new(&service.driver);
+    let decision = guard::request(&cx, &service.name, &service.guard, Action::Restart(&driver), request).await?;
+    let code = if decision.restarted() { exit::OK } else { exit::FAILED };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&output::decision_json(&service.name, &decision))?);
+    } else {
+        println!("{}: {}", service.name, decision.verdict);
+        if let Some(report) = &decision.report {
+            let status = if report.ok { "restarted" } else { "restart FAILED" };
+            println!("{}: {status}: {}", service.name, report.detail);
+        }
+    }
+    Ok(code)
+}
+
+/// One pass of every selected check, with retries, persisted health, and actions.
+async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
+    let mut selected = Vec::new();
+    for name in &args.services {
+        selected.push(service_or_usage(config, name)?);
+    }
+    if selected.is_empty() {
+        selected = config.services.iter().collect();
+    }
+    let cx = guard_context(config)?;
+    let probes = ProbeContext::new();
+    let saved: std::collections::BTreeMap<(String, String), CheckStateRow> = cx
+        .ledger
+        .call(|l| l.check_states())
+        .await?
+        .into_iter()
+        .map(|r| ((r.service.clone(), r.check.clone()), r))
+        .collect();
+
+    let mut reports = Vec::new();
+    let mut any_failing = false;
+    for service in selected {
+        tracing::info!(service = %service.name, event = "check_start", "=== Health Check Start: {} ===", service.name);
+        // All checks of a service run concurrently; services one after another keep the
+        // log readable.
+        let runs = futures_join_all(service.checks.iter().map(|c| run_check(c, &probes))).await;
+        let started_at = {
+            let n = service.name.to_string();
+            cx.ledger.call(move |l| l.last_successful_restart(&n)).await?
+        };
+        let mut check_reports = Vec::new();
+        let mut wants: Option<(String, Option<vigil_config::model::Argv>)> = None;
+        for (check, run) in service.checks.iter().zip(runs) {
+            let now = clock::now();
+            let mut health = saved
+                .get(&(service.name.to_string(), check.name.to_string()))
+                .map(|r| r.health)
+                .unwrap_or_default();
+            // A restart since the saved state: the new instance starts unknown.
+            let last_run = saved
+                .get(&(service.name.to_string(), check.name.to_string()))
+                .and_then(|r| r.last_run);
+            if let (Some(start), Some(last_run)) = (started_at, last_run)
+                && start > last_run
+            {
+                health.reset(now);
+            }
+            let uptime = started_at.map(|t| now.saturating_since(t));
+            let obs = health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
+            crate::events::check_run(&service.name, check.name.as_str(), run.verdict, &run.reason, &obs, health.status);
+            if obs.in_grace.is_none() {
+                let row = CheckStateRow {
+                    service: service.name.to_string(),
+                    check: check.name.to_string(),
+                    health,
+                    last_verdict: Some(run.verdict),
+                    last_reason: run.reason.clone(),
+                    last_run: Some(now),
+                };
+                cx.ledger.call(move |l| l.save_check_state(&row)).await?;
+            }
+            let failing = matches!(health.status, vigil_core::health::HealthStatus::Failing);
+            any_failing |= failing;
+            if obs.wants_action && run.verdict == RunVerdict::Fail && wants.is_none() {
+                match &check.on_failure {
+                    OnFailure::Restart => wants = Some((check.name.to_string(), None)),
+                    OnFailure::Exec(argv) => wants = Some((check.name.to_string(), Some(argv.clone()))),
+                    OnFailure::Alert => {}
+                }
+            }
+            check_reports.push(CheckReport {
+                name: check.name.to_string(),
+                kind: check.kind.as_str(),
+                verdict: run.verdict.as_str(),
+                status: health.status.as_str(),
+                reason: run.reason.clone(),
+                attempts: run.attempts.len(),
+                in_grace_secs: obs.in_grace.map(|d| d.as_secs()),
+            });
+        }
+        let action = match wants {
+            None => None,
+            Some((check_name, repair)) => {
+                let request = RestartRequest::new(Source::Health);
+                if args.no_restart {
+                    let verdict = guard::preview(&cx, &service.name, &service.guard, request).await?;
+                    let what = if repair.is_some() { "run the repair command" } else { "restart" };
+                    tracing::info!(service = %service.name, check = %check_name, event = "dry_run",
+                        "--no-restart: would {what} {} because check {check_name} is failing; the guard would say: {verdict}", service.name);
+                    Some(output::ActionReport::dry_run(&check_name, repair.is_some(), &verdict))
+                } else {
+                    let driver = Driver::new(&service.driver);
+                    let timeout = match &service.driver {
+                        vigil_config::model::DriverSpec::Command(c) => c.timeout,
+                    };
+                    let action = match &repair {
+                        Some(argv) => Action::Repair(argv, timeout),
+                        None => Action::Restart(&driver),
+                    };
+                    let decision = guard::request(&cx, &service.name, &service.guard, action, request).await?;
+                    Some(output::ActionReport::performed(&check_name, repair.is_some(), &decision))
+                }
+            }
+        };
+        let failing_here = check_reports.iter().any(|c| c.status == "failing");
+        let verdict_line = if failing_here { "FAILED" } else { "PASSED" };
+        tracing::info!(service = %service.name, event = "check_end", "=== Health Check {verdict_line}: {} ===", service.name);
+        reports.push(ServiceCheckReport {
+            service: service.name.to_string(),
+            checks: check_reports,
+            action,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&output::check_json(&reports, any_failing))?);
+    } else {
+        print!("{}", output::render_check(&reports));
+    }
+    Ok(if any_failing { exit::FAILED } else { exit::OK })
+}
+
+/// Awaits futures concurrently, keeping their order (a tiny `join_all`).
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let futs: Vec<_> = futs.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> = futs.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, fut)| match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(out) => {
+                outputs[*i] = Some(out);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

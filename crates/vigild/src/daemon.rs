@@ -1,0 +1,636 @@
+//! `vigil run`: the long-running daemon.
+//!
+//! Task tree (one owner per mutable state, messages in between):
+//! - one **service actor** per service owns its driver and guard policy and performs every
+//!   restart request for it, one at a time, through `guard::request`;
+//! - one **check task** per check owns that check's health (`CheckHealth`) and runs on its
+//!   own timer (no global tick); a failing critical check sends a restart request to its
+//!   service actor;
+//! - one **schedule task** per `[[services.X.schedule]]` entry sends `schedule` requests;
+//! - the ledger thread (`LedgerHandle`) owns the SQLite connection.
+//!
+//! The main loop only handles signals: SIGHUP reloads (validate fully, then apply: unchanged
+//! checks keep their tasks and state), SIGTERM/SIGINT shut down gracefully (checks cancelled
+//! at once, in-flight restarts get a bounded grace), a second signal exits immediately.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use vigil_checks::ProbeContext;
+use vigil_checks::runner::run_check;
+use vigil_config::model::{Check, Config, OnFailure, ScheduleEntry, Service};
+use vigil_core::health::{CheckHealth, RunVerdict};
+use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
+
+use crate::clock;
+use crate::driver::Driver;
+use crate::events;
+use crate::guard::{self, Action, Decision, GuardContext};
+use crate::ledger::{CheckStateRow, LedgerHandle};
+
+/// How long in-flight restarts may run on after a shutdown request.
+const RESTART_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for all tasks before naming the stragglers and exiting anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A request to a service actor.
+pub enum ServiceMsg {
+    Restart {
+        request: RestartRequest,
+        /// `None`: restart through the driver; `Some(check)`: run that check's repair
+        /// command instead.
+        repair: Option<vigil_config::model::Argv>,
+        reply: Option<oneshot::Sender<Decision>>,
+    },
+    /// The service's definition changed on reload (driver or guard policy).
+    Update(Box<Service>),
+}
+
+struct CheckTask {
+    spec: Check,
+    cancel: CancellationToken,
+}
+
+struct ServiceHandle {
+    spec: Service,
+    tx: mpsc::Sender<ServiceMsg>,
+    started: watch::Sender<Option<Timestamp>>,
+    cancel: CancellationToken,
+    checks: BTreeMap<String, CheckTask>,
+    schedules: CancellationToken,
+}
+
+/// Everything the daemon's tasks share.
+struct Shared {
+    guard: GuardContext,
+    probes: Arc<ProbeContext>,
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    shared: Arc<Shared>,
+    services: BTreeMap<ServiceName, ServiceHandle>,
+    root: CancellationToken,
+    tasks: JoinSet<String>,
+}
+
+impl Daemon {
+    /// Opens the ledger and starts every task.
+    pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Daemon> {
+        let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
+        for intent in ledger.call(|l| l.dangling_intents(None)).await? {
+            tracing::warn!(
+                service = %intent.service,
+                event = "dangling_intent",
+                "restart allowed at {} (source {}) by vigil pid {} has no recorded outcome: a vigil process died mid-restart or is restarting it right now; it will be resolved under the service's lock",
+                intent.at,
+                intent.source,
+                intent.pid
+            );
+        }
+        let shared = Arc::new(Shared {
+            guard: GuardContext {
+                ledger,
+                state_dir: config.vigil.state_dir.clone(),
+            },
+            probes: Arc::new(ProbeContext::new()),
+        });
+        let mut daemon = Daemon {
+            config_path,
+            config: config.clone(),
+            shared,
+            services: BTreeMap::new(),
+            root: CancellationToken::new(),
+            tasks: JoinSet::new(),
+        };
+        let saved = daemon.saved_check_states().await;
+        let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
+        let mut index = 0usize;
+        for service in &config.services {
+            daemon.start_service(service, &saved, &mut index, n_checks).await;
+        }
+        tracing::info!(
+            event = "started",
+            services = config.services.len(),
+            checks = n_checks,
+            "vigil running: {} service(s), {} check(s), ledger {}",
+            config.services.len(),
+            n_checks,
+            daemon.shared.guard.ledger.path().display()
+        );
+        Ok(daemon)
+    }
+
+    async fn saved_check_states(&self) -> BTreeMap<(String, String), CheckHealth> {
+        match self.shared.guard.ledger.call(|l| l.check_states()).await {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|r| ((r.service, r.check), r.health))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read saved check states; starting from unknown");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    async fn start_service(
+        &mut self,
+        service: &Service,
+        saved: &BTreeMap<(String, String), CheckHealth>,
+        index: &mut usize,
+        n_checks: usize,
+    ) {
+        let name = service.name.clone();
+        let started_at = {
+            let n = name.to_string();
+            self.shared
+                .guard
+                .ledger
+                .call(move |l| l.last_successful_restart(&n))
+                .await
+                .unwrap_or(None)
+        };
+        let (started, _) = watch::channel(started_at);
+        let (tx, rx) = mpsc::channel(64);
+        let cancel = self.root.child_token();
+        {
+            let actor = ServiceActor {
+                spec: service.clone(),
+                driver: Driver::new(&service.driver),
+                shared: self.shared.clone(),
+                started: started.clone(),
+                cancel: cancel.clone(),
+            };
+            let label = format!("service {name}");
+            self.tasks.spawn(async move {
+                actor.run(rx).await;
+                label
+            });
+        }
+        let mut handle = ServiceHandle {
+            spec: service.clone(),
+            tx,
+            started,
+            cancel,
+            checks: BTreeMap::new(),
+            schedules: CancellationToken::new(),
+        };
+        for check in &service.checks {
+            let initial = saved
+                .get(&(name.to_string(), check.name.to_string()))
+                .copied()
+                .unwrap_or_default();
+            // Spread first runs over the shortest interval so that many checks with the same
+            // `every` do not all fire in the same millisecond.
+            let offset = stagger(*index, n_checks, check.every);
+            *index += 1;
+            let task = self.spawn_check(&name, &handle, check, initial, offset);
+            handle.checks.insert(check.name.to_string(), task);
+        }
+        handle.schedules = self.spawn_schedules(&name, &handle, &service.schedules);
+        self.services.insert(name, handle);
+    }
+
+    fn spawn_check(
+        &mut self,
+        service: &ServiceName,
+        handle: &ServiceHandle,
+        check: &Check,
+        initial: CheckHealth,
+        first_delay: Duration,
+    ) -> CheckTask {
+        let cancel = handle.cancel.child_token();
+        let task = CheckLoop {
+            service: service.clone(),
+            check: check.clone(),
+            health: initial,
+            shared: self.shared.clone(),
+            tx: handle.tx.clone(),
+            started: handle.started.subscribe(),
+            cancel: cancel.clone(),
+        };
+        let label = format!("check {service}/{}", check.name);
+        self.tasks.spawn(async move {
+            task.run(first_delay).await;
+            label
+        });
+        CheckTask {
+            spec: check.clone(),
+            cancel,
+        }
+    }
+
+    fn spawn_schedules(
+        &mut self,
+        service: &ServiceName,
+        handle: &ServiceHandle,
+        schedules: &[ScheduleEntry],
+    ) -> CancellationToken {
+        let cancel = handle.cancel.child_token();
+        for (i, entry) in schedules.iter().enumerate() {
+            let schedule = entry.schedule.clone();
+            let tx = handle.tx.clone();
+            let cancel = cancel.clone();
+            let service = service.clone();
+            let label = format!("schedule {service}#{i}");
+            self.tasks.spawn(async move {
+                schedule_loop(service, schedule, tx, cancel).await;
+                label
+            });
+        }
+        cancel
+    }
+
+    /// Runs until SIGTERM/SIGINT; handles SIGHUP reloads on the way.
+    pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!(event = "shutdown", signal = "SIGTERM", "SIGTERM received: shutting down"); break; }
+                _ = int.recv() => { tracing::info!(event = "shutdown", signal = "SIGINT", "SIGINT received: shutting down"); break; }
+                _ = hup.recv() => self.reload().await,
+                Some(res) = self.tasks.join_next() => {
+                    // Tasks only end on cancellation; an early end is a bug worth logging.
+                    match res {
+                        Ok(label) => tracing::warn!(task = %label, "task ended unexpectedly"),
+                        Err(error) => tracing::error!(%error, "task panicked"),
+                    }
+                }
+            }
+        }
+        // A second signal means "now": exit without waiting.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!(event = "shutdown_forced", "second signal: exiting immediately");
+            std::process::exit(i32::from(crate::exit::INTERRUPTED));
+        });
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Cancels everything and waits (bounded) for the tasks, naming stragglers.
+    pub async fn shutdown(mut self) {
+        let started = Instant::now();
+        self.root.cancel();
+        let deadline = started + SHUTDOWN_DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::error!(
+                        event = "shutdown_stragglers",
+                        remaining = self.tasks.len(),
+                        "{} task(s) still running after {}; exiting anyway",
+                        self.tasks.len(),
+                        vigil_core::format_duration(SHUTDOWN_DEADLINE)
+                    );
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        tracing::info!(
+            event = "stopped",
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "vigil stopped cleanly"
+        );
+    }
+
+    /// SIGHUP: load and validate the whole file first; apply only a valid one.
+    async fn reload(&mut self) {
+        let new = match vigil_config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(errors) => {
+                tracing::error!(
+                    event = "reload_rejected",
+                    errors = errors.0.len(),
+                    "reload rejected, keeping the running configuration:\n{errors}"
+                );
+                return;
+            }
+        };
+        if new.vigil.state_dir != self.config.vigil.state_dir {
+            tracing::warn!(
+                event = "reload_partial",
+                "state_dir changed ({} -> {}); this takes effect only after a restart of vigil",
+                self.config.vigil.state_dir.display(),
+                new.vigil.state_dir.display()
+            );
+        }
+        let mut kept = 0usize;
+        let mut changed = 0usize;
+        // Removed services.
+        let removed: Vec<ServiceName> = self
+            .services
+            .keys()
+            .filter(|name| new.service(name.as_str()).is_none())
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(handle) = self.services.remove(&name) {
+                handle.cancel.cancel();
+                changed += 1;
+                tracing::info!(service = %name, event = "service_removed", "service removed");
+            }
+        }
+        let saved = self.saved_check_states().await;
+        let n_checks: usize = new.services.iter().map(|s| s.checks.len()).sum();
+        let mut index = 0usize;
+        for service in &new.services {
+            let Some(mut handle) = self.services.remove(&service.name) else {
+                self.start_service(service, &saved, &mut index, n_checks).await;
+                changed += 1;
+                tracing::info!(service = %service.name, event = "service_added", "service added");
+                continue;
+            };
+            if handle.spec.driver != service.driver || handle.spec.guard != service.guard {
+                let _ = handle
+                    .tx
+                    .send(ServiceMsg::Update(Box::new(service.clone())))
+                    .await;
+                changed += 1;
+            }
+            let mut checks = std::mem::take(&mut handle.checks);
+            for check in &service.checks {
+                match checks.remove(check.name.as_str()) {
+                    Some(task) if task.spec == *check => {
+                        kept += 1;
+                        handle.checks.insert(check.name.to_string(), task);
+                    }
+                    old => {
+                        if let Some(old) = old {
+                            old.cancel.cancel();
+                        }
+                        changed += 1;
+                        let offset = stagger(index, n_checks, check.every);
+                        let task =
+                            self.spawn_check(&service.name, &handle, check, CheckHealth::default(), offset);
+                        handle.checks.insert(check.name.to_string(), task);
+                    }
+                }
+                index += 1;
+            }
+            for (_, gone) in checks {
+                gone.cancel.cancel();
+                changed += 1;
+            }
+            if handle.spec.schedules != service.schedules {
+                handle.schedules.cancel();
+                handle.schedules = self.spawn_schedules(&service.name, &handle, &service.schedules);
+                changed += 1;
+            }
+            handle.spec = service.clone();
+            self.services.insert(service.name.clone(), handle);
+        }
+        self.config = new;
+        tracing::info!(
+            event = "reloaded",
+            kept,
+            changed,
+            "configuration reloaded: {kept} check(s) unchanged (state kept), {changed} change(s) applied"
+        );
+    }
+}
+
+fn stagger(index: usize, total: usize, every: Duration) -> Duration {
+    if total <= 1 {
+        return Duration::ZERO;
+    }
+    let span = every.min(Duration::from_secs(60));
+    let frac = u32::try_from(index % total).unwrap_or(0);
+    let total = u32::try_from(total).unwrap_or(u32::MAX);
+    span / total * frac
+}
+
+fn repair_timeout(service: &Service) -> Duration {
+    match &service.driver {
+        vigil_config::model::DriverSpec::Command(c) => c.timeout,
+    }
+}
+
+/// The owner of one service's driver and policy; performs its restart requests in order.
+struct ServiceActor {
+    spec: Service,
+    driver: Driver,
+    shared: Arc<Shared>,
+    started: watch::Sender<Option<Timestamp>>,
+    cancel: CancellationToken,
+}
+
+impl ServiceActor {
+    async fn run(mut self, mut rx: mpsc::Receiver<ServiceMsg>) {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                msg = rx.recv() => match msg { Some(m) => m, None => return },
+            };
+            match msg {
+                ServiceMsg::Update(spec) => {
+                    self.driver = Driver::new(&spec.driver);
+                    self.spec = *spec;
+                    tracing::info!(service = %self.spec.name, event = "service_updated", "driver/guard settings updated");
+                }
+                ServiceMsg::Restart {
+                    request,
+                    repair,
+                    reply,
+                } => {
+                    let action = match &repair {
+                        Some(argv) => Action::Repair(argv, repair_timeout(&self.spec)),
+                        None => Action::Restart(&self.driver),
+                    };
+                    let fut = guard::request(
+                        &self.shared.guard,
+                        &self.spec.name,
+                        &self.spec.guard,
+                        action,
+                        request,
+                    );
+                    let cancel = self.cancel.clone();
+                    let outcome = tokio::select! {
+                        res = fut => res,
+                        _ = async { cancel.cancelled().await; tokio::time::sleep(RESTART_SHUTDOWN_GRACE).await } => {
+                            tracing::error!(service = %self.spec.name, event = "restart_abandoned",
+                                "shutdown: restart still running after {}; abandoned (its process group was killed; the ledger keeps the intent, reported as interrupted)",
+                                vigil_core::format_duration(RESTART_SHUTDOWN_GRACE));
+                            return;
+                        }
+                    };
+                    match outcome {
+                        Ok(decision) => {
+                            if decision.restarted() && repair.is_none() {
+                                self.started.send_replace(decision.finished_at);
+                            }
+                            if let Some(reply) = reply {
+                                let _ = reply.send(decision);
+                            }
+                        }
+                        Err(error) => tracing::error!(
+                            service = %self.spec.name,
+                            event = "guard_error",
+                            %error,
+                            "restart request failed"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One check on its own timer.
+struct CheckLoop {
+    service: ServiceName,
+    check: Check,
+    health: CheckHealth,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<ServiceMsg>,
+    started: watch::Receiver<Option<Timestamp>>,
+    cancel: CancellationToken,
+}
+
+impl CheckLoop {
+    async fn run(mut self, first_delay: Duration) {
+        let mut due = Instant::now() + first_delay;
+        self.started.mark_unchanged();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(due) => {}
+            }
+            let run = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                run = run_check(&self.check, &self.shared.probes) => run,
+            };
+            // Fixed rate: the next run is due `every` after this one was due, never in the past.
+            due = (due + self.check.every).max(Instant::now());
+            let now = clock::now();
+            if self.started.has_changed().unwrap_or(false) {
+                // The service was restarted: forget the old instance's failures. A run that
+                // straddled the restart says nothing about the new instance.
+                self.started.mark_unchanged();
+                self.health.reset(now);
+                self.save(None, "service restarted".to_owned(), now).await;
+                continue;
+            }
+            let uptime = (*self.started.borrow()).map(|t| now.saturating_since(t));
+            let obs = self.health.observe_after_grace(
+                run.verdict,
+                self.check.thresholds,
+                self.check.grace,
+                uptime,
+                now,
+            );
+            events::check_run(
+                &self.service,
+                self.check.name.as_str(),
+                run.verdict,
+                &run.reason,
+                &obs,
+                self.health.status,
+            );
+            if obs.in_grace.is_none() {
+                self.save(Some(run.verdict), run.reason.clone(), now).await;
+            }
+            if obs.wants_action && run.verdict == RunVerdict::Fail {
+                self.act(&run.reason).await;
+            }
+        }
+    }
+
+    async fn act(&self, reason: &str) {
+        let repair = match &self.check.on_failure {
+            OnFailure::Restart => None,
+            OnFailure::Alert => {
+                tracing::warn!(
+                    service = %self.service,
+                    check = %self.check.name,
+                    event = "failing_alert_only",
+                    "check failing, on_failure = alert: not restarting ({reason})"
+                );
+                return;
+            }
+            OnFailure::Exec(argv) => Some(argv.clone()),
+        };
+        let msg = ServiceMsg::Restart {
+            request: RestartRequest::new(Source::Health),
+            repair,
+            reply: None,
+        };
+        let _ = self.tx.send(msg).await;
+    }
+
+    async fn save(&self, verdict: Option<RunVerdict>, reason: String, now: Timestamp) {
+        let row = CheckStateRow {
+            service: self.service.to_string(),
+            check: self.check.name.to_string(),
+            health: self.health,
+            last_verdict: verdict,
+            last_reason: reason,
+            last_run: Some(now),
+        };
+        if let Err(error) = self
+            .shared
+            .guard
+            .ledger
+            .call(move |l| l.save_check_state(&row))
+            .await
+        {
+            tracing::warn!(service = %self.service, check = %self.check.name, %error, "cannot save check state");
+        }
+    }
+}
+
+/// Fires one schedule entry: each firing is a restart request with source `schedule`.
+async fn schedule_loop(
+    service: ServiceName,
+    schedule: vigil_core::schedule::Schedule,
+    tx: mpsc::Sender<ServiceMsg>,
+    cancel: CancellationToken,
+) {
+    let mut after = clock::now();
+    while let Some(next) = schedule.next_after(after) {
+        // Sleep in bounded steps against the wall clock, so a clock step or suspend cannot
+        // make a firing early or hours late.
+        loop {
+            let now = clock::now();
+            if now >= next {
+                break;
+            }
+            let left = next.saturating_since(now).min(Duration::from_secs(30));
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(left) => {}
+            }
+        }
+        tracing::info!(service = %service, event = "schedule_fired", "=== Scheduled Restart Triggered: {} ===", schedule.describe());
+        let msg = ServiceMsg::Restart {
+            request: RestartRequest::new(Source::Schedule),
+            repair: None,
+            reply: None,
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+        after = next.max(clock::now());
+    }
+}

@@ -1,0 +1,112 @@
+//! Drivers: how a service is restarted and how long it has been up.
+//!
+//! Drivers act and report typed outcomes ([`RestartReport`]); they never retry and never
+//! decide. Every restart reaches a driver only through the guard (`guard.rs`).
+
+use std::time::Duration;
+
+use vigil_checks::process::{self, Exit, Leftovers, RunSpec};
+use vigil_config::model::{Argv, CommandDriver, DriverSpec};
+
+/// How one restart (or repair command) went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartReport {
+    pub ok: bool,
+    /// One line: what ran and how it ended ("`systemctl restart x`: exit code 0 in 1.2s").
+    pub detail: String,
+    pub duration: Duration,
+}
+
+/// A service's driver, built from its validated spec.
+#[derive(Clone, Debug)]
+pub enum Driver {
+    Command(CommandDriver),
+}
+
+impl Driver {
+    pub fn new(spec: &DriverSpec) -> Driver {
+        match spec {
+            DriverSpec::Command(c) => Driver::Command(c.clone()),
+        }
+    }
+
+    /// Restarts the service and waits for the driver's own deadline.
+    pub async fn restart(&self) -> RestartReport {
+        match self {
+            Driver::Command(c) => run_command(&c.restart, c.timeout).await,
+        }
+    }
+
+    /// Whether the service runs, when the driver can tell (`status_command`).
+    pub async fn is_running(&self) -> Option<bool> {
+        match self {
+            Driver::Command(c) => {
+                let status = c.status.as_ref()?;
+                Some(run_command(status, c.timeout).await.ok)
+            }
+        }
+    }
+}
+
+/// Output kept from a driver or repair command, for the one-line report.
+const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// Runs a driver or repair command: success is exit code 0 within `timeout`.
+pub async fn run_command(argv: &Argv, timeout: Duration) -> RestartReport {
+    let spec = RunSpec {
+        capture_limit: CAPTURE_LIMIT,
+        // A restart command may start the service in the background (e.g.
+        // `managed_start.sh restart`); what it leaves running is the service.
+        leftovers: Leftovers::Keep,
+        ..RunSpec::new(argv, timeout)
+    };
+    match process::run(spec).await {
+        Err(e) => RestartReport {
+            ok: false,
+            detail: format!("`{argv}`: {e}"),
+            duration: Duration::ZERO,
+        },
+        Ok(out) => {
+            let took = vigil_core::format_duration(out.duration);
+            let (ok, how) = match (out.timed_out, out.exit) {
+                (true, _) | (false, None) => (
+                    false,
+                    format!(
+                        "timed out after {} (process group killed)",
+                        vigil_core::format_duration(timeout)
+                    ),
+                ),
+                (false, Some(Exit::Code(0))) => (true, format!("exit code 0 in {took}")),
+                (false, Some(exit)) => (false, format!("{exit} after {took}")),
+            };
+            let detail = if ok {
+                format!("`{argv}`: {how}")
+            } else {
+                match first_line(&out.stderr).or_else(|| first_line(&out.stdout)) {
+                    Some(line) => format!("`{argv}`: {how}: {line}"),
+                    None => format!("`{argv}`: {how}"),
+                }
+            };
+            RestartReport {
+                ok,
+                detail,
+                duration: out.duration,
+            }
+        }
+    }
+}
+
+fn first_line(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut line = line.to_owned();
+    if line.len() > 200 {
+        let mut cut = 200;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    Some(line)
+}

@@ -1,0 +1,206 @@
+//! The guard at the edge: the one gate every restart passes, from every source and every
+//! process (SPEC §2).
+//!
+//! Order of operations for one request:
+//! 1. take the service's cross-process restart lock (`lock.rs`), at most `lock_timeout`;
+//!    not acquired → `skipped(lock)`, recorded;
+//! 2. resolve intents left by a Vigil that died mid-restart (safe: we hold the lock);
+//! 3. read the counted restarts in the window and call the pure `vigil_core::decide`;
+//! 4. allowed → commit the intent, perform the action, commit the outcome; otherwise
+//!    record the refusal;
+//! 5. release the lock.
+//!
+//! Architecture Invariant: nothing restarts a service except through [`request`]. The
+//! decision itself stays in `vigil_core`; this module only sequences I/O around it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vigil_config::model::Argv;
+use vigil_core::{GuardPolicy, RestartRequest, ServiceName, Skip, Timestamp, Verdict, decide};
+
+use crate::clock;
+use crate::driver::{self, Driver, RestartReport};
+use crate::events;
+use crate::ledger::{LedgerError, LedgerHandle};
+use crate::lock::{self, LockError};
+
+/// What the guard needs: the ledger and where the lock files live.
+#[derive(Clone)]
+pub struct GuardContext {
+    pub ledger: LedgerHandle,
+    pub state_dir: PathBuf,
+}
+
+/// What an allowed request performs.
+#[derive(Clone, Copy, Debug)]
+pub enum Action<'a> {
+    /// Restart through the service's driver.
+    Restart(&'a Driver),
+    /// Run a check's repair command (`on_failure = { exec = [...] }`) instead.
+    Repair(&'a Argv, Duration),
+}
+
+/// The guard's verdict and, when allowed, how the action went.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub report: Option<RestartReport>,
+    pub decided_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+impl Decision {
+    /// Allowed and the action succeeded.
+    pub fn restarted(&self) -> bool {
+        self.report.as_ref().is_some_and(|r| r.ok)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+/// Passes one restart request through the guard and, if allowed, performs it.
+pub async fn request(
+    cx: &GuardContext,
+    service: &ServiceName,
+    policy: &GuardPolicy,
+    action: Action<'_>,
+    request: RestartRequest,
+) -> Result<Decision, GuardError> {
+    let lock_path = lock::lock_path(&cx.state_dir, service.as_str());
+    let waited_from = tokio::time::Instant::now();
+    let Some(held) = lock::acquire(&lock_path, policy.lock_timeout).await? else {
+        let verdict = Verdict::Skipped(Skip::Lock {
+            waited: waited_from.elapsed(),
+        });
+        let now = clock::now();
+        record_refusal(cx, service, request, &verdict, now).await?;
+        events::verdict(service, request, &verdict, now);
+        return Ok(Decision {
+            verdict,
+            report: None,
+            decided_at: now,
+            finished_at: None,
+        });
+    };
+
+    let name = service.to_string();
+    let window = policy.window;
+    let (verdict, now, intent) = {
+        let policy = policy.clone();
+        cx.ledger
+            .call(move |ledger| -> Result<_, LedgerError> {
+                let now = clock::now();
+                for dangling in ledger.dangling_intents(Some(&name))? {
+                    ledger.resolve_interrupted(dangling.id, now)?;
+                    events::interrupted_restart(&dangling);
+                }
+                let history = ledger.counted_restarts(&name, now.saturating_sub(window))?;
+                let verdict = decide(&policy, &history, request, now);
+                let intent = if verdict.is_allowed() {
+                    Some(ledger.record_intent(&name, request.source, request.forced, &verdict, now)?)
+                } else {
+                    ledger.record_refusal(&name, request.source, request.forced, &verdict, now)?;
+                    None
+                };
+                Ok((verdict, now, intent))
+            })
+            .await?
+    };
+    events::verdict(service, request, &verdict, now);
+
+    let Some(intent) = intent else {
+        drop(held);
+        return Ok(Decision {
+            verdict,
+            report: None,
+            decided_at: now,
+            finished_at: None,
+        });
+    };
+
+    let report = match action {
+        Action::Restart(driver) => driver.restart().await,
+        Action::Repair(argv, timeout) => driver::run_command(argv, timeout).await,
+    };
+    let finished_at = clock::now();
+    {
+        let detail = report.detail.clone();
+        let ok = report.ok;
+        cx.ledger
+            .call(move |ledger| ledger.record_outcome(intent, ok, &detail, finished_at))
+            .await?;
+    }
+    events::restart_finished(service, request, &report);
+    drop(held);
+    Ok(Decision {
+        verdict,
+        report: Some(report),
+        decided_at: now,
+        finished_at: Some(finished_at),
+    })
+}
+
+/// What the guard would say now, without the lock and without recording anything
+/// (`vigil check --no-restart`, `vigil status`).
+pub async fn preview(
+    cx: &GuardContext,
+    service: &ServiceName,
+    policy: &GuardPolicy,
+    request: RestartRequest,
+) -> Result<Verdict, GuardError> {
+    let name = service.to_string();
+    let policy = policy.clone();
+    let verdict = cx
+        .ledger
+        .call(move |ledger| -> Result<_, LedgerError> {
+            let now = clock::now();
+            let history = ledger.counted_restarts(&name, now.saturating_sub(policy.window))?;
+            Ok(decide(&policy, &history, request, now))
+        })
+        .await?;
+    Ok(verdict)
+}
+
+/// `vigil reset`: under the service's lock, so it cannot interleave with a restart.
+pub async fn reset(
+    cx: &GuardContext,
+    service: &ServiceName,
+    policy: &GuardPolicy,
+) -> Result<Option<usize>, GuardError> {
+    let lock_path = lock::lock_path(&cx.state_dir, service.as_str());
+    let Some(held) = lock::acquire(&lock_path, policy.lock_timeout).await? else {
+        return Ok(None);
+    };
+    let name = service.to_string();
+    let cleared = cx
+        .ledger
+        .call(move |ledger| ledger.reset(&name, clock::now()))
+        .await?;
+    drop(held);
+    Ok(Some(cleared))
+}
+
+async fn record_refusal(
+    cx: &GuardContext,
+    service: &ServiceName,
+    request: RestartRequest,
+    verdict: &Verdict,
+    now: Timestamp,
+) -> Result<(), LedgerError> {
+    let name = service.to_string();
+    let verdict = verdict.clone();
+    cx.ledger
+        .call(move |ledger| {
+            ledger
+                .record_refusal(&name, request.source, request.forced, &verdict, now)
+                .map(|_| ())
+        })
+        .await
+}

@@ -1,0 +1,596 @@
+//! The ledger: every restart request and the guard's verdict, plus the last known state of
+//! every check, in SQLite under `state_dir`.
+//!
+//! Shared by the daemon and every one-shot CLI process. WAL mode and a busy timeout make
+//! concurrent writers safe; `synchronous = FULL` makes every committed row survive a crash
+//! of the process (and of the machine). The schema is versioned with `PRAGMA
+//! user_version`; opening a newer schema than this binary knows is an error, never a
+//! silent downgrade.
+//!
+//! A restart is recorded twice: the *intent* (verdict `allowed`, no outcome) is committed
+//! before the driver acts, the *outcome* after. An intent left without outcome means a
+//! Vigil process died mid-restart; the guard resolves it (as `interrupted`) under the
+//! service's lock, and [`Ledger::dangling_intents`] reports it until then.
+//!
+//! This module must not decide anything: the guard's decision lives in `vigil_core`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
+use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "ledger {path} has schema version {found}, newer than this vigil understands ({SCHEMA_VERSION}); upgrade vigil"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+/// The file name of the ledger inside `state_dir`.
+pub const FILE_NAME: &str = "ledger.db";
+
+/// An open ledger. Not `Sync`: give it one owner (the daemon's ledger thread, or a CLI
+/// command).
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One row of restart history, as `vigil history` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub id: i64,
+    pub service: String,
+    pub at: Timestamp,
+    pub source: String,
+    pub forced: bool,
+    /// `allowed`, `skipped`, `denied` or `reset`.
+    pub verdict: String,
+    /// `cooldown`, `backoff`, `lock`, `limit`, or empty.
+    pub reason: String,
+    /// The verdict in words, with its numbers.
+    pub message: String,
+    /// `ok`, `failed`, `interrupted`, or `None` while in flight.
+    pub outcome: Option<String>,
+    pub outcome_detail: Option<String>,
+    pub finished_at: Option<Timestamp>,
+    pub pid: u32,
+}
+
+/// An allowed restart with no recorded outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Intent {
+    pub id: i64,
+    pub service: String,
+    pub at: Timestamp,
+    pub source: String,
+    pub pid: u32,
+}
+
+/// The persisted state of one check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckStateRow {
+    pub service: String,
+    pub check: String,
+    pub health: CheckHealth,
+    pub last_verdict: Option<RunVerdict>,
+    pub last_reason: String,
+    pub last_run: Option<Timestamp>,
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(Timestamp::from_millis)
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Ledger> {
+        std::fs::create_dir_all(state_dir).map_err(|source| LedgerError::StateDir {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+        let path = state_dir.join(FILE_NAME);
+        let conn = Connection::open(&path).map_err(sql_err(&path))?;
+        let mut ledger = Ledger { conn, path };
+        ledger.configure()?;
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        let err = sql_err(&self.path);
+        self.conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(&err)?;
+        // journal_mode returns a row; query it rather than execute.
+        let _mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(&err)?;
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(&err)?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let err = sql_err(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(&err)?;
+        if version > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                path: path.clone(),
+                found: version,
+            });
+        }
+        if version < 1 {
+            tx.execute_batch(
+                "CREATE TABLE restarts (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    service TEXT NOT NULL,
+                    at INTEGER NOT NULL,
+                    source TEXT NOT NULL,
+                    forced INTEGER NOT NULL DEFAULT 0,
+                    verdict TEXT NOT NULL,
+                    reason TEXT NOT NULL DEFAULT '',
+                    message TEXT NOT NULL,
+                    counts INTEGER NOT NULL DEFAULT 0,
+                    outcome TEXT,
+                    outcome_detail TEXT,
+                    finished_at INTEGER,
+                    pid INTEGER NOT NULL
+                );
+                CREATE INDEX restarts_by_service ON restarts(service, at);
+                CREATE TABLE check_state (
+                    service TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    consecutive_failures INTEGER NOT NULL,
+                    consecutive_successes INTEGER NOT NULL,
+                    last_change INTEGER,
+                    last_verdict TEXT,
+                    last_reason TEXT NOT NULL DEFAULT '',
+                    last_run INTEGER,
+                    PRIMARY KEY (service, name)
+                );
+                PRAGMA user_version = 1;",
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        Ok(())
+    }
+
+    /// The restarts that count against `service`'s budget and were requested at or after
+    /// `since` (restarts stamped in the future, after a clock step back, are included).
+    pub fn counted_restarts(&self, service: &str, since: Timestamp) -> Result<Vec<RestartRecord>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT at, source, forced FROM restarts
+                 WHERE service = ?1 AND counts = 1 AND at >= ?2 ORDER BY at",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![service, since.as_millis()], |r| {
+                let source: String = r.get(1)?;
+                Ok(RestartRecord {
+                    at: Timestamp::from_millis(r.get(0)?),
+                    source: Source::parse(&source).unwrap_or(Source::Manual),
+                    forced: r.get(2)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    /// Records an allowed restart *before* it is performed. Returns the row id for
+    /// [`Ledger::record_outcome`].
+    pub fn record_intent(
+        &self,
+        service: &str,
+        source: Source,
+        forced: bool,
+        verdict: &Verdict,
+        at: Timestamp,
+    ) -> Result<i64> {
+        let err = sql_err(&self.path);
+        self.conn
+            .execute(
+                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid)
+                 VALUES (?1, ?2, ?3, ?4, 'allowed', '', ?5, 1, ?6)",
+                params![
+                    service,
+                    at.as_millis(),
+                    source.as_str(),
+                    forced,
+                    verdict.to_string(),
+                    std::process::id()
+                ],
+            )
+            .map_err(&err)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records how an allowed restart ended.
+    pub fn record_outcome(
+        &self,
+        id: i64,
+        ok: bool,
+        detail: &str,
+        finished_at: Timestamp,
+    ) -> Result<()> {
+        let err = sql_err(&self.path);
+        self.conn
+            .execute(
+                "UPDATE restarts SET outcome = ?2, outcome_detail = ?3, finished_at = ?4 WHERE id = ?1",
+                params![id, if ok { "ok" } else { "failed" }, detail, finished_at.as_millis()],
+            )
+            .map_err(&err)?;
+        Ok(())
+    }
+
+    /// Records a verdict that did not lead to a restart (skipped or denied).
+    pub fn record_refusal(
+        &self,
+        service: &str,
+        source: Source,
+        forced: bool,
+        verdict: &Verdict,
+        at: Timestamp,
+    ) -> Result<i64> {
+        let err = sql_err(&self.path);
+        self.conn
+            .execute(
+                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
+                params![
+                    service,
+                    at.as_millis(),
+                    source.as_str(),
+                    forced,
+                    verdict.kind(),
+                    verdict.reason().unwrap_or(""),
+                    verdict.to_string(),
+                    std::process::id()
+                ],
+            )
+            .map_err(&err)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Allowed restarts without an outcome, oldest first (all services when `None`).
+    pub fn dangling_intents(&self, service: Option<&str>) -> Result<Vec<Intent>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, service, at, source, pid FROM restarts
+                 WHERE verdict = 'allowed' AND outcome IS NULL AND (?1 IS NULL OR service = ?1)
+                 ORDER BY id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![service], |r| {
+                Ok(Intent {
+                    id: r.get(0)?,
+                    service: r.get(1)?,
+                    at: Timestamp::from_millis(r.get(2)?),
+                    source: r.get(3)?,
+                    pid: r.get(4)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    /// Marks a dangling intent as interrupted. Call only while holding the service's
+    /// restart lock, which proves no live process is still performing it. The restart keeps
+    /// counting against the budget: it may well have happened.
+    pub fn resolve_interrupted(&self, id: i64, at: Timestamp) -> Result<()> {
+        let err = sql_err(&self.path);
+        self.conn
+            .execute(
+                "UPDATE restarts SET outcome = 'interrupted',
+                    outcome_detail = 'vigil process ' || pid || ' died during the restart; outcome unknown',
+                    finished_at = ?2
+                 WHERE id = ?1 AND outcome IS NULL",
+                params![id, at.as_millis()],
+            )
+            .map_err(&err)?;
+        Ok(())
+    }
+
+    /// `vigil reset`: the service's past restarts stop counting (they stay in the history)
+    /// and a `reset` row records who did it and when.
+    pub fn reset(&mut self, service: &str, at: Timestamp) -> Result<usize> {
+        let path = self.path.clone();
+        let err = sql_err(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let cleared = tx
+            .execute(
+                "UPDATE restarts SET counts = 0 WHERE service = ?1 AND counts = 1",
+                params![service],
+            )
+            .map_err(&err)?;
+        tx.execute(
+            "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid)
+             VALUES (?1, ?2, 'manual', 0, 'reset', '', ?3, 0, ?4)",
+            params![
+                service,
+                at.as_millis(),
+                format!("Restart history reset ({cleared} restart(s) no longer count)"),
+                std::process::id()
+            ],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(cleared)
+    }
+
+    /// The end of the last successful restart: the start of the current instance as far
+    /// as the ledger knows (used for `grace` with the command driver).
+    pub fn last_successful_restart(&self, service: &str) -> Result<Option<Timestamp>> {
+        let err = sql_err(&self.path);
+        self.conn
+            .query_row(
+                "SELECT MAX(finished_at) FROM restarts WHERE service = ?1 AND outcome = 'ok'",
+                params![service],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(ts)
+            .map_err(&err)
+    }
+
+    /// History rows, newest last, optionally for one service and since an instant.
+    pub fn history(&self, service: Option<&str>, since: Option<Timestamp>) -> Result<Vec<HistoryRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, service, at, source, forced, verdict, reason, message, outcome,
+                        outcome_detail, finished_at, pid
+                 FROM restarts
+                 WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR at >= ?2)
+                 ORDER BY at, id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![service, since.map(Timestamp::as_millis)], |r| {
+                Ok(HistoryRow {
+                    id: r.get(0)?,
+                    service: r.get(1)?,
+                    at: Timestamp::from_millis(r.get(2)?),
+                    source: r.get(3)?,
+                    forced: r.get(4)?,
+                    verdict: r.get(5)?,
+                    reason: r.get(6)?,
+                    message: r.get(7)?,
+                    outcome: r.get(8)?,
+                    outcome_detail: r.get(9)?,
+                    finished_at: ts(r.get(10)?),
+                    pid: r.get(11)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    /// Saves the state of one check after a run.
+    pub fn save_check_state(&self, row: &CheckStateRow) -> Result<()> {
+        let err = sql_err(&self.path);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO check_state (service, name, status, consecutive_failures,
+                    consecutive_successes, last_change, last_verdict, last_reason, last_run)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (service, name) DO UPDATE SET
+                    status = excluded.status,
+                    consecutive_failures = excluded.consecutive_failures,
+                    consecutive_successes = excluded.consecutive_successes,
+                    last_change = excluded.last_change,
+                    last_verdict = excluded.last_verdict,
+                    last_reason = excluded.last_reason,
+                    last_run = excluded.last_run",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    row.service,
+                    row.check,
+                    row.health.status.as_str(),
+                    row.health.consecutive_failures,
+                    row.health.consecutive_successes,
+                    row.health.last_change.map(Timestamp::as_millis),
+                    row.last_verdict.map(RunVerdict::as_str),
+                    row.last_reason,
+                    row.last_run.map(Timestamp::as_millis),
+                ])
+            })
+            .map_err(&err)?;
+        Ok(())
+    }
+
+    /// Every saved check state (all services).
+    pub fn check_states(&self) -> Result<Vec<CheckStateRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT service, name, status, consecutive_failures, consecutive_successes,
+                        last_change, last_verdict, last_reason, last_run
+                 FROM check_state ORDER BY service, name",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let status: String = r.get(2)?;
+                let verdict: Option<String> = r.get(6)?;
+                Ok(CheckStateRow {
+                    service: r.get(0)?,
+                    check: r.get(1)?,
+                    health: CheckHealth {
+                        status: HealthStatus::parse(&status).unwrap_or_default(),
+                        consecutive_failures: r.get(3)?,
+                        consecutive_successes: r.get(4)?,
+                        last_change: ts(r.get(5)?),
+                    },
+                    last_verdict: verdict.as_deref().and_then(RunVerdict::parse),
+                    last_reason: r.get(7)?,
+                    last_run: ts(r.get(8)?),
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::{GuardPolicy, RestartRequest, decide};
+
+    #[test]
+    fn intents_outcomes_and_reset_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let now = Timestamp::from_secs(10_000);
+        let verdict = decide(&GuardPolicy::default(), &[], RestartRequest::new(Source::Health), now);
+        let id = ledger
+            .record_intent("web", Source::Health, false, &verdict, now)
+            .unwrap();
+        assert_eq!(ledger.dangling_intents(None).unwrap().len(), 1);
+        ledger
+            .record_outcome(id, true, "exit code 0", now.saturating_add(Duration::from_secs(1)))
+            .unwrap();
+        assert!(ledger.dangling_intents(None).unwrap().is_empty());
+        let counted = ledger.counted_restarts("web", Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(counted.len(), 1);
+        assert_eq!(
+            ledger.last_successful_restart("web").unwrap(),
+            Some(Timestamp::from_secs(10_001))
+        );
+        assert_eq!(ledger.reset("web", now).unwrap(), 1);
+        assert!(ledger.counted_restarts("web", Timestamp::UNIX_EPOCH).unwrap().is_empty());
+        let history = ledger.history(Some("web"), None).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].verdict, "reset");
+        // Reopening keeps everything and does not migrate twice.
+        drop(ledger);
+        let ledger = Ledger::open(dir.path()).unwrap();
+        assert_eq!(ledger.history(None, None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Ledger::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        let err = Ledger::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+}
+
+/// A cloneable handle to a ledger owned by one dedicated thread.
+///
+/// SQLite calls block; the daemon's async tasks send closures to the ledger thread
+/// instead of holding the connection. The thread ends when the last handle is dropped,
+/// after finishing every queued call, so a graceful shutdown never loses a write.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    tx: std::sync::mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+type Job = Box<dyn FnOnce(&mut Ledger) + Send>;
+
+impl LedgerHandle {
+    /// Opens the ledger and starts its thread.
+    pub fn spawn(state_dir: &Path) -> Result<LedgerHandle> {
+        let mut ledger = Ledger::open(state_dir)?;
+        let path = ledger.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("vigil-ledger".to_owned())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut ledger);
+                }
+            })
+            .map_err(|source| LedgerError::StateDir {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(LedgerHandle { tx, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the ledger thread and returns its result.
+    pub async fn call<R, F>(&self, f: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Ledger) -> R + Send + 'static,
+    {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |ledger| {
+            let _ = reply.send(f(ledger));
+        });
+        // The ledger thread only stops when every handle is gone, and we hold one.
+        if self.tx.send(job).is_err() {
+            unreachable_ledger();
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => unreachable_ledger(),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_ledger() -> ! {
+    // Only reachable if a ledger job panicked, which is a bug; fail loudly.
+    panic!("the ledger thread stopped unexpectedly")
+}

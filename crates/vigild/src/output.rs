@@ -1,0 +1,557 @@
+//! What the CLI prints: human tables (color only on a TTY, never with `NO_COLOR`) and the
+//! stable JSON documents described in `docs/cli-json.md` (each carries `"version": 1`).
+
+use std::io::IsTerminal as _;
+
+use serde::Serialize;
+use vigil_config::model::Config;
+use vigil_core::guard::{Denial, Skip};
+use vigil_core::health::HealthStatus;
+use vigil_core::{RestartRequest, Source, Timestamp, Verdict, decide, format_duration};
+
+use crate::clock;
+use crate::guard::Decision;
+use crate::ledger::{HistoryRow, LedgerError, LedgerHandle};
+
+pub const JSON_VERSION: u32 = 1;
+
+fn color_enabled() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn paint(text: &str, code: &str) -> String {
+    if color_enabled() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn painted_state(state: &str) -> String {
+    match state {
+        "ok" | "passing" | "pass" | "allowed" => paint(state, "32"),
+        "warning" | "warn" | "skipped" | "unknown" | "reset" => paint(state, "33"),
+        "failing" | "fail" | "denied" | "given-up" | "failed" | "interrupted" => paint(state, "31"),
+        other => other.to_owned(),
+    }
+}
+
+/// Renders rows as an aligned table; `cells` may contain color codes, widths use `plain`.
+fn table(header: &[&str], rows: &[Vec<(String, String)>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, (plain, _)) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(plain.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let last = header.len().saturating_sub(1);
+    for (i, h) in header.iter().enumerate() {
+        out.push_str(&paint(h, "1"));
+        if i < last {
+            out.push_str(&" ".repeat(widths[i] - h.chars().count() + 2));
+        }
+    }
+    out.push('\n');
+    for row in rows {
+        for (i, (plain, shown)) in row.iter().enumerate() {
+            out.push_str(shown);
+            if i < last {
+                out.push_str(&" ".repeat(widths[i].saturating_sub(plain.chars().count()) + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn cell(text: impl Into<String>) -> (String, String) {
+    let t = text.into();
+    (t.clone(), t)
+}
+
+fn state_cell(state: &str) -> (String, String) {
+    (state.to_owned(), painted_state(state))
+}
+
+// ---------------------------------------------------------------- status
+
+#[derive(Serialize, Debug)]
+pub struct StatusReport {
+    pub version: u32,
+    pub generated_at: String,
+    pub services: Vec<ServiceStatus>,
+    /// Allowed restarts without a recorded outcome (a Vigil died mid-restart, or one is
+    /// restarting right now).
+    pub dangling_intents: Vec<DanglingIntent>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct DanglingIntent {
+    pub service: String,
+    pub at: String,
+    pub source: String,
+    pub pid: u32,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub driver: &'static str,
+    /// From the driver (`status_command` exit 0), or `null` when it cannot tell.
+    pub running: Option<bool>,
+    /// `ok`, `failing`, `warning`, `given-up` or `unknown`.
+    pub state: &'static str,
+    pub restarts_in_window: u32,
+    pub max_restarts: u32,
+    pub window_secs: u64,
+    pub cooldown_left_secs: u64,
+    /// When a given-up service re-arms (the oldest restart leaves the window).
+    pub rearm_at: Option<String>,
+    pub last_restart: Option<LastRestart>,
+    pub next_scheduled_restart: Option<String>,
+    pub schedules: Vec<String>,
+    pub checks: Vec<CheckStatus>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct LastRestart {
+    pub at: String,
+    pub source: String,
+    pub forced: bool,
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct CheckStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub every_secs: f64,
+    /// `unknown`, `passing`, `warning`, `failing`.
+    pub status: &'static str,
+    pub last_verdict: Option<&'static str>,
+    pub last_reason: String,
+    pub last_run: Option<String>,
+    pub age_secs: Option<u64>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub last_change: Option<String>,
+}
+
+/// Builds the status report from the config and the ledger (works without a daemon).
+pub async fn status(
+    config: &Config,
+    ledger: &LedgerHandle,
+    only: Option<&str>,
+) -> Result<StatusReport, LedgerError> {
+    let now = clock::now();
+    let states = ledger.call(|l| l.check_states()).await?;
+    let dangling = ledger.call(|l| l.dangling_intents(None)).await?;
+    let mut services = Vec::new();
+    for service in &config.services {
+        if only.is_some_and(|o| o != service.name.as_str()) {
+            continue;
+        }
+        let name = service.name.to_string();
+        let window = service.guard.window;
+        let (history, last) = {
+            let n = name.clone();
+            ledger
+                .call(move |l| -> Result<_, LedgerError> {
+                    let counted = l.counted_restarts(&n, now.saturating_sub(window))?;
+                    let last = l
+                        .history(Some(&n), None)?
+                        .into_iter()
+                        .rev()
+                        .find(|r| r.verdict == "allowed");
+                    Ok((counted, last))
+                })
+                .await?
+        };
+        let count = history
+            .iter()
+            .filter(|r| now.saturating_since(r.at) < window)
+            .count();
+        let verdict = decide(&service.guard, &history, RestartRequest::new(Source::Health), now);
+        let (cooldown_left, rearm_at) = match &verdict {
+            Verdict::Skipped(Skip::Cooldown { wait, .. } | Skip::Backoff { wait, .. }) => {
+                (wait.as_secs(), None)
+            }
+            Verdict::Denied(Denial::Limit { rearm_at, .. }) => (0, Some(*rearm_at)),
+            _ => (0, None),
+        };
+        let checks: Vec<CheckStatus> = service
+            .checks
+            .iter()
+            .map(|c| {
+                let row = states
+                    .iter()
+                    .find(|r| r.service == name && r.check == c.name.as_str());
+                let health = row.map(|r| r.health).unwrap_or_default();
+                CheckStatus {
+                    name: c.name.to_string(),
+                    kind: c.kind.as_str(),
+                    every_secs: c.every.as_secs_f64(),
+                    status: health.status.as_str(),
+                    last_verdict: row.and_then(|r| r.last_verdict).map(|v| v.as_str()),
+                    last_reason: row.map(|r| r.last_reason.clone()).unwrap_or_default(),
+                    last_run: row.and_then(|r| r.last_run).map(|t| t.to_string()),
+                    age_secs: row
+                        .and_then(|r| r.last_run)
+                        .map(|t| now.saturating_since(t).as_secs()),
+                    consecutive_failures: health.consecutive_failures,
+                    consecutive_successes: health.consecutive_successes,
+                    last_change: health.last_change.map(|t| t.to_string()),
+                }
+            })
+            .collect();
+        let state = if rearm_at.is_some() {
+            "given-up"
+        } else if checks.iter().any(|c| c.status == HealthStatus::Failing.as_str()) {
+            "failing"
+        } else if checks.iter().any(|c| c.status == HealthStatus::Warning.as_str()) {
+            "warning"
+        } else if checks.is_empty() || checks.iter().all(|c| c.status == "passing") {
+            "ok"
+        } else {
+            "unknown"
+        };
+        let next_scheduled = service
+            .schedules
+            .iter()
+            .filter_map(|s| s.schedule.next_after(now))
+            .min();
+        let running = crate::driver::Driver::new(&service.driver).is_running().await;
+        services.push(ServiceStatus {
+            name: name.clone(),
+            driver: service.driver.kind(),
+            running,
+            state,
+            restarts_in_window: u32::try_from(count).unwrap_or(u32::MAX),
+            max_restarts: service.guard.max_restarts,
+            window_secs: window.as_secs(),
+            cooldown_left_secs: cooldown_left,
+            rearm_at: rearm_at.map(|t| t.to_string()),
+            last_restart: last.map(|r| LastRestart {
+                at: r.at.to_string(),
+                source: r.source,
+                forced: r.forced,
+                outcome: r.outcome,
+                detail: r.outcome_detail,
+            }),
+            next_scheduled_restart: next_scheduled.map(|t| t.to_string()),
+            schedules: service.schedules.iter().map(|s| s.schedule.describe()).collect(),
+            checks,
+        });
+    }
+    Ok(StatusReport {
+        version: JSON_VERSION,
+        generated_at: now.to_string(),
+        services,
+        dangling_intents: dangling
+            .into_iter()
+            .filter(|d| only.is_none_or(|o| o == d.service))
+            .map(|d| DanglingIntent {
+                service: d.service,
+                at: d.at.to_string(),
+                source: d.source,
+                pid: d.pid,
+            })
+            .collect(),
+    })
+}
+
+fn age(secs: Option<u64>) -> String {
+    match secs {
+        Some(s) => format!("{} ago", format_duration(std::time::Duration::from_secs(s))),
+        None => "never".to_owned(),
+    }
+}
+
+pub fn render_status(report: &StatusReport) -> String {
+    let rows: Vec<Vec<(String, String)>> = report
+        .services
+        .iter()
+        .map(|s| {
+            let budget = format!(
+                "{}/{} {}",
+                s.restarts_in_window,
+                s.max_restarts,
+                vigil_core::guard::per_window(std::time::Duration::from_secs(s.window_secs))
+            );
+            let cooldown = if s.cooldown_left_secs > 0 {
+                format!("{} left", format_duration(std::time::Duration::from_secs(s.cooldown_left_secs)))
+            } else if let Some(rearm) = &s.rearm_at {
+                format!("re-arms {rearm}")
+            } else {
+                "-".to_owned()
+            };
+            let running = match s.running {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "?",
+            };
+            vec![
+                cell(s.name.clone()),
+                cell(s.driver),
+                cell(running),
+                state_cell(s.state),
+                cell(budget),
+                cell(cooldown),
+                cell(s.next_scheduled_restart.clone().unwrap_or_else(|| "-".to_owned())),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["SERVICE", "DRIVER", "RUNNING", "STATE", "RESTARTS", "COOLDOWN", "NEXT SCHEDULED"],
+        &rows,
+    );
+    let check_rows: Vec<Vec<(String, String)>> = report
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.checks.iter().map(move |c| {
+                vec![
+                    cell(format!("{}/{}", s.name, c.name)),
+                    cell(c.kind),
+                    state_cell(c.status),
+                    cell(age(c.age_secs)),
+                    cell(c.last_reason.clone()),
+                ]
+            })
+        })
+        .collect();
+    if !check_rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&["CHECK", "KIND", "STATUS", "LAST RUN", "REASON"], &check_rows));
+    }
+    for d in &report.dangling_intents {
+        out.push_str(&format!(
+            "\n{}: restart allowed at {} (source {}) by vigil pid {} has no outcome yet (in progress, or that vigil died)\n",
+            paint("warning", "33"),
+            d.at,
+            d.source,
+            d.pid
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- history
+
+#[derive(Serialize, Debug)]
+pub struct HistoryJson<'a> {
+    pub version: u32,
+    pub entries: Vec<HistoryEntry<'a>>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct HistoryEntry<'a> {
+    pub id: i64,
+    pub service: &'a str,
+    pub at: String,
+    pub source: &'a str,
+    pub forced: bool,
+    pub verdict: &'a str,
+    pub reason: &'a str,
+    pub message: &'a str,
+    pub outcome: Option<&'a str>,
+    pub outcome_detail: Option<&'a str>,
+    pub finished_at: Option<String>,
+    pub pid: u32,
+}
+
+pub fn history_json(rows: &[HistoryRow]) -> HistoryJson<'_> {
+    HistoryJson {
+        version: JSON_VERSION,
+        entries: rows
+            .iter()
+            .map(|r| HistoryEntry {
+                id: r.id,
+                service: &r.service,
+                at: r.at.to_string(),
+                source: &r.source,
+                forced: r.forced,
+                verdict: &r.verdict,
+                reason: &r.reason,
+                message: &r.message,
+                outcome: r.outcome.as_deref(),
+                outcome_detail: r.outcome_detail.as_deref(),
+                finished_at: r.finished_at.map(|t| t.to_string()),
+                pid: r.pid,
+            })
+            .collect(),
+    }
+}
+
+pub fn render_history(rows: &[HistoryRow]) -> String {
+    if rows.is_empty() {
+        return "no restart requests recorded\n".to_owned();
+    }
+    let rows: Vec<Vec<(String, String)>> = rows
+        .iter()
+        .map(|r| {
+            let outcome = r.outcome.clone().unwrap_or_else(|| {
+                if r.verdict == "allowed" {
+                    "in-flight".to_owned()
+                } else {
+                    "-".to_owned()
+                }
+            });
+            let mut message = r.message.clone();
+            if let Some(detail) = &r.outcome_detail {
+                message.push_str(" — ");
+                message.push_str(detail);
+            }
+            vec![
+                cell(r.at.to_string()),
+                cell(r.service.clone()),
+                cell(if r.forced { format!("{} (forced)", r.source) } else { r.source.clone() }),
+                state_cell(&r.verdict),
+                state_cell(&outcome),
+                cell(message),
+            ]
+        })
+        .collect();
+    table(&["TIME", "SERVICE", "SOURCE", "VERDICT", "OUTCOME", "MESSAGE"], &rows)
+}
+
+// ---------------------------------------------------------------- restart / check
+
+#[derive(Serialize, Debug)]
+pub struct DecisionJson {
+    pub version: u32,
+    pub service: String,
+    pub verdict: &'static str,
+    pub reason: Option<&'static str>,
+    pub message: String,
+    pub retry_at: Option<String>,
+    pub outcome: Option<&'static str>,
+    pub detail: Option<String>,
+}
+
+pub fn decision_json(service: &vigil_core::ServiceName, d: &Decision) -> DecisionJson {
+    DecisionJson {
+        version: JSON_VERSION,
+        service: service.to_string(),
+        verdict: d.verdict.kind(),
+        reason: d.verdict.reason(),
+        message: d.verdict.to_string(),
+        retry_at: d.verdict.retry_at(d.decided_at).map(|t: Timestamp| t.to_string()),
+        outcome: d.report.as_ref().map(|r| if r.ok { "ok" } else { "failed" }),
+        detail: d.report.as_ref().map(|r| r.detail.clone()),
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct CheckReport {
+    pub name: String,
+    pub kind: &'static str,
+    /// This run: `pass`, `warn`, `fail`.
+    pub verdict: &'static str,
+    /// The check's status after this run.
+    pub status: &'static str,
+    pub reason: String,
+    pub attempts: usize,
+    /// Set when the result was ignored because the service is inside its grace period.
+    pub in_grace_secs: Option<u64>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ActionReport {
+    pub check: String,
+    /// `restart` or `repair`.
+    pub kind: &'static str,
+    pub dry_run: bool,
+    pub verdict: &'static str,
+    pub message: String,
+    pub outcome: Option<&'static str>,
+    pub detail: Option<String>,
+}
+
+impl ActionReport {
+    pub fn dry_run(check: &str, repair: bool, verdict: &Verdict) -> ActionReport {
+        ActionReport {
+            check: check.to_owned(),
+            kind: if repair { "repair" } else { "restart" },
+            dry_run: true,
+            verdict: verdict.kind(),
+            message: verdict.to_string(),
+            outcome: None,
+            detail: None,
+        }
+    }
+
+    pub fn performed(check: &str, repair: bool, d: &Decision) -> ActionReport {
+        ActionReport {
+            check: check.to_owned(),
+            kind: if repair { "repair" } else { "restart" },
+            dry_run: false,
+            verdict: d.verdict.kind(),
+            message: d.verdict.to_string(),
+            outcome: d.report.as_ref().map(|r| if r.ok { "ok" } else { "failed" }),
+            detail: d.report.as_ref().map(|r| r.detail.clone()),
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct ServiceCheckReport {
+    pub service: String,
+    pub checks: Vec<CheckReport>,
+    pub action: Option<ActionReport>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct CheckJson<'a> {
+    pub version: u32,
+    pub failing: bool,
+    pub services: &'a [ServiceCheckReport],
+}
+
+pub fn check_json(reports: &[ServiceCheckReport], failing: bool) -> CheckJson<'_> {
+    CheckJson {
+        version: JSON_VERSION,
+        failing,
+        services: reports,
+    }
+}
+
+pub fn render_check(reports: &[ServiceCheckReport]) -> String {
+    let rows: Vec<Vec<(String, String)>> = reports
+        .iter()
+        .flat_map(|s| {
+            s.checks.iter().map(move |c| {
+                let reason = match c.in_grace_secs {
+                    Some(left) => format!("(grace, {left}s left) {}", c.reason),
+                    None => c.reason.clone(),
+                };
+                vec![
+                    cell(format!("{}/{}", s.service, c.name)),
+                    cell(c.kind),
+                    state_cell(c.verdict),
+                    state_cell(c.status),
+                    cell(reason),
+                ]
+            })
+        })
+        .collect();
+    let mut out = table(&["CHECK", "KIND", "RESULT", "STATUS", "REASON"], &rows);
+    for s in reports {
+        if let Some(a) = &s.action {
+            let what = if a.dry_run { "would" } else { "did" };
+            out.push_str(&format!(
+                "{}: {what} {} (check {} failing): {}",
+                s.service, a.kind, a.check, a.message
+            ));
+            if let Some(detail) = &a.detail {
+                out.push_str(&format!(" — {detail}"));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,244 @@
+//! The one-shot commands (the seed's cron mode): check, restart, status, history, reset,
+//! config check; exit codes; JSON logs.
+
+mod support;
+
+use support::*;
+
+fn recorder_config(env: &Env, guard: &str, checks: &str) {
+    let recorder = helper_bin("vigil-restart-recorder");
+    env.write_config(&format!(
+        r#"
+[defaults.guard]
+{guard}
+
+[services.svc]
+driver = "command"
+restart_command = [{recorder:?}, "--log", {log:?}, "--hold-ms", "1"]
+{checks}
+"#,
+        recorder = recorder.display().to_string(),
+        log = env.path("restarts.log").display().to_string(),
+    ));
+}
+
+fn runs(env: &Env) -> usize {
+    recorder_runs(&env.path("restarts.log")).len()
+}
+
+#[test]
+fn config_check_reports_file_line_col_and_exits_2() {
+    let env = Env::new();
+    std::fs::write(
+        env.config_path(),
+        "[services.web]\ndriver = \"command\"\nrestart_command = [\"true\"]\n\n[services.web.checks.h]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevry = \"5s\"\n",
+    )
+    .unwrap();
+    let out = env.vigil(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let expected = format!("{}:8:1:", env.config_path().display());
+    assert!(err.contains(&expected), "{err}");
+    assert!(err.contains("did you mean `every`"), "{err}");
+
+    // Every other command refuses a broken config the same way.
+    let out = env.vigil(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    recorder_config(&env, "", "");
+    let out = env.vigil(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("OK (1 service(s)"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    recorder_config(&env, "", "");
+    assert_eq!(env.vigil(&["frobnicate"]).status.code(), Some(2));
+    let out = env.vigil(&["restart", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown service `nope` (configured: svc)"));
+    let out = env.vigil(&["history", "--since", "yesterday-ish"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("invalid --since"));
+    let out = command(vigil_bin())
+        .args(["status", "-c", "/nonexistent/vigil.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/vigil.toml"));
+}
+
+/// Seed 000 by hand: restart, restart again inside the cooldown (skipped, exit 1), force,
+/// exhaust the budget (denied, given-up), reset.
+#[test]
+fn manual_restarts_cooldown_force_limit_and_reset() {
+    let env = Env::new();
+    recorder_config(&env, "cooldown = \"120s\"\nmax_restarts = 2\nwindow = \"1h\"", "");
+    let out = env.vigil(&["restart", "svc"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Restart ALLOWED (1/2 per hour)"));
+
+    let out = env.vigil(&["restart", "svc"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    // e.g. "(11ms ago by manual, need 120s, wait 120s more)": the wait rounds up.
+    assert!(
+        stdout.contains("Restart SKIPPED: cooldown active (")
+            && stdout.contains(" ago by manual, need 120s, wait 1"),
+        "{stdout}"
+    );
+    assert_eq!(runs(&env), 1);
+
+    let out = env.vigil(&["restart", "svc", "--force"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("Restart ALLOWED (2/2 per hour, forced)"));
+
+    let out = env.vigil(&["restart", "svc", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["verdict"], "denied");
+    assert_eq!(doc["reason"], "limit");
+    assert_eq!(doc["message"], "Restart DENIED: limit reached (2/2 per hour)");
+    assert!(doc["retry_at"].is_string());
+    assert!(text(&out.stderr).contains("ACTION REQUIRED"));
+
+    let status: serde_json::Value =
+        serde_json::from_slice(&env.vigil(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["services"][0]["state"], "given-up");
+    assert_eq!(status["services"][0]["restarts_in_window"], 2);
+    assert!(status["services"][0]["rearm_at"].is_string());
+    let human = text(&env.vigil(&["status"]).stdout);
+    assert!(human.contains("SERVICE") && human.contains("given-up") && human.contains("2/2 per hour"), "{human}");
+
+    let out = env.vigil(&["reset", "svc"]);
+    assert_eq!(out.status.code(), Some(0));
+    let status: serde_json::Value =
+        serde_json::from_slice(&env.vigil(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["services"][0]["restarts_in_window"], 0);
+    assert_ne!(status["services"][0]["state"], "given-up");
+    let out = env.vigil(&["restart", "svc"]);
+    assert_eq!(out.status.code(), Some(0), "reset clears the cooldown too");
+    assert_eq!(runs(&env), 3);
+
+    let history = env.history();
+    let verdicts: Vec<&str> = history.iter().map(|e| e["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["allowed", "skipped", "allowed", "denied", "reset", "allowed"]);
+    assert_eq!(history[2]["forced"], true);
+    let human = text(&env.vigil(&["history", "svc", "--since", "1h"]).stdout);
+    assert!(human.contains("TIME") && human.contains("manual (forced)"), "{human}");
+}
+
+/// `vigil check` as the seed's cron script: failure_threshold counts across runs (the state
+/// is persisted), `--no-restart` only reports, a real failure restarts through the guard.
+#[test]
+fn check_runs_act_through_the_guard_with_persisted_thresholds() {
+    let env = Env::new();
+    let flag = env.path("healthy");
+    recorder_config(
+        &env,
+        "cooldown = \"120s\"",
+        &format!(
+            r#"
+[services.svc.checks.flag]
+kind = "exec"
+command = ["test", "-f", {flag:?}]
+failure_threshold = 2
+retries = 2
+retry_delay = "10ms"
+"#,
+            flag = flag.display().to_string()
+        ),
+    );
+    std::fs::write(&flag, "").unwrap();
+    let out = env.vigil(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::remove_file(&flag).unwrap();
+
+    // First failing run: 1/2, not failing yet, nothing to do.
+    let out = env.vigil(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["services"][0]["checks"][0]["verdict"], "fail");
+    assert_eq!(doc["services"][0]["checks"][0]["attempts"], 2);
+    assert!(doc["services"][0]["action"].is_null());
+
+    // Second: failing; --no-restart says what would happen and does nothing.
+    let out = env.vigil(&["check", "--no-restart"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("would restart"), "{stdout}");
+    assert!(stdout.contains("Restart ALLOWED (1/5 per hour)"), "{stdout}");
+    assert_eq!(runs(&env), 0);
+
+    // Third: restarts for real.
+    let out = env.vigil(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(runs(&env), 1);
+    assert!(text(&out.stdout).contains("did restart"));
+
+    // The restarted instance starts unknown: it must fail twice again, then the guard skips.
+    assert!(env.vigil(&["check"]).status.code() == Some(0));
+    let out = env.vigil(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("Restart SKIPPED: cooldown active"));
+    assert_eq!(runs(&env), 1);
+}
+
+/// Seed 000's grace: no verdict until the service has been up `grace`.
+#[test]
+fn grace_after_a_restart_mutes_verdicts() {
+    let env = Env::new();
+    recorder_config(
+        &env,
+        "cooldown = \"0\"",
+        r#"
+[services.svc.checks.down]
+kind = "exec"
+command = ["false"]
+grace = "1h"
+"#,
+    );
+    assert_eq!(env.vigil(&["restart", "svc"]).status.code(), Some(0));
+    let out = env.vigil(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["services"][0]["checks"][0]["in_grace_secs"].as_u64().unwrap() > 3500);
+    assert!(doc["services"][0]["action"].is_null());
+    assert!(text(&out.stderr).contains("grace period active"));
+    assert_eq!(runs(&env), 1);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_numbers() {
+    let env = Env::new();
+    recorder_config(&env, "", "");
+    assert_eq!(env.vigil(&["restart", "svc"]).status.code(), Some(0));
+    let out = env.vigil(&["restart", "svc", "--log-format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = text(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let skipped = lines
+        .iter()
+        .find(|l| l["event"] == "restart_skipped")
+        .expect("a restart_skipped event");
+    assert_eq!(skipped["service"], "svc");
+    assert_eq!(skipped["level"], "info");
+    assert_eq!(skipped["reason"], "cooldown");
+    assert_eq!(skipped["need_ms"], 120_000);
+    assert!(skipped["wait_ms"].as_u64().unwrap() > 100_000);
+    assert!(skipped["ts"].as_str().unwrap().ends_with('Z'));
+    assert!(skipped["message"].as_str().unwrap().starts_with("Restart SKIPPED: cooldown active"));
+
+    // Human lines follow `[ts] LEVEL service: message`.
+    let out = env.vigil(&["restart", "svc"]);
+    let line = text(&out.stderr)
+        .lines()
+        .find(|l| l.contains("Restart SKIPPED"))
+        .map(str::to_owned)
+        .expect("human skip line");
+    assert!(line.starts_with('[') && line.contains("Z] INFO svc: Restart SKIPPED"), "{line}");
+}

@@ -1,0 +1,263 @@
+//! `vigil run` end to end: a real HTTP server flipping to 500, signals, reload.
+
+mod support;
+
+use std::time::Duration;
+
+use rustix::process::Signal;
+use support::*;
+
+fn start_flaky_http(env: &Env) -> (std::process::Child, u16) {
+    let port_file = env.path("http.port");
+    let child = command(helper_bin("vigil-flaky-http"))
+        .args(["--port", "0", "--port-file"])
+        .arg(&port_file)
+        .arg("--status-file")
+        .arg(env.path("http.status"))
+        .spawn()
+        .expect("flaky http");
+    let port = wait_until(Duration::from_secs(10), "flaky http port", || {
+        std::fs::read_to_string(&port_file).ok()?.trim().parse().ok()
+    });
+    (child, port)
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The issue's bound: a check turning 500 is acted on within `every * failure_threshold +
+/// timeout` plus 100 ms, and not again inside the cooldown.
+#[test]
+fn http_500_restarts_within_the_bound_and_not_again_inside_cooldown() {
+    let env = Env::new();
+    let (http, port) = start_flaky_http(&env);
+    let _http = KillOnDrop(http);
+    let recorder = helper_bin("vigil-restart-recorder");
+    let every_ms = 300u128;
+    let threshold = 2u128;
+    let timeout_ms = 1000u128;
+    env.write_config(&format!(
+        r#"
+[defaults.guard]
+cooldown = "60s"
+
+[services.web]
+driver = "command"
+restart_command = [{recorder:?}, "--log", {log:?}, "--hold-ms", "1"]
+
+[services.web.checks.health]
+kind = "http"
+url = "http://127.0.0.1:{port}/health"
+every = "{every_ms}ms"
+timeout = "{timeout_ms}ms"
+failure_threshold = {threshold}
+"#,
+        recorder = recorder.display().to_string(),
+        log = env.path("restarts.log").display().to_string(),
+    ));
+    let daemon = env.start_daemon(&[]);
+    // Passing first.
+    wait_until(Duration::from_secs(20), "the check to pass", || {
+        let out = env.vigil(&["status", "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (doc["services"][0]["checks"][0]["status"] == "passing").then_some(())
+    });
+    let flipped_at = now_ns();
+    std::fs::write(env.path("http.status.tmp"), "500").unwrap();
+    std::fs::rename(env.path("http.status.tmp"), env.path("http.status")).unwrap();
+
+    let bound = Duration::from_millis(
+        u64::try_from(every_ms * threshold + timeout_ms + 100).unwrap(),
+    );
+    let first = wait_until(bound * 3, "the restart", || {
+        recorder_runs(&env.path("restarts.log")).first().copied()
+    });
+    let latency = Duration::from_nanos(u64::try_from(first.0 - flipped_at).unwrap());
+    assert!(
+        latency <= bound,
+        "restarted {latency:?} after the flip; bound is {bound:?}"
+    );
+    // Still 500 after the restart: the check fails again, the guard skips it (cooldown).
+    daemon.wait_log("Restart SKIPPED: cooldown active", Duration::from_secs(10));
+    assert_eq!(recorder_runs(&env.path("restarts.log")).len(), 1);
+    let log = daemon.log_text();
+    assert!(log.contains("Restart ALLOWED (1/5 per hour)"), "{log}");
+    assert!(log.contains("expected status 200-399, got 500"), "{log}");
+}
+
+/// SIGTERM cancels an in-flight check (killing its process group) and exits 0 promptly.
+#[test]
+fn sigterm_cancels_in_flight_checks_and_exits_zero() {
+    let env = Env::new();
+    let pid_file = env.path("check.pid");
+    env.write_config(&format!(
+        r#"
+[services.svc]
+driver = "command"
+restart_command = ["true"]
+
+[services.svc.checks.slow]
+kind = "exec"
+command = ["sh", "-c", "echo $$ > {pid}; exec sleep 30"]
+timeout = "60s"
+every = "1h"
+"#,
+        pid = pid_file.display()
+    ));
+    let mut daemon = env.start_daemon(&[]);
+    let check_pid: u32 = wait_until(Duration::from_secs(20), "the check to start", || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    assert!(alive(check_pid));
+    let sent = instant_now();
+    daemon.signal(Signal::TERM);
+    let status = daemon
+        .wait_exit(Duration::from_secs(5))
+        .expect("vigil exits after SIGTERM");
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
+    assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
+    wait_until(Duration::from_secs(3), "the check's process to be gone", || {
+        (!alive(check_pid)).then_some(())
+    });
+    let log = daemon.log_text();
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("vigil stopped cleanly"), "{log}");
+}
+
+/// A second signal exits at once even while a restart is still running.
+#[test]
+fn a_second_signal_exits_immediately() {
+    let env = Env::new();
+    let recorder = helper_bin("vigil-restart-recorder");
+    env.write_config(&format!(
+        r#"
+[services.svc]
+driver = "command"
+restart_command = [{recorder:?}, "--log", {log:?}, "--hold-ms", "20000"]
+
+[[services.svc.schedule]]
+every = "200ms"
+"#,
+        recorder = recorder.display().to_string(),
+        log = env.path("restarts.log").display().to_string(),
+    ));
+    let mut daemon = env.start_daemon(&[]);
+    wait_until(Duration::from_secs(20), "the restart to start", || {
+        (!recorder_lines(&env.path("restarts.log")).is_empty()).then_some(())
+    });
+    daemon.signal(Signal::TERM);
+    daemon.wait_log("SIGTERM received", Duration::from_secs(5));
+    assert!(daemon.wait_exit(Duration::from_millis(300)).is_none(), "waits for the restart");
+    let sent = instant_now();
+    daemon.signal(Signal::INT);
+    let status = daemon
+        .wait_exit(Duration::from_secs(3))
+        .expect("second signal exits");
+    assert!(sent.elapsed() < Duration::from_secs(1));
+    assert_eq!(status.code(), Some(130));
+    assert!(daemon.log_text().contains("second signal"));
+}
+
+fn consecutive_failures(env: &Env, check: &str) -> u64 {
+    // Query with a copy of the last valid config: the live file may be broken on purpose.
+    let out = command(vigil_bin())
+        .args(["status", "--json", "-c"])
+        .arg(env.path("valid.toml"))
+        .output()
+        .expect("vigil status");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    doc["services"][0]["checks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == check))
+        .and_then(|c| c["consecutive_failures"].as_u64())
+        .unwrap_or(0)
+}
+
+/// SIGHUP applies a valid config atomically, keeping the state of unchanged checks, and
+/// rejects a broken one while the old keeps running.
+#[test]
+fn sighup_reload_keeps_unchanged_checks_and_rejects_broken_configs() {
+    let env = Env::new();
+    let base = r#"
+[services.svc]
+driver = "command"
+restart_command = ["true"]
+
+[services.svc.checks.steady]
+kind = "exec"
+command = ["false"]
+every = "100ms"
+failure_threshold = 100000
+on_failure = "alert"
+
+[services.svc.checks.changing]
+kind = "exec"
+command = ["false"]
+every = "100ms"
+failure_threshold = 100000
+on_failure = "alert"
+"#;
+    env.write_config(base);
+    std::fs::copy(env.config_path(), env.path("valid.toml")).unwrap();
+    let daemon = env.start_daemon(&[]);
+    wait_until(Duration::from_secs(20), "failures to accumulate", || {
+        (consecutive_failures(&env, "steady") >= 5).then_some(())
+    });
+
+    // A valid change: `changing` gets a new interval, a new check appears.
+    env.write_config(&format!(
+        "{}\n{}",
+        base.replace(
+            "[services.svc.checks.changing]\nkind = \"exec\"\ncommand = [\"false\"]\nevery = \"100ms\"",
+            "[services.svc.checks.changing]\nkind = \"exec\"\ncommand = [\"false\"]\nevery = \"150ms\""
+        ),
+        "[services.svc.checks.added]\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\nevery = \"1h\"\non_failure = \"alert\"\n"
+    ));
+    std::fs::copy(env.config_path(), env.path("valid.toml")).unwrap();
+    let before_steady = consecutive_failures(&env, "steady");
+    let before_changing = consecutive_failures(&env, "changing");
+    daemon.signal(Signal::HUP);
+    daemon.wait_log("configuration reloaded", Duration::from_secs(10));
+    let log = daemon.log_text();
+    assert!(log.contains("1 check(s) unchanged"), "{log}");
+    // The unchanged check kept counting; the changed one started over.
+    std::thread::sleep(Duration::from_millis(50));
+    let after_steady = consecutive_failures(&env, "steady");
+    assert!(
+        after_steady >= before_steady,
+        "unchanged check lost its state: {before_steady} -> {after_steady}"
+    );
+    wait_until(Duration::from_secs(10), "the changed check to start over", || {
+        (consecutive_failures(&env, "changing") < before_changing).then_some(())
+    });
+    wait_until(Duration::from_secs(10), "the added check to run", || {
+        let out = env.vigil(&["status", "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let checks = doc["services"][0]["checks"].as_array()?.clone();
+        checks
+            .iter()
+            .any(|c| c["name"] == "added" && c["last_run"].is_string())
+            .then_some(())
+    });
+
+    // A broken config is rejected with its reasons; the daemon keeps running the old one.
+    std::fs::write(
+        env.config_path(),
+        "[services.svc]\ndriver = \"command\"\nrestart_comand = [\"true\"]\n",
+    )
+    .unwrap();
+    daemon.signal(Signal::HUP);
+    let log = daemon.wait_log("reload rejected", Duration::from_secs(10));
+    assert!(log.contains("did you mean `restart_command`"), "{log}");
+    let steady = consecutive_failures(&env, "steady");
+    wait_until(Duration::from_secs(10), "the old config to keep running", || {
+        (consecutive_failures(&env, "steady") > steady).then_some(())
+    });
+}
