@@ -111,7 +111,11 @@ pub fn main() -> u8 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }
@@ -224,7 +228,10 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
                 .call(move |l| l.history(service.as_deref(), since))
                 .await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&output::history_json(&rows))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::history_json(&rows))?
+                );
             } else {
                 print!("{}", output::render_history(&rows));
             }
@@ -263,7 +270,10 @@ pub struct UnknownService {
     known: String,
 }
 
-fn service_or_usage<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c vigil_config::model::Service> {
+fn service_or_usage<'c>(
+    config: &'c Config,
+    name: &str,
+) -> anyhow::Result<&'c vigil_config::model::Service> {
     config.service(name).ok_or_else(|| {
         let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
         anyhow::Error::new(UnknownService {
@@ -285,14 +295,11 @@ fn guard_context(config: &Config) -> anyhow::Result<GuardContext> {
 }
 
 fn parse_since(text: &str) -> anyhow::Result<Timestamp> {
-    let d: jiff::SignedDuration = text
-        .trim()
-        .parse()
-        .map_err(|e| {
-            anyhow::Error::new(UsageError(format!(
-                "invalid --since {text:?}: {e} (expected e.g. \"24h\", \"30m\", \"7d\")"
-            )))
-        })?;
+    let d: jiff::SignedDuration = text.trim().parse().map_err(|e| {
+        anyhow::Error::new(UsageError(format!(
+            "invalid --since {text:?}: {e} (expected e.g. \"24h\", \"30m\", \"7d\")"
+        )))
+    })?;
     let d = d.unsigned_abs();
     Ok(clock::now().saturating_sub(d))
 }
@@ -311,14 +318,32 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
         RestartRequest::new(Source::Manual)
     };
     let driver = Driver::new(&service.driver);
-    let decision = guard::request(&cx, &service.name, &service.guard, Action::Restart(&driver), request).await?;
-    let code = if decision.restarted() { exit::OK } else { exit::FAILED };
+    let decision = guard::request(
+        &cx,
+        &service.name,
+        &service.guard,
+        Action::Restart(&driver),
+        request,
+    )
+    .await?;
+    let code = if decision.restarted() {
+        exit::OK
+    } else {
+        exit::FAILED
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&output::decision_json(&service.name, &decision))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output::decision_json(&service.name, &decision))?
+        );
     } else {
         println!("{}: {}", service.name, decision.verdict);
         if let Some(report) = &decision.report {
-            let status = if report.ok { "restarted" } else { "restart FAILED" };
+            let status = if report.ok {
+                "restarted"
+            } else {
+                "restart FAILED"
+            };
             println!("{}: {status}: {}", service.name, report.detail);
         }
     }
@@ -353,7 +378,9 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
         let runs = futures_join_all(service.checks.iter().map(|c| run_check(c, &probes))).await;
         let started_at = {
             let n = service.name.to_string();
-            cx.ledger.call(move |l| l.last_successful_restart(&n)).await?
+            cx.ledger
+                .call(move |l| l.last_successful_restart(&n))
+                .await?
         };
         let mut check_reports = Vec::new();
         let mut wants: Option<(String, Option<vigil_config::model::Argv>)> = None;
@@ -373,8 +400,16 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                 health.reset(now);
             }
             let uptime = started_at.map(|t| now.saturating_since(t));
-            let obs = health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
-            crate::events::check_run(&service.name, check.name.as_str(), run.verdict, &run.reason, &obs, health.status);
+            let obs =
+                health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
+            crate::events::check_run(
+                &service.name,
+                check.name.as_str(),
+                run.verdict,
+                &run.reason,
+                &obs,
+                health.status,
+            );
             if obs.in_grace.is_none() {
                 let row = CheckStateRow {
                     service: service.name.to_string(),
@@ -391,7 +426,9 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             if obs.wants_action && run.verdict == RunVerdict::Fail && wants.is_none() {
                 match &check.on_failure {
                     OnFailure::Restart => wants = Some((check.name.to_string(), None)),
-                    OnFailure::Exec(argv) => wants = Some((check.name.to_string(), Some(argv.clone()))),
+                    OnFailure::Exec(argv) => {
+                        wants = Some((check.name.to_string(), Some(argv.clone())))
+                    }
                     OnFailure::Alert => {}
                 }
             }
@@ -410,11 +447,20 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             Some((check_name, repair)) => {
                 let request = RestartRequest::new(Source::Health);
                 if args.no_restart {
-                    let verdict = guard::preview(&cx, &service.name, &service.guard, request).await?;
-                    let what = if repair.is_some() { "run the repair command" } else { "restart" };
+                    let verdict =
+                        guard::preview(&cx, &service.name, &service.guard, request).await?;
+                    let what = if repair.is_some() {
+                        "run the repair command"
+                    } else {
+                        "restart"
+                    };
                     tracing::info!(service = %service.name, check = %check_name, event = "dry_run",
                         "--no-restart: would {what} {} because check {check_name} is failing; the guard would say: {verdict}", service.name);
-                    Some(output::ActionReport::dry_run(&check_name, repair.is_some(), &verdict))
+                    Some(output::ActionReport::dry_run(
+                        &check_name,
+                        repair.is_some(),
+                        &verdict,
+                    ))
                 } else {
                     let driver = Driver::new(&service.driver);
                     let timeout = match &service.driver {
@@ -424,8 +470,13 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                         Some(argv) => Action::Repair(argv, timeout),
                         None => Action::Restart(&driver),
                     };
-                    let decision = guard::request(&cx, &service.name, &service.guard, action, request).await?;
-                    Some(output::ActionReport::performed(&check_name, repair.is_some(), &decision))
+                    let decision =
+                        guard::request(&cx, &service.name, &service.guard, action, request).await?;
+                    Some(output::ActionReport::performed(
+                        &check_name,
+                        repair.is_some(),
+                        &decision,
+                    ))
                 }
             }
         };
@@ -439,7 +490,10 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&output::check_json(&reports, any_failing))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output::check_json(&reports, any_failing))?
+        );
     } else {
         print!("{}", output::render_check(&reports));
     }

@@ -114,7 +114,9 @@ impl Daemon {
         let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
         let mut index = 0usize;
         for service in &config.services {
-            daemon.start_service(service, &saved, &mut index, n_checks).await;
+            daemon
+                .start_service(service, &saved, &mut index, n_checks)
+                .await;
         }
         tracing::info!(
             event = "started",
@@ -188,8 +190,6 @@ impl Daemon {
                 .get(&(name.to_string(), check.name.to_string()))
                 .copied()
                 .unwrap_or_default();
-            // Spread first runs over the shortest interval so that many checks with the same
-            // `every` do not all fire in the same millisecond.
             let offset = stagger(*index, n_checks, check.every);
             *index += 1;
             let task = self.spawn_check(&name, &handle, check, initial, offset);
@@ -275,7 +275,10 @@ impl Daemon {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            tracing::warn!(event = "shutdown_forced", "second signal: exiting immediately");
+            tracing::warn!(
+                event = "shutdown_forced",
+                "second signal: exiting immediately"
+            );
             std::process::exit(i32::from(crate::exit::INTERRUPTED));
         });
         self.shutdown().await;
@@ -353,7 +356,8 @@ impl Daemon {
         let mut index = 0usize;
         for service in &new.services {
             let Some(mut handle) = self.services.remove(&service.name) else {
-                self.start_service(service, &saved, &mut index, n_checks).await;
+                self.start_service(service, &saved, &mut index, n_checks)
+                    .await;
                 changed += 1;
                 tracing::info!(service = %service.name, event = "service_added", "service added");
                 continue;
@@ -378,8 +382,13 @@ impl Daemon {
                         }
                         changed += 1;
                         let offset = stagger(index, n_checks, check.every);
-                        let task =
-                            self.spawn_check(&service.name, &handle, check, CheckHealth::default(), offset);
+                        let task = self.spawn_check(
+                            &service.name,
+                            &handle,
+                            check,
+                            CheckHealth::default(),
+                            offset,
+                        );
                         handle.checks.insert(check.name.to_string(), task);
                     }
                 }
@@ -411,7 +420,9 @@ fn stagger(index: usize, total: usize, every: Duration) -> Duration {
     if total <= 1 {
         return Duration::ZERO;
     }
-    let span = every.min(Duration::from_secs(60));
+    // Within the first second (or `every`, if shorter): fast first verdicts, and checks
+    // sharing an interval stay evenly spread instead of firing in the same millisecond.
+    let span = every.min(Duration::from_secs(1));
     let frac = u32::try_from(index % total).unwrap_or(0);
     let total = u32::try_from(total).unwrap_or(u32::MAX);
     span / total * frac

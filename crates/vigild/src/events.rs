@@ -32,9 +32,12 @@ pub fn verdict(service: &ServiceName, request: RestartRequest, verdict: &Verdict
         ),
         Verdict::Skipped(skip) => {
             let (wait, need, ago) = match skip {
-                Skip::Cooldown { wait, need, ago, .. } | Skip::Backoff { wait, need, ago, .. } => {
-                    (ms(*wait), ms(*need), ms(*ago))
+                Skip::Cooldown {
+                    wait, need, ago, ..
                 }
+                | Skip::Backoff {
+                    wait, need, ago, ..
+                } => (ms(*wait), ms(*need), ms(*ago)),
                 Skip::Lock { waited } => (0, 0, ms(*waited)),
             };
             tracing::info!(

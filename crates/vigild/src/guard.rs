@@ -91,7 +91,6 @@ pub async fn request(
     };
 
     let name = service.to_string();
-    let window = policy.window;
     let (verdict, now, intent) = {
         let policy = policy.clone();
         cx.ledger
@@ -101,10 +100,16 @@ pub async fn request(
                     ledger.resolve_interrupted(dangling.id, now)?;
                     events::interrupted_restart(&dangling);
                 }
-                let history = ledger.counted_restarts(&name, now.saturating_sub(window))?;
+                let history = ledger.counted_restarts(&name, policy.window_start(now))?;
                 let verdict = decide(&policy, &history, request, now);
                 let intent = if verdict.is_allowed() {
-                    Some(ledger.record_intent(&name, request.source, request.forced, &verdict, now)?)
+                    Some(ledger.record_intent(
+                        &name,
+                        request.source,
+                        request.forced,
+                        &verdict,
+                        now,
+                    )?)
                 } else {
                     ledger.record_refusal(&name, request.source, request.forced, &verdict, now)?;
                     None
@@ -161,7 +166,7 @@ pub async fn preview(
         .ledger
         .call(move |ledger| -> Result<_, LedgerError> {
             let now = clock::now();
-            let history = ledger.counted_restarts(&name, now.saturating_sub(policy.window))?;
+            let history = ledger.counted_restarts(&name, policy.window_start(now))?;
             Ok(decide(&policy, &history, request, now))
         })
         .await?;

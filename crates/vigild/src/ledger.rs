@@ -382,7 +382,11 @@ impl Ledger {
     }
 
     /// History rows, newest last, optionally for one service and since an instant.
-    pub fn history(&self, service: Option<&str>, since: Option<Timestamp>) -> Result<Vec<HistoryRow>> {
+    pub fn history(
+        &self,
+        service: Option<&str>,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<HistoryRow>> {
         let err = sql_err(&self.path);
         let mut stmt = self
             .conn
@@ -493,23 +497,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(dir.path()).unwrap();
         let now = Timestamp::from_secs(10_000);
-        let verdict = decide(&GuardPolicy::default(), &[], RestartRequest::new(Source::Health), now);
+        let verdict = decide(
+            &GuardPolicy::default(),
+            &[],
+            RestartRequest::new(Source::Health),
+            now,
+        );
         let id = ledger
             .record_intent("web", Source::Health, false, &verdict, now)
             .unwrap();
         assert_eq!(ledger.dangling_intents(None).unwrap().len(), 1);
         ledger
-            .record_outcome(id, true, "exit code 0", now.saturating_add(Duration::from_secs(1)))
+            .record_outcome(
+                id,
+                true,
+                "exit code 0",
+                now.saturating_add(Duration::from_secs(1)),
+            )
             .unwrap();
         assert!(ledger.dangling_intents(None).unwrap().is_empty());
-        let counted = ledger.counted_restarts("web", Timestamp::UNIX_EPOCH).unwrap();
+        let counted = ledger
+            .counted_restarts("web", Timestamp::UNIX_EPOCH)
+            .unwrap();
         assert_eq!(counted.len(), 1);
         assert_eq!(
             ledger.last_successful_restart("web").unwrap(),
             Some(Timestamp::from_secs(10_001))
         );
         assert_eq!(ledger.reset("web", now).unwrap(), 1);
-        assert!(ledger.counted_restarts("web", Timestamp::UNIX_EPOCH).unwrap().is_empty());
+        assert!(
+            ledger
+                .counted_restarts("web", Timestamp::UNIX_EPOCH)
+                .unwrap()
+                .is_empty()
+        );
         let history = ledger.history(Some("web"), None).unwrap();
         assert_eq!(history.len(), 2);
         assert_eq!(history[1].verdict, "reset");

@@ -131,8 +131,14 @@ impl<S: Subscriber> Layer<S> for LineLayer {
                     "service".into(),
                     fields.service.map_or(Value::Null, Value::String),
                 );
-                obj.insert("check".into(), fields.check.map_or(Value::Null, Value::String));
-                obj.insert("event".into(), fields.event.map_or(Value::Null, Value::String));
+                obj.insert(
+                    "check".into(),
+                    fields.check.map_or(Value::Null, Value::String),
+                );
+                obj.insert(
+                    "event".into(),
+                    fields.event.map_or(Value::Null, Value::String),
+                );
                 obj.insert("message".into(), Value::String(fields.message));
                 if let Some(error) = fields.error {
                     obj.insert("error".into(), Value::String(error));

@@ -157,11 +157,13 @@ pub async fn status(
         }
         let name = service.name.to_string();
         let window = service.guard.window;
+        // Same edge as the guard: a restart exactly one window ago still counts.
+        let window_start = service.guard.window_start(now);
         let (history, last) = {
             let n = name.clone();
             ledger
                 .call(move |l| -> Result<_, LedgerError> {
-                    let counted = l.counted_restarts(&n, now.saturating_sub(window))?;
+                    let counted = l.counted_restarts(&n, window_start)?;
                     let last = l
                         .history(Some(&n), None)?
                         .into_iter()
@@ -171,11 +173,13 @@ pub async fn status(
                 })
                 .await?
         };
-        let count = history
-            .iter()
-            .filter(|r| now.saturating_since(r.at) < window)
-            .count();
-        let verdict = decide(&service.guard, &history, RestartRequest::new(Source::Health), now);
+        let count = history.iter().filter(|r| r.at >= window_start).count();
+        let verdict = decide(
+            &service.guard,
+            &history,
+            RestartRequest::new(Source::Health),
+            now,
+        );
         let (cooldown_left, rearm_at) = match &verdict {
             Verdict::Skipped(Skip::Cooldown { wait, .. } | Skip::Backoff { wait, .. }) => {
                 (wait.as_secs(), None)
@@ -210,9 +214,15 @@ pub async fn status(
             .collect();
         let state = if rearm_at.is_some() {
             "given-up"
-        } else if checks.iter().any(|c| c.status == HealthStatus::Failing.as_str()) {
+        } else if checks
+            .iter()
+            .any(|c| c.status == HealthStatus::Failing.as_str())
+        {
             "failing"
-        } else if checks.iter().any(|c| c.status == HealthStatus::Warning.as_str()) {
+        } else if checks
+            .iter()
+            .any(|c| c.status == HealthStatus::Warning.as_str())
+        {
             "warning"
         } else if checks.is_empty() || checks.iter().all(|c| c.status == "passing") {
             "ok"
@@ -224,7 +234,9 @@ pub async fn status(
             .iter()
             .filter_map(|s| s.schedule.next_after(now))
             .min();
-        let running = crate::driver::Driver::new(&service.driver).is_running().await;
+        let running = crate::driver::Driver::new(&service.driver)
+            .is_running()
+            .await;
         services.push(ServiceStatus {
             name: name.clone(),
             driver: service.driver.kind(),
@@ -243,7 +255,11 @@ pub async fn status(
                 detail: r.outcome_detail,
             }),
             next_scheduled_restart: next_scheduled.map(|t| t.to_string()),
-            schedules: service.schedules.iter().map(|s| s.schedule.describe()).collect(),
+            schedules: service
+                .schedules
+                .iter()
+                .map(|s| s.schedule.describe())
+                .collect(),
             checks,
         });
     }
@@ -283,7 +299,10 @@ pub fn render_status(report: &StatusReport) -> String {
                 vigil_core::guard::per_window(std::time::Duration::from_secs(s.window_secs))
             );
             let cooldown = if s.cooldown_left_secs > 0 {
-                format!("{} left", format_duration(std::time::Duration::from_secs(s.cooldown_left_secs)))
+                format!(
+                    "{} left",
+                    format_duration(std::time::Duration::from_secs(s.cooldown_left_secs))
+                )
             } else if let Some(rearm) = &s.rearm_at {
                 format!("re-arms {rearm}")
             } else {
@@ -301,12 +320,24 @@ pub fn render_status(report: &StatusReport) -> String {
                 state_cell(s.state),
                 cell(budget),
                 cell(cooldown),
-                cell(s.next_scheduled_restart.clone().unwrap_or_else(|| "-".to_owned())),
+                cell(
+                    s.next_scheduled_restart
+                        .clone()
+                        .unwrap_or_else(|| "-".to_owned()),
+                ),
             ]
         })
         .collect();
     let mut out = table(
-        &["SERVICE", "DRIVER", "RUNNING", "STATE", "RESTARTS", "COOLDOWN", "NEXT SCHEDULED"],
+        &[
+            "SERVICE",
+            "DRIVER",
+            "RUNNING",
+            "STATE",
+            "RESTARTS",
+            "COOLDOWN",
+            "NEXT SCHEDULED",
+        ],
         &rows,
     );
     let check_rows: Vec<Vec<(String, String)>> = report
@@ -326,7 +357,10 @@ pub fn render_status(report: &StatusReport) -> String {
         .collect();
     if !check_rows.is_empty() {
         out.push('\n');
-        out.push_str(&table(&["CHECK", "KIND", "STATUS", "LAST RUN", "REASON"], &check_rows));
+        out.push_str(&table(
+            &["CHECK", "KIND", "STATUS", "LAST RUN", "REASON"],
+            &check_rows,
+        ));
     }
     for d in &report.dangling_intents {
         out.push_str(&format!(
@@ -409,14 +443,21 @@ pub fn render_history(rows: &[HistoryRow]) -> String {
             vec![
                 cell(r.at.to_string()),
                 cell(r.service.clone()),
-                cell(if r.forced { format!("{} (forced)", r.source) } else { r.source.clone() }),
+                cell(if r.forced {
+                    format!("{} (forced)", r.source)
+                } else {
+                    r.source.clone()
+                }),
                 state_cell(&r.verdict),
                 state_cell(&outcome),
                 cell(message),
             ]
         })
         .collect();
-    table(&["TIME", "SERVICE", "SOURCE", "VERDICT", "OUTCOME", "MESSAGE"], &rows)
+    table(
+        &["TIME", "SERVICE", "SOURCE", "VERDICT", "OUTCOME", "MESSAGE"],
+        &rows,
+    )
 }
 
 // ---------------------------------------------------------------- restart / check
@@ -440,8 +481,14 @@ pub fn decision_json(service: &vigil_core::ServiceName, d: &Decision) -> Decisio
         verdict: d.verdict.kind(),
         reason: d.verdict.reason(),
         message: d.verdict.to_string(),
-        retry_at: d.verdict.retry_at(d.decided_at).map(|t: Timestamp| t.to_string()),
-        outcome: d.report.as_ref().map(|r| if r.ok { "ok" } else { "failed" }),
+        retry_at: d
+            .verdict
+            .retry_at(d.decided_at)
+            .map(|t: Timestamp| t.to_string()),
+        outcome: d
+            .report
+            .as_ref()
+            .map(|r| if r.ok { "ok" } else { "failed" }),
         detail: d.report.as_ref().map(|r| r.detail.clone()),
     }
 }
@@ -492,7 +539,10 @@ impl ActionReport {
             dry_run: false,
             verdict: d.verdict.kind(),
             message: d.verdict.to_string(),
-            outcome: d.report.as_ref().map(|r| if r.ok { "ok" } else { "failed" }),
+            outcome: d
+                .report
+                .as_ref()
+                .map(|r| if r.ok { "ok" } else { "failed" }),
             detail: d.report.as_ref().map(|r| r.detail.clone()),
         }
     }

@@ -75,7 +75,11 @@ fn usage_errors_exit_2() {
 #[test]
 fn manual_restarts_cooldown_force_limit_and_reset() {
     let env = Env::new();
-    recorder_config(&env, "cooldown = \"120s\"\nmax_restarts = 2\nwindow = \"1h\"", "");
+    recorder_config(
+        &env,
+        "cooldown = \"120s\"\nmax_restarts = 2\nwindow = \"1h\"",
+        "",
+    );
     let out = env.vigil(&["restart", "svc"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Restart ALLOWED (1/2 per hour)"));
@@ -100,7 +104,10 @@ fn manual_restarts_cooldown_force_limit_and_reset() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["verdict"], "denied");
     assert_eq!(doc["reason"], "limit");
-    assert_eq!(doc["message"], "Restart DENIED: limit reached (2/2 per hour)");
+    assert_eq!(
+        doc["message"],
+        "Restart DENIED: limit reached (2/2 per hour)"
+    );
     assert!(doc["retry_at"].is_string());
     assert!(text(&out.stderr).contains("ACTION REQUIRED"));
 
@@ -110,7 +117,10 @@ fn manual_restarts_cooldown_force_limit_and_reset() {
     assert_eq!(status["services"][0]["restarts_in_window"], 2);
     assert!(status["services"][0]["rearm_at"].is_string());
     let human = text(&env.vigil(&["status"]).stdout);
-    assert!(human.contains("SERVICE") && human.contains("given-up") && human.contains("2/2 per hour"), "{human}");
+    assert!(
+        human.contains("SERVICE") && human.contains("given-up") && human.contains("2/2 per hour"),
+        "{human}"
+    );
 
     let out = env.vigil(&["reset", "svc"]);
     assert_eq!(out.status.code(), Some(0));
@@ -123,11 +133,22 @@ fn manual_restarts_cooldown_force_limit_and_reset() {
     assert_eq!(runs(&env), 3);
 
     let history = env.history();
-    let verdicts: Vec<&str> = history.iter().map(|e| e["verdict"].as_str().unwrap()).collect();
-    assert_eq!(verdicts, ["allowed", "skipped", "allowed", "denied", "reset", "allowed"]);
+    let verdicts: Vec<&str> = history
+        .iter()
+        .map(|e| e["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            "allowed", "skipped", "allowed", "denied", "reset", "allowed"
+        ]
+    );
     assert_eq!(history[2]["forced"], true);
     let human = text(&env.vigil(&["history", "svc", "--since", "1h"]).stdout);
-    assert!(human.contains("TIME") && human.contains("manual (forced)"), "{human}");
+    assert!(
+        human.contains("TIME") && human.contains("manual (forced)"),
+        "{human}"
+    );
 }
 
 /// `vigil check` as the seed's cron script: failure_threshold counts across runs (the state
@@ -169,7 +190,10 @@ retry_delay = "10ms"
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("would restart"), "{stdout}");
-    assert!(stdout.contains("Restart ALLOWED (1/5 per hour)"), "{stdout}");
+    assert!(
+        stdout.contains("Restart ALLOWED (1/5 per hour)"),
+        "{stdout}"
+    );
     assert_eq!(runs(&env), 0);
 
     // Third: restarts for real.
@@ -204,7 +228,12 @@ grace = "1h"
     let out = env.vigil(&["check", "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(doc["services"][0]["checks"][0]["in_grace_secs"].as_u64().unwrap() > 3500);
+    assert!(
+        doc["services"][0]["checks"][0]["in_grace_secs"]
+            .as_u64()
+            .unwrap()
+            > 3500
+    );
     assert!(doc["services"][0]["action"].is_null());
     assert!(text(&out.stderr).contains("grace period active"));
     assert_eq!(runs(&env), 1);
@@ -231,7 +260,12 @@ fn json_logs_are_one_object_per_line_with_the_numbers() {
     assert_eq!(skipped["need_ms"], 120_000);
     assert!(skipped["wait_ms"].as_u64().unwrap() > 100_000);
     assert!(skipped["ts"].as_str().unwrap().ends_with('Z'));
-    assert!(skipped["message"].as_str().unwrap().starts_with("Restart SKIPPED: cooldown active"));
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Restart SKIPPED: cooldown active")
+    );
 
     // Human lines follow `[ts] LEVEL service: message`.
     let out = env.vigil(&["restart", "svc"]);
@@ -240,5 +274,8 @@ fn json_logs_are_one_object_per_line_with_the_numbers() {
         .find(|l| l.contains("Restart SKIPPED"))
         .map(str::to_owned)
         .expect("human skip line");
-    assert!(line.starts_with('[') && line.contains("Z] INFO svc: Restart SKIPPED"), "{line}");
+    assert!(
+        line.starts_with('[') && line.contains("Z] INFO svc: Restart SKIPPED"),
+        "{line}"
+    );
 }

@@ -17,7 +17,11 @@ fn start_flaky_http(env: &Env) -> (std::process::Child, u16) {
         .spawn()
         .expect("flaky http");
     let port = wait_until(Duration::from_secs(10), "flaky http port", || {
-        std::fs::read_to_string(&port_file).ok()?.trim().parse().ok()
+        std::fs::read_to_string(&port_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     });
     (child, port)
 }
@@ -72,9 +76,8 @@ failure_threshold = {threshold}
     std::fs::write(env.path("http.status.tmp"), "500").unwrap();
     std::fs::rename(env.path("http.status.tmp"), env.path("http.status")).unwrap();
 
-    let bound = Duration::from_millis(
-        u64::try_from(every_ms * threshold + timeout_ms + 100).unwrap(),
-    );
+    let bound =
+        Duration::from_millis(u64::try_from(every_ms * threshold + timeout_ms + 100).unwrap());
     let first = wait_until(bound * 3, "the restart", || {
         recorder_runs(&env.path("restarts.log")).first().copied()
     });
@@ -123,9 +126,11 @@ every = "1h"
     let took = sent.elapsed();
     assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
-    wait_until(Duration::from_secs(3), "the check's process to be gone", || {
-        (!alive(check_pid)).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(3),
+        "the check's process to be gone",
+        || (!alive(check_pid)).then_some(()),
+    );
     let log = daemon.log_text();
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(log.contains("vigil stopped cleanly"), "{log}");
@@ -154,7 +159,10 @@ every = "200ms"
     });
     daemon.signal(Signal::TERM);
     daemon.wait_log("SIGTERM received", Duration::from_secs(5));
-    assert!(daemon.wait_exit(Duration::from_millis(300)).is_none(), "waits for the restart");
+    assert!(
+        daemon.wait_exit(Duration::from_millis(300)).is_none(),
+        "waits for the restart"
+    );
     let sent = instant_now();
     daemon.signal(Signal::INT);
     let status = daemon
@@ -172,7 +180,8 @@ fn consecutive_failures(env: &Env, check: &str) -> u64 {
         .arg(env.path("valid.toml"))
         .output()
         .expect("vigil status");
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status json ({e}): {}", text(&out.stderr)));
     doc["services"][0]["checks"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["name"] == check))
@@ -234,9 +243,11 @@ on_failure = "alert"
         after_steady >= before_steady,
         "unchanged check lost its state: {before_steady} -> {after_steady}"
     );
-    wait_until(Duration::from_secs(10), "the changed check to start over", || {
-        (consecutive_failures(&env, "changing") < before_changing).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the changed check to start over",
+        || (consecutive_failures(&env, "changing") < before_changing).then_some(()),
+    );
     wait_until(Duration::from_secs(10), "the added check to run", || {
         let out = env.vigil(&["status", "--json"]);
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -257,7 +268,9 @@ on_failure = "alert"
     let log = daemon.wait_log("reload rejected", Duration::from_secs(10));
     assert!(log.contains("did you mean `restart_command`"), "{log}");
     let steady = consecutive_failures(&env, "steady");
-    wait_until(Duration::from_secs(10), "the old config to keep running", || {
-        (consecutive_failures(&env, "steady") > steady).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the old config to keep running",
+        || (consecutive_failures(&env, "steady") > steady).then_some(()),
+    );
 }

@@ -87,18 +87,22 @@ every = "100ms"
         );
     }
     let history = env.history();
-    let allowed: Vec<_> = history.iter().filter(|e| e["verdict"] == "allowed").collect();
+    let allowed: Vec<_> = history
+        .iter()
+        .filter(|e| e["verdict"] == "allowed")
+        .collect();
     assert_eq!(
         allowed.len(),
         runs.len(),
         "every allowed verdict ran the restart command exactly once"
     );
-    let cli_allowed_in_ledger = allowed
-        .iter()
-        .filter(|e| e["source"] == "manual")
-        .count();
+    let cli_allowed_in_ledger = allowed.iter().filter(|e| e["source"] == "manual").count();
     assert_eq!(cli_allowed_in_ledger, cli_allowed);
-    assert_eq!(cli_allowed, 2 * PER_HAMMER, "cooldown 0 and a 60 s lock wait: all allowed");
+    assert_eq!(
+        cli_allowed,
+        2 * PER_HAMMER,
+        "cooldown 0 and a 60 s lock wait: all allowed"
+    );
     assert!(
         allowed.iter().any(|e| e["source"] == "schedule"),
         "the daemon's schedule competed for the lock too"
@@ -110,7 +114,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -170,7 +177,9 @@ fn kill_dash_nine_at_random_moments_never_corrupts_the_ledger() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let history = env.history();
     assert!(
-        history.iter().all(|e| e["verdict"] != "allowed" || !e["outcome"].is_null()),
+        history
+            .iter()
+            .all(|e| e["verdict"] != "allowed" || !e["outcome"].is_null()),
         "no intent left dangling after a clean restart"
     );
     assert!(

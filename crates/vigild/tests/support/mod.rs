@@ -13,7 +13,6 @@ pub fn instant_now() -> Instant {
     Instant::now()
 }
 
-
 /// Every process a test starts goes through here (clippy bans `Command::new` elsewhere).
 #[expect(clippy::disallowed_methods, reason = "the test suite's one spawn site")]
 pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -91,7 +90,11 @@ impl Env {
     /// `vigil history --json` entries.
     pub fn history(&self) -> Vec<serde_json::Value> {
         let out = self.vigil(&["history", "--json"]);
-        assert!(out.status.success(), "history failed: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "history failed: {}",
+            text(&out.stderr)
+        );
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
         doc["entries"].as_array().cloned().unwrap_or_default()
     }
@@ -172,7 +175,10 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) {
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X") | None)
         }
         Err(_) => false,
