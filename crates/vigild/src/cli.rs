@@ -326,6 +326,9 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
         request,
     )
     .await?;
+    if let Some(rearm_at) = decision.given_up_until() {
+        crate::events::given_up(&service.name, rearm_at, decision.decided_at);
+    }
     let code = if decision.restarted() {
         exit::OK
     } else {
@@ -472,6 +475,9 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                     };
                     let decision =
                         guard::request(&cx, &service.name, &service.guard, action, request).await?;
+                    if let Some(rearm_at) = decision.given_up_until() {
+                        crate::events::given_up(&service.name, rearm_at, decision.decided_at);
+                    }
                     Some(output::ActionReport::performed(
                         &check_name,
                         repair.is_some(),

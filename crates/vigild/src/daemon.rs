@@ -166,6 +166,7 @@ impl Daemon {
         {
             let actor = ServiceActor {
                 spec: service.clone(),
+                announced_given_up: None,
                 driver: Driver::new(&service.driver),
                 shared: self.shared.clone(),
                 started: started.clone(),
@@ -437,6 +438,9 @@ fn repair_timeout(service: &Service) -> Duration {
 /// The owner of one service's driver and policy; performs its restart requests in order.
 struct ServiceActor {
     spec: Service,
+    /// The re-arm instant of the given-up episode already announced, so "ACTION REQUIRED"
+    /// is raised once per episode rather than on every denied request.
+    announced_given_up: Option<Timestamp>,
     driver: Driver,
     shared: Arc<Shared>,
     started: watch::Sender<Option<Timestamp>>,
@@ -485,6 +489,25 @@ impl ServiceActor {
                     };
                     match outcome {
                         Ok(decision) => {
+                            match decision.given_up_until() {
+                                Some(rearm_at) => {
+                                    let announced = self
+                                        .announced_given_up
+                                        .is_some_and(|t| decision.decided_at < t);
+                                    if !announced {
+                                        events::given_up(
+                                            &self.spec.name,
+                                            rearm_at,
+                                            decision.decided_at,
+                                        );
+                                    }
+                                    self.announced_given_up = Some(rearm_at);
+                                }
+                                None if decision.verdict.is_allowed() => {
+                                    self.announced_given_up = None
+                                }
+                                None => {}
+                            }
                             if decision.restarted() && repair.is_none() {
                                 self.started.send_replace(decision.finished_at);
                             }

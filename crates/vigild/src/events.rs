@@ -16,7 +16,7 @@ fn ms(d: std::time::Duration) -> u64 {
 }
 
 /// The guard's verdict on one request.
-pub fn verdict(service: &ServiceName, request: RestartRequest, verdict: &Verdict, now: Timestamp) {
+pub fn verdict(service: &ServiceName, request: RestartRequest, verdict: &Verdict) {
     let source = request.source.as_str();
     match verdict {
         Verdict::Allowed {
@@ -67,15 +67,20 @@ pub fn verdict(service: &ServiceName, request: RestartRequest, verdict: &Verdict
                 rearm_at = %rearm_at,
                 "{verdict}"
             );
-            tracing::error!(
-                service = %service,
-                event = "given_up",
-                rearm_at = %rearm_at,
-                "ACTION REQUIRED: Check service health manually - automatic restarts stopped (re-arms at {rearm_at}, in {})",
-                format_duration(rearm_at.saturating_since(now))
-            );
         }
     }
+}
+
+/// The budget is spent: automatic restarts stop until `rearm_at`. Announced once per
+/// given-up episode by the daemon (and on every denial by one-shot commands).
+pub fn given_up(service: &ServiceName, rearm_at: Timestamp, now: Timestamp) {
+    tracing::error!(
+        service = %service,
+        event = "given_up",
+        rearm_at = %rearm_at,
+        "ACTION REQUIRED: Check service health manually - automatic restarts stopped (re-arms at {rearm_at}, in {})",
+        format_duration(rearm_at.saturating_since(now))
+    );
 }
 
 /// An allowed restart finished.

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vigil_config::model::Argv;
+use vigil_core::guard::Denial;
 use vigil_core::{GuardPolicy, RestartRequest, ServiceName, Skip, Timestamp, Verdict, decide};
 
 use crate::clock;
@@ -51,6 +52,14 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// When a `denied(limit)` verdict re-arms.
+    pub fn given_up_until(&self) -> Option<Timestamp> {
+        match &self.verdict {
+            Verdict::Denied(Denial::Limit { rearm_at, .. }) => Some(*rearm_at),
+            _ => None,
+        }
+    }
+
     /// Allowed and the action succeeded.
     pub fn restarted(&self) -> bool {
         self.report.as_ref().is_some_and(|r| r.ok)
@@ -81,7 +90,7 @@ pub async fn request(
         });
         let now = clock::now();
         record_refusal(cx, service, request, &verdict, now).await?;
-        events::verdict(service, request, &verdict, now);
+        events::verdict(service, request, &verdict);
         return Ok(Decision {
             verdict,
             report: None,
@@ -118,7 +127,7 @@ pub async fn request(
             })
             .await?
     };
-    events::verdict(service, request, &verdict, now);
+    events::verdict(service, request, &verdict);
 
     let Some(intent) = intent else {
         drop(held);

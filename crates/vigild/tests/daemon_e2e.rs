@@ -274,3 +274,43 @@ on_failure = "alert"
         || (consecutive_failures(&env, "steady") > steady).then_some(()),
     );
 }
+
+/// The budget spent: every denied request is logged and recorded, but "ACTION REQUIRED"
+/// is raised once per given-up episode, not on every check run.
+#[test]
+fn given_up_is_announced_once_per_episode() {
+    let env = Env::new();
+    env.write_config(
+        r#"
+[defaults.guard]
+cooldown = "0"
+max_restarts = 1
+window = "1h"
+
+[services.svc]
+driver = "command"
+restart_command = ["true"]
+
+[services.svc.checks.down]
+kind = "exec"
+command = ["false"]
+every = "100ms"
+"#,
+    );
+    let daemon = env.start_daemon(&[]);
+    wait_until(Duration::from_secs(20), "several denials", || {
+        let denied = env
+            .history()
+            .iter()
+            .filter(|e| e["verdict"] == "denied")
+            .count();
+        (denied >= 4).then_some(())
+    });
+    let log = daemon.log_text();
+    assert_eq!(log.matches("ACTION REQUIRED").count(), 1, "{log}");
+    assert!(
+        log.matches("Restart DENIED: limit reached (1/1 per hour)")
+            .count()
+            >= 4
+    );
+}
