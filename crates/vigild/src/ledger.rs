@@ -230,22 +230,7 @@ impl Ledger {
         verdict: &Verdict,
         at: Timestamp,
     ) -> Result<i64> {
-        let err = sql_err(&self.path);
-        self.conn
-            .execute(
-                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid)
-                 VALUES (?1, ?2, ?3, ?4, 'allowed', '', ?5, 1, ?6)",
-                params![
-                    service,
-                    at.as_millis(),
-                    source.as_str(),
-                    forced,
-                    verdict.to_string(),
-                    std::process::id()
-                ],
-            )
-            .map_err(&err)?;
-        Ok(self.conn.last_insert_rowid())
+        self.insert_verdict(service, source, forced, verdict, at)
     }
 
     /// Records how an allowed restart ended.
@@ -275,11 +260,23 @@ impl Ledger {
         verdict: &Verdict,
         at: Timestamp,
     ) -> Result<i64> {
+        self.insert_verdict(service, source, forced, verdict, at)
+    }
+
+    /// One row per verdict; only allowed ones count against the budget.
+    fn insert_verdict(
+        &self,
+        service: &str,
+        source: Source,
+        forced: bool,
+        verdict: &Verdict,
+        at: Timestamp,
+    ) -> Result<i64> {
         let err = sql_err(&self.path);
         self.conn
             .execute(
                 "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     service,
                     at.as_millis(),
@@ -288,6 +285,7 @@ impl Ledger {
                     verdict.kind(),
                     verdict.reason().unwrap_or(""),
                     verdict.to_string(),
+                    verdict.is_allowed(),
                     std::process::id()
                 ],
             )
