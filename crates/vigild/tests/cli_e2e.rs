@@ -279,3 +279,44 @@ fn json_logs_are_one_object_per_line_with_the_numbers() {
         "{line}"
     );
 }
+
+/// Every file in `tests/broken/` is refused by `vigil config check` with exit 2, its error
+/// at the `line:col` named in the sibling `.expect` file (`LINE:COL fragment`), a clear
+/// message, and no panic.
+#[test]
+fn broken_config_corpus_exits_2_with_the_right_position() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 30,
+        "at least 30 broken configs, found {}",
+        cases.len()
+    );
+    for case in cases {
+        let expect = std::fs::read_to_string(case.with_extension("expect")).unwrap();
+        let (pos, fragment) = expect.trim().split_once(' ').unwrap();
+        let out = command(vigil_bin())
+            .args(["config", "check", "-c"])
+            .arg(&case)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", case.display());
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", case.display());
+        let located = format!("{}:{pos}: ", case.display());
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&located))
+            .unwrap_or_else(|| panic!("{}: no error at {pos}:\n{stderr}", case.display()));
+        assert!(
+            line.contains(fragment),
+            "{}: expected {fragment:?} in {line}",
+            case.display()
+        );
+    }
+}
