@@ -11,3 +11,13 @@ pub fn now() -> Timestamp {
     let ts = jiff::Timestamp::now();
     Timestamp::from_jiff(ts)
 }
+
+/// Monotonic time for in-process intervals outside tokio (the ledger thread's flush timer).
+pub fn monotonic() -> std::time::Instant {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one blessed monotonic clock read"
+    )]
+    let now = std::time::Instant::now();
+    now
+}

@@ -562,7 +562,7 @@ impl CheckLoop {
                 // straddled the restart says nothing about the new instance.
                 self.started.mark_unchanged();
                 self.health.reset(now);
-                self.save(None, "service restarted".to_owned(), now).await;
+                self.save(None, "service restarted".to_owned(), now);
                 continue;
             }
             let uptime = (*self.started.borrow()).map(|t| now.saturating_since(t));
@@ -582,7 +582,7 @@ impl CheckLoop {
                 self.health.status,
             );
             if obs.in_grace.is_none() {
-                self.save(Some(run.verdict), run.reason.clone(), now).await;
+                self.save(Some(run.verdict), run.reason.clone(), now);
             }
             if obs.wants_action && run.verdict == RunVerdict::Fail {
                 self.act(&run.reason).await;
@@ -612,24 +612,15 @@ impl CheckLoop {
         let _ = self.tx.send(msg).await;
     }
 
-    async fn save(&self, verdict: Option<RunVerdict>, reason: String, now: Timestamp) {
-        let row = CheckStateRow {
+    fn save(&self, verdict: Option<RunVerdict>, reason: String, now: Timestamp) {
+        self.shared.guard.ledger.save_check_state(CheckStateRow {
             service: self.service.to_string(),
             check: self.check.name.to_string(),
             health: self.health,
             last_verdict: verdict,
             last_reason: reason,
             last_run: Some(now),
-        };
-        if let Err(error) = self
-            .shared
-            .guard
-            .ledger
-            .call(move |l| l.save_check_state(&row))
-            .await
-        {
-            tracing::warn!(service = %self.service, check = %self.check.name, %error, "cannot save check state");
-        }
+        });
     }
 }
 

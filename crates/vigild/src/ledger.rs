@@ -419,35 +419,24 @@ impl Ledger {
 
     /// Saves the state of one check after a run.
     pub fn save_check_state(&self, row: &CheckStateRow) -> Result<()> {
-        let err = sql_err(&self.path);
-        self.conn
-            .prepare_cached(
-                "INSERT INTO check_state (service, name, status, consecutive_failures,
-                    consecutive_successes, last_change, last_verdict, last_reason, last_run)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (service, name) DO UPDATE SET
-                    status = excluded.status,
-                    consecutive_failures = excluded.consecutive_failures,
-                    consecutive_successes = excluded.consecutive_successes,
-                    last_change = excluded.last_change,
-                    last_verdict = excluded.last_verdict,
-                    last_reason = excluded.last_reason,
-                    last_run = excluded.last_run",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    row.service,
-                    row.check,
-                    row.health.status.as_str(),
-                    row.health.consecutive_failures,
-                    row.health.consecutive_successes,
-                    row.health.last_change.map(Timestamp::as_millis),
-                    row.last_verdict.map(RunVerdict::as_str),
-                    row.last_reason,
-                    row.last_run.map(Timestamp::as_millis),
-                ])
-            })
+        save_row(&self.conn, row).map_err(sql_err(&self.path))
+    }
+
+    /// Saves many check states in one transaction (one fsync).
+    pub fn save_check_states<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = &'a CheckStateRow>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let err = sql_err(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&err)?;
+        for row in rows {
+            save_row(&tx, row).map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
         Ok(())
     }
 
@@ -538,6 +527,46 @@ mod tests {
         assert_eq!(ledger.history(None, None).unwrap().len(), 2);
     }
 
+    #[tokio::test]
+    async fn queued_check_states_are_flushed_before_jobs_and_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = LedgerHandle::spawn(dir.path()).unwrap();
+        let row = |n: u32| CheckStateRow {
+            service: "web".into(),
+            check: "health".into(),
+            health: CheckHealth {
+                status: HealthStatus::Failing,
+                consecutive_failures: n,
+                consecutive_successes: 0,
+                last_change: None,
+            },
+            last_verdict: Some(RunVerdict::Fail),
+            last_reason: format!("run {n}"),
+            last_run: Some(Timestamp::from_secs(i64::from(n))),
+        };
+        for n in 1..=50 {
+            handle.save_check_state(row(n));
+        }
+        // A job sees every earlier write: the batch is flushed first, newest row wins.
+        let states = handle.call(|l| l.check_states()).await.unwrap();
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].health.consecutive_failures, 50);
+        handle.save_check_state(row(51));
+        drop(handle);
+        // Dropping the last handle flushes; wait for the thread to let go, then reopen.
+        let mut seen = 0;
+        for _ in 0..200 {
+            seen = Ledger::open(dir.path()).unwrap().check_states().unwrap()[0]
+                .health
+                .consecutive_failures;
+            if seen == 51 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen, 51);
+    }
+
     #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -553,27 +582,91 @@ mod tests {
 /// A cloneable handle to a ledger owned by one dedicated thread.
 ///
 /// SQLite calls block; the daemon's async tasks send closures to the ledger thread
-/// instead of holding the connection. The thread ends when the last handle is dropped,
-/// after finishing every queued call, so a graceful shutdown never loses a write.
+/// instead of holding the connection. Check states are the exception: they are saved
+/// after every check run, so they are queued and written in one transaction per
+/// [`CHECK_STATE_FLUSH`] (one fsync instead of one per run), and before any other job runs
+/// so that the process always reads its own writes. Other processes may see check states
+/// up to that long after the run. The thread ends when the last handle is dropped, after
+/// finishing every queued call and flushing, so a graceful shutdown never loses a write.
 #[derive(Clone)]
 pub struct LedgerHandle {
-    tx: std::sync::mpsc::Sender<Job>,
+    tx: std::sync::mpsc::Sender<Msg>,
     path: PathBuf,
 }
 
+/// How long check-state writes may wait to be batched.
+pub const CHECK_STATE_FLUSH: Duration = Duration::from_secs(1);
+
 type Job = Box<dyn FnOnce(&mut Ledger) + Send>;
+
+enum Msg {
+    Job(Job),
+    CheckState(CheckStateRow),
+}
+
+/// Check states waiting for the next batched write, newest per check.
+#[derive(Default)]
+struct PendingStates {
+    rows: std::collections::BTreeMap<(String, String), CheckStateRow>,
+    since: Option<std::time::Instant>,
+}
+
+impl PendingStates {
+    fn flush(&mut self, ledger: &mut Ledger) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.rows);
+        self.since = None;
+        if let Err(error) = ledger.save_check_states(rows.values()) {
+            tracing::warn!(%error, rows = rows.len(), "cannot save check states");
+        }
+    }
+
+    fn wait(&self) -> Option<Duration> {
+        let since = self.since?;
+        Some(
+            CHECK_STATE_FLUSH
+                .saturating_sub(crate::clock::monotonic().saturating_duration_since(since)),
+        )
+    }
+}
 
 impl LedgerHandle {
     /// Opens the ledger and starts its thread.
     pub fn spawn(state_dir: &Path) -> Result<LedgerHandle> {
         let mut ledger = Ledger::open(state_dir)?;
         let path = ledger.path().to_owned();
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
         std::thread::Builder::new()
             .name("vigil-ledger".to_owned())
             .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    job(&mut ledger);
+                use std::sync::mpsc::RecvTimeoutError;
+                let mut pending = PendingStates::default();
+                loop {
+                    let msg = match pending.wait() {
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        Some(wait) => rx.recv_timeout(wait),
+                    };
+                    match msg {
+                        Ok(Msg::Job(job)) => {
+                            pending.flush(&mut ledger);
+                            job(&mut ledger);
+                        }
+                        Ok(Msg::CheckState(row)) => {
+                            if pending.since.is_none() {
+                                pending.since = Some(crate::clock::monotonic());
+                            }
+                            pending
+                                .rows
+                                .insert((row.service.clone(), row.check.clone()), row);
+                        }
+                        Err(RecvTimeoutError::Timeout) => pending.flush(&mut ledger),
+                        Err(RecvTimeoutError::Disconnected) => {
+                            pending.flush(&mut ledger);
+                            return;
+                        }
+                    }
                 }
             })
             .map_err(|source| LedgerError::StateDir {
@@ -587,6 +680,12 @@ impl LedgerHandle {
         &self.path
     }
 
+    /// Queues a check state for the next batched write. Never blocks.
+    pub fn save_check_state(&self, row: CheckStateRow) {
+        // The thread outlives every handle; a send can only fail after a job panicked.
+        let _ = self.tx.send(Msg::CheckState(row));
+    }
+
     /// Runs `f` on the ledger thread and returns its result.
     pub async fn call<R, F>(&self, f: F) -> R
     where
@@ -598,7 +697,7 @@ impl LedgerHandle {
             let _ = reply.send(f(ledger));
         });
         // The ledger thread only stops when every handle is gone, and we hold one.
-        if self.tx.send(job).is_err() {
+        if self.tx.send(Msg::Job(job)).is_err() {
             unreachable_ledger();
         }
         match rx.await {
@@ -606,6 +705,34 @@ impl LedgerHandle {
             Err(_) => unreachable_ledger(),
         }
     }
+}
+
+fn save_row(conn: &Connection, row: &CheckStateRow) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO check_state (service, name, status, consecutive_failures,
+            consecutive_successes, last_change, last_verdict, last_reason, last_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (service, name) DO UPDATE SET
+            status = excluded.status,
+            consecutive_failures = excluded.consecutive_failures,
+            consecutive_successes = excluded.consecutive_successes,
+            last_change = excluded.last_change,
+            last_verdict = excluded.last_verdict,
+            last_reason = excluded.last_reason,
+            last_run = excluded.last_run",
+    )?;
+    stmt.execute(params![
+        row.service,
+        row.check,
+        row.health.status.as_str(),
+        row.health.consecutive_failures,
+        row.health.consecutive_successes,
+        row.health.last_change.map(Timestamp::as_millis),
+        row.last_verdict.map(RunVerdict::as_str),
+        row.last_reason,
+        row.last_run.map(Timestamp::as_millis),
+    ])?;
+    Ok(())
 }
 
 #[cold]
