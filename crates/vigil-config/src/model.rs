@@ -203,6 +203,17 @@ pub enum CheckKind {
     Tcp(TcpCheck),
     Listening(ListeningCheck),
     Exec(ExecCheck),
+    WebSocket(WebSocketCheck),
+    Sockets(SocketsCheck),
+    Log(LogCheck),
+    Interface(InterfaceCheck),
+    FileAge(FileAgeCheck),
+    Clock(ClockCheck),
+    TlsCert(TlsCertCheck),
+    Redis(RedisCheck),
+    Postgres(PostgresCheck),
+    Mqtt(MqttCheck),
+    Process(ProcessCheck),
 }
 
 impl CheckKind {
@@ -212,6 +223,17 @@ impl CheckKind {
             CheckKind::Tcp(_) => "tcp",
             CheckKind::Listening(_) => "listening",
             CheckKind::Exec(_) => "exec",
+            CheckKind::WebSocket(_) => "websocket",
+            CheckKind::Sockets(_) => "sockets",
+            CheckKind::Log(_) => "log",
+            CheckKind::Interface(_) => "interface",
+            CheckKind::FileAge(_) => "file_age",
+            CheckKind::Clock(_) => "clock",
+            CheckKind::TlsCert(_) => "tls_cert",
+            CheckKind::Redis(_) => "redis",
+            CheckKind::Postgres(_) => "postgres",
+            CheckKind::Mqtt(_) => "mqtt",
+            CheckKind::Process(_) => "process",
         }
     }
 }
@@ -285,6 +307,306 @@ pub struct HttpCheck {
     pub follow_redirects: bool,
     /// `max_body` (default "1MiB"): at most this much of the body is read.
     pub max_body: usize,
+    /// `proxy`: reach the URL through a SOCKS5 or HTTP proxy (seed 000's
+    /// `curl -x socks5h://127.0.0.1:1080`).
+    pub proxy: Option<Proxy>,
+    /// `max_latency`: a response slower than this fails the check even with a good status.
+    pub max_latency: Option<Duration>,
+    /// `client_cert` + `client_key` (PEM): a TLS client certificate.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A proxy URL, validated: `socks5://[user:pass@]host:port` (the client resolves names),
+/// `socks5h://...` (the proxy resolves names), or `http://[user:pass@]host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proxy {
+    /// The URL as written (credentials included; never log it, use [`Proxy::redacted`]).
+    pub url: String,
+    pub scheme: ProxyScheme,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Proxy {
+    /// `socks5h://127.0.0.1:1080` with any credentials replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let auth = if self.username.is_some() { "***@" } else { "" };
+        format!(
+            "{}://{auth}{}:{}",
+            self.scheme.as_str(),
+            self.host,
+            self.port
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyScheme {
+    Socks5,
+    Socks5h,
+    Http,
+}
+
+impl ProxyScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyScheme::Socks5 => "socks5",
+            ProxyScheme::Socks5h => "socks5h",
+            ProxyScheme::Http => "http",
+        }
+    }
+}
+
+/// `client_cert` / `client_key`: PEM files, resolved like `ca_file`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// TLS settings shared by the TLS-speaking kinds (`ca_file`, `insecure`, `client_cert`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TlsOptions {
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A secret: `password = "..."` inline, or `password_file = "/path"` read at probe time
+/// (trailing newline stripped). Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Secret::Inline(***)"),
+            Secret::File(p) => write!(f, "Secret::File({})", p.display()),
+        }
+    }
+}
+
+/// `kind = "websocket"`: the HTTP Upgrade handshake over `ws://` or `wss://`; passes when
+/// the status is in `expect_status` (default 101; seed 001 expects 426).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebSocketCheck {
+    pub url: String,
+    pub expect_status: StatusSet,
+    pub headers: Vec<(String, String)>,
+    pub proxy: Option<Proxy>,
+    pub tls: TlsOptions,
+}
+
+/// A TCP state as `ss` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    Established,
+    SynSent,
+    SynRecv,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Listen,
+    Closing,
+}
+
+impl TcpState {
+    pub const ALL: [TcpState; 11] = [
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::Closing,
+    ];
+
+    /// The config spelling: `close-wait`, `time-wait`, `established`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::Established => "established",
+            TcpState::SynSent => "syn-sent",
+            TcpState::SynRecv => "syn-recv",
+            TcpState::FinWait1 => "fin-wait-1",
+            TcpState::FinWait2 => "fin-wait-2",
+            TcpState::TimeWait => "time-wait",
+            TcpState::Close => "close",
+            TcpState::CloseWait => "close-wait",
+            TcpState::LastAck => "last-ack",
+            TcpState::Listen => "listen",
+            TcpState::Closing => "closing",
+        }
+    }
+
+    /// The kernel's state number (`/proc/net/tcp` `st` column, `TCP_*` in sock_diag).
+    pub fn kernel_code(self) -> u8 {
+        match self {
+            TcpState::Established => 1,
+            TcpState::SynSent => 2,
+            TcpState::SynRecv => 3,
+            TcpState::FinWait1 => 4,
+            TcpState::FinWait2 => 5,
+            TcpState::TimeWait => 6,
+            TcpState::Close => 7,
+            TcpState::CloseWait => 8,
+            TcpState::LastAck => 9,
+            TcpState::Listen => 10,
+            TcpState::Closing => 11,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Side {
+    /// Sockets whose local port is `port` (a server's connections).
+    #[default]
+    Local,
+    /// Sockets whose remote port is `port` (a client's connections to it).
+    Remote,
+}
+
+/// `kind = "sockets"`: count this host's TCP sockets in `state` on `port`; fail when the
+/// count is above `max` (seed 001's CLOSE-WAIT leak detector).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketsCheck {
+    pub port: u16,
+    pub state: TcpState,
+    pub side: Side,
+    pub max: u32,
+}
+
+/// Where a `log` check reads from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogSource {
+    /// `path`: a file, followed across rotation (inode change) and truncation.
+    File(PathBuf),
+}
+
+/// `kind = "log"`: only lines new since the previous run are read; the check FAILS when at
+/// least `min_matches` of them match `pattern` (seed 000's "journalctl | grep error").
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogCheck {
+    pub source: LogSource,
+    pub pattern: Pattern,
+    /// Default 1.
+    pub min_matches: u32,
+}
+
+/// `kind = "interface"`: the network interface exists, is administratively up and (unless
+/// `require_carrier = false`) has carrier (seed 003's WireGuard check).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceCheck {
+    pub interface: String,
+    pub require_carrier: bool,
+}
+
+/// `kind = "file_age"`: the file was modified less than `max_age` ago. Once it is older
+/// than half of `max_age`, the check runs every `fast_every` instead of `every` (seed 003's
+/// adaptive interval).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileAgeCheck {
+    pub path: PathBuf,
+    pub max_age: Duration,
+    /// Default `max_age / 10`.
+    pub fast_every: Duration,
+}
+
+/// `kind = "clock"`: SNTP offset of the local clock against `servers`; above `warn`
+/// (default 2s) the run warns, above `critical` (default 4s) it fails (seed 003).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClockCheck {
+    /// `host[:port]` (port default 123), at least one.
+    pub servers: Vec<(String, u16)>,
+    pub warn: Duration,
+    pub critical: Duration,
+}
+
+/// `kind = "tls_cert"`: days until the certificate served on `host:port` (with SNI
+/// `server_name`, default `host`) expires. Fewer than `warn_days` (default 14) warns, fewer
+/// than `critical_days` (default 3) fails. The expiry is read even from certificates that
+/// do not validate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsCertCheck {
+    pub host: String,
+    pub port: u16,
+    pub server_name: Option<String>,
+    pub warn_days: u32,
+    pub critical_days: u32,
+    pub proxy: Option<Proxy>,
+}
+
+/// `kind = "redis"`: RESP `PING` answered with `PONG` (after `AUTH` when a password is
+/// set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisCheck {
+    pub host: String,
+    /// Default 6379.
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// `tls = true`: TLS with the shared options.
+    pub tls: Option<TlsOptions>,
+}
+
+/// `kind = "postgres"`: the startup handshake is answered (like `pg_isready`); with a
+/// `password` (or `password_file`), it authenticates and runs `SELECT 1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresCheck {
+    pub host: String,
+    /// Default 5432.
+    pub port: u16,
+    /// Default "postgres".
+    pub user: String,
+    pub database: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: Option<TlsOptions>,
+}
+
+/// `kind = "mqtt"`: MQTT 3.1.1 CONNECT answered by a CONNACK with return code 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttCheck {
+    pub host: String,
+    /// Default 1883 (8883 is usual with TLS; it is not inferred).
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Default "vigil-<pid>".
+    pub client_id: Option<String>,
+    pub tls: Option<TlsOptions>,
+}
+
+/// Which process a `process` check looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessTarget {
+    /// `pid_file`.
+    PidFile(PathBuf),
+    /// `name`: the oldest process whose `comm` (or argv[0] basename) equals it.
+    Name(String),
+}
+
+/// `kind = "process"`: the process exists (and is not a zombie) and stays under every limit
+/// set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessCheck {
+    pub target: ProcessTarget,
+    /// Bytes.
+    pub max_rss: Option<u64>,
+    pub max_fds: Option<u64>,
+    pub max_threads: Option<u64>,
+    /// CPU use between two runs, in percent of one core.
+    pub max_cpu_percent: Option<f64>,
 }
 
 /// `kind = "tcp"`: a TCP connect succeeds within `timeout`.

@@ -503,6 +503,9 @@ fn http(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<HttpCheck> {
         insecure: insecure?,
         follow_redirects: follow_redirects?,
         max_body: max_body?,
+        proxy: None,
+        max_latency: None,
+        client_cert: None,
     })
 }
 

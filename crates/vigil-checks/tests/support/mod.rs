@@ -32,6 +32,9 @@ pub fn http(url: &str) -> HttpCheck {
         insecure: false,
         follow_redirects: false,
         max_body: 1024 * 1024,
+        proxy: None,
+        max_latency: None,
+        client_cert: None,
     }
 }
 
