@@ -81,6 +81,109 @@ expect_exit = 0
 stdout_contains = "running"
 on_failure = { exec = ["/usr/local/bin/camera-ctl", "flush"] }
 
+[services.camera.checks.tunnel]
+kind = "http"
+url = "http://10.8.0.1/status"
+proxy = "socks5h://ops:s3cret@127.0.0.1:1080"
+max_latency = "2s"
+client_cert = "/etc/camera/client.pem"
+client_key = "/etc/camera/client.key"
+
+[services.camera.checks.ws]
+kind = "websocket"
+url = "wss://127.0.0.1:8084/mqtt"
+expect_status = 426
+headers = { Origin = "https://camera.local" }
+proxy = "http://proxy.local:3128"
+ca_file = "/etc/camera/ca.pem"
+insecure = true
+client_cert = "/etc/camera/client.pem"
+client_key = "/etc/camera/client.key"
+
+[services.camera.checks.close_wait]
+kind = "sockets"
+port = 1883
+state = "close-wait"
+side = "local"
+max = 50
+
+[services.camera.checks.errors]
+kind = "log"
+path = "/var/log/camera/camera.log"
+pattern = "(?i)error|panic"
+min_matches = 3
+severity = "warning"
+
+[services.camera.checks.vpn]
+kind = "interface"
+interface = "wg0"
+require_carrier = false
+
+[services.camera.checks.frames]
+kind = "file_age"
+path = "/var/lib/camera/latest.jpg"
+max_age = "10m"
+fast_every = "30s"
+
+[services.camera.checks.clock]
+kind = "clock"
+servers = ["pool.ntp.org", "192.168.1.1:123", "[2001:db8::123]:123"]
+warn = "1s"
+critical = "3s"
+on_failure = "alert"
+
+[services.camera.checks.cert]
+kind = "tls_cert"
+host = "camera.example.com"
+port = 8443
+server_name = "camera.example.com"
+warn_days = 21
+critical_days = 7
+proxy = "socks5://127.0.0.1:1080"
+
+[services.camera.checks.cache]
+kind = "redis"
+host = "127.0.0.1"
+port = 6380
+username = "vigil"
+password = "redis-secret"
+tls = true
+ca_file = "/etc/redis/ca.pem"
+insecure = false
+client_cert = "/etc/redis/client.pem"
+client_key = "/etc/redis/client.key"
+
+[services.camera.checks.db]
+kind = "postgres"
+host = "db.local"
+port = 5433
+user = "camera"
+database = "frames"
+password_file = "/etc/camera/pg.pass"
+
+[services.camera.checks.broker]
+kind = "mqtt"
+host = "127.0.0.1"
+port = 8883
+username = "vigil"
+password = "mqtt-secret"
+client_id = "vigil-camera"
+tls = true
+insecure = true
+
+[services.camera.checks.daemon]
+kind = "process"
+pid_file = "/run/camera.pid"
+max_rss = "512MiB"
+max_fds = 1024
+max_threads = 64
+max_cpu_percent = 150.0
+
+[services.camera.checks.encoder]
+kind = "process"
+name = "ffmpeg"
+max_rss = 1073741824
+
 [[services.camera.schedule]]
 cron = "0 8,16 * * *"
 timezone = "Europe/Berlin"
@@ -213,7 +316,16 @@ fn section(out: &mut String, s: &Section) {
         key_row(out, k);
     }
     if !s.planned.is_empty() {
-        let planned: Vec<String> = s.planned.iter().map(|k| format!("`{k}`")).collect();
+        let planned: Vec<String> = s
+            .planned
+            .iter()
+            .map(
+                |k| match schema::PLANNED_KEY_HINTS.iter().find(|(h, _)| h == k) {
+                    Some((_, why)) => format!("`{k}` ({why})"),
+                    None => format!("`{k}`"),
+                },
+            )
+            .collect();
         let _ = writeln!(
             out,
             "\nNot available yet (rejected with a clear error): {}.",

@@ -29,7 +29,7 @@ pub use docs::{COMPLETE_EXAMPLE, reference_markdown};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use validate::is_valid_name;
-pub use value::{parse_duration, parse_size};
+pub use value::{parse_duration, parse_proxy, parse_size};
 
 use error::Positions;
 use value::Cx;

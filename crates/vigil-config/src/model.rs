@@ -318,7 +318,8 @@ pub struct HttpCheck {
 
 /// A proxy URL, validated: `socks5://[user:pass@]host:port` (the client resolves names),
 /// `socks5h://...` (the proxy resolves names), or `http://[user:pass@]host:port`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Its `Debug` shows [`Proxy::redacted`], never the credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     /// The URL as written (credentials included; never log it, use [`Proxy::redacted`]).
     pub url: String,
@@ -339,6 +340,12 @@ impl Proxy {
             self.host,
             self.port
         )
+    }
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proxy({})", self.redacted())
     }
 }
 

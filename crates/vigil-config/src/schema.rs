@@ -89,6 +89,28 @@ pub const ON_FAILURE_WORDS: &[&str] = &["restart", "alert"];
 pub const SEVERITIES: &[&str] = &["critical", "warning"];
 pub const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
 pub const PROTOCOLS: &[&str] = &["tcp", "udp"];
+/// `sockets` states, as [`crate::model::TcpState::as_str`] spells them.
+pub const TCP_STATES: &[&str] = &[
+    "established",
+    "syn-sent",
+    "syn-recv",
+    "fin-wait-1",
+    "fin-wait-2",
+    "time-wait",
+    "close",
+    "close-wait",
+    "last-ack",
+    "listen",
+    "closing",
+];
+pub const SIDES: &[&str] = &["local", "remote"];
+pub const PROXY_SCHEMES: &[&str] = &["socks5", "socks5h", "http"];
+
+/// Why a planned key is not available yet, appended to its "not available yet" error.
+pub const PLANNED_KEY_HINTS: &[(&str, &str)] = &[
+    ("journal_unit", "use `path`"),
+    ("service", "needs the exec driver"),
+];
 
 /// Drivers this version implements, with their keys.
 pub static DRIVERS: &[(&str, &Section)] = &[("command", &DRIVER_COMMAND)];
@@ -101,24 +123,20 @@ pub static CHECK_KINDS: &[(&str, &Section)] = &[
     ("tcp", &TCP),
     ("listening", &LISTENING),
     ("exec", &EXEC),
+    ("websocket", &WEBSOCKET),
+    ("sockets", &SOCKETS),
+    ("log", &LOG),
+    ("interface", &INTERFACE),
+    ("file_age", &FILE_AGE),
+    ("clock", &CLOCK),
+    ("tls_cert", &TLS_CERT),
+    ("redis", &REDIS),
+    ("postgres", &POSTGRES),
+    ("mqtt", &MQTT),
+    ("process", &PROCESS),
 ];
 /// Check kinds the product contract names that are not implemented yet.
-pub const PLANNED_CHECK_KINDS: &[&str] = &[
-    "sockets",
-    "websocket",
-    "log",
-    "docker",
-    "systemd",
-    "interface",
-    "file_age",
-    "clock",
-    "tls_cert",
-    "redis",
-    "postgres",
-    "mqtt",
-    "process",
-    "heartbeat",
-];
+pub const PLANNED_CHECK_KINDS: &[&str] = &["docker", "systemd", "heartbeat"];
 
 /// Every section, in reference order.
 pub static SECTIONS: &[&Section] = &[
@@ -135,6 +153,17 @@ pub static SECTIONS: &[&Section] = &[
     &TCP,
     &LISTENING,
     &EXEC,
+    &WEBSOCKET,
+    &SOCKETS,
+    &LOG,
+    &INTERFACE,
+    &FILE_AGE,
+    &CLOCK,
+    &TLS_CERT,
+    &REDIS,
+    &POSTGRES,
+    &MQTT,
+    &PROCESS,
     &SCHEDULE,
 ];
 
@@ -154,6 +183,99 @@ const PORT: Ty = Ty::Int {
     min: 1,
     max: Some(65535),
 };
+const AT_LEAST_0: Ty = Ty::Int { min: 0, max: None };
+
+// Keys shared by several kinds.
+const PROXY_KEY: KeyDoc = key(
+    "proxy",
+    Ty::Other("proxy URL"),
+    Dflt::None,
+    "Connect through a proxy: `\"socks5://[user:pass@]host:port\"` (Vigil resolves names), `\"socks5h://...\"` (the proxy resolves names) or `\"http://[user:pass@]host:port\"` (HTTP CONNECT). The port is required; `user` and `pass` may be percent-encoded.",
+);
+const CA_FILE_KEY: KeyDoc = key(
+    "ca_file",
+    Ty::Path,
+    Dflt::None,
+    "Extra trusted root certificates (PEM).",
+);
+const INSECURE_KEY: KeyDoc = key(
+    "insecure",
+    Ty::Bool,
+    Dflt::Value("false"),
+    "Do not verify the server's certificate.",
+);
+const CLIENT_CERT_KEY: KeyDoc = key(
+    "client_cert",
+    Ty::Path,
+    Dflt::None,
+    "A TLS client certificate (PEM); needs `client_key`.",
+);
+const CLIENT_KEY_KEY: KeyDoc = key(
+    "client_key",
+    Ty::Path,
+    Dflt::None,
+    "The private key (PEM) of `client_cert`; needs `client_cert`.",
+);
+const HEADERS_KEY: KeyDoc = key(
+    "headers",
+    Ty::Other("table of strings"),
+    Dflt::None,
+    "Extra request headers, sent in file order, e.g. `{ Authorization = \"Bearer xyz\" }`.",
+);
+const PASSWORD_KEY: KeyDoc = key(
+    "password",
+    Ty::String,
+    Dflt::None,
+    "The password, inline. Never shown in errors or logs. Not with `password_file`.",
+);
+const PASSWORD_FILE_KEY: KeyDoc = key(
+    "password_file",
+    Ty::Path,
+    Dflt::None,
+    "A file holding the password, read at every run (a trailing newline is ignored). Not with `password`.",
+);
+const TLS_KEY: KeyDoc = key(
+    "tls",
+    Ty::Bool,
+    Dflt::Value("false"),
+    "Speak TLS. The keys `ca_file`, `insecure`, `client_cert` and `client_key` apply only with `tls = true`.",
+);
+const TLS_CA_FILE_KEY: KeyDoc = key(
+    "ca_file",
+    Ty::Path,
+    Dflt::None,
+    "Extra trusted root certificates (PEM). Only with `tls = true`.",
+);
+const TLS_INSECURE_KEY: KeyDoc = key(
+    "insecure",
+    Ty::Bool,
+    Dflt::Computed("`false`"),
+    "Do not verify the server's certificate. Only with `tls = true`.",
+);
+const TLS_CLIENT_CERT_KEY: KeyDoc = key(
+    "client_cert",
+    Ty::Path,
+    Dflt::None,
+    "A TLS client certificate (PEM); needs `client_key`. Only with `tls = true`.",
+);
+const TLS_CLIENT_KEY_KEY: KeyDoc = key(
+    "client_key",
+    Ty::Path,
+    Dflt::None,
+    "The private key (PEM) of `client_cert`. Only with `tls = true`.",
+);
+const HOST_KEY: KeyDoc = key(
+    "host",
+    Ty::String,
+    Dflt::Required,
+    "Host name or IP address (not empty).",
+);
+const USERNAME_KEY: KeyDoc = key(
+    "username",
+    Ty::String,
+    Dflt::None,
+    "The user name to authenticate as.",
+);
 
 pub static TOP: Section = Section {
     id: "top-level",
@@ -490,23 +612,17 @@ pub static HTTP: Section = Section {
             Dflt::None,
             "The body must match this regular expression (Rust `regex` syntax).",
         ),
+        HEADERS_KEY,
+        CA_FILE_KEY,
+        INSECURE_KEY,
+        CLIENT_CERT_KEY,
+        CLIENT_KEY_KEY,
+        PROXY_KEY,
         key(
-            "headers",
-            Ty::Other("table of strings"),
+            "max_latency",
+            POSITIVE,
             Dflt::None,
-            "Extra request headers, sent in file order, e.g. `{ Authorization = \"Bearer xyz\" }`.",
-        ),
-        key(
-            "ca_file",
-            Ty::Path,
-            Dflt::None,
-            "Extra trusted root certificates (PEM).",
-        ),
-        key(
-            "insecure",
-            Ty::Bool,
-            Dflt::Value("false"),
-            "Do not verify the server's certificate.",
+            "A response slower than this fails the check, even with an accepted status.",
         ),
         key(
             "follow_redirects",
@@ -521,7 +637,7 @@ pub static HTTP: Section = Section {
             "At most this much of the body is read (and matched).",
         ),
     ],
-    planned: &["client_cert", "client_key", "proxy", "max_latency"],
+    planned: &[],
 };
 
 pub static TCP: Section = Section {
@@ -591,6 +707,334 @@ pub static EXEC: Section = Section {
         ),
     ],
     planned: &[],
+};
+
+pub static WEBSOCKET: Section = Section {
+    id: "check-websocket",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"websocket\""),
+    doc: "A WebSocket opening handshake (an HTTP `Upgrade` request over `ws://` or `wss://`) must be answered with an accepted status within `timeout`. Nothing is sent after the handshake.",
+    keys: &[
+        key(
+            "url",
+            Ty::Other("URL"),
+            Dflt::Required,
+            "An absolute `ws://` or `wss://` URL with a host.",
+        ),
+        key(
+            "expect_status",
+            Ty::Other("status code, range string, or array of them"),
+            Dflt::Value("101"),
+            "Accepted status codes, written like `http`'s `expect_status`; e.g. `426` for a server that refuses the upgrade on purpose.",
+        ),
+        HEADERS_KEY,
+        PROXY_KEY,
+        CA_FILE_KEY,
+        INSECURE_KEY,
+        CLIENT_CERT_KEY,
+        CLIENT_KEY_KEY,
+    ],
+    planned: &[],
+};
+
+pub static SOCKETS: Section = Section {
+    id: "check-sockets",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"sockets\""),
+    doc: "Counts this host's TCP sockets in `state` on `port` (like `ss -tan state close-wait`); fails when there are more than `max`. Read from the kernel, nothing is sent.",
+    keys: &[
+        key(
+            "port",
+            PORT,
+            Dflt::Required,
+            "The port to count sockets on.",
+        ),
+        key(
+            "state",
+            Ty::OneOf(TCP_STATES),
+            Dflt::Required,
+            "The TCP state to count. `ss` spellings such as `\"CLOSE-WAIT\"` and `\"close_wait\"` are accepted too.",
+        ),
+        key(
+            "side",
+            Ty::OneOf(SIDES),
+            Dflt::Value("\"local\""),
+            "`\"local\"`: sockets whose local port is `port` (a server's connections); `\"remote\"`: sockets whose remote port is `port` (connections to it).",
+        ),
+        key(
+            "max",
+            AT_LEAST_0,
+            Dflt::Required,
+            "The largest count that passes.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static LOG: Section = Section {
+    id: "check-log",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"log\""),
+    doc: "Reads the lines appended to a log file since the previous run (following rotation and truncation); the check **fails** when at least `min_matches` of them match `pattern`. The first run only notes where the file ends.",
+    keys: &[
+        key("path", Ty::Path, Dflt::Required, "The log file."),
+        key(
+            "pattern",
+            Ty::Other("regex"),
+            Dflt::Required,
+            "A regular expression (Rust `regex` syntax) matched against each new line.",
+        ),
+        key(
+            "min_matches",
+            AT_LEAST_1,
+            Dflt::Value("1"),
+            "Matching lines in one run that make it fail.",
+        ),
+    ],
+    planned: &["journal_unit"],
+};
+
+pub static INTERFACE: Section = Section {
+    id: "check-interface",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"interface\""),
+    doc: "A network interface must exist and be up (and have carrier), read from `/sys/class/net`.",
+    keys: &[
+        key(
+            "interface",
+            Ty::String,
+            Dflt::Required,
+            "The interface name, e.g. `\"wg0\"`: 1 to 15 characters, no `/` or whitespace.",
+        ),
+        key(
+            "require_carrier",
+            Ty::Bool,
+            Dflt::Value("true"),
+            "Also require carrier (a link); `false` accepts an interface that is only administratively up.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static FILE_AGE: Section = Section {
+    id: "check-file-age",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"file_age\""),
+    doc: "A file must have been modified less than `max_age` ago. Once it is older than half of `max_age`, the check runs every `fast_every` instead of `every`, so a stale file is noticed soon.",
+    keys: &[
+        key("path", Ty::Path, Dflt::Required, "The file."),
+        key(
+            "max_age",
+            POSITIVE,
+            Dflt::Required,
+            "The oldest modification time that passes.",
+        ),
+        key(
+            "fast_every",
+            POSITIVE,
+            Dflt::Computed("`max_age` / 10"),
+            "The interval once the file is older than half of `max_age`; at most `max_age`.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static CLOCK: Section = Section {
+    id: "check-clock",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"clock\""),
+    doc: "Measures the local clock's offset against NTP servers (SNTP): above `warn` the run warns, above `critical` it fails.",
+    keys: &[
+        key(
+            "servers",
+            Ty::Other("array of `\"host\"` or `\"host:port\"`"),
+            Dflt::Required,
+            "At least one NTP server; the port defaults to 123. IPv6 addresses with a port are bracketed: `\"[2001:db8::1]:123\"`.",
+        ),
+        key(
+            "warn",
+            POSITIVE,
+            Dflt::Value("\"2s\""),
+            "An offset above this warns.",
+        ),
+        key(
+            "critical",
+            POSITIVE,
+            Dflt::Value("\"4s\""),
+            "An offset above this fails; at least `warn`.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static TLS_CERT: Section = Section {
+    id: "check-tls-cert",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"tls_cert\""),
+    doc: "Days until the certificate served on `host:port` expires: fewer than `warn_days` warns, fewer than `critical_days` fails. The expiry is read even from a certificate that does not validate.",
+    keys: &[
+        HOST_KEY,
+        key("port", PORT, Dflt::Value("443"), "TCP port."),
+        key(
+            "server_name",
+            Ty::String,
+            Dflt::Computed("`host`"),
+            "The name sent with SNI.",
+        ),
+        key(
+            "warn_days",
+            AT_LEAST_0,
+            Dflt::Value("14"),
+            "Fewer days left than this warns.",
+        ),
+        key(
+            "critical_days",
+            AT_LEAST_0,
+            Dflt::Value("3"),
+            "Fewer days left than this fails; at most `warn_days`.",
+        ),
+        PROXY_KEY,
+    ],
+    planned: &[],
+};
+
+pub static REDIS: Section = Section {
+    id: "check-redis",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"redis\""),
+    doc: "A Redis `PING` must be answered with `PONG` (after `AUTH` when a password is set).",
+    keys: &[
+        HOST_KEY,
+        key("port", PORT, Dflt::Value("6379"), "TCP port."),
+        USERNAME_KEY,
+        PASSWORD_KEY,
+        PASSWORD_FILE_KEY,
+        TLS_KEY,
+        TLS_CA_FILE_KEY,
+        TLS_INSECURE_KEY,
+        TLS_CLIENT_CERT_KEY,
+        TLS_CLIENT_KEY_KEY,
+    ],
+    planned: &[],
+};
+
+pub static POSTGRES: Section = Section {
+    id: "check-postgres",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"postgres\""),
+    doc: "The PostgreSQL startup handshake must be answered (like `pg_isready`); with a password, Vigil also authenticates and runs `SELECT 1`.",
+    keys: &[
+        HOST_KEY,
+        key("port", PORT, Dflt::Value("5432"), "TCP port."),
+        key(
+            "user",
+            Ty::String,
+            Dflt::Value("\"postgres\""),
+            "The user name to connect as.",
+        ),
+        key(
+            "database",
+            Ty::String,
+            Dflt::Computed("the user name"),
+            "The database to connect to.",
+        ),
+        PASSWORD_KEY,
+        PASSWORD_FILE_KEY,
+        TLS_KEY,
+        TLS_CA_FILE_KEY,
+        TLS_INSECURE_KEY,
+        TLS_CLIENT_CERT_KEY,
+        TLS_CLIENT_KEY_KEY,
+    ],
+    planned: &[],
+};
+
+pub static MQTT: Section = Section {
+    id: "check-mqtt",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"mqtt\""),
+    doc: "An MQTT 3.1.1 `CONNECT` must be accepted (a `CONNACK` with return code 0).",
+    keys: &[
+        HOST_KEY,
+        key(
+            "port",
+            PORT,
+            Dflt::Value("1883"),
+            "TCP port (8883 is usual with TLS; it is not inferred).",
+        ),
+        USERNAME_KEY,
+        PASSWORD_KEY,
+        PASSWORD_FILE_KEY,
+        key(
+            "client_id",
+            Ty::String,
+            Dflt::Computed("`\"vigil-<pid>\"`"),
+            "The MQTT client identifier.",
+        ),
+        TLS_KEY,
+        TLS_CA_FILE_KEY,
+        TLS_INSECURE_KEY,
+        TLS_CLIENT_CERT_KEY,
+        TLS_CLIENT_KEY_KEY,
+    ],
+    planned: &[],
+};
+
+pub static PROCESS: Section = Section {
+    id: "check-process",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"process\""),
+    doc: "A process must exist (and not be a zombie) and stay under every limit that is set. Set exactly one of `pid_file` and `name`.",
+    keys: &[
+        key(
+            "pid_file",
+            Ty::Path,
+            Dflt::None,
+            "A file holding the process ID.",
+        ),
+        key(
+            "name",
+            Ty::String,
+            Dflt::None,
+            "The oldest process whose name (`comm`, or the base name of `argv[0]`) equals this.",
+        ),
+        key(
+            "max_rss",
+            Ty::Size,
+            Dflt::None,
+            "Largest resident memory that passes.",
+        ),
+        key(
+            "max_fds",
+            AT_LEAST_1,
+            Dflt::None,
+            "Most open file descriptors that pass.",
+        ),
+        key(
+            "max_threads",
+            AT_LEAST_1,
+            Dflt::None,
+            "Most threads that pass.",
+        ),
+        key(
+            "max_cpu_percent",
+            Ty::Other("number > 0"),
+            Dflt::None,
+            "Highest CPU use between two runs that passes, in percent of one core (so above 100 on several cores).",
+        ),
+    ],
+    planned: &["service"],
 };
 
 pub static SCHEDULE: Section = Section {

@@ -6,6 +6,8 @@
 //! each function validates everything it can reach, records errors in [`Cx`], and returns
 //! `None` when its part of the model cannot be built.
 
+mod kinds;
+
 use std::time::Duration;
 
 use toml::de::DeValue;
@@ -23,8 +25,8 @@ use crate::model::{
 use crate::schema::{self, Section};
 use crate::suggest;
 use crate::value::{
-    self, Cx, KeyPath, Table, Value, argv, boolean, count, duration, found, integer,
-    nonempty_string, one_of, positive_duration, shorten, string, type_error,
+    self, Cx, KeyPath, Table, Value, argv, boolean, count, duration, found, integer, one_of,
+    positive_duration, shorten, string, type_error,
 };
 
 /// Names of services and checks: `^[A-Za-z0-9][A-Za-z0-9_.@-]*$`, at most 64 characters.
@@ -422,6 +424,17 @@ fn check(
         Some(("tcp", _)) => tcp(cx, &t).map(CheckKind::Tcp),
         Some(("listening", _)) => listening(cx, &t).map(CheckKind::Listening),
         Some(("exec", _)) => exec(cx, &t).map(CheckKind::Exec),
+        Some(("websocket", _)) => kinds::websocket(cx, &t).map(CheckKind::WebSocket),
+        Some(("sockets", _)) => kinds::sockets(cx, &t).map(CheckKind::Sockets),
+        Some(("log", _)) => kinds::log(cx, &t).map(CheckKind::Log),
+        Some(("interface", _)) => kinds::interface(cx, &t).map(CheckKind::Interface),
+        Some(("file_age", _)) => kinds::file_age(cx, &t).map(CheckKind::FileAge),
+        Some(("clock", _)) => kinds::clock(cx, &t).map(CheckKind::Clock),
+        Some(("tls_cert", _)) => kinds::tls_cert(cx, &t).map(CheckKind::TlsCert),
+        Some(("redis", _)) => kinds::redis(cx, &t).map(CheckKind::Redis),
+        Some(("postgres", _)) => kinds::postgres(cx, &t).map(CheckKind::Postgres),
+        Some(("mqtt", _)) => kinds::mqtt(cx, &t).map(CheckKind::Mqtt),
+        Some(("process", _)) => kinds::process(cx, &t).map(CheckKind::Process),
         _ => None,
     };
     if !name_valid {
@@ -488,6 +501,9 @@ fn http(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<HttpCheck> {
     let headers = t.optional(cx, "headers", headers);
     let ca_file = t.optional(cx, "ca_file", value::path);
     let insecure = t.defaulted(cx, "insecure", boolean);
+    let client_cert = kinds::client_cert(cx, t);
+    let proxy = t.optional(cx, "proxy", value::proxy);
+    let max_latency = t.optional(cx, "max_latency", positive_duration);
     let follow_redirects = t.defaulted(cx, "follow_redirects", boolean);
     let max_body = t.defaulted(cx, "max_body", value::size);
     // An invalid optional key yields `None` like an absent one; only the error list tells
@@ -503,9 +519,9 @@ fn http(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<HttpCheck> {
         insecure: insecure?,
         follow_redirects: follow_redirects?,
         max_body: max_body?,
-        proxy: None,
-        max_latency: None,
-        client_cert: None,
+        proxy,
+        max_latency,
+        client_cert: client_cert?,
     })
 }
 
@@ -621,18 +637,7 @@ fn headers(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Vec<(String
 }
 
 fn tcp(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<TcpCheck> {
-    let host = t.required(cx, "host", |cx, v, p| {
-        let host = nonempty_string(cx, v, p)?;
-        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            cx.error(
-                v.span(),
-                p,
-                format!("invalid host {:?}: must not contain spaces", shorten(&host)),
-            );
-            return None;
-        }
-        Some(host)
-    });
+    let host = t.required(cx, "host", value::host);
     let port = t.required(cx, "port", value::port);
     Some(TcpCheck {
         host: host?,

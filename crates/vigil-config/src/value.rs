@@ -16,7 +16,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeValue};
 
 use crate::error::{ConfigError, Positions};
-use crate::model::{Argv, Pattern};
+use crate::model::{Argv, Pattern, Proxy, ProxyScheme};
 use crate::schema::{Dflt, KeyDoc, Section};
 use crate::suggest;
 
@@ -203,7 +203,15 @@ impl<'a> Table<'a> {
                 continue;
             }
             let message = if self.sections.iter().any(|s| s.planned.contains(&key)) {
-                format!("`{key}` is not available yet in {}", self.label)
+                match crate::schema::PLANNED_KEY_HINTS
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                {
+                    Some((_, why)) => {
+                        format!("`{key}` is not available yet in {}: {why}", self.label)
+                    }
+                    None => format!("`{key}` is not available yet in {}", self.label),
+                }
             } else if let Some(h) = hint(key) {
                 h
             } else {
@@ -735,8 +743,22 @@ pub(crate) fn ip_addr(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<
 
 /// An absolute `http://` or `https://` URL with a host.
 pub(crate) fn http_url(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    url(cx, v, path, check_http_url)
+}
+
+/// An absolute `ws://` or `wss://` URL with a host.
+pub(crate) fn ws_url(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    url(cx, v, path, check_ws_url)
+}
+
+fn url(
+    cx: &mut Cx<'_>,
+    v: &Value<'_>,
+    path: &KeyPath,
+    check: fn(&str) -> Result<(), &'static str>,
+) -> Option<String> {
     let s = string(cx, v, path)?;
-    match check_http_url(&s) {
+    match check(&s) {
         Ok(()) => Some(s),
         Err(reason) => {
             cx.error(
@@ -750,13 +772,29 @@ pub(crate) fn http_url(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option
 }
 
 fn check_http_url(s: &str) -> Result<(), &'static str> {
+    check_url(
+        s,
+        ["http://", "https://"],
+        "must be an absolute http:// or https:// URL with a host",
+    )
+}
+
+fn check_ws_url(s: &str) -> Result<(), &'static str> {
+    check_url(
+        s,
+        ["ws://", "wss://"],
+        "must be an absolute ws:// or wss:// URL with a host",
+    )
+}
+
+fn check_url(s: &str, schemes: [&str; 2], expected: &'static str) -> Result<(), &'static str> {
     let lower = s.to_ascii_lowercase();
-    let rest_at = if lower.starts_with("http://") {
-        7
-    } else if lower.starts_with("https://") {
-        8
-    } else {
-        return Err("must be an absolute http:// or https:// URL with a host");
+    let Some(rest_at) = schemes
+        .iter()
+        .find(|scheme| lower.starts_with(**scheme))
+        .map(|scheme| scheme.len())
+    else {
+        return Err(expected);
     };
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain spaces or control characters");
@@ -785,7 +823,7 @@ fn check_http_url(s: &str) -> Result<(), &'static str> {
         }
     };
     if host.is_empty() {
-        return Err("must be an absolute http:// or https:// URL with a host");
+        return Err(expected);
     }
     if !host_port.starts_with('[')
         && !host
@@ -801,6 +839,200 @@ fn check_http_url(s: &str) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// A host name or IP address: not empty, no whitespace or control characters.
+pub(crate) fn host(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    let host = nonempty_string(cx, v, path)?;
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        cx.error(
+            v.span(),
+            path,
+            format!("invalid host {:?}: must not contain spaces", shorten(&host)),
+        );
+        return None;
+    }
+    Some(host)
+}
+
+/// A number (float or integer) greater than 0.
+pub(crate) fn positive_number(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<f64> {
+    let (n, shown) = match v.get_ref() {
+        DeValue::Float(f) => (f.as_str().parse::<f64>().ok(), f.to_string()),
+        DeValue::Integer(i) => (int_value(i).map(|n| n as f64), i.to_string()),
+        _ => {
+            type_error(cx, v, path, "a number");
+            return None;
+        }
+    };
+    match n {
+        Some(n) if n.is_finite() && n > 0.0 => Some(n),
+        _ => {
+            let message = format!("must be a finite number greater than 0, found {shown}");
+            cx.error(v.span(), path, message);
+            None
+        }
+    }
+}
+
+/// A proxy URL: `socks5://`, `socks5h://` or `http://`, optional `user:pass@`, a host and
+/// a port. Messages never echo the credentials.
+pub(crate) fn proxy(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Proxy> {
+    let s = string(cx, v, path)?;
+    match parse_proxy(&s) {
+        Ok(p) => Some(p),
+        Err(reason) => {
+            let message = format!(
+                "invalid proxy URL {:?}: {reason}",
+                shorten(&redact_userinfo(&s))
+            );
+            cx.error(v.span(), path, message);
+            None
+        }
+    }
+}
+
+/// `scheme://user:pass@host` → `scheme://***@host`, for messages.
+fn redact_userinfo(s: &str) -> String {
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, s),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{authority}{tail}"),
+        None => format!("{authority}{tail}"),
+    }
+}
+
+/// Parses a proxy URL; the error is a reason to append to "invalid proxy URL ...".
+pub fn parse_proxy(s: &str) -> Result<Proxy, String> {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err(
+            "expected e.g. \"socks5h://127.0.0.1:1080\" (schemes: socks5, socks5h, http)"
+                .to_owned(),
+        );
+    };
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "socks5" => ProxyScheme::Socks5,
+        "socks5h" => ProxyScheme::Socks5h,
+        "http" => ProxyScheme::Http,
+        other => {
+            let options = crate::schema::PROXY_SCHEMES;
+            let hint = match suggest::closest(other, options.iter().copied()) {
+                Some(near) => format!("; did you mean {near:?}?"),
+                None => String::new(),
+            };
+            return Err(format!(
+                "unsupported scheme {:?}{hint} (expected socks5, socks5h or http)",
+                shorten(other)
+            ));
+        }
+    };
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".to_owned());
+    }
+    let authority = match rest.find(['/', '?', '#']) {
+        Some(end) if &rest[end..] == "/" => &rest[..end],
+        Some(_) => return Err("a proxy URL has no path, query or fragment".to_owned()),
+        None => rest,
+    };
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => (Some(userinfo), host_port),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(info) => {
+            let (user, pass) = match info.split_once(':') {
+                Some((user, pass)) => (user, Some(pass)),
+                None => (info, None),
+            };
+            let user = percent_decode(user).ok_or("invalid percent-encoding in the user name")?;
+            if user.is_empty() {
+                return Err("empty user name before '@'".to_owned());
+            }
+            let pass = match pass {
+                Some(p) => {
+                    Some(percent_decode(p).ok_or("invalid percent-encoding in the password")?)
+                }
+                None => None,
+            };
+            (Some(user), pass)
+        }
+    };
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let Some((inside, after)) = bracketed.split_once(']') else {
+            return Err("unclosed '[' in the host".to_owned());
+        };
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("invalid IPv6 address in the host".to_owned());
+        }
+        (inside, after.strip_prefix(':'))
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("missing host".to_owned());
+    }
+    if !host_port.starts_with('[')
+        && !host
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'))
+    {
+        return Err("the host contains invalid characters".to_owned());
+    }
+    let port = match port {
+        None | Some("") => {
+            return Err(format!(
+                "missing port: write e.g. \"{}://{}:1080\"",
+                scheme.as_str(),
+                if host_port.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host.to_owned()
+                }
+            ));
+        }
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err("the port must be a number in 1..=65535".to_owned()),
+        },
+    };
+    Ok(Proxy {
+        url: s.to_owned(),
+        scheme,
+        host: host.to_owned(),
+        port,
+        username,
+        password,
+    })
+}
+
+/// `%XX` decoding; `None` on a malformed escape or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -872,6 +1104,39 @@ mod tests {
         ] {
             assert!(check_http_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ws_urls() {
+        assert_eq!(check_ws_url("wss://example.com/mqtt"), Ok(()));
+        assert_eq!(check_ws_url("ws://[::1]:8083"), Ok(()));
+        assert!(check_ws_url("http://example.com").is_err());
+        assert!(check_ws_url("wss://").is_err());
+    }
+
+    #[test]
+    fn proxies() {
+        let p = parse_proxy("socks5h://us%40er:p%3Ass@127.0.0.1:1080").unwrap();
+        assert_eq!(p.scheme, ProxyScheme::Socks5h);
+        assert_eq!((p.host.as_str(), p.port), ("127.0.0.1", 1080));
+        assert_eq!(p.username.as_deref(), Some("us@er"));
+        assert_eq!(p.password.as_deref(), Some("p:ss"));
+        let p = parse_proxy("HTTP://[::1]:3128/").unwrap();
+        assert_eq!((p.scheme, p.host.as_str()), (ProxyScheme::Http, "::1"));
+        assert_eq!(parse_proxy("socks5://h:1").unwrap().username, None);
+        for bad in [
+            "127.0.0.1:1080",
+            "https://h:1",
+            "socks5://h",
+            "socks5://h:0",
+            "socks5://:1080",
+            "socks5://h:1/x",
+            "socks5://u:%zz@h:1",
+            "socks5://[::1:1",
+        ] {
+            assert!(parse_proxy(bad).is_err(), "{bad}");
+        }
+        assert_eq!(redact_userinfo("socks5://u:secret@h:1"), "socks5://***@h:1");
     }
 
     #[test]

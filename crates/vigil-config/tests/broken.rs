@@ -24,6 +24,11 @@ fn http_check(line: &str) -> String {
     )
 }
 
+/// Lines 1-5: a valid service and a check of `kind`; the case's lines start at line 6.
+fn kind_check(kind: &str, lines: &str) -> String {
+    format!("{HEAD}[services.web.checks.c]\nkind = \"{kind}\"\n{lines}\n")
+}
+
 /// Lines 1-4: a valid service and a schedule entry header; the case's lines start at 5.
 fn schedule(lines: &str) -> String {
     format!("{HEAD}[[services.web.schedule]]\n{lines}\n")
@@ -160,7 +165,7 @@ fn key_of_another_check_kind() {
         &tcp_check("url = \"http://localhost\""),
         8,
         1,
-        "key `url` does not apply to check kind \"tcp\" (it belongs to kind \"http\")",
+        "key `url` does not apply to check kind \"tcp\" (it belongs to kind \"http\", \"websocket\")",
     );
 }
 
@@ -178,10 +183,10 @@ fn check_key_written_in_the_service_table() {
 #[test]
 fn planned_key_is_not_available_yet() {
     assert_only_error(
-        &http_check("proxy = \"socks5h://127.0.0.1:1080\""),
-        7,
+        &kind_check("log", "journal_unit = \"web.service\"\npattern = \"error\""),
+        6,
         1,
-        "`proxy` is not available yet in [services.web.checks.health]",
+        "`journal_unit` is not available yet in [services.web.checks.c]: use `path`",
     );
 }
 
@@ -470,12 +475,12 @@ fn unknown_check_kind_with_suggestion() {
 
 #[test]
 fn check_kind_not_available_yet() {
-    let src = format!("{HEAD}[services.web.checks.ws]\nkind = \"websocket\"\nurl = \"ws://x\"\n");
+    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"docker\"\ncontainer = \"x\"\n");
     assert_only_error(
         &src,
         5,
         8,
-        "check kind \"websocket\" is not available yet (available: http, tcp, listening, exec)",
+        "check kind \"docker\" is not available yet (available: http, tcp, listening, exec, websocket, sockets, log, interface, file_age, clock, tls_cert, redis, postgres, mqtt, process)",
     );
 }
 
@@ -763,4 +768,414 @@ fn file_that_is_not_utf8() {
     let e = &errs.0[0];
     assert_eq!((e.line, e.col), (2, 14));
     assert!(e.message.contains("not valid UTF-8"), "{e}");
+}
+
+// ---- the kinds of the check catalogue ----
+
+#[test]
+fn proxy_with_unsupported_scheme() {
+    assert_only_error(
+        &http_check("proxy = \"https://127.0.0.1:1080\""),
+        7,
+        9,
+        "invalid proxy URL \"https://127.0.0.1:1080\": unsupported scheme \"https\"",
+    );
+}
+
+#[test]
+fn proxy_scheme_typo_is_suggested() {
+    assert_only_error(
+        &http_check("proxy = \"sock5h://127.0.0.1:1080\""),
+        7,
+        9,
+        "unsupported scheme \"sock5h\"; did you mean \"socks5h\"?",
+    );
+}
+
+#[test]
+fn proxy_without_port() {
+    assert_only_error(
+        &http_check("proxy = \"socks5h://127.0.0.1\""),
+        7,
+        9,
+        "missing port: write e.g. \"socks5h://127.0.0.1:1080\"",
+    );
+}
+
+#[test]
+fn proxy_without_scheme() {
+    assert_only_error(
+        &http_check("proxy = \"127.0.0.1:1080\""),
+        7,
+        9,
+        "invalid proxy URL \"127.0.0.1:1080\": expected e.g. \"socks5h://127.0.0.1:1080\"",
+    );
+}
+
+#[test]
+fn proxy_errors_never_show_the_password() {
+    let src = http_check("proxy = \"socks5://ops:hunter2@127.0.0.1\"");
+    assert_only_error(
+        &src,
+        7,
+        9,
+        "invalid proxy URL \"socks5://***@127.0.0.1\": missing port",
+    );
+    assert!(!errors(&src).to_string().contains("hunter2"));
+}
+
+#[test]
+fn max_latency_zero() {
+    assert_only_error(
+        &http_check("max_latency = \"0s\""),
+        7,
+        15,
+        "must be greater than 0",
+    );
+}
+
+#[test]
+fn client_cert_without_key() {
+    assert_only_error(
+        &http_check("client_cert = \"/etc/c.pem\""),
+        7,
+        1,
+        "`client_cert` needs `client_key` in [services.web.checks.health]: set both or neither",
+    );
+}
+
+#[test]
+fn client_key_without_cert() {
+    assert_only_error(
+        &kind_check("websocket", "url = \"wss://h\"\nclient_key = \"/k\""),
+        7,
+        1,
+        "`client_key` needs `client_cert`",
+    );
+}
+
+#[test]
+fn websocket_with_http_url() {
+    assert_only_error(
+        &kind_check("websocket", "url = \"http://localhost:8083/mqtt\""),
+        6,
+        7,
+        "invalid URL \"http://localhost:8083/mqtt\": must be an absolute ws:// or wss:// URL with a host",
+    );
+}
+
+#[test]
+fn websocket_url_without_host() {
+    assert_only_error(
+        &kind_check("websocket", "url = \"wss:///mqtt\""),
+        6,
+        7,
+        "must be an absolute ws:// or wss:// URL with a host",
+    );
+}
+
+#[test]
+fn websocket_bad_status() {
+    assert_only_error(
+        &kind_check("websocket", "url = \"ws://h\"\nexpect_status = 99"),
+        7,
+        17,
+        "status code 99 is out of range",
+    );
+}
+
+#[test]
+fn unknown_tcp_state_with_suggestion() {
+    assert_only_error(
+        &kind_check("sockets", "port = 1883\nstate = \"close-wiat\"\nmax = 5"),
+        7,
+        9,
+        "unknown TCP state \"close-wiat\"; did you mean \"close-wait\"?",
+    );
+}
+
+#[test]
+fn tcp_state_in_ss_spelling_is_accepted() {
+    for spelling in ["CLOSE_WAIT", "close_wait", "CLOSE-WAIT", "close-wait"] {
+        let src = kind_check(
+            "sockets",
+            &format!("port = 1883\nstate = \"{spelling}\"\nmax = 5"),
+        );
+        let config = parse(&src, Path::new("vigil.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let vigil_config::CheckKind::Sockets(s) = &config.services[0].checks[0].kind else {
+            panic!("not sockets")
+        };
+        assert_eq!(s.state, vigil_config::TcpState::CloseWait, "{spelling}");
+    }
+}
+
+#[test]
+fn sockets_negative_max() {
+    assert_only_error(
+        &kind_check("sockets", "port = 1883\nstate = \"close-wait\"\nmax = -1"),
+        8,
+        7,
+        "must be at least 0, found -1",
+    );
+}
+
+#[test]
+fn sockets_missing_max_and_bad_side() {
+    let src = kind_check(
+        "sockets",
+        "port = 1883\nstate = \"listen\"\nside = \"remot\"",
+    );
+    assert_error(
+        &src,
+        8,
+        8,
+        "unknown side \"remot\"; did you mean \"remote\"?",
+    );
+    assert_error(
+        &src,
+        4,
+        1,
+        "missing required key `max` for kind \"sockets\" in [services.web.checks.c]",
+    );
+    assert_eq!(errors(&src).len(), 2);
+}
+
+#[test]
+fn log_bad_pattern_and_zero_min_matches() {
+    let src = kind_check(
+        "log",
+        "path = \"/var/log/x\"\npattern = \"(\"\nmin_matches = 0",
+    );
+    assert_error(&src, 7, 11, "invalid regex \"(\"");
+    assert_error(&src, 8, 15, "must be at least 1, found 0");
+    assert_eq!(errors(&src).len(), 2);
+}
+
+#[test]
+fn interface_name_with_slash() {
+    assert_only_error(
+        &kind_check("interface", "interface = \"../wg0\""),
+        6,
+        13,
+        "invalid interface name \"../wg0\": must not contain '/'",
+    );
+}
+
+#[test]
+fn interface_name_too_long() {
+    assert_only_error(
+        &kind_check("interface", "interface = \"averyveryverylongname\""),
+        6,
+        13,
+        "at most 15 bytes",
+    );
+}
+
+#[test]
+fn fast_every_above_max_age() {
+    assert_only_error(
+        &kind_check(
+            "file_age",
+            "path = \"/f\"\nmax_age = \"5m\"\nfast_every = \"10m\"",
+        ),
+        8,
+        14,
+        "must be at most `max_age` (300s), found 600s",
+    );
+}
+
+#[test]
+fn clock_critical_below_warn() {
+    assert_only_error(
+        &kind_check(
+            "clock",
+            "servers = [\"pool.ntp.org\"]\nwarn = \"5s\"\ncritical = \"1s\"",
+        ),
+        8,
+        12,
+        "must be at least `warn` (5s), found 1s",
+    );
+}
+
+#[test]
+fn clock_warn_above_default_critical() {
+    assert_only_error(
+        &kind_check("clock", "servers = [\"pool.ntp.org\"]\nwarn = \"10s\""),
+        7,
+        8,
+        "must be at most `critical` (4s), found 10s",
+    );
+}
+
+#[test]
+fn clock_without_servers() {
+    assert_only_error(
+        &kind_check("clock", "servers = []"),
+        6,
+        11,
+        "expected at least one server",
+    );
+}
+
+#[test]
+fn clock_bad_server() {
+    assert_only_error(
+        &kind_check("clock", "servers = [\"pool.ntp.org\", \"::1:123x\"]"),
+        6,
+        28,
+        "invalid server \"::1:123x\"",
+    );
+}
+
+#[test]
+fn critical_days_above_warn_days() {
+    assert_only_error(
+        &kind_check(
+            "tls_cert",
+            "host = \"h\"\nwarn_days = 7\ncritical_days = 10",
+        ),
+        8,
+        17,
+        "must be at most `warn_days` (7), found 10",
+    );
+    assert_only_error(
+        &kind_check("tls_cert", "host = \"h\"\nwarn_days = 2"),
+        7,
+        13,
+        "must be at least `critical_days` (3), found 2",
+    );
+}
+
+#[test]
+fn password_and_password_file_together() {
+    let src = kind_check(
+        "redis",
+        "host = \"h\"\npassword = \"topsecret\"\npassword_file = \"/p\"",
+    );
+    assert_only_error(
+        &src,
+        8,
+        1,
+        "set either `password` or `password_file`, not both",
+    );
+    assert!(!errors(&src).to_string().contains("topsecret"));
+}
+
+#[test]
+fn password_of_the_wrong_type_is_not_shown() {
+    let src = kind_check("mqtt", "host = \"h\"\npassword = 918273");
+    assert_only_error(&src, 7, 12, "expected a string, found an integer");
+    assert!(!errors(&src).to_string().contains("918273"));
+}
+
+#[test]
+fn tls_keys_without_tls() {
+    let src = kind_check(
+        "postgres",
+        "host = \"h\"\nca_file = \"/ca.pem\"\ninsecure = true",
+    );
+    assert_error(
+        &src,
+        7,
+        1,
+        "`ca_file` applies only with tls = true (`tls` defaults to false)",
+    );
+    assert_error(&src, 8, 1, "`insecure` applies only with tls = true");
+    assert_eq!(errors(&src).len(), 2);
+}
+
+#[test]
+fn tls_keys_with_tls_false() {
+    assert_only_error(
+        &kind_check(
+            "mqtt",
+            "host = \"h\"\ntls = false\nclient_cert = \"/c\"\nclient_key = \"/k\"",
+        )
+        .replace("client_key = \"/k\"\n", ""),
+        8,
+        1,
+        "`client_cert` applies only with tls = true (`tls` is false)",
+    );
+}
+
+#[test]
+fn tls_key_of_another_kind() {
+    assert_only_error(
+        &kind_check("tcp", "host = \"h\"\nport = 1\ntls = true"),
+        8,
+        1,
+        "key `tls` does not apply to check kind \"tcp\" (it belongs to kind \"redis\", \"postgres\", \"mqtt\")",
+    );
+}
+
+#[test]
+fn pid_file_and_name_together() {
+    assert_only_error(
+        &kind_check("process", "pid_file = \"/run/x.pid\"\nname = \"x\""),
+        7,
+        1,
+        "set either `pid_file` or `name`, not both",
+    );
+}
+
+#[test]
+fn process_without_target() {
+    assert_only_error(
+        &kind_check("process", "max_fds = 10"),
+        4,
+        1,
+        "[services.web.checks.c] needs `pid_file` or `name` for kind process",
+    );
+}
+
+#[test]
+fn process_service_not_available_yet() {
+    assert_only_error(
+        &kind_check("process", "service = \"web\""),
+        6,
+        1,
+        "`service` is not available yet in [services.web.checks.c]: needs the exec driver",
+    );
+}
+
+#[test]
+fn process_bad_size() {
+    assert_only_error(
+        &kind_check("process", "name = \"x\"\nmax_rss = \"512MB!\""),
+        7,
+        11,
+        "invalid size \"512MB!\"",
+    );
+}
+
+#[test]
+fn process_cpu_percent_zero() {
+    assert_only_error(
+        &kind_check("process", "name = \"x\"\nmax_cpu_percent = 0"),
+        7,
+        19,
+        "must be a finite number greater than 0, found 0",
+    );
+}
+
+#[test]
+fn process_name_is_not_a_path() {
+    assert_only_error(
+        &kind_check("process", "name = \"/usr/bin/x\""),
+        6,
+        8,
+        "a name, not a path",
+    );
+}
+
+#[test]
+fn debug_output_never_shows_passwords() {
+    let src = kind_check(
+        "redis",
+        "host = \"h\"\npassword = \"topsecret\"\n[services.web.checks.h]\nkind = \"http\"\nurl = \"http://x\"\nproxy = \"socks5://u:pw-secret@p:1\"",
+    );
+    let config = parse(&src, Path::new("vigil.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("topsecret"), "{debug}");
+    assert!(!debug.contains("pw-secret"), "{debug}");
 }

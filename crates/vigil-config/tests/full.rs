@@ -85,7 +85,25 @@ fn complete_example_parses_into_the_expected_model() {
     let names: Vec<&str> = cam.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        ["http", "rtsp", "listener", "pipeline"],
+        [
+            "http",
+            "rtsp",
+            "listener",
+            "pipeline",
+            "tunnel",
+            "ws",
+            "close_wait",
+            "errors",
+            "vpn",
+            "frames",
+            "clock",
+            "cert",
+            "cache",
+            "db",
+            "broker",
+            "daemon",
+            "encoder",
+        ],
         "checks keep file order"
     );
 
@@ -171,6 +189,224 @@ fn complete_example_parses_into_the_expected_model() {
                 })
             )
         }
+    );
+
+    let client = |dir: &str| ClientCert {
+        cert: PathBuf::from(format!("/etc/{dir}/client.pem")),
+        key: PathBuf::from(format!("/etc/{dir}/client.key")),
+    };
+    assert_eq!(
+        cam.checks[4],
+        defaults(
+            "tunnel",
+            CheckKind::Http(HttpCheck {
+                url: "http://10.8.0.1/status".to_owned(),
+                method: "GET".to_owned(),
+                expect_status: StatusSet::default(),
+                body_contains: None,
+                body_regex: None,
+                headers: Vec::new(),
+                ca_file: None,
+                insecure: false,
+                follow_redirects: false,
+                max_body: 1 << 20,
+                proxy: Some(Proxy {
+                    url: "socks5h://ops:s3cret@127.0.0.1:1080".to_owned(),
+                    scheme: ProxyScheme::Socks5h,
+                    host: "127.0.0.1".to_owned(),
+                    port: 1080,
+                    username: Some("ops".to_owned()),
+                    password: Some("s3cret".to_owned()),
+                }),
+                max_latency: Some(secs(2)),
+                client_cert: Some(client("camera")),
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[5],
+        defaults(
+            "ws",
+            CheckKind::WebSocket(WebSocketCheck {
+                url: "wss://127.0.0.1:8084/mqtt".to_owned(),
+                expect_status: StatusSet(vec![(426, 426)]),
+                headers: vec![("Origin".to_owned(), "https://camera.local".to_owned())],
+                proxy: Some(Proxy {
+                    url: "http://proxy.local:3128".to_owned(),
+                    scheme: ProxyScheme::Http,
+                    host: "proxy.local".to_owned(),
+                    port: 3128,
+                    username: None,
+                    password: None,
+                }),
+                tls: TlsOptions {
+                    ca_file: Some(PathBuf::from("/etc/camera/ca.pem")),
+                    insecure: true,
+                    client_cert: Some(client("camera")),
+                },
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[6],
+        defaults(
+            "close_wait",
+            CheckKind::Sockets(SocketsCheck {
+                port: 1883,
+                state: TcpState::CloseWait,
+                side: Side::Local,
+                max: 50,
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[7],
+        Check {
+            severity: Severity::Warning,
+            ..defaults(
+                "errors",
+                CheckKind::Log(LogCheck {
+                    source: LogSource::File(PathBuf::from("/var/log/camera/camera.log")),
+                    pattern: Pattern(regex::Regex::new("(?i)error|panic").unwrap()),
+                    min_matches: 3,
+                })
+            )
+        }
+    );
+    assert_eq!(
+        cam.checks[8],
+        defaults(
+            "vpn",
+            CheckKind::Interface(InterfaceCheck {
+                interface: "wg0".to_owned(),
+                require_carrier: false,
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[9],
+        defaults(
+            "frames",
+            CheckKind::FileAge(FileAgeCheck {
+                path: PathBuf::from("/var/lib/camera/latest.jpg"),
+                max_age: secs(600),
+                fast_every: secs(30),
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[10],
+        Check {
+            on_failure: OnFailure::Alert,
+            ..defaults(
+                "clock",
+                CheckKind::Clock(ClockCheck {
+                    servers: vec![
+                        ("pool.ntp.org".to_owned(), 123),
+                        ("192.168.1.1".to_owned(), 123),
+                        ("2001:db8::123".to_owned(), 123),
+                    ],
+                    warn: secs(1),
+                    critical: secs(3),
+                })
+            )
+        }
+    );
+    assert_eq!(
+        cam.checks[11],
+        defaults(
+            "cert",
+            CheckKind::TlsCert(TlsCertCheck {
+                host: "camera.example.com".to_owned(),
+                port: 8443,
+                server_name: Some("camera.example.com".to_owned()),
+                warn_days: 21,
+                critical_days: 7,
+                proxy: Some(Proxy {
+                    url: "socks5://127.0.0.1:1080".to_owned(),
+                    scheme: ProxyScheme::Socks5,
+                    host: "127.0.0.1".to_owned(),
+                    port: 1080,
+                    username: None,
+                    password: None,
+                }),
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[12],
+        defaults(
+            "cache",
+            CheckKind::Redis(RedisCheck {
+                host: "127.0.0.1".to_owned(),
+                port: 6380,
+                username: Some("vigil".to_owned()),
+                password: Some(Secret::Inline("redis-secret".to_owned())),
+                tls: Some(TlsOptions {
+                    ca_file: Some(PathBuf::from("/etc/redis/ca.pem")),
+                    insecure: false,
+                    client_cert: Some(client("redis")),
+                }),
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[13],
+        defaults(
+            "db",
+            CheckKind::Postgres(PostgresCheck {
+                host: "db.local".to_owned(),
+                port: 5433,
+                user: "camera".to_owned(),
+                database: Some("frames".to_owned()),
+                password: Some(Secret::File(PathBuf::from("/etc/camera/pg.pass"))),
+                tls: None,
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[14],
+        defaults(
+            "broker",
+            CheckKind::Mqtt(MqttCheck {
+                host: "127.0.0.1".to_owned(),
+                port: 8883,
+                username: Some("vigil".to_owned()),
+                password: Some(Secret::Inline("mqtt-secret".to_owned())),
+                client_id: Some("vigil-camera".to_owned()),
+                tls: Some(TlsOptions {
+                    ca_file: None,
+                    insecure: true,
+                    client_cert: None,
+                }),
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[15],
+        defaults(
+            "daemon",
+            CheckKind::Process(ProcessCheck {
+                target: ProcessTarget::PidFile(PathBuf::from("/run/camera.pid")),
+                max_rss: Some(512 << 20),
+                max_fds: Some(1024),
+                max_threads: Some(64),
+                max_cpu_percent: Some(150.0),
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[16],
+        defaults(
+            "encoder",
+            CheckKind::Process(ProcessCheck {
+                target: ProcessTarget::Name("ffmpeg".to_owned()),
+                max_rss: Some(1 << 30),
+                max_fds: None,
+                max_threads: None,
+                max_cpu_percent: None,
+            })
+        )
     );
 
     let berlin = jiff::tz::db().get("Europe/Berlin").unwrap();
