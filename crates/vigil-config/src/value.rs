@@ -761,11 +761,9 @@ fn url(
     match check(&s) {
         Ok(()) => Some(s),
         Err(reason) => {
-            cx.error(
-                v.span(),
-                path,
-                format!("invalid URL {:?}: {reason}", shorten(&s)),
-            );
+            // Credentials in the URL stay out of messages.
+            let shown = shorten(&redact_userinfo(&s));
+            cx.error(v.span(), path, format!("invalid URL {shown:?}: {reason}"));
             None
         }
     }
@@ -963,6 +961,11 @@ pub fn parse_proxy(s: &str) -> Result<Proxy, String> {
                 }
                 None => None,
             };
+            // RFC 1929: each is sent with a one-byte length.
+            let too_long = user.len() > 255 || pass.as_ref().is_some_and(|p| p.len() > 255);
+            if scheme != ProxyScheme::Http && too_long {
+                return Err("a SOCKS5 user name or password has at most 255 bytes".to_owned());
+            }
             (Some(user), pass)
         }
     };

@@ -566,3 +566,29 @@ pub(super) fn process(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<ProcessCheck> {
         max_cpu_percent,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_state_spellings_match_the_model() {
+        let model: Vec<&str> = TcpState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(model, schema::TCP_STATES);
+    }
+
+    #[test]
+    fn ntp_servers() {
+        let ok = |s: &str| parse_server(s).unwrap();
+        assert_eq!(ok("pool.ntp.org"), ("pool.ntp.org".to_owned(), 123));
+        assert_eq!(ok("10.0.0.1:1123"), ("10.0.0.1".to_owned(), 1123));
+        assert_eq!(ok("[::1]:124"), ("::1".to_owned(), 124));
+        assert_eq!(ok("[::1]"), ("::1".to_owned(), 123));
+        assert_eq!(ok("2001:db8::1"), ("2001:db8::1".to_owned(), 123));
+        for bad in [
+            "", ":123", "h:0", "h:x", "[::1", "[x]:1", "::1:123x", "a b", "[::1]x",
+        ] {
+            assert!(parse_server(bad).is_err(), "{bad}");
+        }
+    }
+}
