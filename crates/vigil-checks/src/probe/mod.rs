@@ -6,8 +6,13 @@
 //! one-line reason.
 
 mod exec;
+pub mod file_age;
 mod http;
+pub mod interface;
 pub mod listening;
+pub mod log;
+pub mod process;
+pub mod sockets;
 mod tcp;
 
 use std::error::Error as StdError;
@@ -46,6 +51,24 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
         CheckKind::Listening(check) => {
             with_deadline(listening::label(check), timeout, listening::probe(check)).await
         }
+        CheckKind::Sockets(check) => {
+            with_deadline(sockets::label(check), timeout, sockets::probe(check)).await
+        }
+        CheckKind::Interface(check) => {
+            with_deadline(interface::label(check), timeout, interface::probe(check)).await
+        }
+        CheckKind::FileAge(check) => {
+            with_deadline(file_age::label(check), timeout, file_age::probe(check)).await
+        }
+        CheckKind::Process(check) => {
+            with_deadline(
+                process::label(check),
+                timeout,
+                process::probe(check, timeout),
+            )
+            .await
+        }
+        CheckKind::Log(check) => with_deadline(log::label(check), timeout, log::probe(check)).await,
         // The config refuses kinds this build does not implement (`schema::CHECK_KINDS`),
         // so this arm is only reachable through a hand-built spec.
         other => Err(format!(

@@ -1,0 +1,142 @@
+//! `kind = "file_age"`: a file was modified less than `max_age` ago (seed 003's staleness
+//! check on a file some job refreshes), and the adaptive interval ([`next_interval`]) the
+//! daemon uses to look more often once the file is getting old.
+//!
+//! Owns: stat'ing the file and comparing its mtime with the wall clock. Must not: open or
+//! read the file, or keep state between runs (the daemon passes the last age back to
+//! [`next_interval`]).
+//!
+//! This is the one probe that reads the wall clock (`SystemTime::now`, in [`wall_now`]):
+//! a file's age is wall-clock time by nature.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use vigil_core::format_duration;
+
+use super::Verdict;
+use crate::model::FileAgeCheck;
+
+pub(super) fn label(check: &FileAgeCheck) -> String {
+    format!("file_age {}", check.path.display())
+}
+
+pub(super) async fn probe(check: &FileAgeCheck) -> Verdict {
+    let meta = tokio::fs::metadata(&check.path).await;
+    judge(check, meta.and_then(|m| m.modified()), wall_now())
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a file's age is measured against the wall clock; mtimes are wall-clock times"
+)]
+fn wall_now() -> SystemTime {
+    SystemTime::now()
+}
+
+/// How long ago `path` was modified (zero for an mtime in the future).
+pub fn file_age(path: &Path) -> io::Result<Duration> {
+    let mtime = std::fs::metadata(path)?.modified()?;
+    Ok(wall_now().duration_since(mtime).unwrap_or(Duration::ZERO))
+}
+
+fn judge(check: &FileAgeCheck, mtime: io::Result<SystemTime>, now: SystemTime) -> Verdict {
+    let path = check.path.display();
+    let max = format_duration(check.max_age);
+    let mtime = match mtime {
+        Ok(t) => t,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(format!("file {path} does not exist (max_age {max})"));
+        }
+        Err(err) => return Err(format!("cannot stat {path}: {err}")),
+    };
+    // An mtime in the future (clock stepped back, or set by hand) counts as fresh.
+    let age = now.duration_since(mtime).unwrap_or(Duration::ZERO);
+    let seen = format!("file {path} last modified {}s ago", age.as_secs());
+    if age > check.max_age {
+        Err(format!("{seen}, max_age {max}"))
+    } else {
+        Ok(format!("{seen} (max_age {max})"))
+    }
+}
+
+/// The interval until the next run: `every`, or `fast_every` (when shorter) once the file
+/// seen at the last run was older than half of `max_age`. `last_age = None` (never run,
+/// or the file could not be stat'ed) keeps `every`.
+pub fn next_interval(
+    check: &FileAgeCheck,
+    every: Duration,
+    last_age: Option<Duration>,
+) -> Duration {
+    match last_age {
+        Some(age) if age > check.max_age / 2 => check.fast_every.min(every),
+        _ => every,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn check() -> FileAgeCheck {
+        FileAgeCheck {
+            path: PathBuf::from("/var/lib/x/stamp"),
+            max_age: Duration::from_secs(600),
+            fast_every: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn interval_speeds_up_past_half_of_max_age() {
+        let c = check();
+        let every = Duration::from_secs(300);
+        assert_eq!(next_interval(&c, every, None), every);
+        assert_eq!(
+            next_interval(&c, every, Some(Duration::from_secs(10))),
+            every
+        );
+        assert_eq!(
+            next_interval(&c, every, Some(Duration::from_secs(300))),
+            every
+        );
+        assert_eq!(
+            next_interval(&c, every, Some(Duration::from_secs(301))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            next_interval(&c, every, Some(Duration::from_secs(5000))),
+            Duration::from_secs(60)
+        );
+        // fast_every never slows a check down.
+        let slow = Duration::from_secs(30);
+        assert_eq!(
+            next_interval(&c, slow, Some(Duration::from_secs(400))),
+            slow
+        );
+    }
+
+    #[test]
+    fn reasons() {
+        let c = check();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            judge(&c, Ok(now - Duration::from_secs(912)), now),
+            Err("file /var/lib/x/stamp last modified 912s ago, max_age 600s".to_owned())
+        );
+        assert_eq!(
+            judge(&c, Ok(now - Duration::from_secs(12)), now),
+            Ok("file /var/lib/x/stamp last modified 12s ago (max_age 600s)".to_owned())
+        );
+        assert_eq!(
+            judge(&c, Ok(now + Duration::from_secs(12)), now),
+            Ok("file /var/lib/x/stamp last modified 0s ago (max_age 600s)".to_owned())
+        );
+        assert_eq!(
+            judge(&c, Err(io::ErrorKind::NotFound.into()), now),
+            Err("file /var/lib/x/stamp does not exist (max_age 600s)".to_owned())
+        );
+    }
+}
