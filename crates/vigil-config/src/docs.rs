@@ -184,6 +184,10 @@ kind = "process"
 name = "ffmpeg"
 max_rss = 1073741824
 
+[services.camera.checks.uploader]
+kind = "heartbeat"
+ttl = "15m"
+
 [[services.camera.schedule]]
 cron = "0 8,16 * * *"
 timezone = "Europe/Berlin"

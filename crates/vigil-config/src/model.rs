@@ -214,6 +214,7 @@ pub enum CheckKind {
     Postgres(PostgresCheck),
     Mqtt(MqttCheck),
     Process(ProcessCheck),
+    Heartbeat(HeartbeatCheck),
 }
 
 impl CheckKind {
@@ -234,6 +235,7 @@ impl CheckKind {
             CheckKind::Postgres(_) => "postgres",
             CheckKind::Mqtt(_) => "mqtt",
             CheckKind::Process(_) => "process",
+            CheckKind::Heartbeat(_) => "heartbeat",
         }
     }
 }
@@ -319,7 +321,7 @@ pub struct HttpCheck {
 /// A proxy URL, validated: `socks5://[user:pass@]host:port` (the client resolves names),
 /// `socks5h://...` (the proxy resolves names), or `http://[user:pass@]host:port`.
 /// Its `Debug` shows [`Proxy::redacted`], never the credentials.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Proxy {
     /// The URL as written (credentials included; never log it, use [`Proxy::redacted`]).
     pub url: String,
@@ -349,7 +351,7 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProxyScheme {
     Socks5,
     Socks5h,
@@ -367,7 +369,7 @@ impl ProxyScheme {
 }
 
 /// `client_cert` / `client_key`: PEM files, resolved like `ca_file`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClientCert {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -654,4 +656,12 @@ pub struct ExecCheck {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScheduleEntry {
     pub schedule: Schedule,
+}
+
+/// `kind = "heartbeat"`: pushed, not probed. The service (or a cron job) runs
+/// `vigil heartbeat SERVICE/CHECK`; the check fails when none arrived within `ttl`
+/// (counting from when the check started if none ever arrived). Seed 004's dead-man switch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatCheck {
+    pub ttl: Duration,
 }

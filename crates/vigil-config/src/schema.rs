@@ -134,9 +134,10 @@ pub static CHECK_KINDS: &[(&str, &Section)] = &[
     ("postgres", &POSTGRES),
     ("mqtt", &MQTT),
     ("process", &PROCESS),
+    ("heartbeat", &HEARTBEAT),
 ];
 /// Check kinds the product contract names that are not implemented yet.
-pub const PLANNED_CHECK_KINDS: &[&str] = &["docker", "systemd", "heartbeat"];
+pub const PLANNED_CHECK_KINDS: &[&str] = &["docker", "systemd"];
 
 /// Every section, in reference order.
 pub static SECTIONS: &[&Section] = &[
@@ -164,6 +165,7 @@ pub static SECTIONS: &[&Section] = &[
     &POSTGRES,
     &MQTT,
     &PROCESS,
+    &HEARTBEAT,
     &SCHEDULE,
 ];
 
@@ -841,6 +843,21 @@ pub static FILE_AGE: Section = Section {
             "The interval once the file is older than half of `max_age`; at most `max_age`.",
         ),
     ],
+    planned: &[],
+};
+
+pub static HEARTBEAT: Section = Section {
+    id: "check-heartbeat",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"heartbeat\""),
+    doc: "Pushed, not probed: the service (or its cron job) runs `vigil heartbeat SERVICE/CHECK`. The check fails when no heartbeat arrived within `ttl`; before the first one, `ttl` counts from when the check started.",
+    keys: &[key(
+        "ttl",
+        POSITIVE,
+        Dflt::Required,
+        "The longest silence that passes.",
+    )],
     planned: &[],
 };
 

@@ -435,6 +435,7 @@ fn check(
         Some(("postgres", _)) => kinds::postgres(cx, &t).map(CheckKind::Postgres),
         Some(("mqtt", _)) => kinds::mqtt(cx, &t).map(CheckKind::Mqtt),
         Some(("process", _)) => kinds::process(cx, &t).map(CheckKind::Process),
+        Some(("heartbeat", _)) => kinds::heartbeat(cx, &t).map(CheckKind::Heartbeat),
         _ => None,
     };
     if !name_valid {

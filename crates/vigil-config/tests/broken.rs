@@ -480,7 +480,7 @@ fn check_kind_not_available_yet() {
         &src,
         5,
         8,
-        "check kind \"docker\" is not available yet (available: http, tcp, listening, exec, websocket, sockets, log, interface, file_age, clock, tls_cert, redis, postgres, mqtt, process)",
+        "check kind \"docker\" is not available yet (available: http, tcp, listening, exec, websocket, sockets, log, interface, file_age, clock, tls_cert, redis, postgres, mqtt, process, heartbeat)",
     );
 }
 

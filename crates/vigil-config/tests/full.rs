@@ -103,6 +103,7 @@ fn complete_example_parses_into_the_expected_model() {
             "broker",
             "daemon",
             "encoder",
+            "uploader",
         ],
         "checks keep file order"
     );
@@ -406,6 +407,13 @@ fn complete_example_parses_into_the_expected_model() {
                 max_threads: None,
                 max_cpu_percent: None,
             })
+        )
+    );
+    assert_eq!(
+        cam.checks[17],
+        defaults(
+            "uploader",
+            CheckKind::Heartbeat(HeartbeatCheck { ttl: secs(900) })
         )
     );
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vigil_checks::ProbeContext;
 use vigil_checks::runner::run_check;
-use vigil_config::model::{Config, LogFormat, OnFailure};
+use vigil_config::model::{CheckKind, Config, LogFormat, OnFailure};
 use vigil_core::health::RunVerdict;
 use vigil_core::{RestartRequest, Source, Timestamp};
 
@@ -51,9 +51,18 @@ enum Command {
     History(HistoryArgs),
     /// Clear a service's restart history and its given-up state (emergency reset).
     Reset(ResetArgs),
+    /// Push a heartbeat for a `kind = "heartbeat"` check (SERVICE/CHECK, or SERVICE when it
+    /// has exactly one heartbeat check).
+    Heartbeat(HeartbeatArgs),
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Args, Debug)]
+struct HeartbeatArgs {
+    /// SERVICE/CHECK, or SERVICE.
+    name: String,
 }
 
 #[derive(Args, Debug)]
@@ -258,8 +267,58 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
                 }
             }
         }
+        Command::Heartbeat(args) => {
+            let (service, check) = heartbeat_target(&config, &args.name)?;
+            let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
+            let now = clock::now();
+            let (s, c) = (service.clone(), check.clone());
+            ledger
+                .call(move |l| l.record_heartbeat(&s, &c, now))
+                .await?;
+            println!("{service}/{check}: heartbeat recorded at {now}");
+            Ok(exit::OK)
+        }
         Command::Config(ConfigCommand::Check) => Ok(config_check(&config_path)),
     }
+}
+
+/// Resolves `SERVICE/CHECK` (or `SERVICE` with a single heartbeat check) to a configured
+/// heartbeat check; anything else is a usage error.
+fn heartbeat_target(config: &Config, name: &str) -> anyhow::Result<(String, String)> {
+    let (service_name, check_name) = match name.split_once('/') {
+        Some((s, c)) => (s, Some(c)),
+        None => (name, None),
+    };
+    let service = service_or_usage(config, service_name)?;
+    let beats: Vec<&str> = service
+        .checks
+        .iter()
+        .filter(|c| matches!(c.kind, CheckKind::Heartbeat(_)))
+        .map(|c| c.name.as_str())
+        .collect();
+    let usage = |msg: String| anyhow::Error::new(UsageError(msg));
+    let check = match check_name {
+        Some(c) if beats.contains(&c) => c,
+        Some(c) => {
+            return Err(usage(format!(
+                "`{service_name}/{c}` is not a heartbeat check (heartbeat checks of {service_name}: {})",
+                if beats.is_empty() {
+                    "none".to_owned()
+                } else {
+                    beats.join(", ")
+                }
+            )));
+        }
+        None if beats.len() == 1 => beats[0],
+        None => {
+            return Err(usage(format!(
+                "`{service_name}` has {} heartbeat checks; name one as SERVICE/CHECK ({})",
+                beats.len(),
+                beats.join(", ")
+            )));
+        }
+    };
+    Ok((service.name.to_string(), check.to_owned()))
 }
 
 /// A usage error (exit 2) for an unknown service name.
@@ -378,7 +437,32 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
         tracing::info!(service = %service.name, event = "check_start", "=== Health Check Start: {} ===", service.name);
         // All checks of a service run concurrently; services one after another keep the
         // log readable.
-        let runs = futures_join_all(service.checks.iter().map(|c| run_check(c, &probes))).await;
+        let runs = futures_join_all(service.checks.iter().map(|c| {
+            let (ledger, probes, service) = (&cx.ledger, &probes, service.name.as_str());
+            async move {
+                match &c.kind {
+                    CheckKind::Heartbeat(spec) => {
+                        let now = clock::now();
+                        crate::heartbeat::evaluate(
+                            ledger,
+                            service,
+                            c.name.as_str(),
+                            spec,
+                            None,
+                            now,
+                        )
+                        .await
+                        .unwrap_or_else(|e| vigil_checks::CheckRun {
+                            verdict: RunVerdict::Fail,
+                            attempts: Vec::new(),
+                            reason: format!("cannot read heartbeats: {e}"),
+                        })
+                    }
+                    _ => run_check(c, probes).await,
+                }
+            }
+        }))
+        .await;
         let started_at = {
             let n = service.name.to_string();
             cx.ledger

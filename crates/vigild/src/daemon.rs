@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_checks::ProbeContext;
 use vigil_checks::runner::run_check;
-use vigil_config::model::{Check, Config, OnFailure, ScheduleEntry, Service};
+use vigil_config::model::{Check, CheckKind, Config, OnFailure, ScheduleEntry, Service};
 use vigil_core::health::{CheckHealth, RunVerdict};
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 
@@ -32,6 +32,7 @@ use crate::clock;
 use crate::driver::Driver;
 use crate::events;
 use crate::guard::{self, Action, Decision, GuardContext};
+use crate::heartbeat;
 use crate::ledger::{CheckStateRow, LedgerHandle};
 
 /// How long in-flight restarts may run on after a shutdown request.
@@ -542,6 +543,7 @@ struct CheckLoop {
 impl CheckLoop {
     async fn run(mut self, first_delay: Duration) {
         let mut due = Instant::now() + first_delay;
+        let watching_since = clock::now();
         self.started.mark_unchanged();
         loop {
             tokio::select! {
@@ -552,7 +554,7 @@ impl CheckLoop {
             let run = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return,
-                run = run_check(&self.check, &self.shared.probes) => run,
+                run = self.run_once(watching_since) => run,
             };
             // Fixed rate: the next run is due `every` after this one was due, never in the past.
             due = (due + self.check.every).max(Instant::now());
@@ -587,6 +589,32 @@ impl CheckLoop {
             if obs.wants_action && run.verdict == RunVerdict::Fail {
                 self.act(&run.reason).await;
             }
+        }
+    }
+
+    /// One run: a probe (with retries), or for a heartbeat check a ledger read.
+    async fn run_once(&self, watching_since: Timestamp) -> vigil_checks::CheckRun {
+        let CheckKind::Heartbeat(spec) = &self.check.kind else {
+            return run_check(&self.check, &self.shared.probes).await;
+        };
+        let ledger = &self.shared.guard.ledger;
+        let (service, check) = (self.service.as_str(), self.check.name.as_str());
+        match heartbeat::evaluate(
+            ledger,
+            service,
+            check,
+            spec,
+            Some(watching_since),
+            clock::now(),
+        )
+        .await
+        {
+            Ok(run) => run,
+            Err(error) => vigil_checks::CheckRun {
+                verdict: RunVerdict::Fail,
+                attempts: Vec::new(),
+                reason: format!("cannot read heartbeats: {error}"),
+            },
         }
     }
 

@@ -22,7 +22,7 @@ use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
 use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -189,6 +189,19 @@ impl Ledger {
                     PRIMARY KEY (service, name)
                 );
                 PRAGMA user_version = 1;",
+            )
+            .map_err(&err)?;
+        }
+        if version < 2 {
+            tx.execute_batch(
+                "CREATE TABLE heartbeats (
+                    service TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    at INTEGER NOT NULL,
+                    count INTEGER NOT NULL DEFAULT 1,
+                    PRIMARY KEY (service, name)
+                );
+                PRAGMA user_version = 2;",
             )
             .map_err(&err)?;
         }
@@ -440,6 +453,31 @@ impl Ledger {
         Ok(())
     }
 
+    /// `vigil heartbeat SERVICE/CHECK`: remembers the latest heartbeat (and how many).
+    pub fn record_heartbeat(&self, service: &str, check: &str, at: Timestamp) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO heartbeats (service, name, at, count) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (service, name) DO UPDATE SET
+                    at = MAX(heartbeats.at, excluded.at), count = heartbeats.count + 1",
+                params![service, check, at.as_millis()],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    /// The latest heartbeat of a check, if any ever arrived.
+    pub fn last_heartbeat(&self, service: &str, check: &str) -> Result<Option<Timestamp>> {
+        self.conn
+            .query_row(
+                "SELECT MAX(at) FROM heartbeats WHERE service = ?1 AND name = ?2",
+                params![service, check],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(ts)
+            .map_err(sql_err(&self.path))
+    }
+
     /// Every saved check state (all services).
     pub fn check_states(&self) -> Result<Vec<CheckStateRow>> {
         let err = sql_err(&self.path);
@@ -565,6 +603,44 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(seen, 51);
+    }
+
+    #[test]
+    fn a_version_1_ledger_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        // A v1 ledger as the first release wrote it.
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE restarts (id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL,
+                at INTEGER NOT NULL, source TEXT NOT NULL, forced INTEGER NOT NULL DEFAULT 0,
+                verdict TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', message TEXT NOT NULL,
+                counts INTEGER NOT NULL DEFAULT 0, outcome TEXT, outcome_detail TEXT,
+                finished_at INTEGER, pid INTEGER NOT NULL);
+             CREATE INDEX restarts_by_service ON restarts(service, at);
+             CREATE TABLE check_state (service TEXT NOT NULL, name TEXT NOT NULL,
+                status TEXT NOT NULL, consecutive_failures INTEGER NOT NULL,
+                consecutive_successes INTEGER NOT NULL, last_change INTEGER, last_verdict TEXT,
+                last_reason TEXT NOT NULL DEFAULT '', last_run INTEGER,
+                PRIMARY KEY (service, name));
+             INSERT INTO restarts (service, at, source, verdict, message, counts, outcome, pid)
+                VALUES ('web', 1000, 'health', 'allowed', 'Restart ALLOWED (1/5 per hour)', 1, 'ok', 7);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let ledger = Ledger::open(dir.path()).unwrap();
+        assert_eq!(ledger.history(None, None).unwrap().len(), 1);
+        ledger
+            .record_heartbeat("web", "beat", Timestamp::from_secs(5))
+            .unwrap();
+        ledger
+            .record_heartbeat("web", "beat", Timestamp::from_secs(3))
+            .unwrap();
+        assert_eq!(
+            ledger.last_heartbeat("web", "beat").unwrap(),
+            Some(Timestamp::from_secs(5))
+        );
+        assert_eq!(ledger.last_heartbeat("web", "other").unwrap(), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod driver;
 mod events;
 mod exit;
 mod guard;
+mod heartbeat;
 mod ledger;
 mod lock;
 mod log;

@@ -320,3 +320,43 @@ fn broken_config_corpus_exits_2_with_the_right_position() {
         );
     }
 }
+
+/// `vigil heartbeat` pushes; a heartbeat check passes while pushes are fresh.
+#[test]
+fn heartbeats_are_pushed_from_the_cli_and_checked() {
+    let env = Env::new();
+    recorder_config(
+        &env,
+        "",
+        r#"
+[services.svc.checks.beat]
+kind = "heartbeat"
+ttl = "1h"
+on_failure = "alert"
+"#,
+    );
+    let out = env.vigil(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "never received: failing");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["services"][0]["checks"][0]["reason"],
+        "no heartbeat ever received (ttl 1h)"
+    );
+    let out = env.vigil(&["heartbeat", "svc/beat"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("svc/beat: heartbeat recorded"));
+    assert_eq!(env.vigil(&["heartbeat", "svc"]).status.code(), Some(0));
+    let out = env.vigil(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["services"][0]["checks"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("last heartbeat "),
+        "{doc}"
+    );
+    let out = env.vigil(&["heartbeat", "svc/nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not a heartbeat check (heartbeat checks of svc: beat)"));
+}

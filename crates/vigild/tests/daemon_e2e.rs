@@ -314,3 +314,47 @@ every = "100ms"
             >= 4
     );
 }
+
+/// Seed 004's dead-man switch: while heartbeats arrive nothing happens; when they stop for
+/// longer than `ttl` the service is restarted.
+#[test]
+fn missing_heartbeats_restart_the_service() {
+    let env = Env::new();
+    let recorder = helper_bin("vigil-restart-recorder");
+    env.write_config(&format!(
+        r#"
+[defaults.guard]
+cooldown = "1h"
+
+[services.svc]
+driver = "command"
+restart_command = [{recorder:?}, "--log", {log:?}, "--hold-ms", "1"]
+
+[services.svc.checks.beat]
+kind = "heartbeat"
+ttl = "800ms"
+every = "100ms"
+"#,
+        recorder = recorder.display().to_string(),
+        log = env.path("restarts.log").display().to_string(),
+    ));
+    let daemon = env.start_daemon(&[]);
+    daemon.wait_log("vigil running", Duration::from_secs(20));
+    let pushing_until = instant_now() + Duration::from_millis(2000);
+    while instant_now() < pushing_until {
+        let out = env.vigil(&["heartbeat", "svc/beat"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(
+        recorder_runs(&env.path("restarts.log")).is_empty(),
+        "no restart while heartbeats arrive: {}",
+        daemon.log_text()
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the restart after heartbeats stop",
+        || (!recorder_runs(&env.path("restarts.log")).is_empty()).then_some(()),
+    );
+    assert!(daemon.log_text().contains("no heartbeat for"));
+}

@@ -295,6 +295,11 @@ pub(super) fn interface(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<InterfaceCheck
     })
 }
 
+pub(super) fn heartbeat(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<HeartbeatCheck> {
+    let ttl = t.required(cx, "ttl", positive_duration);
+    Some(HeartbeatCheck { ttl: ttl? })
+}
+
 pub(super) fn file_age(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<FileAgeCheck> {
     let path = t.required(cx, "path", value::path);
     let max_age = t.required(cx, "max_age", positive_duration);
