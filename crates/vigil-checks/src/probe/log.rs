@@ -167,8 +167,13 @@ fn scan(
     let n = scanned.matches;
     let verdict = if n >= u64::from(check.min_matches) && n > 0 {
         let first = scanned.first.unwrap_or_default();
+        let more = if scanned.more_pending {
+            "; more pending"
+        } else {
+            ""
+        };
         Err(format!(
-            "{n} new line{} match{} /{pattern}/ in {shown} (first: {first})",
+            "{n} new line{} match{} /{pattern}/ in {shown} (first: {first}{more})",
             if n == 1 { "" } else { "s" },
             if n == 1 { "es" } else { "" },
         ))
