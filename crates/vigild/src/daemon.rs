@@ -557,7 +557,7 @@ impl CheckLoop {
                 run = self.run_once(watching_since) => run,
             };
             // Fixed rate: the next run is due `every` after this one was due, never in the past.
-            due = (due + self.check.every).max(Instant::now());
+            due = (due + self.interval()).max(Instant::now());
             let now = clock::now();
             if self.started.has_changed().unwrap_or(false) {
                 // The service was restarted: forget the old instance's failures. A run that
@@ -589,6 +589,23 @@ impl CheckLoop {
             if obs.wants_action && run.verdict == RunVerdict::Fail {
                 self.act(&run.reason).await;
             }
+        }
+    }
+
+    /// The pause before the next run: `every`, except for `file_age` checks, which wake up
+    /// when the file crosses half of `max_age` and then run every `fast_every` (seed 003's
+    /// adaptive interval), so a file going stale is noticed within `fast_every`.
+    fn interval(&self) -> Duration {
+        let every = self.check.every;
+        let CheckKind::FileAge(spec) = &self.check.kind else {
+            return every;
+        };
+        let half = spec.max_age / 2;
+        let fast = spec.fast_every.min(every);
+        match vigil_checks::probe::file_age::file_age(&spec.path) {
+            Ok(age) if age < half => every.min((half - age).max(fast)),
+            // Past half of max_age, stale, or missing: watch closely.
+            _ => fast,
         }
     }
 

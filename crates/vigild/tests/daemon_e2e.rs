@@ -358,3 +358,44 @@ every = "100ms"
     );
     assert!(daemon.log_text().contains("no heartbeat for"));
 }
+
+/// Seed 003's adaptive interval: with `every = "1h"` a stale file is still noticed within
+/// `fast_every` of crossing `max_age`, and the service is restarted.
+#[test]
+fn file_age_checks_speed_up_as_the_file_ages() {
+    let env = Env::new();
+    let stamp = env.path("stamp");
+    std::fs::write(&stamp, "fresh").unwrap();
+    let recorder = helper_bin("vigil-restart-recorder");
+    env.write_config(&format!(
+        r#"
+[services.svc]
+driver = "command"
+restart_command = [{recorder:?}, "--log", {log:?}, "--hold-ms", "1"]
+
+[services.svc.checks.stamp]
+kind = "file_age"
+path = {stamp:?}
+max_age = "1500ms"
+fast_every = "100ms"
+every = "1h"
+"#,
+        recorder = recorder.display().to_string(),
+        log = env.path("restarts.log").display().to_string(),
+        stamp = stamp.display().to_string(),
+    ));
+    let written = instant_now();
+    let daemon = env.start_daemon(&[]);
+    wait_until(
+        Duration::from_secs(15),
+        "the restart of a stale file",
+        || (!recorder_runs(&env.path("restarts.log")).is_empty()).then_some(()),
+    );
+    let took = written.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "noticed after {took:?} although every = 1h"
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("last modified") && log.contains("passing -> failing"), "{log}");
+}
