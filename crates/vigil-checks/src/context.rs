@@ -15,6 +15,20 @@ pub(crate) struct ClientKey {
     pub ca_file: Option<PathBuf>,
     pub insecure: bool,
     pub follow_redirects: bool,
+    /// `None` for a direct connection.
+    pub proxy: Option<ProxyUrl>,
+    /// `(client_cert, client_key)`, read when the client is built.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// A proxy URL as written, credentials included; its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ProxyUrl(pub String);
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxyUrl(***)")
+    }
 }
 
 /// Redirects followed when `follow_redirects = true`.
@@ -86,6 +100,33 @@ async fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(4)
         .tcp_nodelay(true);
+    if let Some(url) = &key.proxy {
+        // After `no_proxy()`, which clears every proxy (the environment's included).
+        // The error would quote the URL, credentials included.
+        let proxy =
+            reqwest::Proxy::all(url.0.as_str()).map_err(|_| "invalid proxy URL".to_owned())?;
+        builder = builder.proxy(proxy);
+    }
+    if let Some((cert, key_path)) = &key.client_cert {
+        let mut pem = tokio::fs::read(cert)
+            .await
+            .map_err(|e| format!("cannot read client_cert {}: {e}", cert.display()))?;
+        pem.push(b'\n');
+        pem.extend(
+            tokio::fs::read(key_path)
+                .await
+                .map_err(|e| format!("cannot read client_key {}: {e}", key_path.display()))?,
+        );
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            format!(
+                "client_cert {} / client_key {}: {}",
+                cert.display(),
+                key_path.display(),
+                crate::probe::error_chain(&e)
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
     if key.insecure {
         builder = builder.tls_danger_accept_invalid_certs(true);
     }

@@ -51,7 +51,9 @@ pub async fn run_check(check: &Check, cx: &ProbeContext) -> CheckRun {
             }
         }
     };
+    let warned = attempts.last().is_some_and(|a| a.warning);
     let verdict = match (passed, check.severity) {
+        (true, _) if warned => RunVerdict::Warn,
         (true, _) => RunVerdict::Pass,
         (false, Severity::Warning) => RunVerdict::Warn,
         (false, Severity::Critical) => RunVerdict::Fail,

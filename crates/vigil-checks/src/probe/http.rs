@@ -8,11 +8,14 @@ use reqwest::{Method, Response, StatusCode};
 use tokio::time::Instant;
 
 use super::{Verdict, causes, describe_io, latency};
-use crate::context::{ClientKey, ProbeContext};
+use crate::context::{ClientKey, ProbeContext, ProxyUrl};
 use crate::model::HttpCheck;
 
 pub(super) fn label(check: &HttpCheck) -> String {
-    format!("{} {}", check.method, check.url)
+    match &check.proxy {
+        Some(proxy) => format!("{} {} via {}", check.method, check.url, proxy.redacted()),
+        None => format!("{} {}", check.method, check.url),
+    }
 }
 
 pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
@@ -22,6 +25,11 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
         ca_file: check.ca_file.clone(),
         insecure: check.insecure,
         follow_redirects: check.follow_redirects,
+        proxy: check.proxy.as_ref().map(|p| ProxyUrl(p.url.clone())),
+        client_cert: check
+            .client_cert
+            .as_ref()
+            .map(|c| (c.cert.clone(), c.key.clone())),
     };
     let client = cx
         .http_client(&key)
@@ -71,11 +79,18 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
     // Dropping an unread body closes that connection instead of returning it to the pool,
     // which is what we want for a large or endless body.
     drop(response);
-    Ok(format!(
-        "{} in {}",
-        status_text(status),
-        latency(started.elapsed())
-    ))
+    let took = started.elapsed();
+    if let Some(max) = check.max_latency
+        && took > max
+    {
+        return Err(format!(
+            "{label}: {} but took {}, max_latency {}",
+            status_text(status),
+            latency(took),
+            latency(max)
+        ));
+    }
+    Ok(format!("{} in {}", status_text(status), latency(took)))
 }
 
 /// `500 Internal Server Error`, or just `599` for codes without a reason phrase.
@@ -132,6 +147,7 @@ fn describe_reqwest(err: &reqwest::Error) -> String {
             return format!("TLS error: {tls}");
         }
     }
+
     if err.is_timeout() {
         return "timed out".to_owned();
     }

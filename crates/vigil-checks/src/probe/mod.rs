@@ -5,15 +5,22 @@
 //! between attempts, panic, or return errors: every failure is `passed = false` with a
 //! one-line reason.
 
+mod clock;
 mod exec;
 pub mod file_age;
 mod http;
 pub mod interface;
 pub mod listening;
 pub mod log;
+mod mqtt;
+mod postgres;
 pub mod process;
+mod redis;
 pub mod sockets;
 mod tcp;
+mod tls;
+mod tls_cert;
+mod websocket;
 
 use std::error::Error as StdError;
 use std::io;
@@ -33,6 +40,16 @@ pub struct ProbeOutcome {
     /// `tcp 127.0.0.1:5432: connection refused`).
     pub reason: String,
     pub elapsed: Duration,
+    /// Passed, but above a warning threshold (`clock`, `tls_cert`): the run is `warn`.
+    /// Always false when `passed` is false.
+    pub warning: bool,
+}
+
+/// A pass that may carry a warning (`clock`, `tls_cert`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Probed {
+    pub reason: String,
+    pub warning: bool,
 }
 
 /// Probes once, within `timeout`. Never panics, never fails: problems are failed outcomes.
@@ -41,6 +58,11 @@ pub struct ProbeOutcome {
 /// process group).
 pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> ProbeOutcome {
     let started = Instant::now();
+    let mut warning = false;
+    let mut warned = |p: Probed| {
+        warning = p.warning;
+        p.reason
+    };
     let result = match kind {
         // The process runner enforces its own deadline so it can kill the group and say so.
         CheckKind::Exec(check) => exec::probe(check, timeout).await,
@@ -53,6 +75,28 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
         }
         CheckKind::Sockets(check) => {
             with_deadline(sockets::label(check), timeout, sockets::probe(check)).await
+        }
+        CheckKind::WebSocket(check) => {
+            with_deadline(websocket::label(check), timeout, websocket::probe(check)).await
+        }
+        CheckKind::TlsCert(check) => {
+            with_deadline(tls_cert::label(check), timeout, tls_cert::probe(check))
+                .await
+                .map(&mut warned)
+        }
+        CheckKind::Clock(check) => {
+            with_deadline(clock::label(check), timeout, clock::probe(check, timeout))
+                .await
+                .map(&mut warned)
+        }
+        CheckKind::Redis(check) => {
+            with_deadline(redis::label(check), timeout, redis::probe(check)).await
+        }
+        CheckKind::Postgres(check) => {
+            with_deadline(postgres::label(check), timeout, postgres::probe(check)).await
+        }
+        CheckKind::Mqtt(check) => {
+            with_deadline(mqtt::label(check), timeout, mqtt::probe(check)).await
         }
         CheckKind::Interface(check) => {
             with_deadline(interface::label(check), timeout, interface::probe(check)).await
@@ -82,11 +126,13 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
             passed: true,
             reason,
             elapsed,
+            warning,
         },
         Err(reason) => ProbeOutcome {
             passed: false,
             reason,
             elapsed,
+            warning: false,
         },
     }
 }
@@ -94,11 +140,11 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
 /// `Ok(pass reason)` or `Err(fail reason)`; both complete one-line reasons.
 type Verdict = Result<String, String>;
 
-async fn with_deadline(
+async fn with_deadline<T>(
     label: String,
     timeout: Duration,
-    fut: impl Future<Output = Verdict>,
-) -> Verdict {
+    fut: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(verdict) => verdict,
         Err(_) => Err(format!(
