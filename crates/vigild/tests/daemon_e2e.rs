@@ -397,5 +397,8 @@ every = "1h"
         "noticed after {took:?} although every = 1h"
     );
     let log = daemon.log_text();
-    assert!(log.contains("last modified") && log.contains("passing -> failing"), "{log}");
+    assert!(
+        log.contains("last modified") && log.contains("passing -> failing"),
+        "{log}"
+    );
 }

@@ -10,6 +10,11 @@
 //! CLOSE_WAIT by a server that never closes them. The Docker container check of the seed
 //! is not part of this replay (it needs a Docker engine).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers may unwrap: a panic is a test failure"
+)]
+
 mod support;
 
 use std::io::{Read as _, Write as _};
