@@ -214,6 +214,7 @@ impl Daemon {
             service: service.clone(),
             check: check.clone(),
             health: initial,
+            saved: None,
             shared: self.shared.clone(),
             tx: handle.tx.clone(),
             started: handle.started.subscribe(),
@@ -430,6 +431,12 @@ fn stagger(index: usize, total: usize, every: Duration) -> Duration {
     span / total * frac
 }
 
+/// How often a check whose verdict does not change is re-saved (for `vigil status`'s age and
+/// counters): five runs, within 1-10 s. Any change of verdict or status is saved at once.
+fn save_every(every: Duration) -> Duration {
+    (every * 5).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
 fn repair_timeout(service: &Service) -> Duration {
     match &service.driver {
         vigil_config::model::DriverSpec::Command(c) => c.timeout,
@@ -534,6 +541,10 @@ struct CheckLoop {
     service: ServiceName,
     check: Check,
     health: CheckHealth,
+    /// When the state was last queued for the ledger, and with which verdict: unchanged
+    /// verdicts are re-saved only every [`save_every`], so 1,000 checks at 1 s do not cost
+    /// 1,000 upserts per second.
+    saved: Option<(Instant, Option<RunVerdict>)>,
     shared: Arc<Shared>,
     tx: mpsc::Sender<ServiceMsg>,
     started: watch::Receiver<Option<Timestamp>>,
@@ -584,7 +595,12 @@ impl CheckLoop {
                 self.health.status,
             );
             if obs.in_grace.is_none() {
-                self.save(Some(run.verdict), run.reason.clone(), now);
+                let unchanged = self.saved.is_some_and(|(at, verdict)| {
+                    verdict == Some(run.verdict) && at.elapsed() < save_every(self.check.every)
+                });
+                if obs.transition.is_some() || !unchanged {
+                    self.save(Some(run.verdict), run.reason.clone(), now);
+                }
             }
             if obs.wants_action && run.verdict == RunVerdict::Fail {
                 self.act(&run.reason).await;
@@ -657,7 +673,8 @@ impl CheckLoop {
         let _ = self.tx.send(msg).await;
     }
 
-    fn save(&self, verdict: Option<RunVerdict>, reason: String, now: Timestamp) {
+    fn save(&mut self, verdict: Option<RunVerdict>, reason: String, now: Timestamp) {
+        self.saved = Some((Instant::now(), verdict));
         self.shared.guard.ledger.save_check_state(CheckStateRow {
             service: self.service.to_string(),
             check: self.check.name.to_string(),
