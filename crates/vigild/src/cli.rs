@@ -154,8 +154,12 @@ pub fn main() -> u8 {
         None => config.vigil.log_format,
     };
     log::init(format, config.vigil.log_level);
+    // Blocking-pool threads serve short /proc and file reads and DNS lookups; a few are
+    // plenty, and idle ones should not linger (each costs stack and allocator memory).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(8)
+        .thread_keep_alive(Duration::from_secs(2))
         .enable_all()
         .build()
     {

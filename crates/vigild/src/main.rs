@@ -17,5 +17,18 @@ mod output;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     ExitCode::from(cli::main())
+}
+
+/// glibc gives every thread that allocates its own malloc arena (up to 8 per core), and an
+/// arena keeps its high-water mark resident; for a daemon that mostly waits, two arenas cut
+/// the idle RSS by several MiB at no measurable CPU cost.
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator tunable; it is called first thing in main,
+    // before any other thread exists, with a documented parameter and a valid value.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
