@@ -73,10 +73,13 @@ every = "100ms"
         })
         .collect();
     let cli_allowed: usize = hammers.into_iter().map(|h| h.join().expect("hammer")).sum();
-    drop(daemon); // SIGKILL: any in-flight daemon restart stays an intent, which is fine here.
-
-    // Let an in-flight recorder (from the killed daemon) finish writing its end line.
-    std::thread::sleep(Duration::from_millis(100));
+    // A graceful stop lets an in-flight daemon restart finish and record its outcome.
+    let mut daemon = daemon;
+    daemon.signal(rustix::process::Signal::TERM);
+    let status = daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("daemon stops");
+    assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
     let runs = recorder_runs(&env.path("restarts.log"));
     for pair in runs.windows(2) {
         assert!(
@@ -95,6 +98,10 @@ every = "100ms"
         allowed.len(),
         runs.len(),
         "every allowed verdict ran the restart command exactly once"
+    );
+    assert!(
+        allowed.iter().all(|e| e["outcome"] == "ok"),
+        "every allowed restart recorded its outcome"
     );
     let cli_allowed_in_ledger = allowed.iter().filter(|e| e["source"] == "manual").count();
     assert_eq!(cli_allowed_in_ledger, cli_allowed);
