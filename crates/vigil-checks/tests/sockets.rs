@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::wait_until;
 use vigil_checks::model::{CheckKind, Side, SocketsCheck, TcpState};
-use vigil_checks::probe::sockets::{Method, count};
+use vigil_checks::probe::sockets::{Method, Walk, count, count_netlink_walk};
 use vigil_checks::{ProbeContext, probe};
 
 const N: usize = 7;
@@ -145,6 +145,62 @@ async fn ipv6_sockets_count_too() {
     drop(client);
 }
 
+/// The single-walk (legacy, both families) dump and the per-family dumps agree, for v4
+/// and v6 sockets, both sides, and states that live in the listening and established
+/// tables; `Method::Netlink` (which prefers the single walk) and `/proc` agree with them.
+#[test]
+fn single_walk_and_per_family_dumps_agree() {
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = v4.local_addr().unwrap().port();
+    // The same port on ::1 when there is IPv6 (a port free on 127.0.0.1 usually is).
+    let v6 = TcpListener::bind(("::1", port)).ok();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+        held.push(v4.accept().unwrap().0);
+    }
+    let v6_conns = if let Some(v6) = &v6 {
+        for _ in 0..2 {
+            held.push(TcpStream::connect(("::1", port)).unwrap());
+            held.push(v6.accept().unwrap().0);
+        }
+        2
+    } else {
+        0
+    };
+    let listeners = 1 + u64::from(v6.is_some());
+    let cases = [
+        (TcpState::Established, Side::Local, 4 + v6_conns),
+        (TcpState::Established, Side::Remote, 4 + v6_conns),
+        (TcpState::Listen, Side::Local, listeners),
+        (TcpState::Listen, Side::Remote, 0),
+        (TcpState::CloseWait, Side::Local, 0),
+    ];
+    for (state, side, want) in cases {
+        let code = state.kernel_code();
+        let single = count_netlink_walk(port, code, side, Walk::Single).unwrap();
+        let per_family = count_netlink_walk(port, code, side, Walk::PerFamily).unwrap();
+        let check = spec(port, state, side, 0);
+        assert_eq!(
+            (
+                single,
+                per_family,
+                counted(&check, Method::Netlink),
+                counted(&check, Method::Proc)
+            ),
+            (want, want, want, want),
+            "{state:?} {side:?}"
+        );
+    }
+    // Another port: nothing, through either request.
+    let est = TcpState::Established.kernel_code();
+    let other = port.wrapping_add(1).max(1);
+    assert_eq!(
+        count_netlink_walk(other, est, Side::Local, Walk::Single).unwrap(),
+        count_netlink_walk(other, est, Side::Local, Walk::PerFamily).unwrap()
+    );
+}
+
 #[tokio::test]
 async fn nothing_on_an_unused_port_passes() {
     let port = TcpListener::bind("127.0.0.1:0")
@@ -164,4 +220,67 @@ async fn nothing_on_an_unused_port_passes() {
         out.reason,
         format!("0 tcp sockets in close-wait on local port {port} (at most 0)")
     );
+}
+
+/// Timing, not a check: `VIGIL_SOCKETS_BENCH=1 VIGIL_SOCKETS_BENCH_PORTS=41001,41003
+/// cargo test --release -p vigil-checks --test sockets -- --nocapture bench` prints the
+/// min and median time of one count per port, side and method, against whatever sockets
+/// the host holds (`bench/sockets.sh` opens ~100k on loopback first).
+#[test]
+fn bench_counting_against_the_hosts_sockets() {
+    if std::env::var_os("VIGIL_SOCKETS_BENCH").is_none() {
+        return;
+    }
+    let ports: Vec<u16> = std::env::var("VIGIL_SOCKETS_BENCH_PORTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    let rounds: usize = std::env::var("VIGIL_SOCKETS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(15);
+    for port in ports {
+        for side in [Side::Local, Side::Remote] {
+            let est = TcpState::Established.kernel_code();
+            let ways: [(&str, Box<dyn Fn() -> u64>); 4] = [
+                (
+                    "Netlink",
+                    Box::new(move || {
+                        counted(&spec(port, TcpState::Established, side, 0), Method::Netlink)
+                    }),
+                ),
+                (
+                    "Netlink single walk",
+                    Box::new(move || count_netlink_walk(port, est, side, Walk::Single).unwrap()),
+                ),
+                (
+                    "Netlink per family",
+                    Box::new(move || count_netlink_walk(port, est, side, Walk::PerFamily).unwrap()),
+                ),
+                (
+                    "Proc",
+                    Box::new(move || {
+                        counted(&spec(port, TcpState::Established, side, 0), Method::Proc)
+                    }),
+                ),
+            ];
+            for (method, way) in ways {
+                let mut n = 0;
+                let mut times: Vec<Duration> = (0..rounds)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        n = way();
+                        t.elapsed()
+                    })
+                    .collect();
+                times.sort();
+                println!(
+                    "bench port {port} {side:?} {method}: {n} sockets, min {:.2} ms, median {:.2} ms",
+                    times[0].as_secs_f64() * 1e3,
+                    times[times.len() / 2].as_secs_f64() * 1e3,
+                );
+            }
+        }
+    }
 }

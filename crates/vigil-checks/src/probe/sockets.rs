@@ -1,10 +1,11 @@
 //! `kind = "sockets"`: count this host's TCP sockets (IPv4 and IPv6) in one state on one
 //! port, like `ss -tn state close-wait '( sport = :5000 )' | wc -l`; fail above `max`.
 //!
-//! Owns: a hand-rolled NETLINK_SOCK_DIAG dump (`SOCK_DIAG_BY_FAMILY` with an
-//! `inet_diag_req_v2`; the state is filtered by the kernel through `idiag_states`, the
-//! port by an `INET_DIAG_REQ_BYTECODE` program, so a host with 100k sockets returns only
-//! the matching ones), and the `/proc/net/tcp{,6}` fallback used when netlink is refused
+//! Owns: a hand-rolled NETLINK_SOCK_DIAG dump (one legacy `TCPDIAG_GETSOCK` request for
+//! both families, or `SOCK_DIAG_BY_FAMILY` per family where the kernel refuses it; the
+//! state is filtered by the kernel through `idiag_states`, the port through the
+//! request's socket id and an `INET_DIAG_REQ_BYTECODE` program, so a host with 100k
+//! sockets returns only the matching ones), and the `/proc/net/tcp{,6}` fallback used when netlink is refused
 //! (EPERM, EPROTONOSUPPORT, ...). Must not: allocate per socket (both paths only count),
 //! connect anything, or look outside Vigil's own network namespace.
 //!
@@ -95,7 +96,22 @@ fn netlink_unavailable(err: &io::Error) -> bool {
 }
 
 // ---- netlink ------------------------------------------------------------------------
+//
+// Cost model (measured at ~100k established loopback sockets): the kernel's TCP dump walks
+// the whole established hash for every request and tests each socket's state, family and
+// ports before building a reply; the replies are the only other cost. So:
+// - one walk for both families: the legacy `TCPDIAG_GETSOCK` request (an
+//   `inet_diag_req`) is dumped with `sdiag_family = AF_UNSPEC`, i.e. IPv4 and IPv6
+//   sockets in a single pass, where `SOCK_DIAG_BY_FAMILY` needs one request (one walk)
+//   per family and rejects `AF_UNSPEC` (no handler: ENOENT). Kernels that refuse the
+//   legacy type get the two per-family requests instead.
+// - the port goes in the request's `id.idiag_sport`/`idiag_dport` too, which the dump
+//   compares inline right after the state (a non-zero id port filters dumps), so most
+//   sockets are rejected without running the bytecode. The bytecode stays: it is the
+//   documented filter, and it keeps port 0 exact (a zero id port means "any").
 
+/// `TCPDIAG_GETSOCK`: the legacy inet_diag request, dumped for both address families.
+const TCPDIAG_GETSOCK: u16 = 18;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
@@ -109,28 +125,76 @@ const INET_DIAG_BC_D_GE: u8 = 4;
 const INET_DIAG_BC_D_LE: u8 = 5;
 /// `sizeof(struct inet_diag_req_v2)`.
 const REQ_LEN: usize = 56;
+/// `sizeof(struct inet_diag_req)` (the legacy request).
+const REQ_V1_LEN: usize = 60;
+/// `sizeof(struct inet_diag_sockid)`.
+const SOCKID_LEN: usize = 48;
 /// The bytecode program: `port >= P && port <= P`, two 8-byte conditions.
 const BC_LEN: usize = 16;
-/// Enough for the kernel's largest dump batch (it fills up to 32 KiB per datagram).
+/// Larger than the kernel's largest dump batch (it fills at most 32 KiB per datagram).
 const RECV_BUF: usize = 64 * 1024;
 /// A dump that never ends is a kernel bug; do not hang a check on it.
 const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The request for one family: header, `inet_diag_req_v2`, and the port filter.
-fn request(family: u8, port: u16, state: u8, side: Side, seq: u32) -> Vec<u8> {
-    let total = NLMSG_HDRLEN + REQ_LEN + 4 + BC_LEN;
+/// Which request shape a dump uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// One `TCPDIAG_GETSOCK` dump: both families in one pass over the socket table.
+    Single,
+    /// One `SOCK_DIAG_BY_FAMILY` dump per family (AF_INET, then AF_INET6).
+    PerFamily,
+}
+
+/// `struct inet_diag_sockid` with only the filtered port set (network byte order); the
+/// addresses, interface and cookie are zero (they do not filter dumps).
+fn sockid(port: u16, side: Side) -> [u8; SOCKID_LEN] {
+    let mut id = [0u8; SOCKID_LEN];
+    let at = match side {
+        Side::Local => 0,  // idiag_sport
+        Side::Remote => 2, // idiag_dport
+    };
+    id[at..at + 2].copy_from_slice(&port.to_be_bytes());
+    id
+}
+
+/// The request: header, `inet_diag_req_v2` for `family` (or, with `family == None`, the
+/// legacy `inet_diag_req` covering both families), and the port filter.
+fn request(family: Option<u8>, port: u16, state: u8, side: Side, seq: u32) -> Vec<u8> {
+    let body = if family.is_some() {
+        REQ_LEN
+    } else {
+        REQ_V1_LEN
+    };
+    let total = NLMSG_HDRLEN + body + 4 + BC_LEN;
+    let msg_type = if family.is_some() {
+        SOCK_DIAG_BY_FAMILY
+    } else {
+        TCPDIAG_GETSOCK
+    };
     let mut msg = Vec::with_capacity(total);
     // struct nlmsghdr
     msg.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_ne_bytes());
-    msg.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    msg.extend_from_slice(&msg_type.to_ne_bytes());
     msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     msg.extend_from_slice(&seq.to_ne_bytes());
     msg.extend_from_slice(&0u32.to_ne_bytes());
-    // struct inet_diag_req_v2: family, protocol, ext, pad, states, id (48 zero bytes:
-    // the id does not filter dumps).
-    msg.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
-    msg.extend_from_slice(&(1u32 << state).to_ne_bytes());
-    msg.extend_from_slice(&[0u8; 48]);
+    let states = 1u32 << state;
+    match family {
+        // struct inet_diag_req_v2: family, protocol, ext, pad, states, id.
+        Some(family) => {
+            msg.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
+            msg.extend_from_slice(&states.to_ne_bytes());
+            msg.extend_from_slice(&sockid(port, side));
+        }
+        // struct inet_diag_req: family (ignored: the dump is AF_UNSPEC), src_len,
+        // dst_len, ext, id, states, dbs. The protocol is the message type's (TCP).
+        None => {
+            msg.extend_from_slice(&[0, 0, 0, 0]);
+            msg.extend_from_slice(&sockid(port, side));
+            msg.extend_from_slice(&states.to_ne_bytes());
+            msg.extend_from_slice(&0u32.to_ne_bytes());
+        }
+    }
     // struct nlattr { len, type } + the bytecode.
     msg.extend_from_slice(&u16::try_from(4 + BC_LEN).unwrap_or(0).to_ne_bytes());
     msg.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
@@ -150,7 +214,25 @@ fn request(family: u8, port: u16, state: u8, side: Side, seq: u32) -> Vec<u8> {
     msg
 }
 
+/// A kernel without the legacy request answers EINVAL (unknown type) or EOPNOTSUPP /
+/// ENOENT (no handler).
+fn legacy_refused(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT)
+    )
+}
+
 fn count_netlink(port: u16, state: u8, side: Side) -> io::Result<u64> {
+    match count_netlink_walk(port, state, side, Walk::Single) {
+        Err(e) if legacy_refused(&e) => count_netlink_walk(port, state, side, Walk::PerFamily),
+        counted => counted,
+    }
+}
+
+/// Counts through one request shape only, without falling back to the other (tests and
+/// benchmarks compare them; checks use [`count`]).
+pub fn count_netlink_walk(port: u16, state: u8, side: Side, walk: Walk) -> io::Result<u64> {
     let fd = rustix::net::socket(
         AddressFamily::NETLINK,
         SocketType::DGRAM,
@@ -162,9 +244,14 @@ fn count_netlink(port: u16, state: u8, side: Side) -> io::Result<u64> {
         Some(RECV_TIMEOUT),
     )?;
     let mut buf = vec![0u8; RECV_BUF];
+    if walk == Walk::Single {
+        let req = request(None, port, state, side, 1);
+        return dump(&fd, &mut buf, &req, TCPDIAG_GETSOCK, 1);
+    }
     let mut total = 0;
-    for (seq, family) in [(1, libc::AF_INET as u8), (2, libc::AF_INET6 as u8)] {
-        match dump_family(&fd, &mut buf, family, port, state, side, seq) {
+    for (seq, family) in [(2, libc::AF_INET as u8), (3, libc::AF_INET6 as u8)] {
+        let req = request(Some(family), port, state, side, seq);
+        match dump(&fd, &mut buf, &req, SOCK_DIAG_BY_FAMILY, seq) {
             Ok(n) => total += n,
             // A kernel without IPv6 has no AF_INET6 handler.
             Err(e) if family == libc::AF_INET6 as u8 && e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -174,18 +261,10 @@ fn count_netlink(port: u16, state: u8, side: Side) -> io::Result<u64> {
     Ok(total)
 }
 
-fn dump_family(
-    fd: &OwnedFd,
-    buf: &mut [u8],
-    family: u8,
-    port: u16,
-    state: u8,
-    side: Side,
-    seq: u32,
-) -> io::Result<u64> {
-    let req = request(family, port, state, side, seq);
+/// Sends `req` and counts the `reply_type` messages of its dump until NLMSG_DONE.
+fn dump(fd: &OwnedFd, buf: &mut [u8], req: &[u8], reply_type: u16, seq: u32) -> io::Result<u64> {
     // Unconnected netlink sockets send to the kernel (port id 0).
-    rustix::net::send(fd, &req, SendFlags::empty())?;
+    rustix::net::send(fd, req, SendFlags::empty())?;
     let mut count = 0u64;
     loop {
         let (len, _) = rustix::net::recv(fd, &mut *buf, RecvFlags::empty())?;
@@ -224,7 +303,7 @@ fn dump_family(
                         }
                         // An ACK; the dump goes on.
                     }
-                    SOCK_DIAG_BY_FAMILY => count += 1,
+                    t if t == reply_type => count += 1,
                     _ => {}
                 }
             }
@@ -325,10 +404,16 @@ mod tests {
 
     #[test]
     fn the_request_is_well_formed() {
-        let req = request(2, 5000, 8, Side::Local, 7);
+        let req = request(Some(2), 5000, 8, Side::Local, 7);
         assert_eq!(req.len(), 16 + 56 + 4 + 16);
         assert_eq!(read_u32(&req, 0) as usize, req.len());
+        assert_eq!(read_u16(&req, 4), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(read_u32(&req, 8), 7);
+        assert_eq!(req[16], 2);
+        assert_eq!(req[17], libc::IPPROTO_TCP as u8);
         assert_eq!(read_u32(&req, 16 + 4), 1 << 8);
+        // id.idiag_sport = 5000 in network byte order, idiag_dport unset.
+        assert_eq!(&req[16 + 8..16 + 12], &[0x13, 0x88, 0, 0]);
         // The bytecode: S_GE yes=8 no=20, port; S_LE yes=8 no=12, port.
         let bc = &req[16 + 56 + 4..];
         assert_eq!(&bc[..2], &[INET_DIAG_BC_S_GE, 8]);
@@ -336,6 +421,37 @@ mod tests {
         assert_eq!(read_u16(bc, 6), 5000);
         assert_eq!(&bc[8..10], &[INET_DIAG_BC_S_LE, 8]);
         assert_eq!(read_u16(bc, 10), 12);
+    }
+
+    #[test]
+    fn the_legacy_request_covers_both_families_in_one_dump() {
+        let req = request(None, 5000, 1, Side::Remote, 9);
+        assert_eq!(req.len(), 16 + 60 + 4 + 16);
+        assert_eq!(read_u32(&req, 0) as usize, req.len());
+        assert_eq!(read_u16(&req, 4), TCPDIAG_GETSOCK);
+        assert_eq!(read_u16(&req, 6), NLM_F_REQUEST | NLM_F_DUMP);
+        // inet_diag_req: family 0, then the id: sport 0, dport 5000 (big-endian).
+        assert_eq!(&req[16..20], &[0, 0, 0, 0]);
+        assert_eq!(&req[20..24], &[0, 0, 0x13, 0x88]);
+        assert!(req[24..20 + 48].iter().all(|&b| b == 0));
+        // states after the 48-byte id, then dbs.
+        assert_eq!(read_u32(&req, 16 + 4 + 48), 1 << 1);
+        assert_eq!(read_u32(&req, 16 + 4 + 48 + 4), 0);
+        let bc = &req[16 + 60..];
+        assert_eq!(read_u16(bc, 0), 20);
+        assert_eq!(read_u16(bc, 2), INET_DIAG_REQ_BYTECODE);
+        assert_eq!(&bc[4..6], &[INET_DIAG_BC_D_GE, 8]);
+        assert_eq!(&bc[12..14], &[INET_DIAG_BC_D_LE, 8]);
+        assert_eq!(read_u16(bc, 4 + 6), 5000);
+    }
+
+    #[test]
+    fn only_an_unknown_request_type_falls_back_to_per_family_dumps() {
+        for errno in [libc::EINVAL, libc::EOPNOTSUPP, libc::ENOENT] {
+            assert!(legacy_refused(&io::Error::from_raw_os_error(errno)));
+        }
+        assert!(!legacy_refused(&io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!legacy_refused(&io::Error::from(io::ErrorKind::TimedOut)));
     }
 
     #[test]
