@@ -98,7 +98,7 @@ async fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
         .no_proxy()
         .redirect(redirect)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(64)
         .tcp_nodelay(true);
     if let Some(url) = &key.proxy {
         // After `no_proxy()`, which clears every proxy (the environment's included).

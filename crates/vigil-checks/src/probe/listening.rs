@@ -153,6 +153,8 @@ pub(super) async fn probe(check: &ListeningCheck) -> Verdict {
     let mut entries = Vec::new();
     let mut read_any = false;
     for file in files {
+        // Off the runtime thread: with many sockets the kernel's walk of the TCP hash table
+        // behind this read takes tens of milliseconds or more.
         match tokio::fs::read_to_string(file).await {
             Ok(text) => {
                 read_any = true;
