@@ -188,6 +188,12 @@ max_rss = 1073741824
 kind = "heartbeat"
 ttl = "15m"
 
+[services.camera.checks.kms]
+kind = "docker"
+container = "kms-production"
+require_healthy = true
+docker_host = "unix:///run/docker.sock"
+
 [[services.camera.schedule]]
 cron = "0 8,16 * * *"
 timezone = "Europe/Berlin"

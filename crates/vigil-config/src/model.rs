@@ -215,6 +215,7 @@ pub enum CheckKind {
     Mqtt(MqttCheck),
     Process(ProcessCheck),
     Heartbeat(HeartbeatCheck),
+    Docker(DockerCheck),
 }
 
 impl CheckKind {
@@ -236,6 +237,7 @@ impl CheckKind {
             CheckKind::Mqtt(_) => "mqtt",
             CheckKind::Process(_) => "process",
             CheckKind::Heartbeat(_) => "heartbeat",
+            CheckKind::Docker(_) => "docker",
         }
     }
 }
@@ -664,4 +666,17 @@ pub struct ScheduleEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeartbeatCheck {
     pub ttl: Duration,
+}
+
+/// `kind = "docker"`: the container is running (and, when required, its HEALTHCHECK
+/// reports `healthy`), asked of the Docker Engine API over a unix socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DockerCheck {
+    /// Container name or id.
+    pub container: String,
+    /// `None`: required exactly when the container has a HEALTHCHECK.
+    pub require_healthy: Option<bool>,
+    /// A `unix:///path` URL. `None`: `$DOCKER_HOST` when it is a `unix://` URL, else
+    /// `unix:///var/run/docker.sock`, resolved when the probe runs.
+    pub docker_host: Option<String>,
 }

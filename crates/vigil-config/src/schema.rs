@@ -135,9 +135,10 @@ pub static CHECK_KINDS: &[(&str, &Section)] = &[
     ("mqtt", &MQTT),
     ("process", &PROCESS),
     ("heartbeat", &HEARTBEAT),
+    ("docker", &DOCKER),
 ];
 /// Check kinds the product contract names that are not implemented yet.
-pub const PLANNED_CHECK_KINDS: &[&str] = &["docker", "systemd"];
+pub const PLANNED_CHECK_KINDS: &[&str] = &["systemd"];
 
 /// Every section, in reference order.
 pub static SECTIONS: &[&Section] = &[
@@ -166,6 +167,7 @@ pub static SECTIONS: &[&Section] = &[
     &MQTT,
     &PROCESS,
     &HEARTBEAT,
+    &DOCKER,
     &SCHEDULE,
 ];
 
@@ -858,6 +860,37 @@ pub static HEARTBEAT: Section = Section {
         Dflt::Required,
         "The longest silence that passes.",
     )],
+    planned: &[],
+};
+
+pub static DOCKER: Section = Section {
+    id: "check-docker",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"docker\""),
+    doc: "Asks the Docker Engine API (over its unix socket) about a container: it must be running and, when health is required, its HEALTHCHECK must report `healthy` (`starting` fails too). The API version is negotiated with the daemon.",
+    keys: &[
+        key(
+            "container",
+            Ty::String,
+            Dflt::Required,
+            "The container's name or id.",
+        ),
+        key(
+            "require_healthy",
+            Ty::Bool,
+            Dflt::Computed("true when the container has a HEALTHCHECK"),
+            "Require the HEALTHCHECK status `healthy`. `false` only requires the container to be running; `true` also fails a container without a HEALTHCHECK.",
+        ),
+        key(
+            "docker_host",
+            Ty::Other("`unix:///path` URL"),
+            Dflt::Computed(
+                "`$DOCKER_HOST` when it is a `unix://` URL, else `\"unix:///var/run/docker.sock\"`",
+            ),
+            "The daemon's socket. Only unix sockets are supported; `$DOCKER_HOST` is read when the check runs.",
+        ),
+    ],
     planned: &[],
 };
 

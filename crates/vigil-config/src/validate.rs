@@ -436,6 +436,7 @@ fn check(
         Some(("mqtt", _)) => kinds::mqtt(cx, &t).map(CheckKind::Mqtt),
         Some(("process", _)) => kinds::process(cx, &t).map(CheckKind::Process),
         Some(("heartbeat", _)) => kinds::heartbeat(cx, &t).map(CheckKind::Heartbeat),
+        Some(("docker", _)) => kinds::docker(cx, &t).map(CheckKind::Docker),
         _ => None,
     };
     if !name_valid {

@@ -475,12 +475,58 @@ fn unknown_check_kind_with_suggestion() {
 
 #[test]
 fn check_kind_not_available_yet() {
-    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"docker\"\ncontainer = \"x\"\n");
+    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"x.service\"\n");
     assert_only_error(
         &src,
         5,
         8,
-        "check kind \"docker\" is not available yet (available: http, tcp, listening, exec, websocket, sockets, log, interface, file_age, clock, tls_cert, redis, postgres, mqtt, process, heartbeat)",
+        "check kind \"systemd\" is not available yet (available: http, tcp, listening, exec, websocket, sockets, log, interface, file_age, clock, tls_cert, redis, postgres, mqtt, process, heartbeat, docker)",
+    );
+}
+
+#[test]
+fn docker_check_needs_a_container() {
+    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"docker\"\n");
+    assert_only_error(
+        &src,
+        4,
+        1,
+        "missing required key `container` for kind \"docker\" in [services.web.checks.d]",
+    );
+}
+
+#[test]
+fn docker_host_must_be_a_unix_socket() {
+    let src = format!(
+        "{HEAD}[services.web.checks.d]\nkind = \"docker\"\ncontainer = \"kms\"\ndocker_host = \"tcp://127.0.0.1:2375\"\n"
+    );
+    assert_only_error(
+        &src,
+        7,
+        15,
+        "invalid docker_host \"tcp://127.0.0.1:2375\": only unix sockets are supported (`unix:///path`); tcp:// and ssh:// are not",
+    );
+    let src = format!(
+        "{HEAD}[services.web.checks.d]\nkind = \"docker\"\ncontainer = \"kms\"\ndocker_host = \"unix://docker.sock\"\n"
+    );
+    assert_only_error(
+        &src,
+        7,
+        15,
+        "invalid docker_host \"unix://docker.sock\": needs an absolute socket path: `unix:///var/run/docker.sock`",
+    );
+}
+
+#[test]
+fn docker_container_name_is_checked() {
+    let src = format!(
+        "{HEAD}[services.web.checks.d]\nkind = \"docker\"\ncontainer = \"kms production\"\n"
+    );
+    assert_only_error(
+        &src,
+        6,
+        13,
+        "invalid container name \"kms production\": a name or id is letters, digits, '_', '.' and '-', starting with a letter or digit",
     );
 }
 

@@ -34,6 +34,7 @@ fn template(section: &Section) -> String {
         "check-postgres" => check("kind = \"postgres\"\nhost = \"h\""),
         "check-mqtt" => check("kind = \"mqtt\"\nhost = \"h\""),
         "check-process" => check("kind = \"process\"\nname = \"p\""),
+        "check-docker" => check("kind = \"docker\"\ncontainer = \"c\""),
         "schedule" => format!("{SERVICE}[[services.web.schedule]]\ncron = \"0 * * * *\"\n{{}}\n"),
         other => panic!("no template for section {other}; add one"),
     }
@@ -73,5 +74,20 @@ fn non_default_values_are_not_ignored() {
     assert_ne!(
         parsed(&t.replace("{}", "every = \"31s\"")),
         parsed(&t.replace("{}", ""))
+    );
+}
+
+#[test]
+fn docker_defaults_are_resolved_at_probe_time() {
+    use vigil_config::model::{CheckKind, DockerCheck};
+    let config = parsed(&template(&schema::DOCKER).replace("{}", ""));
+    let check = &config.services[0].checks[0];
+    assert_eq!(
+        check.kind,
+        CheckKind::Docker(DockerCheck {
+            container: "c".to_owned(),
+            require_healthy: None,
+            docker_host: None,
+        })
     );
 }

@@ -104,6 +104,7 @@ fn complete_example_parses_into_the_expected_model() {
             "daemon",
             "encoder",
             "uploader",
+            "kms",
         ],
         "checks keep file order"
     );
@@ -414,6 +415,17 @@ fn complete_example_parses_into_the_expected_model() {
         defaults(
             "uploader",
             CheckKind::Heartbeat(HeartbeatCheck { ttl: secs(900) })
+        )
+    );
+    assert_eq!(
+        cam.checks[18],
+        defaults(
+            "kms",
+            CheckKind::Docker(DockerCheck {
+                container: "kms-production".to_owned(),
+                require_healthy: Some(true),
+                docker_host: Some("unix:///run/docker.sock".to_owned()),
+            })
         )
     );
 

@@ -6,6 +6,7 @@
 //! one-line reason.
 
 mod clock;
+pub mod docker;
 mod exec;
 pub mod file_age;
 mod http;
@@ -113,6 +114,9 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
             .await
         }
         CheckKind::Log(check) => with_deadline(log::label(check), timeout, log::probe(check)).await,
+        CheckKind::Docker(check) => {
+            with_deadline(docker::label(check), timeout, docker::probe(check)).await
+        }
         // The config refuses kinds this build does not implement (`schema::CHECK_KINDS`),
         // so this arm is only reachable through a hand-built spec.
         other => Err(format!(

@@ -295,6 +295,59 @@ pub(super) fn interface(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<InterfaceCheck
     })
 }
 
+pub(super) fn docker(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<DockerCheck> {
+    let container = t.required(cx, "container", container_name);
+    let require_healthy = t.optional(cx, "require_healthy", boolean);
+    let docker_host = t.optional(cx, "docker_host", docker_host);
+    Some(DockerCheck {
+        container: container?,
+        require_healthy,
+        docker_host,
+    })
+}
+
+/// A container name or id: what Docker accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, a leading
+/// `/` allowed as the API prints it).
+fn container_name(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    let name = string(cx, v, path)?;
+    let bare = name.strip_prefix('/').unwrap_or(&name);
+    let valid = bare.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Some(bare.to_owned())
+    } else {
+        let message = format!(
+            "invalid container name {:?}: a name or id is letters, digits, '_', '.' and '-', starting with a letter or digit",
+            shorten(&name)
+        );
+        cx.error(v.span(), path, message);
+        None
+    }
+}
+
+/// `unix:///absolute/path`.
+fn docker_host(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    let s = string(cx, v, path)?;
+    let reason = match s.strip_prefix("unix://") {
+        Some(p) if p.starts_with('/') && p.len() > 1 => None,
+        Some(_) => Some("needs an absolute socket path: `unix:///var/run/docker.sock`"),
+        None if s.contains("://") => {
+            Some("only unix sockets are supported (`unix:///path`); tcp:// and ssh:// are not")
+        }
+        None => Some("must be a `unix:///path` URL"),
+    };
+    match reason {
+        None => Some(s),
+        Some(reason) => {
+            let message = format!("invalid docker_host {:?}: {reason}", shorten(&s));
+            cx.error(v.span(), path, message);
+            None
+        }
+    }
+}
+
 pub(super) fn heartbeat(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<HeartbeatCheck> {
     let ttl = t.required(cx, "ttl", positive_duration);
     Some(HeartbeatCheck { ttl: ttl? })
