@@ -227,7 +227,12 @@ async fn nothing_on_an_unused_port_passes() {
 /// min and median time of one count per port, side and method, against whatever sockets
 /// the host holds (`bench/sockets.sh` opens ~100k on loopback first).
 #[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark reads the wall clock; it checks nothing"
+)]
 fn bench_counting_against_the_hosts_sockets() {
+    type Way = Box<dyn Fn() -> u64>;
     if std::env::var_os("VIGIL_SOCKETS_BENCH").is_none() {
         return;
     }
@@ -243,7 +248,7 @@ fn bench_counting_against_the_hosts_sockets() {
     for port in ports {
         for side in [Side::Local, Side::Remote] {
             let est = TcpState::Established.kernel_code();
-            let ways: [(&str, Box<dyn Fn() -> u64>); 4] = [
+            let ways: [(&str, Way); 4] = [
                 (
                     "Netlink",
                     Box::new(move || {
