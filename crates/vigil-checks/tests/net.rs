@@ -83,7 +83,7 @@ async fn listening_tcp_socket_is_found_with_address_filter() {
     assert!(out.passed, "{out:?}");
     assert_eq!(
         out.reason,
-        format!("tcp socket listening on 127.0.0.1:{port}")
+        format!("tcp socket listening on port {port} (1 socket)")
     );
 
     let out = run(listening(

@@ -9,7 +9,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::Verdict;
-use crate::model::{ListeningCheck, Protocol};
+use super::sockets::Method;
+use crate::model::{ListeningCheck, Protocol, Side, SocketsCheck, TcpState};
 
 /// `TCP_LISTEN` in the `st` column.
 pub const TCP_LISTEN: u8 = 0x0A;
@@ -146,6 +147,32 @@ fn proto_name(protocol: Protocol) -> &'static str {
 }
 
 pub(super) async fn probe(check: &ListeningCheck) -> Verdict {
+    // Without an address filter a TCP listener only needs counting: ask the kernel for
+    // LISTEN sockets on the port over sock_diag, which skips the established-connection table
+    // that `/proc/net/tcp` walks and prints in full (100 k lines on a busy host).
+    if check.protocol == Protocol::Tcp && check.address.is_none() {
+        let spec = SocketsCheck {
+            port: check.port,
+            state: TcpState::Listen,
+            side: Side::Local,
+            max: 0,
+        };
+        let counted =
+            tokio::task::spawn_blocking(move || super::sockets::count(&spec, Method::Netlink))
+                .await;
+        // Netlink refused (some sandboxes): fall back to /proc below.
+        if let Ok(Ok(n)) = counted {
+            return if n > 0 {
+                Ok(format!(
+                    "tcp socket listening on port {} ({n} socket{})",
+                    check.port,
+                    if n == 1 { "" } else { "s" }
+                ))
+            } else {
+                Err(format!("no tcp socket listening on port {}", check.port))
+            };
+        }
+    }
     let files: [&str; 2] = match check.protocol {
         Protocol::Tcp => ["/proc/net/tcp", "/proc/net/tcp6"],
         Protocol::Udp => ["/proc/net/udp", "/proc/net/udp6"],
