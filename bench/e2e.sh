@@ -40,6 +40,8 @@ done
 
 log() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# TCP sockets in this network namespace: listening checks read the whole table.
+tcp_sockets() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -vc 'local_address' || true; }
 
 # ---------------------------------------------------------------- processes we own
 PIDS=()
@@ -135,6 +137,7 @@ GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(git -C "$ROOT" status --porcelain -- crates 2>/dev/null | head -c1)
 log "load before: $(loadavg) on $(nproc) cores"
 START_LOAD=$(loadavg)
+START_SOCKETS=$(tcp_sockets)
 
 want() {
   [[ " $SCENARIOS " == *" $1 "* ]] || return 1
@@ -355,6 +358,7 @@ END_LOAD=$(loadavg)
   echo "- when: $(date -u +%Y-%m-%dT%H:%M:%SZ); git $GIT_REV${GIT_DIRTY:+ (crates/ has uncommitted changes)}"
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "- load average (1/5/15 min): $START_LOAD at start, $END_LOAD at end"
+  echo "- TCP sockets in the network namespace (/proc/net/tcp + tcp6): $START_SOCKETS at start, $(tcp_sockets) at end"
   echo "- scenarios: $SCENARIOS; warm-up ${WARMUP}s, measure ${MEASURE}s; raw data in $(realpath --relative-to="$ROOT" "$OUT" 2>/dev/null || echo "$OUT")/"
   echo
   echo "| scenario | metric | value | target | verdict | load 1/5/15 (start → end) |"
