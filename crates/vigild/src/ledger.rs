@@ -44,6 +44,16 @@ pub enum LedgerError {
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
 
+/// How long a write (or opening the ledger) waits for another process's transaction.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// The file name of the ledger inside `state_dir`.
 pub const FILE_NAME: &str = "ledger.db";
 
@@ -109,14 +119,38 @@ fn ts(ms: Option<i64>) -> Option<Timestamp> {
 
 impl Ledger {
     /// Opens (creating if needed) the ledger in `state_dir`.
+    ///
+    /// Two processes opening a new ledger at once (a daemon starting while a CLI command
+    /// runs) race to switch it to WAL and to create the schema; SQLite answers the loser
+    /// SQLITE_BUSY without consulting the busy handler. Opening is retried for up to
+    /// [`BUSY_TIMEOUT`], like any other busy write.
     pub fn open(state_dir: &Path) -> Result<Ledger> {
         std::fs::create_dir_all(state_dir).map_err(|source| LedgerError::StateDir {
             path: state_dir.to_owned(),
             source,
         })?;
         let path = state_dir.join(FILE_NAME);
-        let conn = Connection::open(&path).map_err(sql_err(&path))?;
-        let mut ledger = Ledger { conn, path };
+        let started = crate::clock::monotonic();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match Self::open_once(&path) {
+                Err(LedgerError::Sqlite { source, .. })
+                    if is_busy(&source) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Ledger> {
+        let conn = Connection::open(path).map_err(sql_err(path))?;
+        let mut ledger = Ledger {
+            conn,
+            path: path.to_owned(),
+        };
         ledger.configure()?;
         ledger.migrate()?;
         Ok(ledger)
@@ -128,9 +162,7 @@ impl Ledger {
 
     fn configure(&mut self) -> Result<()> {
         let err = sql_err(&self.path);
-        self.conn
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(&err)?;
+        self.conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
         // journal_mode returns a row; query it rather than execute.
         let _mode: String = self
             .conn
@@ -641,6 +673,23 @@ mod tests {
             Some(Timestamp::from_secs(5))
         );
         assert_eq!(ledger.last_heartbeat("web", "other").unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_first_opens_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_owned();
+            let threads: Vec<_> = (0..6)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Ledger::open(&path).map(|_| ()))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[test]
