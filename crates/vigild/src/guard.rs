@@ -111,18 +111,9 @@ pub async fn request(
                 }
                 let history = ledger.counted_restarts(&name, policy.window_start(now))?;
                 let verdict = decide(&policy, &history, request, now);
-                let intent = if verdict.is_allowed() {
-                    Some(ledger.record_intent(
-                        &name,
-                        request.source,
-                        request.forced,
-                        &verdict,
-                        now,
-                    )?)
-                } else {
-                    ledger.record_refusal(&name, request.source, request.forced, &verdict, now)?;
-                    None
-                };
+                let id =
+                    ledger.record_verdict(&name, request.source, request.forced, &verdict, now)?;
+                let intent = verdict.is_allowed().then_some(id);
                 Ok((verdict, now, intent))
             })
             .await?
@@ -213,7 +204,7 @@ async fn record_refusal(
     cx.ledger
         .call(move |ledger| {
             ledger
-                .record_refusal(&name, request.source, request.forced, &verdict, now)
+                .record_verdict(&name, request.source, request.forced, &verdict, now)
                 .map(|_| ())
         })
         .await

@@ -265,19 +265,6 @@ impl Ledger {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
     }
 
-    /// Records an allowed restart *before* it is performed. Returns the row id for
-    /// [`Ledger::record_outcome`].
-    pub fn record_intent(
-        &self,
-        service: &str,
-        source: Source,
-        forced: bool,
-        verdict: &Verdict,
-        at: Timestamp,
-    ) -> Result<i64> {
-        self.insert_verdict(service, source, forced, verdict, at)
-    }
-
     /// Records how an allowed restart ended.
     pub fn record_outcome(
         &self,
@@ -296,20 +283,10 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records a verdict that did not lead to a restart (skipped or denied).
-    pub fn record_refusal(
-        &self,
-        service: &str,
-        source: Source,
-        forced: bool,
-        verdict: &Verdict,
-        at: Timestamp,
-    ) -> Result<i64> {
-        self.insert_verdict(service, source, forced, verdict, at)
-    }
-
-    /// One row per verdict; only allowed ones count against the budget.
-    fn insert_verdict(
+    /// Records one verdict; only allowed ones count against the budget. For an allowed
+    /// restart this is the *intent*, committed before the restart is performed; the
+    /// returned row id is for [`Ledger::record_outcome`].
+    pub fn record_verdict(
         &self,
         service: &str,
         source: Source,
@@ -561,7 +538,7 @@ mod tests {
             now,
         );
         let id = ledger
-            .record_intent("web", Source::Health, false, &verdict, now)
+            .record_verdict("web", Source::Health, false, &verdict, now)
             .unwrap();
         assert_eq!(ledger.dangling_intents(None).unwrap().len(), 1);
         ledger
