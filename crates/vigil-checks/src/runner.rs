@@ -18,7 +18,8 @@ use crate::probe::{ProbeOutcome, probe};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckRun {
     pub verdict: RunVerdict,
-    /// Every attempt, in order; never empty.
+    /// Every attempt, in order; never empty for a probe. Empty for a pushed check
+    /// (`heartbeat`), which the daemon evaluates from the ledger without probing.
     pub attempts: Vec<ProbeOutcome>,
     /// The last attempt's reason, plus ` (attempt 3/3)` when `retries > 1`.
     pub reason: String,

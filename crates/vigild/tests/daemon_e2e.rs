@@ -7,41 +7,12 @@ use std::time::Duration;
 use rustix::process::Signal;
 use support::*;
 
-fn start_flaky_http(env: &Env) -> (std::process::Child, u16) {
-    let port_file = env.path("http.port");
-    let child = command(helper_bin("vigil-flaky-http"))
-        .args(["--port", "0", "--port-file"])
-        .arg(&port_file)
-        .arg("--status-file")
-        .arg(env.path("http.status"))
-        .spawn()
-        .expect("flaky http");
-    let port = wait_until(Duration::from_secs(10), "flaky http port", || {
-        std::fs::read_to_string(&port_file)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    });
-    (child, port)
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The bound: a check turning 500 is acted on within `every * failure_threshold +
 /// timeout` plus 100 ms, and not again inside the cooldown.
 #[test]
 fn http_500_restarts_within_the_bound_and_not_again_inside_cooldown() {
     let env = Env::new();
-    let (http, port) = start_flaky_http(&env);
-    let _http = KillOnDrop(http);
+    let (_http, port) = start_flaky_http(&env, "http");
     let recorder = helper_bin("vigil-restart-recorder");
     let every_ms = 300u128;
     let threshold = 2u128;

@@ -77,24 +77,7 @@ impl Leaky {
 #[test]
 fn seed_001_close_wait_leak_restarts_the_platform() {
     let env = Env::new();
-    let dashboard = {
-        let port_file = env.path("dash.port");
-        let child = command(helper_bin("vigil-flaky-http"))
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .arg("--status-file")
-            .arg(env.path("dash.status"))
-            .spawn()
-            .unwrap();
-        let port: u16 = wait_until(Duration::from_secs(10), "dashboard port", || {
-            std::fs::read_to_string(&port_file)
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        });
-        (KillOnDrop(child), port)
-    };
+    let dashboard = start_flaky_http(&env, "dash");
     let config_server = Leaky::start();
     let turn = TcpListener::bind("127.0.0.1:0").unwrap();
     let turn_tls = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -239,13 +222,4 @@ max = 5
         emqx["reason"].as_str().unwrap().contains("is started"),
         "{emqx}"
     );
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -247,3 +247,35 @@ pub fn now_ns() -> u128 {
         .expect("clock after 1970")
         .as_nanos()
 }
+
+/// Kills and reaps a child when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `vigil-flaky-http` on an ephemeral port; its status code is read from
+/// `NAME.status` in the scratch directory (missing = 200).
+pub fn start_flaky_http(env: &Env, name: &str) -> (KillOnDrop, u16) {
+    let port_file = env.path(&format!("{name}.port"));
+    let child = command(helper_bin("vigil-flaky-http"))
+        .args(["--port", "0", "--port-file"])
+        .arg(&port_file)
+        .arg("--status-file")
+        .arg(env.path(&format!("{name}.status")))
+        .spawn()
+        .expect("flaky http");
+    let guard = KillOnDrop(child);
+    let port = wait_until(Duration::from_secs(10), "flaky http port", || {
+        std::fs::read_to_string(&port_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    (guard, port)
+}
