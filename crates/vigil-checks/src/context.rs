@@ -12,6 +12,9 @@ use std::time::Duration;
 /// What makes two HTTP checks need different clients.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ClientKey {
+    /// Whether requests may use TLS (an `https://` URL, or redirects that may lead to
+    /// one). Without it the client gets an empty root store instead of the system's.
+    pub tls: bool,
     pub ca_file: Option<PathBuf>,
     pub insecure: bool,
     pub follow_redirects: bool,
@@ -148,6 +151,9 @@ async fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
             ));
         }
         builder = builder.tls_certs_merge(certs);
+    }
+    if !key.tls {
+        builder = builder.tls_certs_only([]);
     }
     builder.build().map_err(|e| {
         format!(

@@ -360,3 +360,47 @@ on_failure = "alert"
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("is not a heartbeat check (heartbeat checks of svc: beat)"));
 }
+
+/// A plain `http://` check never loads the system's CA roots: it works on a host without
+/// ca-certificates (here: roots pointed at nothing), and an `https://` check there fails
+/// with the reason.
+#[test]
+fn plain_http_checks_need_no_system_ca_store() {
+    let env = Env::new();
+    let (_server, port) = start_flaky_http(&env, "web");
+    let config = |scheme: &str| {
+        format!(
+            r#"
+[services.svc]
+driver = "command"
+restart_command = ["true"]
+
+[services.svc.checks.web]
+kind = "http"
+url = "{scheme}://127.0.0.1:{port}/"
+timeout = "2s"
+"#
+        )
+    };
+    let run = || {
+        command(vigil_bin())
+            .args(["check", "--no-restart", "--json", "-c"])
+            .arg(env.config_path())
+            .env("SSL_CERT_FILE", env.path("no-such-bundle.pem"))
+            .env("SSL_CERT_DIR", env.path("no-such-dir"))
+            .output()
+            .expect("vigil check")
+    };
+    env.write_config(&config("http"));
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["services"][0]["checks"][0]["verdict"], "pass");
+
+    env.write_config(&config("https"));
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = doc["services"][0]["checks"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("CA certificates"), "{reason}");
+}

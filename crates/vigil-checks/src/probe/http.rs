@@ -19,9 +19,15 @@ pub(super) fn label(check: &HttpCheck) -> String {
 }
 
 pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
-    let started = Instant::now();
     let label = label(check);
     let key = ClientKey {
+        // Plain http:// without redirects never does TLS: its client skips loading the
+        // system roots (about 150 files, and an error on hosts without ca-certificates).
+        tls: check
+            .url
+            .get(..6)
+            .is_none_or(|scheme| scheme.eq_ignore_ascii_case("https:"))
+            || check.follow_redirects,
         ca_file: check.ca_file.clone(),
         insecure: check.insecure,
         follow_redirects: check.follow_redirects,
@@ -35,6 +41,8 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
         .http_client(&key)
         .await
         .map_err(|e| format!("{label}: {e}"))?;
+    // Latency is the request's, not the (first-run) client build's.
+    let started = Instant::now();
     let method = Method::from_bytes(check.method.as_bytes())
         .map_err(|_| format!("{label}: invalid method {:?}", check.method))?;
     let mut request = client.request(method, &check.url);
