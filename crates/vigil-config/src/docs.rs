@@ -14,6 +14,8 @@ pub const COMPLETE_EXAMPLE: &str = r#"[vigil]
 state_dir = "/var/lib/vigil"
 log_format = "human"
 log_level = "info"
+control_socket = "/run/vigil/vigil.sock"
+control_socket_group = "vigil-ops"
 
 [defaults.guard]
 cooldown = "120s"

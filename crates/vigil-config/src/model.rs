@@ -43,6 +43,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `log_level = "error" | "warn" | "info" | "debug" | "trace"` (default info).
     pub log_level: LogLevel,
+    /// The daemon's control socket (HTTP+JSON; the CLI reaches a running daemon through
+    /// it). Default `state_dir/vigil.sock`.
+    pub control_socket: PathBuf,
+    /// When set, the socket is owned by this group and mode 0660; otherwise 0600.
+    pub control_socket_group: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -337,6 +337,18 @@ pub static VIGIL: Section = Section {
             Dflt::Value("\"info\""),
             "The least severe level that is logged.",
         ),
+        key(
+            "control_socket",
+            Ty::Path,
+            Dflt::Computed("`state_dir/vigil.sock`"),
+            "The daemon's control socket (HTTP+JSON). `vigil restart`, `status`, `history`, `reset` and `heartbeat` go through it when a daemon runs; without one they work on the ledger directly. A second daemon refuses to start while the first answers here. At most 107 bytes (a unix socket path limit).",
+        ),
+        key(
+            "control_socket_group",
+            Ty::String,
+            Dflt::None,
+            "A group allowed to use the control socket: the socket gets that group and mode 0660. Without it the socket is 0600 (its owner only).",
+        ),
     ],
     planned: &[],
 };

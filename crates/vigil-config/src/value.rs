@@ -613,6 +613,22 @@ pub(crate) fn path(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Pat
     Some(cx.base_dir.join(s))
 }
 
+/// A unix socket path: a path (made absolute against the config's directory) that fits
+/// `sockaddr_un` (107 bytes and the terminating NUL).
+pub(crate) fn socket_path(cx: &mut Cx<'_>, v: &Value<'_>, key: &KeyPath) -> Option<PathBuf> {
+    let p = path(cx, v, key)?;
+    let len = p.as_os_str().len();
+    if len > 107 {
+        cx.error(
+            v.span(),
+            key,
+            format!("socket path is {len} bytes long; unix sockets allow at most 107"),
+        );
+        return None;
+    }
+    Some(p)
+}
+
 /// A command as a non-empty array of strings; no shell is involved.
 pub(crate) fn argv(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Argv> {
     let items = match v.get_ref() {

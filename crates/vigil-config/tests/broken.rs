@@ -1225,3 +1225,26 @@ fn debug_output_never_shows_passwords() {
     assert!(!debug.contains("topsecret"), "{debug}");
     assert!(!debug.contains("pw-secret"), "{debug}");
 }
+
+#[test]
+fn control_socket_keys() {
+    let long = "x".repeat(120);
+    assert_only_error(
+        &format!("[vigil]\ncontrol_socket = \"/run/{long}.sock\"\n{HEAD}"),
+        2,
+        18,
+        "unix sockets allow at most 107",
+    );
+    assert_only_error(
+        &format!("[vigil]\ncontrol_socket_group = \"\"\n{HEAD}"),
+        2,
+        24,
+        "must not be empty",
+    );
+    assert_only_error(
+        &format!("[vigil]\ncontrol_socket = 5\n{HEAD}"),
+        2,
+        18,
+        "expected",
+    );
+}

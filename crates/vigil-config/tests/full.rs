@@ -32,6 +32,8 @@ fn complete_example_parses_into_the_expected_model() {
             state_dir: PathBuf::from("/var/lib/vigil"),
             log_format: LogFormat::Human,
             log_level: LogLevel::Info,
+            control_socket: PathBuf::from("/run/vigil/vigil.sock"),
+            control_socket_group: Some("vigil-ops".to_owned()),
         }
     );
     let default_backoff = BackoffPolicy {

@@ -15,7 +15,7 @@ use crate::daemon::Daemon;
 use crate::guard::{self, Action, GuardContext};
 use crate::ledger::{CheckStateRow, LedgerHandle};
 use crate::output::{self, CheckReport, ServiceCheckReport};
-use crate::{clock, driver::Driver, exit, log};
+use crate::{client, clock, driver::Driver, exit, log};
 
 /// Vigil keeps Linux services alive without ever making things worse.
 #[derive(Parser, Debug)]
@@ -219,6 +219,21 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         Command::Check(args) => check(&config, args).await,
         Command::Restart(args) => restart(&config, args).await,
         Command::Status(args) => {
+            if let Some(name) = &args.service {
+                service_or_usage(&config, name)?;
+            }
+            if let Some(daemon) = daemon_client(&config)? {
+                let body = daemon
+                    .status(
+                        args.service.as_deref(),
+                        args.json,
+                        output::stdout_wants_color(),
+                    )
+                    .await
+                    .map_err(from_daemon)?;
+                print!("{body}");
+                return Ok(exit::OK);
+            }
             let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
             if let Some(name) = &args.service {
                 service_or_usage(&config, name)?;
@@ -236,6 +251,19 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
                 Some(text) => Some(parse_since(text)?),
                 None => None,
             };
+            if let Some(daemon) = daemon_client(&config)? {
+                let body = daemon
+                    .history(
+                        args.service.as_deref(),
+                        since.map(Timestamp::as_millis),
+                        args.json,
+                        output::stdout_wants_color(),
+                    )
+                    .await
+                    .map_err(from_daemon)?;
+                print!("{body}");
+                return Ok(exit::OK);
+            }
             let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
             let service = args.service.clone();
             let rows = ledger
@@ -253,6 +281,25 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         }
         Command::Reset(args) => {
             let service = service_or_usage(&config, &args.service)?;
+            if let Some(daemon) = daemon_client(&config)? {
+                return match daemon.reset(service.name.as_str()).await {
+                    Ok(cleared) => {
+                        println!(
+                            "{}: restart history reset ({cleared} restart(s) no longer count; given-up state cleared)",
+                            service.name
+                        );
+                        Ok(exit::OK)
+                    }
+                    Err(client::ClientError::Refused {
+                        status: 409,
+                        message,
+                    }) => {
+                        eprintln!("{message}");
+                        Ok(exit::FAILED)
+                    }
+                    Err(e) => Err(from_daemon(e)),
+                };
+            }
             let cx = guard_context(&config)?;
             match guard::reset(&cx, &service.name, &service.guard).await? {
                 Some(cleared) => {
@@ -274,6 +321,14 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         }
         Command::Heartbeat(args) => {
             let (service, check) = heartbeat_target(&config, &args.name)?;
+            if let Some(daemon) = daemon_client(&config)? {
+                let at = daemon
+                    .heartbeat(&service, &check)
+                    .await
+                    .map_err(from_daemon)?;
+                println!("{service}/{check}: heartbeat recorded at {at}");
+                return Ok(exit::OK);
+            }
             let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
             let now = clock::now();
             let (s, c) = (service.clone(), check.clone());
@@ -373,8 +428,46 @@ fn parse_since(text: &str) -> anyhow::Result<Timestamp> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// The running daemon, when one answers on the control socket.
+fn daemon_client(config: &Config) -> anyhow::Result<Option<client::DaemonClient>> {
+    Ok(client::reach(&config.vigil.control_socket)?)
+}
+
+/// A daemon's refusal: "no such service" is a usage error (exit 2), like the CLI's own.
+fn from_daemon(e: client::ClientError) -> anyhow::Error {
+    if e.is_not_found() {
+        anyhow::Error::new(UsageError(e.to_string()))
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
 async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
     let service = service_or_usage(config, &args.service)?;
+    if let Some(daemon) = daemon_client(config)? {
+        let (body, answer) = daemon
+            .restart(service.name.as_str(), args.force)
+            .await
+            .map_err(from_daemon)?;
+        if args.json {
+            print!("{body}");
+        } else {
+            println!("{}: {}", answer.service, answer.message);
+            if let (Some(outcome), Some(detail)) = (&answer.outcome, &answer.detail) {
+                let status = if outcome == "ok" {
+                    "restarted"
+                } else {
+                    "restart FAILED"
+                };
+                println!("{}: {status}: {detail}", answer.service);
+            }
+        }
+        return Ok(if answer.outcome.as_deref() == Some("ok") {
+            exit::OK
+        } else {
+            exit::FAILED
+        });
+    }
     let cx = guard_context(config)?;
     let request = if args.force {
         RestartRequest::forced(Source::Manual)

@@ -7,7 +7,9 @@
 //!   own timer (no global tick); a failing critical check sends a restart request to its
 //!   service actor;
 //! - one **schedule task** per `[[services.X.schedule]]` entry sends `schedule` requests;
-//! - the ledger thread (`LedgerHandle`) owns the SQLite connection.
+//! - the ledger thread (`LedgerHandle`) owns the SQLite connection;
+//! - the **API task** serves the control socket (`api.rs`); it sees the running config and
+//!   each actor's inbox through a published [`ApiView`], refreshed on every reload.
 //!
 //! The main loop only handles signals: SIGHUP reloads (validate fully, then apply: unchanged
 //! checks keep their tasks and state), SIGTERM/SIGINT shut down gracefully (checks cancelled
@@ -28,6 +30,7 @@ use vigil_config::model::{Check, CheckKind, Config, OnFailure, ScheduleEntry, Se
 use vigil_core::health::{CheckHealth, RunVerdict};
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 
+use crate::api::{self, ApiView};
 use crate::clock;
 use crate::driver::Driver;
 use crate::events;
@@ -80,11 +83,17 @@ pub struct Daemon {
     services: BTreeMap<ServiceName, ServiceHandle>,
     root: CancellationToken,
     tasks: JoinSet<String>,
+    api_view: watch::Sender<Arc<ApiView>>,
 }
 
 impl Daemon {
     /// Opens the ledger and starts every task.
     pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Daemon> {
+        // First, so a second daemon on the same state refuses before it runs any check.
+        let listener = api::bind(
+            &config.vigil.control_socket,
+            config.vigil.control_socket_group.as_deref(),
+        )?;
         let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
         for intent in ledger.call(|l| l.dangling_intents(None)).await? {
             tracing::warn!(
@@ -103,6 +112,10 @@ impl Daemon {
             },
             probes: Arc::new(ProbeContext::new()),
         });
+        let (api_view, view_rx) = watch::channel(Arc::new(ApiView {
+            config: Arc::new(config.clone()),
+            services: BTreeMap::new(),
+        }));
         let mut daemon = Daemon {
             config_path,
             config: config.clone(),
@@ -110,6 +123,7 @@ impl Daemon {
             services: BTreeMap::new(),
             root: CancellationToken::new(),
             tasks: JoinSet::new(),
+            api_view,
         };
         let saved = daemon.saved_check_states().await;
         let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
@@ -119,16 +133,39 @@ impl Daemon {
                 .start_service(service, &saved, &mut index, n_checks)
                 .await;
         }
+        daemon.publish_api_view();
+        {
+            let socket = config.vigil.control_socket.clone();
+            let guard = daemon.shared.guard.clone();
+            let cancel = daemon.root.child_token();
+            daemon.tasks.spawn(async move {
+                api::serve(listener, socket, view_rx, guard, cancel).await;
+                "control socket".to_owned()
+            });
+        }
         tracing::info!(
             event = "started",
             services = config.services.len(),
             checks = n_checks,
-            "vigil running: {} service(s), {} check(s), ledger {}",
+            "vigil running: {} service(s), {} check(s), ledger {}, control socket {}",
             config.services.len(),
             n_checks,
-            daemon.shared.guard.ledger.path().display()
+            daemon.shared.guard.ledger.path().display(),
+            config.vigil.control_socket.display()
         );
         Ok(daemon)
+    }
+
+    /// Shows the API the running config and the actors' inboxes.
+    fn publish_api_view(&self) {
+        self.api_view.send_replace(Arc::new(ApiView {
+            config: Arc::new(self.config.clone()),
+            services: self
+                .services
+                .iter()
+                .map(|(name, handle)| (name.clone(), handle.tx.clone()))
+                .collect(),
+        }));
     }
 
     async fn saved_check_states(&self) -> BTreeMap<(String, String), CheckHealth> {
@@ -409,7 +446,16 @@ impl Daemon {
             handle.spec = service.clone();
             self.services.insert(service.name.clone(), handle);
         }
+        if new.vigil.control_socket != self.config.vigil.control_socket
+            || new.vigil.control_socket_group != self.config.vigil.control_socket_group
+        {
+            tracing::warn!(
+                event = "reload_partial",
+                "control_socket/control_socket_group changed; this takes effect only after a restart of vigil"
+            );
+        }
         self.config = new;
+        self.publish_api_view();
         tracing::info!(
             event = "reloaded",
             kept,

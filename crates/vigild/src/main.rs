@@ -1,7 +1,9 @@
 //! The `vigil` binary: command-line parsing and dispatch. Everything else lives in the
 //! library modules; this file maps errors to exit codes (see `exit.rs`).
 
+mod api;
 mod cli;
+mod client;
 mod clock;
 mod daemon;
 mod driver;

@@ -15,8 +15,28 @@ use crate::ledger::{HistoryRow, LedgerError, LedgerHandle};
 
 pub const JSON_VERSION: u32 = 1;
 
-fn color_enabled() -> bool {
+thread_local! {
+    /// Set while rendering for another process (the daemon rendering for a CLI over the
+    /// control socket): that process's terminal decides, not ours.
+    static COLOR_OVERRIDE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether this process's stdout wants color: a TTY, and no `NO_COLOR`.
+pub fn stdout_wants_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Runs `render` with color forced on or off (rendering is synchronous, so the override
+/// cannot leak into another task on this thread).
+pub fn with_color<T>(color: bool, render: impl FnOnce() -> T) -> T {
+    COLOR_OVERRIDE.set(Some(color));
+    let out = render();
+    COLOR_OVERRIDE.set(None);
+    out
+}
+
+fn color_enabled() -> bool {
+    COLOR_OVERRIDE.get().unwrap_or_else(stdout_wants_color)
 }
 
 fn paint(text: &str, code: &str) -> String {

@@ -214,7 +214,7 @@ pub(crate) fn causes<'a>(err: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdE
 }
 
 /// The error and its causes joined with `: `, skipping repeats.
-pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     for e in causes(err) {
         let s = e.to_string();

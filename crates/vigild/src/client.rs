@@ -1,0 +1,244 @@
+//! The CLI's side of the control socket (`api.rs`): when a daemon answers on
+//! `control_socket`, `restart`, `status`, `history`, `reset` and `heartbeat` go through it
+//! (the daemon owns its children and serializes restarts per service); when none does,
+//! the CLI works on the ledger directly (the seed's cron mode).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::api::CLIENT_READ_TIMEOUT;
+
+/// A daemon that answered on its control socket.
+pub struct DaemonClient {
+    http: reqwest::Client,
+    socket: PathBuf,
+}
+
+/// Why the daemon could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot use the daemon's control socket {path}: {source}{hint}",
+        hint = if source.kind() == io::ErrorKind::PermissionDenied {
+            " (the socket is for its owner only unless `[vigil] control_socket_group` names one of your groups)"
+        } else {
+            ""
+        }
+    )]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("the daemon on {path} did not answer: {detail}")]
+    Transport { path: PathBuf, detail: String },
+    /// The daemon refused the request; its message is for the user as is.
+    #[error("{message}")]
+    Refused { status: u16, message: String },
+}
+
+impl ClientError {
+    /// The daemon does not know the service (its config differs from the CLI's).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Refused { status: 404, .. })
+    }
+}
+
+/// Connects to the daemon's socket, if one answers. `Ok(None)`: no daemon (no socket
+/// file, or a stale one nobody listens on).
+pub fn reach(socket: &Path) -> Result<Option<DaemonClient>, ClientError> {
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(ClientError::Connect {
+                path: socket.to_owned(),
+                source,
+            });
+        }
+    }
+    vigil_checks::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .unix_socket(socket)
+        .no_proxy()
+        .connect_timeout(CLIENT_READ_TIMEOUT)
+        // Plain HTTP on a local socket: no TLS roots to load.
+        .tls_certs_only([])
+        .build()
+        .map_err(|e| ClientError::Transport {
+            path: socket.to_owned(),
+            detail: e.to_string(),
+        })?;
+    Ok(Some(DaemonClient {
+        http,
+        socket: socket.to_owned(),
+    }))
+}
+
+/// A manual restart's answer (the `vigil restart --json` document).
+#[derive(Deserialize, Debug)]
+pub struct RestartAnswer {
+    pub service: String,
+    pub message: String,
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl DaemonClient {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        bounded: bool,
+    ) -> Result<String, ClientError> {
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            path: self.socket.clone(),
+            detail: vigil_checks::probe::error_chain(&e),
+        };
+        let mut url = format!("http://vigil{path}");
+        for (i, (key, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(key);
+            url.push('=');
+            url.push_str(&encode(value));
+        }
+        let mut request = self.http.request(method, url);
+        if bounded {
+            request = request.timeout(CLIENT_READ_TIMEOUT);
+        }
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let body = response.text().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("HTTP {status}: {body}"));
+        Err(ClientError::Refused {
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    /// `vigil status`: JSON, or the rendered table (colored if `color`).
+    pub async fn status(
+        &self,
+        service: Option<&str>,
+        json: bool,
+        color: bool,
+    ) -> Result<String, ClientError> {
+        let mut q = read_query(json, color);
+        if let Some(s) = service {
+            q.push(("service", s.to_owned()));
+        }
+        self.call(reqwest::Method::GET, "/v1/status", &q, true)
+            .await
+    }
+
+    /// `vigil history`: JSON, or the rendered table. `since` in Unix milliseconds.
+    pub async fn history(
+        &self,
+        service: Option<&str>,
+        since_ms: Option<i64>,
+        json: bool,
+        color: bool,
+    ) -> Result<String, ClientError> {
+        let mut q = read_query(json, color);
+        if let Some(s) = service {
+            q.push(("service", s.to_owned()));
+        }
+        if let Some(ms) = since_ms {
+            q.push(("since", ms.to_string()));
+        }
+        self.call(reqwest::Method::GET, "/v1/history", &q, true)
+            .await
+    }
+
+    /// A manual restart through the daemon's guard; the answer's JSON text and its parse.
+    pub async fn restart(
+        &self,
+        service: &str,
+        force: bool,
+    ) -> Result<(String, RestartAnswer), ClientError> {
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/services/{}/restart", encode(service)),
+                &[("force", force.to_string())],
+                false,
+            )
+            .await?;
+        let answer = serde_json::from_str(&body).map_err(|e| ClientError::Transport {
+            path: self.socket.clone(),
+            detail: format!("unexpected answer ({e}): {body}"),
+        })?;
+        Ok((body, answer))
+    }
+
+    /// Clears the service's history; the number of restarts that no longer count.
+    pub async fn reset(&self, service: &str) -> Result<u64, ClientError> {
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/services/{}/reset", encode(service)),
+                &[],
+                false,
+            )
+            .await?;
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["cleared"].as_u64())
+            .ok_or_else(|| ClientError::Transport {
+                path: self.socket.clone(),
+                detail: format!("unexpected answer: {body}"),
+            })
+    }
+
+    /// Pushes a heartbeat; the time the daemon recorded.
+    pub async fn heartbeat(&self, service: &str, check: &str) -> Result<String, ClientError> {
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/heartbeat/{}/{}", encode(service), encode(check)),
+                &[],
+                true,
+            )
+            .await?;
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["at"].as_str().map(str::to_owned))
+            .ok_or_else(|| ClientError::Transport {
+                path: self.socket.clone(),
+                detail: format!("unexpected answer: {body}"),
+            })
+    }
+}
+
+fn read_query(json: bool, color: bool) -> Vec<(&'static str, String)> {
+    vec![
+        ("format", if json { "json" } else { "text" }.to_owned()),
+        ("color", color.to_string()),
+    ]
+}
+
+/// Percent-encodes a path segment or query value (service and check names are validated
+/// identifiers, but the CLI may be handed anything).
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
