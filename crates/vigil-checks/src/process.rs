@@ -267,7 +267,11 @@ pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, SpawnError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Our guard kills the whole group; tokio's would only kill the leader.
-        .kill_on_drop(false);
+        .kill_on_drop(false)
+        // Vigil's own systemd notification channel is not for the commands it runs.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
     for (key, value) in spec.env {
         cmd.env(key, value);
     }

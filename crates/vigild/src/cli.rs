@@ -57,6 +57,8 @@ enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a systemd unit file for Vigil itself (Type=notify, watchdog, sandboxing).
+    SystemdUnit,
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +138,9 @@ pub fn main() -> u8 {
     if let Command::Config(ConfigCommand::Check) = cli.command {
         return config_check(&config_path);
     }
+    if let Command::SystemdUnit = cli.command {
+        return systemd_unit(&config_path);
+    }
     let config = match vigil_config::load(&config_path) {
         Ok(c) => c,
         Err(errors) => {
@@ -184,6 +189,27 @@ pub fn main() -> u8 {
             }
         }
     }
+}
+
+fn systemd_unit(config_path: &Path) -> u8 {
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/vigil"));
+    let config = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
+    let quote = |p: &Path| {
+        let s = p.display().to_string();
+        if s.contains(char::is_whitespace) {
+            format!("\"{s}\"")
+        } else {
+            s
+        }
+    };
+    print!(
+        "{}",
+        crate::sdnotify::unit_file(&quote(&exe), &quote(&config))
+    );
+    exit::OK
 }
 
 fn config_check(path: &Path) -> u8 {
@@ -339,6 +365,7 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
             Ok(exit::OK)
         }
         Command::Config(ConfigCommand::Check) => Ok(config_check(&config_path)),
+        Command::SystemdUnit => Ok(systemd_unit(&config_path)),
     }
 }
 

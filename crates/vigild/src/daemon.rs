@@ -37,6 +37,7 @@ use crate::events;
 use crate::guard::{self, Action, Decision, GuardContext};
 use crate::heartbeat;
 use crate::ledger::{CheckStateRow, LedgerHandle};
+use crate::sdnotify::{BeatHandle, Liveness, Notifier};
 
 /// How long in-flight restarts may run on after a shutdown request.
 const RESTART_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -74,6 +75,8 @@ struct ServiceHandle {
 struct Shared {
     guard: GuardContext,
     probes: Arc<ProbeContext>,
+    /// Loops tick here; the systemd watchdog is fed only while all are fresh.
+    liveness: Arc<Liveness>,
 }
 
 pub struct Daemon {
@@ -84,6 +87,8 @@ pub struct Daemon {
     root: CancellationToken,
     tasks: JoinSet<String>,
     api_view: watch::Sender<Arc<ApiView>>,
+    /// Set when started by systemd (`NOTIFY_SOCKET`).
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl Daemon {
@@ -111,6 +116,7 @@ impl Daemon {
                 state_dir: config.vigil.state_dir.clone(),
             },
             probes: Arc::new(ProbeContext::new()),
+            liveness: Arc::new(Liveness::default()),
         });
         let (api_view, view_rx) = watch::channel(Arc::new(ApiView {
             config: Arc::new(config.clone()),
@@ -124,6 +130,7 @@ impl Daemon {
             root: CancellationToken::new(),
             tasks: JoinSet::new(),
             api_view,
+            notifier: Notifier::from_env().map(Arc::new),
         };
         let saved = daemon.saved_check_states().await;
         let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
@@ -143,6 +150,20 @@ impl Daemon {
                 "control socket".to_owned()
             });
         }
+        if let Some(notifier) = daemon.notifier.clone() {
+            let liveness = daemon.shared.liveness.clone();
+            let ledger = daemon.shared.guard.ledger.clone();
+            let cancel = daemon.root.child_token();
+            let services = config.services.len();
+            daemon.tasks.spawn(async move {
+                crate::sdnotify::watchdog_loop(notifier, liveness, ledger, services, cancel).await;
+                "systemd watchdog".to_owned()
+            });
+        }
+        daemon.notify(&format!(
+            "READY=1\nSTATUS=running {} service(s), {n_checks} check(s)",
+            config.services.len()
+        ));
         tracing::info!(
             event = "started",
             services = config.services.len(),
@@ -154,6 +175,13 @@ impl Daemon {
             config.vigil.control_socket.display()
         );
         Ok(daemon)
+    }
+
+    /// Tells systemd, when it started us.
+    fn notify(&self, message: &str) {
+        if let Some(n) = &self.notifier {
+            n.send(message);
+        }
     }
 
     /// Shows the API the running config and the actors' inboxes.
@@ -247,7 +275,19 @@ impl Daemon {
         first_delay: Duration,
     ) -> CheckTask {
         let cancel = handle.cancel.child_token();
+        // A check loop wakes at least every interval plus its run (timeouts and retries);
+        // sending a restart request may wait for a busy actor's inbox: a minute of slack.
+        let attempts = check.retries.max(1);
+        let max_gap = check.every
+            + check.timeout * attempts
+            + check.retry_delay * (attempts - 1)
+            + Duration::from_secs(60);
+        let beat = self
+            .shared
+            .liveness
+            .register(format!("check {service}/{}", check.name), max_gap);
         let task = CheckLoop {
+            beat,
             service: service.clone(),
             check: check.clone(),
             health: initial,
@@ -327,6 +367,7 @@ impl Daemon {
 
     /// Cancels everything and waits (bounded) for the tasks, naming stragglers.
     pub async fn shutdown(mut self) {
+        self.notify("STOPPING=1\nSTATUS=stopping");
         let started = Instant::now();
         self.root.cancel();
         let deadline = started + SHUTDOWN_DEADLINE;
@@ -356,9 +397,11 @@ impl Daemon {
 
     /// SIGHUP: load and validate the whole file first; apply only a valid one.
     async fn reload(&mut self) {
+        self.notify("RELOADING=1\nSTATUS=reloading the configuration");
         let new = match vigil_config::load(&self.config_path) {
             Ok(c) => c,
             Err(errors) => {
+                self.notify("READY=1\nSTATUS=reload rejected; running the previous configuration");
                 tracing::error!(
                     event = "reload_rejected",
                     errors = errors.0.len(),
@@ -456,6 +499,15 @@ impl Daemon {
         }
         self.config = new;
         self.publish_api_view();
+        self.notify(&format!(
+            "READY=1\nSTATUS=running {} service(s), {} check(s)",
+            self.config.services.len(),
+            self.config
+                .services
+                .iter()
+                .map(|s| s.checks.len())
+                .sum::<usize>()
+        ));
         tracing::info!(
             event = "reloaded",
             kept,
@@ -584,6 +636,8 @@ impl ServiceActor {
 
 /// One check on its own timer.
 struct CheckLoop {
+    /// Ticked on every wake-up (two-level liveness for the systemd watchdog).
+    beat: BeatHandle,
     service: ServiceName,
     check: Check,
     health: CheckHealth,
@@ -608,6 +662,7 @@ impl CheckLoop {
                 _ = self.cancel.cancelled() => return,
                 _ = tokio::time::sleep_until(due) => {}
             }
+            self.beat.tick();
             let run = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return,

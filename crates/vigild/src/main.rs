@@ -15,6 +15,7 @@ mod ledger;
 mod lock;
 mod log;
 mod output;
+mod sdnotify;
 
 use std::process::ExitCode;
 
