@@ -202,6 +202,12 @@ timezone = "Europe/Berlin"
 
 [[services.camera.schedule]]
 every = "24h"
+
+[services.kms]
+driver = "docker"
+container = "kms-production"
+docker_host = "unix:///run/docker.sock"
+stop_timeout = "20s"
 "#;
 
 /// A file with typical mistakes; the reference shows the errors `parse` really reports.

@@ -128,12 +128,14 @@ impl std::fmt::Display for Argv {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DriverSpec {
     Command(CommandDriver),
+    Docker(DockerDriver),
 }
 
 impl DriverSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             DriverSpec::Command(_) => "command",
+            DriverSpec::Docker(_) => "docker",
         }
     }
 }
@@ -150,6 +152,18 @@ pub struct CommandDriver {
     /// `command_timeout` (default 60s): each command is killed (its whole process group)
     /// after this long and counts as failed.
     pub timeout: Duration,
+}
+
+/// `driver = "docker"`: a container driven through the Docker Engine API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DockerDriver {
+    /// Container name or id.
+    pub container: String,
+    /// A `unix:///path` URL; `None`: `$DOCKER_HOST` when it is a `unix://` URL, else
+    /// `unix:///var/run/docker.sock`.
+    pub docker_host: Option<String>,
+    /// `stop_timeout` (default 10s): how long Docker waits after SIGTERM before SIGKILL.
+    pub stop_timeout: Duration,
 }
 
 /// `[services.S.checks.NAME]`.

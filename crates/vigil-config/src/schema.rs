@@ -113,9 +113,10 @@ pub const PLANNED_KEY_HINTS: &[(&str, &str)] = &[
 ];
 
 /// Drivers this version implements, with their keys.
-pub static DRIVERS: &[(&str, &Section)] = &[("command", &DRIVER_COMMAND)];
+pub static DRIVERS: &[(&str, &Section)] =
+    &[("command", &DRIVER_COMMAND), ("docker", &DRIVER_DOCKER)];
 /// Drivers the product contract names that are not implemented yet.
-pub const PLANNED_DRIVERS: &[&str] = &["exec", "systemd", "docker"];
+pub const PLANNED_DRIVERS: &[&str] = &["exec", "systemd"];
 
 /// Check kinds this version implements, with their keys.
 pub static CHECK_KINDS: &[(&str, &Section)] = &[
@@ -149,6 +150,7 @@ pub static SECTIONS: &[&Section] = &[
     &BACKOFF,
     &SERVICE,
     &DRIVER_COMMAND,
+    &DRIVER_DOCKER,
     &CHECK,
     &ON_FAILURE,
     &HTTP,
@@ -505,6 +507,37 @@ pub static DRIVER_COMMAND: Section = Section {
             POSITIVE,
             Dflt::Value("\"60s\""),
             "Each command is killed (its whole process group) after this long and counts as failed.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static DRIVER_DOCKER: Section = Section {
+    id: "driver-docker",
+    header: "[services.NAME]",
+    also: &[],
+    applies: Some("driver = \"docker\""),
+    doc: "A container, driven through the Docker Engine API on its unix socket (the API version is negotiated). A restart is the API's restart with `stop_timeout`; uptime for `grace` comes from `State.StartedAt`; `vigil status` shows the container's state, health, exit code and restart count. The daemon follows the engine's event stream, so a container that dies is restarted at once (source `exit`, deferred while the guard refuses), not at the next check.",
+    keys: &[
+        key(
+            "container",
+            Ty::String,
+            Dflt::Required,
+            "The container's name or id.",
+        ),
+        key(
+            "docker_host",
+            Ty::Other("`unix:///path` URL"),
+            Dflt::Computed(
+                "`$DOCKER_HOST` when it is a `unix://` URL, else `\"unix:///var/run/docker.sock\"`",
+            ),
+            "The daemon's socket. Only unix sockets are supported.",
+        ),
+        key(
+            "stop_timeout",
+            DURATION,
+            Dflt::Value("\"10s\""),
+            "How long Docker waits after the stop signal before it kills the container, on a restart.",
         ),
     ],
     planned: &[],

@@ -18,9 +18,9 @@ use vigil_core::schedule::Schedule;
 use vigil_core::{CheckName, ServiceName};
 
 use crate::model::{
-    Check, CheckKind, CommandDriver, Config, DriverSpec, ExecCheck, HttpCheck, ListeningCheck,
-    LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service, Settings, Severity,
-    StatusSet, TcpCheck,
+    Check, CheckKind, CommandDriver, Config, DockerDriver, DriverSpec, ExecCheck, HttpCheck,
+    ListeningCheck, LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service, Settings,
+    Severity, StatusSet, TcpCheck,
 };
 use crate::schema::{self, Section};
 use crate::suggest;
@@ -245,6 +245,7 @@ fn service(
     }
     let driver = match driver {
         Some(("command", _)) => command_driver(cx, &t).map(DriverSpec::Command),
+        Some(("docker", _)) => docker_driver(cx, &t).map(DriverSpec::Docker),
         _ => None,
     };
 
@@ -337,6 +338,17 @@ fn command_driver(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<CommandDriver> {
         stop,
         status,
         timeout: timeout?,
+    })
+}
+
+fn docker_driver(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<DockerDriver> {
+    let container = t.required(cx, "container", kinds::container_name);
+    let docker_host = t.optional(cx, "docker_host", kinds::docker_host);
+    let stop_timeout = t.defaulted(cx, "stop_timeout", value::duration);
+    Some(DockerDriver {
+        container: container?,
+        docker_host,
+        stop_timeout: stop_timeout?,
     })
 }
 

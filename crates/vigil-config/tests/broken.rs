@@ -557,7 +557,7 @@ fn driver_not_available_yet() {
         "[services.web]\ndriver = \"systemd\"\nunit = \"web.service\"\n",
         2,
         10,
-        "driver \"systemd\" is not available yet (available: command)",
+        "driver \"systemd\" is not available yet (available: command, docker)",
     );
 }
 
@@ -1246,5 +1246,30 @@ fn control_socket_keys() {
         2,
         18,
         "expected",
+    );
+}
+
+#[test]
+fn docker_driver_keys() {
+    let svc = |lines: &str| format!("[services.web]\ndriver = \"docker\"\n{lines}\n");
+    assert_only_error(&svc(""), 1, 1, "missing required key `container`");
+    assert_only_error(&svc("container = \"bad name!\""), 3, 13, "container");
+    assert_only_error(
+        &svc("container = \"web\"\ndocker_host = \"tcp://10.0.0.1:2375\""),
+        4,
+        15,
+        "only unix sockets are supported",
+    );
+    assert_only_error(
+        &svc("container = \"web\"\nstop_timeout = \"soon\""),
+        4,
+        16,
+        "duration",
+    );
+    assert_only_error(
+        &svc("container = \"web\"\nrestart_command = [\"true\"]"),
+        4,
+        1,
+        "restart_command",
     );
 }

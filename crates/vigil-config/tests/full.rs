@@ -53,7 +53,15 @@ fn complete_example_parses_into_the_expected_model() {
         }
     );
 
-    assert_eq!(config.services.len(), 1);
+    assert_eq!(config.services.len(), 2);
+    assert_eq!(
+        config.service("kms").unwrap().driver,
+        DriverSpec::Docker(DockerDriver {
+            container: "kms-production".to_owned(),
+            docker_host: Some("unix:///run/docker.sock".to_owned()),
+            stop_timeout: secs(20),
+        })
+    );
     let cam = config.service("camera").unwrap();
     assert_eq!(cam.name.as_str(), "camera");
     let script = "/home/ops/camera/scripts/managed_start.sh";
@@ -526,7 +534,9 @@ fn minimal_config_takes_every_default() {
     assert_eq!(config.vigil.log_level, LogLevel::default());
     let web = &config.services[0];
     assert_eq!(web.guard, GuardPolicy::default());
-    let DriverSpec::Command(cmd) = &web.driver;
+    let DriverSpec::Command(cmd) = &web.driver else {
+        panic!("command driver expected")
+    };
     assert_eq!(cmd.timeout, secs(60));
     assert_eq!(
         (cmd.start.clone(), cmd.stop.clone(), cmd.status.clone()),

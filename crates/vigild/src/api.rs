@@ -335,11 +335,16 @@ async fn reset(State(st): State<AppState>, UrlPath(name): UrlPath<String>) -> Ap
         .await
         .map_err(ApiError::internal)?
     {
-        Some(cleared) => Ok(json(&serde_json::json!({
+        Some(cleared) => {
+            if let Some(inbox) = view.services.get(&service) {
+                let _ = inbox.send(ServiceMsg::Reset).await;
+            }
+            Ok(json(&serde_json::json!({
             "version": output::JSON_VERSION,
             "service": service.as_str(),
             "cleared": cleared,
-        }))),
+            })))
+        }
         None => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(

@@ -675,9 +675,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                     ))
                 } else {
                     let driver = Driver::new(&service.driver);
-                    let timeout = match &service.driver {
-                        vigil_config::model::DriverSpec::Command(c) => c.timeout,
-                    };
+                    let timeout = crate::driver::repair_timeout(&service.driver);
                     let action = match &repair {
                         Some(argv) => Action::Repair(argv, timeout),
                         None => Action::Restart(&driver),

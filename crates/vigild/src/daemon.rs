@@ -55,6 +55,8 @@ pub enum ServiceMsg {
     },
     /// The service's definition changed on reload (driver or guard policy).
     Update(Box<Service>),
+    /// Its restart history was reset (`vigil reset`): a deferred restart may go now.
+    Reset,
 }
 
 struct CheckTask {
@@ -217,14 +219,20 @@ impl Daemon {
         n_checks: usize,
     ) {
         let name = service.name.clone();
-        let started_at = {
-            let n = name.to_string();
-            self.shared
-                .guard
-                .ledger
-                .call(move |l| l.last_successful_restart(&n))
-                .await
-                .unwrap_or(None)
+        let driver = Driver::new(&service.driver);
+        // The driver's own start time when it has one (a container's StartedAt), else the
+        // last restart Vigil made.
+        let started_at = match driver.started_at().await {
+            Some(t) => Some(t),
+            None => {
+                let n = name.to_string();
+                self.shared
+                    .guard
+                    .ledger
+                    .call(move |l| l.last_successful_restart(&n))
+                    .await
+                    .unwrap_or(None)
+            }
         };
         let (started, _) = watch::channel(started_at);
         let (tx, rx) = mpsc::channel(64);
@@ -233,10 +241,13 @@ impl Daemon {
             let actor = ServiceActor {
                 spec: service.clone(),
                 announced_given_up: None,
-                driver: Driver::new(&service.driver),
+                driver,
                 shared: self.shared.clone(),
                 started: started.clone(),
                 cancel: cancel.clone(),
+                inbox: tx.clone(),
+                follower: None,
+                deferred: None,
             };
             let label = format!("service {name}");
             self.tasks.spawn(async move {
@@ -535,12 +546,6 @@ fn save_every(every: Duration) -> Duration {
     (every * 5).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
-fn repair_timeout(service: &Service) -> Duration {
-    match &service.driver {
-        vigil_config::model::DriverSpec::Command(c) => c.timeout,
-    }
-}
-
 /// The owner of one service's driver and policy; performs its restart requests in order.
 struct ServiceActor {
     spec: Service,
@@ -551,86 +556,164 @@ struct ServiceActor {
     shared: Arc<Shared>,
     started: watch::Sender<Option<Timestamp>>,
     cancel: CancellationToken,
+    /// The actor's own inbox, for the driver's event follower (a container's death).
+    inbox: mpsc::Sender<ServiceMsg>,
+    /// Stops the current driver's event follower (replaced when the driver changes).
+    follower: Option<CancellationToken>,
+    /// A refused restart whose source will not ask again (`exit`, `watchdog`): retried at
+    /// this time (never dropped while the service stays down).
+    deferred: Option<(RestartRequest, Timestamp)>,
 }
 
 impl ServiceActor {
+    /// Starts following the driver's events, when it has any (Docker's event stream):
+    /// a death is reported at once as a restart request with source `exit`.
+    fn follow_driver(&mut self) {
+        if let Some(old) = self.follower.take() {
+            old.cancel();
+        }
+        if let Driver::Docker(spec, own) = &self.driver {
+            let token = self.cancel.child_token();
+            tokio::spawn(crate::docker::follow_events(
+                self.spec.name.clone(),
+                spec.clone(),
+                own.clone(),
+                self.inbox.clone(),
+                self.started.clone(),
+                token.clone(),
+            ));
+            self.follower = Some(token);
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<ServiceMsg>) {
+        self.follow_driver();
         loop {
+            let deferred_until = self.deferred.as_ref().map(|(_, at)| {
+                let wait = at.saturating_since(clock::now());
+                Instant::now() + wait
+            });
             let msg = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return,
                 msg = rx.recv() => match msg { Some(m) => m, None => return },
+                _ = async {
+                    match deferred_until {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let Some((request, _)) = self.deferred.take() else { continue };
+                    if self.driver.is_running().await == Some(true) {
+                        tracing::info!(service = %self.spec.name, event = "deferred_dropped",
+                            "the service runs again: the deferred restart (source {}) is no longer needed", request.source);
+                        continue;
+                    }
+                    ServiceMsg::Restart { request, repair: None, reply: None }
+                }
             };
             match msg {
                 ServiceMsg::Update(spec) => {
+                    let driver_changed = spec.driver != self.spec.driver;
                     self.driver = Driver::new(&spec.driver);
                     self.spec = *spec;
+                    if driver_changed {
+                        self.follow_driver();
+                    }
                     tracing::info!(service = %self.spec.name, event = "service_updated", "driver/guard settings updated");
+                }
+                ServiceMsg::Reset => {
+                    // `vigil reset` through the API: a deferred restart may go now.
+                    self.announced_given_up = None;
+                    if let Some((_, at)) = &mut self.deferred {
+                        *at = clock::now();
+                    }
                 }
                 ServiceMsg::Restart {
                     request,
                     repair,
                     reply,
                 } => {
-                    let action = match &repair {
-                        Some(argv) => Action::Repair(argv, repair_timeout(&self.spec)),
-                        None => Action::Restart(&self.driver),
-                    };
-                    let fut = guard::request(
-                        &self.shared.guard,
-                        &self.spec.name,
-                        &self.spec.guard,
-                        action,
-                        request,
-                    );
-                    let cancel = self.cancel.clone();
-                    let outcome = tokio::select! {
-                        res = fut => res,
-                        _ = async { cancel.cancelled().await; tokio::time::sleep(RESTART_SHUTDOWN_GRACE).await } => {
-                            tracing::error!(service = %self.spec.name, event = "restart_abandoned",
-                                "shutdown: restart still running after {}; abandoned (its process group was killed; the ledger keeps the intent, reported as interrupted)",
-                                vigil_core::format_duration(RESTART_SHUTDOWN_GRACE));
-                            return;
-                        }
-                    };
-                    match outcome {
-                        Ok(decision) => {
-                            match decision.given_up_until() {
-                                Some(rearm_at) => {
-                                    let announced = self
-                                        .announced_given_up
-                                        .is_some_and(|t| decision.decided_at < t);
-                                    if !announced {
-                                        events::given_up(
-                                            &self.spec.name,
-                                            rearm_at,
-                                            decision.decided_at,
-                                        );
-                                    }
-                                    self.announced_given_up = Some(rearm_at);
-                                }
-                                None if decision.verdict.is_allowed() => {
-                                    self.announced_given_up = None
-                                }
-                                None => {}
-                            }
-                            if decision.restarted() && repair.is_none() {
-                                self.started.send_replace(decision.finished_at);
-                            }
-                            if let Some(reply) = reply {
-                                let _ = reply.send(decision);
-                            }
-                        }
-                        Err(error) => tracing::error!(
-                            service = %self.spec.name,
-                            event = "guard_error",
-                            %error,
-                            "restart request failed"
-                        ),
+                    if !self.handle_restart(request, repair, reply).await {
+                        return;
                     }
                 }
             }
         }
+    }
+
+    /// Performs one restart request through the guard; false when shutdown abandoned it.
+    async fn handle_restart(
+        &mut self,
+        request: RestartRequest,
+        repair: Option<vigil_config::model::Argv>,
+        reply: Option<oneshot::Sender<Decision>>,
+    ) -> bool {
+        let action = match &repair {
+            Some(argv) => Action::Repair(argv, crate::driver::repair_timeout(&self.spec.driver)),
+            None => Action::Restart(&self.driver),
+        };
+        let fut = guard::request(
+            &self.shared.guard,
+            &self.spec.name,
+            &self.spec.guard,
+            action,
+            request,
+        );
+        let cancel = self.cancel.clone();
+        let outcome = tokio::select! {
+            res = fut => res,
+            _ = async { cancel.cancelled().await; tokio::time::sleep(RESTART_SHUTDOWN_GRACE).await } => {
+                tracing::error!(service = %self.spec.name, event = "restart_abandoned",
+                    "shutdown: restart still running after {}; abandoned (its process group was killed; the ledger keeps the intent, reported as interrupted)",
+                    vigil_core::format_duration(RESTART_SHUTDOWN_GRACE));
+                return false;
+            }
+        };
+        match outcome {
+            Ok(decision) => {
+                match decision.given_up_until() {
+                    Some(rearm_at) => {
+                        let announced = self
+                            .announced_given_up
+                            .is_some_and(|t| decision.decided_at < t);
+                        if !announced {
+                            events::given_up(&self.spec.name, rearm_at, decision.decided_at);
+                        }
+                        self.announced_given_up = Some(rearm_at);
+                    }
+                    None if decision.verdict.is_allowed() => self.announced_given_up = None,
+                    None => {}
+                }
+                if decision.restarted() && repair.is_none() {
+                    self.started.send_replace(decision.finished_at);
+                }
+                if decision.verdict.is_allowed() {
+                    // Whatever brought the service back settles a pending one.
+                    self.deferred = None;
+                } else if request.source.is_deferred_when_skipped() {
+                    // Nothing else would bring a dead process back: retry when the guard
+                    // will allow it (a lock held elsewhere: in a second).
+                    let at = decision
+                        .verdict
+                        .retry_at(decision.decided_at)
+                        .unwrap_or(decision.decided_at.saturating_add(Duration::from_secs(1)));
+                    tracing::info!(service = %self.spec.name, event = "restart_deferred",
+                        "restart (source {}) deferred until {at}: {}", request.source, decision.verdict);
+                    self.deferred = Some((request, at));
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(decision);
+                }
+            }
+            Err(error) => tracing::error!(
+                service = %self.spec.name,
+                event = "guard_error",
+                %error,
+                "restart request failed"
+            ),
+        }
+        true
     }
 }
 

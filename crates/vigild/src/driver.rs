@@ -3,10 +3,14 @@
 //! Drivers act and report typed outcomes ([`RestartReport`]); they never retry and never
 //! decide. Every restart reaches a driver only through the guard (`guard.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_checks::process::{self, Exit, Leftovers, RunSpec};
-use vigil_config::model::{Argv, CommandDriver, DriverSpec};
+use vigil_config::model::{Argv, CommandDriver, DockerDriver, DriverSpec};
+use vigil_core::Timestamp;
+
+use crate::docker::{self, OwnRestarts};
 
 /// How one restart (or repair command) went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,12 +25,15 @@ pub struct RestartReport {
 #[derive(Clone, Debug)]
 pub enum Driver {
     Command(CommandDriver),
+    /// The container, and what the driver and the event follower share about it.
+    Docker(DockerDriver, Arc<OwnRestarts>),
 }
 
 impl Driver {
     pub fn new(spec: &DriverSpec) -> Driver {
         match spec {
             DriverSpec::Command(c) => Driver::Command(c.clone()),
+            DriverSpec::Docker(d) => Driver::Docker(d.clone(), Arc::default()),
         }
     }
 
@@ -34,6 +41,7 @@ impl Driver {
     pub async fn restart(&self) -> RestartReport {
         match self {
             Driver::Command(c) => run_command(&c.restart, c.timeout).await,
+            Driver::Docker(d, own) => docker::restart(d, own).await,
         }
     }
 
@@ -44,7 +52,42 @@ impl Driver {
                 let status = c.status.as_ref()?;
                 Some(run_command(status, c.timeout).await.ok)
             }
+            Driver::Docker(d, _) => docker::inspect(d).await.ok().map(|s| s.running),
         }
+    }
+
+    /// When the service's current instance started, when the driver knows (Docker's
+    /// `State.StartedAt`); `None`: the daemon uses the last restart in the ledger.
+    pub async fn started_at(&self) -> Option<Timestamp> {
+        match self {
+            Driver::Command(_) => None,
+            Driver::Docker(d, _) => docker::inspect(d)
+                .await
+                .ok()
+                .filter(|s| s.running)
+                .and_then(|s| s.started_at),
+        }
+    }
+
+    /// The driver's own view of the service for `vigil status` (the container's state,
+    /// health, exit code and restart count), or why it could not be read.
+    pub async fn detail(&self) -> Option<String> {
+        match self {
+            Driver::Command(_) => None,
+            Driver::Docker(d, _) => Some(match docker::inspect(d).await {
+                Ok(state) => state.describe(),
+                Err(e) => e,
+            }),
+        }
+    }
+}
+
+/// How long a check's repair command (`on_failure = { exec = [...] }`) may run: the
+/// command driver's `command_timeout`, else a minute.
+pub fn repair_timeout(spec: &DriverSpec) -> Duration {
+    match spec {
+        DriverSpec::Command(c) => c.timeout,
+        DriverSpec::Docker(_) => Duration::from_secs(60),
     }
 }
 

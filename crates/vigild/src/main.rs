@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod clock;
 mod daemon;
+mod docker;
 mod driver;
 mod events;
 mod exit;

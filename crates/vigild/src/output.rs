@@ -122,6 +122,9 @@ pub struct ServiceStatus {
     pub driver: &'static str,
     /// From the driver (`status_command` exit 0), or `null` when it cannot tell.
     pub running: Option<bool>,
+    /// The driver's own view, when it has one: for `docker`, the container's state,
+    /// health, exit code, start time and Docker's restart count.
+    pub driver_detail: Option<String>,
     /// `ok`, `failing`, `warning`, `given-up` or `unknown`.
     pub state: &'static str,
     pub restarts_in_window: u32,
@@ -254,13 +257,14 @@ pub async fn status(
             .iter()
             .filter_map(|s| s.schedule.next_after(now))
             .min();
-        let running = crate::driver::Driver::new(&service.driver)
-            .is_running()
-            .await;
+        let driver = crate::driver::Driver::new(&service.driver);
+        let running = driver.is_running().await;
+        let driver_detail = driver.detail().await;
         services.push(ServiceStatus {
             name: name.clone(),
             driver: service.driver.kind(),
             running,
+            driver_detail,
             state,
             restarts_in_window: u32::try_from(count).unwrap_or(u32::MAX),
             max_restarts: service.guard.max_restarts,
@@ -360,6 +364,22 @@ pub fn render_status(report: &StatusReport) -> String {
         ],
         &rows,
     );
+    let details: Vec<String> = report
+        .services
+        .iter()
+        .filter_map(|s| {
+            Some(format!(
+                "{} ({}): {}\n",
+                s.name,
+                s.driver,
+                s.driver_detail.as_ref()?
+            ))
+        })
+        .collect();
+    if !details.is_empty() {
+        out.push('\n');
+        out.extend(details);
+    }
     let check_rows: Vec<Vec<(String, String)>> = report
         .services
         .iter()

@@ -308,7 +308,7 @@ pub(super) fn docker(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<DockerCheck> {
 
 /// A container name or id: what Docker accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, a leading
 /// `/` allowed as the API prints it).
-fn container_name(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+pub(super) fn container_name(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
     let name = string(cx, v, path)?;
     let bare = name.strip_prefix('/').unwrap_or(&name);
     let valid = bare.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -328,7 +328,7 @@ fn container_name(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Stri
 }
 
 /// `unix:///absolute/path`.
-fn docker_host(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+pub(super) fn docker_host(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
     let s = string(cx, v, path)?;
     let reason = match s.strip_prefix("unix://") {
         Some(p) if p.starts_with('/') && p.len() > 1 => None,
