@@ -36,6 +36,8 @@ start_command = ["/home/ops/camera/scripts/managed_start.sh", "start"]
 stop_command = ["/home/ops/camera/scripts/managed_start.sh", "stop"]
 status_command = ["/home/ops/camera/scripts/managed_start.sh", "status"]
 command_timeout = "60s"
+after = ["kms"]
+ready_check = "rtsp"
 
 [services.camera.guard]
 max_restarts = 3
@@ -67,6 +69,7 @@ severity = "critical"
 kind = "tcp"
 host = "127.0.0.1"
 port = 554
+on_failure = "restart-group"
 
 [services.camera.checks.listener]
 kind = "listening"
@@ -208,6 +211,15 @@ driver = "docker"
 container = "kms-production"
 docker_host = "unix:///run/docker.sock"
 stop_timeout = "20s"
+group = "platform"
+
+[groups.platform]
+members = ["camera"]
+ready_timeout = "30s"
+
+[groups.platform.guard]
+cooldown = "5m"
+max_restarts = 2
 "#;
 
 /// A file with typical mistakes; the reference shows the errors `parse` really reports.

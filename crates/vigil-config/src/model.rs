@@ -24,11 +24,42 @@ pub struct Config {
     pub default_guard: GuardPolicy,
     /// Services in file order.
     pub services: Vec<Service>,
+    /// `[groups.*]` in file order.
+    pub groups: Vec<Group>,
 }
 
 impl Config {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// The restart group `service` belongs to, if any (at most one).
+    pub fn group_of(&self, service: &str) -> Option<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.members.iter().any(|m| m.as_str() == service))
+    }
+}
+
+/// `[groups.NAME]`: services restarted together (seed 001's "restart ALL services"), under
+/// one guard decision with the group's own lock, cooldown and budget.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub name: ServiceName,
+    /// Start order (stops run in reverse): `members`, then services that name the group
+    /// with `group = "NAME"`, each moved after the services in its `after`.
+    pub members: Vec<ServiceName>,
+    /// `[defaults.guard]` with `[groups.NAME.guard]` applied on top.
+    pub guard: GuardPolicy,
+    /// How long a member's `ready_check` may take to pass after it starts.
+    pub ready_timeout: Duration,
+}
+
+impl Group {
+    /// The group's key in the ledger and its lock file: `@NAME`, which no service name
+    /// can be (they start with a letter or digit).
+    pub fn ledger_key(&self) -> ServiceName {
+        ServiceName::new(format!("@{}", self.name))
     }
 }
 
@@ -78,6 +109,10 @@ pub struct Service {
     pub checks: Vec<Check>,
     /// `[[services.NAME.schedule]]` in file order.
     pub schedules: Vec<ScheduleEntry>,
+    /// Members of its restart group this service starts after.
+    pub after: Vec<ServiceName>,
+    /// In a group restart, this check must pass before the next member starts.
+    pub ready_check: Option<CheckName>,
 }
 
 /// A non-empty argv list. The program is `argv[0]`; no shell is involved.
@@ -197,6 +232,9 @@ pub enum OnFailure {
     Alert,
     /// Run a repair command, through the same guard as a restart.
     Exec(Argv),
+    /// Restart the service's whole group (`on_failure = "restart-group"`), under the
+    /// group's guard.
+    RestartGroup,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

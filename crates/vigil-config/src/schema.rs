@@ -85,7 +85,7 @@ pub enum Dflt {
 
 pub const LOG_FORMATS: &[&str] = &["human", "json"];
 pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
-pub const ON_FAILURE_WORDS: &[&str] = &["restart", "alert"];
+pub const ON_FAILURE_WORDS: &[&str] = &["restart", "alert", "restart-group"];
 pub const SEVERITIES: &[&str] = &["critical", "warning"];
 pub const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
 pub const PROTOCOLS: &[&str] = &["tcp", "udp"];
@@ -149,6 +149,7 @@ pub static SECTIONS: &[&Section] = &[
     &GUARD,
     &BACKOFF,
     &SERVICE,
+    &GROUP,
     &DRIVER_COMMAND,
     &DRIVER_DOCKER,
     &CHECK,
@@ -288,7 +289,7 @@ pub static TOP: Section = Section {
     header: "top level",
     also: &[],
     applies: None,
-    doc: "A configuration file has at most these three tables; anything else is an error.",
+    doc: "A configuration file has at most these tables; anything else is an error.",
     keys: &[
         key(
             "vigil",
@@ -307,6 +308,12 @@ pub static TOP: Section = Section {
             Ty::Table,
             Dflt::None,
             "One table per service, keyed by its name: see [`[services.NAME]`](#services).",
+        ),
+        key(
+            "groups",
+            Ty::Table,
+            Dflt::None,
+            "Restart groups, keyed by name: see [`[groups.NAME]`](#groups).",
         ),
     ],
     planned: &["alerts"],
@@ -477,8 +484,55 @@ pub static SERVICE: Section = Section {
             Dflt::None,
             "Scheduled restarts: [`[[services.NAME.schedule]]`](#schedule).",
         ),
+        key(
+            "group",
+            Ty::String,
+            Dflt::None,
+            "Joins the restart group [`[groups.NAME]`](#groups) (after its listed `members`).",
+        ),
+        key(
+            "after",
+            Ty::Other("array of service names"),
+            Dflt::None,
+            "Members of the same group this service starts after (and stops before).",
+        ),
+        key(
+            "ready_check",
+            Ty::String,
+            Dflt::None,
+            "One of this service's checks that must pass, in a group restart, before the next member starts (within the group's `ready_timeout`).",
+        ),
     ],
-    planned: &["group", "after", "alerts"],
+    planned: &["alerts"],
+};
+
+pub static GROUP: Section = Section {
+    id: "groups",
+    header: "[groups.NAME]",
+    also: &[],
+    applies: None,
+    doc: "Services restarted together (seed 001's \"restart ALL services\"). A member's check with `on_failure = \"restart-group\"` asks for the group: one guard decision is taken with the group's own lock, cooldown and budget (recorded in the ledger as `@NAME`); then the members stop in reverse start order and start in order, each waiting for its `ready_check` to pass before the next starts. Members' restarts are recorded with source `group`. A group restart that fails half way stops there and names the member.",
+    keys: &[
+        key(
+            "members",
+            Ty::Other("array of service names"),
+            Dflt::None,
+            "Services in start order. A service can also join with `group = \"NAME\"`, and reorder itself with `after`.",
+        ),
+        key(
+            "guard",
+            Ty::Table,
+            Dflt::None,
+            "The group's own guard: overrides of [`[defaults.guard]`](#guard), key by key.",
+        ),
+        key(
+            "ready_timeout",
+            POSITIVE,
+            Dflt::Value("\"60s\""),
+            "How long a member's `ready_check` may take to pass after it starts, before the group restart stops as failed.",
+        ),
+    ],
+    planned: &[],
 };
 
 pub static DRIVER_COMMAND: Section = Section {

@@ -6,6 +6,7 @@
 //! each function validates everything it can reach, records errors in [`Cx`], and returns
 //! `None` when its part of the model cannot be built.
 
+mod groups;
 mod kinds;
 
 use std::time::Duration;
@@ -58,11 +59,14 @@ pub(crate) fn config(cx: &mut Cx<'_>, root: &Value<'_>, file: &std::path::Path) 
     let settings = settings(cx, &top);
     let default_guard = defaults(cx, &top);
     let services = services(cx, &top, default_guard.as_ref());
+    let (mut services, refs) = services?;
+    let groups = groups::groups(cx, &top, &mut services, &refs, default_guard.as_ref());
     Some(Config {
         path: file.to_path_buf(),
         vigil: settings?,
         default_guard: default_guard?,
-        services: services?,
+        services,
+        groups: groups?,
     })
 }
 
@@ -108,7 +112,7 @@ fn defaults(cx: &mut Cx<'_>, top: &Table<'_>) -> Option<GuardPolicy> {
 
 /// Where a guard key that is absent comes from.
 #[derive(Clone, Copy)]
-enum Inherit<'g> {
+pub(super) enum Inherit<'g> {
     /// `[defaults.guard]`: the schema's documented defaults.
     Documented,
     /// `[services.NAME.guard]`: the merged defaults (`None` when those were invalid; the
@@ -116,7 +120,7 @@ enum Inherit<'g> {
     From(Option<&'g GuardPolicy>),
 }
 
-fn guard(cx: &mut Cx<'_>, t: &Table<'_>, inherit: Inherit<'_>) -> Option<GuardPolicy> {
+pub(super) fn guard(cx: &mut Cx<'_>, t: &Table<'_>, inherit: Inherit<'_>) -> Option<GuardPolicy> {
     t.reject_unknown(cx, &no_hint);
     fn pick<T>(
         cx: &mut Cx<'_>,
@@ -191,17 +195,20 @@ fn services(
     cx: &mut Cx<'_>,
     top: &Table<'_>,
     default_guard: Option<&GuardPolicy>,
-) -> Option<Vec<Service>> {
+) -> Option<(Vec<Service>, Vec<groups::ServiceRefs>)> {
     let Some(v) = top.get("services") else {
-        return Some(Vec::new());
+        return Some((Vec::new(), Vec::new()));
     };
     let path = KeyPath::default().key("services");
     let all = Table::new(cx, v, path, "[services]".to_owned(), &[])?;
-    let mut services = Some(Vec::new());
+    let mut services = Some((Vec::new(), Vec::new()));
     for (name, v) in all.entries() {
         let service = service(cx, &all.path, name, v, default_guard);
         match (&mut services, service) {
-            (Some(list), Some(s)) => list.push(s),
+            (Some((list, refs)), Some((s, r))) => {
+                list.push(s);
+                refs.push(r);
+            }
             _ => services = None,
         }
     }
@@ -209,7 +216,7 @@ fn services(
 }
 
 /// Checks a service or check name (the key `name_key`), reporting at the key.
-fn name_ok(
+pub(super) fn name_ok(
     cx: &mut Cx<'_>,
     what: &str,
     name: &toml::Spanned<toml::de::DeString<'_>>,
@@ -232,7 +239,7 @@ fn service(
     name: &toml::Spanned<toml::de::DeString<'_>>,
     v: &Value<'_>,
     default_guard: Option<&GuardPolicy>,
-) -> Option<Service> {
+) -> Option<(Service, groups::ServiceRefs)> {
     let path = parent.key(name.get_ref());
     let name_valid = name_ok(cx, "service", name, &path);
     let label = format!("[{path}]");
@@ -260,16 +267,49 @@ fn service(
     };
     let checks = checks(cx, &t);
     let schedules = schedules(cx, &t);
+    let mut refs = groups::service_refs(cx, &t);
+    if let (Some(checks), Some(cv)) = (&checks, t.get("checks")) {
+        refs.restart_group = restart_group_spans(checks, cv, &t.path.key("checks"));
+    }
     if !name_valid {
         return None;
     }
-    Some(Service {
-        name: ServiceName::new(name.get_ref().as_ref()),
-        driver: driver?,
-        guard: guard?,
-        checks: checks?,
-        schedules: schedules?,
-    })
+    Some((
+        Service {
+            name: ServiceName::new(name.get_ref().as_ref()),
+            driver: driver?,
+            guard: guard?,
+            checks: checks?,
+            schedules: schedules?,
+            after: Vec::new(),
+            ready_check: None,
+        },
+        refs,
+    ))
+}
+
+/// Where each `on_failure = "restart-group"` is written, to report it if the service
+/// turns out to be in no group.
+fn restart_group_spans(
+    checks: &[Check],
+    raw: &Value<'_>,
+    path: &KeyPath,
+) -> Vec<(std::ops::Range<usize>, KeyPath)> {
+    let DeValue::Table(map) = raw.get_ref() else {
+        return Vec::new();
+    };
+    checks
+        .iter()
+        .filter(|c| groups::is_restart_group(&c.on_failure))
+        .filter_map(|c| {
+            let (_, table) = map.iter().find(|(k, _)| k.get_ref() == c.name.as_str())?;
+            let DeValue::Table(fields) = table.get_ref() else {
+                return None;
+            };
+            let (_, v) = fields.iter().find(|(k, _)| k.get_ref() == "on_failure")?;
+            Some((v.span(), path.key(c.name.as_str()).key("on_failure")))
+        })
+        .collect()
 }
 
 /// A key of some check kind written directly in the service table is a misplaced check.
@@ -481,6 +521,7 @@ fn on_failure(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<OnFailur
         DeValue::String(_) => match one_of(cx, v, path, "on_failure", schema::ON_FAILURE_WORDS)? {
             "restart" => Some(OnFailure::Restart),
             "alert" => Some(OnFailure::Alert),
+            "restart-group" => Some(OnFailure::RestartGroup),
             _ => None,
         },
         DeValue::Table(_) => {
@@ -491,7 +532,7 @@ fn on_failure(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<OnFailur
         }
         other => {
             let message = format!(
-                "expected \"restart\", \"alert\" or a table like {{ exec = [\"/path/to/repair\"] }}, found {}",
+                "expected \"restart\", \"alert\", \"restart-group\" or a table like {{ exec = [\"/path/to/repair\"] }}, found {}",
                 found(other)
             );
             cx.error(v.span(), path, message);

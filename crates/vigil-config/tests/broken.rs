@@ -597,7 +597,7 @@ fn bad_on_failure_type() {
         &tcp_check("on_failure = 1"),
         8,
         14,
-        "expected \"restart\", \"alert\" or a table like { exec = [\"/path/to/repair\"] }, found integer 1",
+        "expected \"restart\", \"alert\", \"restart-group\" or a table like { exec = [\"/path/to/repair\"] }, found integer 1",
     );
 }
 
@@ -1272,4 +1272,83 @@ fn docker_driver_keys() {
         1,
         "restart_command",
     );
+}
+
+/// Two valid services (lines 1-6) for the group cases.
+const TWO: &str = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n[services.b]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n";
+
+#[test]
+fn group_members_must_exist_once_and_in_one_group() {
+    assert_only_error(
+        &format!("{TWO}[groups.g]\nmembers = [\"a\", \"bb\"]\n"),
+        8,
+        17,
+        "no service named `bb`; did you mean `b`?",
+    );
+    assert_only_error(
+        &format!("{TWO}[groups.g]\nmembers = [\"a\", \"a\"]\n"),
+        8,
+        17,
+        "`a` is listed twice",
+    );
+    assert_only_error(
+        &format!("{TWO}[groups.g]\nmembers = [\"a\"]\n[groups.h]\nmembers = [\"a\", \"b\"]\n"),
+        7,
+        1,
+        "`a` is in groups `g` and `h`",
+    );
+    assert_only_error(
+        &format!("{TWO}[groups.g]\nmembers = []\n"),
+        7,
+        1,
+        "has no members",
+    );
+    assert_only_error(
+        &format!("{TWO}[groups.g]\nmembers = [\"a\"]\nready_timeout = \"0s\"\n"),
+        9,
+        17,
+        "",
+    );
+    assert_only_error(
+        &format!("{TWO}[groups.g]\nmembers = [\"a\"]\nmembrs = [\"b\"]\n"),
+        9,
+        1,
+        "unknown key `membrs`",
+    );
+}
+
+#[test]
+fn group_references_from_services() {
+    // `group` names an unknown group.
+    let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\ngroup = \"platfrom\"\n[groups.platform]\nmembers = [\"a\"]\n";
+    assert_only_error(
+        src,
+        4,
+        9,
+        "no group named `platfrom`; did you mean `platform`?",
+    );
+    // `after` outside a group, or naming a non-member.
+    let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\nafter = [\"b\"]\n[services.b]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n";
+    assert_only_error(src, 4, 10, "is in none");
+    let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\nafter = [\"c\"]\n[services.b]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n[groups.g]\nmembers = [\"a\", \"b\"]\n";
+    assert_only_error(
+        src,
+        4,
+        10,
+        "`c` is not a member of group `g` (members: a, b)",
+    );
+    // An ordering cycle.
+    let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\nafter = [\"b\"]\n[services.b]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\nafter = [\"a\"]\n[groups.g]\nmembers = [\"a\", \"b\"]\n";
+    assert_only_error(src, 9, 1, "form a cycle: a -> b");
+    // `ready_check` names no check of the service.
+    let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\nready_check = \"helth\"\n[services.a.checks.health]\nkind = \"tcp\"\nhost = \"h\"\nport = 1\n[groups.g]\nmembers = [\"a\"]\n";
+    assert_only_error(
+        src,
+        4,
+        15,
+        "`helth` is not a check of `a`; did you mean `health`?",
+    );
+    // restart-group outside a group.
+    let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n[services.a.checks.health]\nkind = \"tcp\"\nhost = \"h\"\nport = 1\non_failure = \"restart-group\"\n";
+    assert_only_error(src, 8, 14, "is in no restart group");
 }

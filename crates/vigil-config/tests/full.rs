@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use vigil_config::model::*;
 use vigil_config::{COMPLETE_EXAMPLE, parse, schema};
+use vigil_core::ServiceName;
 use vigil_core::backoff::BackoffPolicy;
 use vigil_core::guard::GuardPolicy;
 use vigil_core::health::Thresholds;
@@ -64,6 +65,26 @@ fn complete_example_parses_into_the_expected_model() {
     );
     let cam = config.service("camera").unwrap();
     assert_eq!(cam.name.as_str(), "camera");
+    assert_eq!(cam.after, [ServiceName::new("kms")]);
+    assert_eq!(cam.ready_check.as_ref().map(|c| c.as_str()), Some("rtsp"));
+    // `group = "platform"` on kms joins after the listed camera; camera's `after`
+    // moves kms first.
+    assert_eq!(config.groups.len(), 1);
+    let g = &config.groups[0];
+    assert_eq!(g.name.as_str(), "platform");
+    assert_eq!(
+        g.members,
+        [ServiceName::new("kms"), ServiceName::new("camera")]
+    );
+    assert_eq!(g.ready_timeout, secs(30));
+    assert_eq!(g.guard.cooldown, secs(300));
+    assert_eq!(g.guard.max_restarts, 2);
+    assert_eq!(g.guard.window, secs(3600));
+    assert_eq!(g.ledger_key().as_str(), "@platform");
+    assert_eq!(
+        config.group_of("camera").map(|g| g.name.as_str()),
+        Some("platform")
+    );
     let script = "/home/ops/camera/scripts/managed_start.sh";
     assert_eq!(
         cam.driver,
@@ -163,8 +184,12 @@ fn complete_example_parses_into_the_expected_model() {
         on_failure: OnFailure::Restart,
         severity: Severity::Critical,
     };
+    assert_eq!(cam.checks[1].on_failure, OnFailure::RestartGroup);
     assert_eq!(
-        cam.checks[1],
+        Check {
+            on_failure: OnFailure::Restart,
+            ..cam.checks[1].clone()
+        },
         defaults(
             "rtsp",
             CheckKind::Tcp(TcpCheck {

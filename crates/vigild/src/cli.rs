@@ -596,6 +596,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
         };
         let mut check_reports = Vec::new();
         let mut wants: Option<(String, Option<vigil_config::model::Argv>)> = None;
+        let mut wants_group = false;
         for (check, run) in service.checks.iter().zip(runs) {
             let now = clock::now();
             let mut health = saved
@@ -641,6 +642,10 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                     OnFailure::Exec(argv) => {
                         wants = Some((check.name.to_string(), Some(argv.clone())))
                     }
+                    OnFailure::RestartGroup => {
+                        wants = Some((check.name.to_string(), None));
+                        wants_group = true;
+                    }
                     OnFailure::Alert => {}
                 }
             }
@@ -656,6 +661,29 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
         }
         let action = match wants {
             None => None,
+            Some((check_name, _)) if wants_group => {
+                let group = config
+                    .group_of(service.name.as_str())
+                    .ok_or_else(|| anyhow::anyhow!("{} is in no restart group", service.name))?;
+                let request = RestartRequest::new(Source::Health);
+                let mut report = if args.no_restart {
+                    let verdict =
+                        guard::preview(&cx, &group.ledger_key(), &group.guard, request).await?;
+                    tracing::info!(service = %service.name, check = %check_name, event = "dry_run",
+                        "--no-restart: would restart group {} because check {check_name} is failing; the guard would say: {verdict}", group.name);
+                    output::ActionReport::dry_run(&check_name, false, &verdict)
+                } else {
+                    let members = crate::group::members(config, group);
+                    let decision =
+                        crate::group::restart(&cx, group, &members, &probes, request).await?;
+                    if let Some(rearm_at) = decision.given_up_until() {
+                        crate::events::given_up(&group.ledger_key(), rearm_at, decision.decided_at);
+                    }
+                    output::ActionReport::performed(&check_name, false, &decision)
+                };
+                report.kind = "restart-group";
+                Some(report)
+            }
             Some((check_name, repair)) => {
                 let request = RestartRequest::new(Source::Health);
                 if args.no_restart {

@@ -57,6 +57,8 @@ pub enum ServiceMsg {
     Update(Box<Service>),
     /// Its restart history was reset (`vigil reset`): a deferred restart may go now.
     Reset,
+    /// Its restart group restarted it: a new instance, up since then.
+    Restarted(Timestamp),
 }
 
 struct CheckTask {
@@ -79,6 +81,15 @@ struct Shared {
     probes: Arc<ProbeContext>,
     /// Loops tick here; the systemd watchdog is fed only while all are fresh.
     liveness: Arc<Liveness>,
+    /// Each group member's way to its group's actor (`on_failure = "restart-group"`);
+    /// replaced on reload.
+    groups: std::sync::RwLock<BTreeMap<ServiceName, mpsc::Sender<GroupMsg>>>,
+}
+
+/// A request to a group actor: a member's check asks for the whole group.
+pub struct GroupMsg {
+    pub member: ServiceName,
+    pub check: String,
 }
 
 pub struct Daemon {
@@ -91,6 +102,8 @@ pub struct Daemon {
     api_view: watch::Sender<Arc<ApiView>>,
     /// Set when started by systemd (`NOTIFY_SOCKET`).
     notifier: Option<Arc<Notifier>>,
+    /// Cancels the group actors (they are rebuilt on every reload).
+    group_actors: CancellationToken,
 }
 
 impl Daemon {
@@ -119,6 +132,7 @@ impl Daemon {
             },
             probes: Arc::new(ProbeContext::new()),
             liveness: Arc::new(Liveness::default()),
+            groups: std::sync::RwLock::default(),
         });
         let (api_view, view_rx) = watch::channel(Arc::new(ApiView {
             config: Arc::new(config.clone()),
@@ -133,6 +147,7 @@ impl Daemon {
             tasks: JoinSet::new(),
             api_view,
             notifier: Notifier::from_env().map(Arc::new),
+            group_actors: CancellationToken::new(),
         };
         let saved = daemon.saved_check_states().await;
         let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
@@ -143,6 +158,7 @@ impl Daemon {
                 .await;
         }
         daemon.publish_api_view();
+        daemon.start_groups();
         {
             let socket = config.vigil.control_socket.clone();
             let guard = daemon.shared.guard.clone();
@@ -177,6 +193,41 @@ impl Daemon {
             config.vigil.control_socket.display()
         );
         Ok(daemon)
+    }
+
+    /// One actor per `[groups.NAME]`: serializes the group's restarts and tells members
+    /// when they were restarted. Rebuilt from scratch on reload (groups hold no state
+    /// beyond the ledger).
+    fn start_groups(&mut self) {
+        self.group_actors.cancel();
+        self.group_actors = self.root.child_token();
+        let mut routes = BTreeMap::new();
+        let config = Arc::new(self.config.clone());
+        for group in &self.config.groups {
+            let (tx, rx) = mpsc::channel(64);
+            let members: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>> = group
+                .members
+                .iter()
+                .filter_map(|m| Some((m.clone(), self.services.get(m)?.tx.clone())))
+                .collect();
+            for m in &group.members {
+                routes.insert(m.clone(), tx.clone());
+            }
+            let actor = GroupActor {
+                group: group.clone(),
+                config: config.clone(),
+                members,
+                shared: self.shared.clone(),
+                cancel: self.group_actors.clone(),
+            };
+            // Not in the task set: a reload ends these on purpose.
+            tokio::spawn(actor.run(rx));
+        }
+        *self
+            .shared
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = routes;
     }
 
     /// Tells systemd, when it started us.
@@ -510,6 +561,7 @@ impl Daemon {
         }
         self.config = new;
         self.publish_api_view();
+        self.start_groups();
         self.notify(&format!(
             "READY=1\nSTATUS=running {} service(s), {} check(s)",
             self.config.services.len(),
@@ -544,6 +596,59 @@ fn stagger(index: usize, total: usize, every: Duration) -> Duration {
 /// counters): five runs, within 1-10 s. Any change of verdict or status is saved at once.
 fn save_every(every: Duration) -> Duration {
     (every * 5).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// The owner of one restart group's requests: one at a time, through the group's guard.
+struct GroupActor {
+    group: vigil_config::model::Group,
+    config: Arc<Config>,
+    members: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+impl GroupActor {
+    async fn run(self, mut rx: mpsc::Receiver<GroupMsg>) {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                msg = rx.recv() => match msg { Some(m) => m, None => return },
+            };
+            tracing::warn!(group = %self.group.name, service = %msg.member, check = %msg.check,
+                event = "group_restart_wanted",
+                "check {}/{} is failing: restarting group {}", msg.member, msg.check, self.group.name);
+            let members = crate::group::members(&self.config, &self.group);
+            let fut = crate::group::restart(
+                &self.shared.guard,
+                &self.group,
+                &members,
+                &self.shared.probes,
+                RestartRequest::new(Source::Health),
+            );
+            let outcome = tokio::select! {
+                res = fut => res,
+                _ = async { self.cancel.cancelled().await; tokio::time::sleep(RESTART_SHUTDOWN_GRACE).await } => return,
+            };
+            match outcome {
+                Ok(decision) => {
+                    if let Some(rearm_at) = decision.given_up_until() {
+                        events::given_up(&self.group.ledger_key(), rearm_at, decision.decided_at);
+                    }
+                    if decision.verdict.is_allowed() {
+                        let at = decision.finished_at.unwrap_or_else(clock::now);
+                        for tx in self.members.values() {
+                            let _ = tx.send(ServiceMsg::Restarted(at)).await;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(group = %self.group.name, event = "guard_error", %error,
+                    "group restart request failed")
+                }
+            }
+        }
+    }
 }
 
 /// The owner of one service's driver and policy; performs its restart requests in order.
@@ -621,6 +726,9 @@ impl ServiceActor {
                         self.follow_driver();
                     }
                     tracing::info!(service = %self.spec.name, event = "service_updated", "driver/guard settings updated");
+                }
+                ServiceMsg::Restarted(at) => {
+                    self.started.send_replace(Some(at));
                 }
                 ServiceMsg::Reset => {
                     // `vigil reset` through the API: a deferred restart may go now.
@@ -848,6 +956,24 @@ impl CheckLoop {
                 return;
             }
             OnFailure::Exec(argv) => Some(argv.clone()),
+            OnFailure::RestartGroup => {
+                let route = self
+                    .shared
+                    .groups
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&self.service)
+                    .cloned();
+                if let Some(group) = route {
+                    let _ = group
+                        .send(GroupMsg {
+                            member: self.service.clone(),
+                            check: self.check.name.to_string(),
+                        })
+                        .await;
+                }
+                return;
+            }
         };
         let msg = ServiceMsg::Restart {
             request: RestartRequest::new(Source::Health),

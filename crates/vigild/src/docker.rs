@@ -169,6 +169,82 @@ pub async fn restart(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
     }
 }
 
+/// Stops the container (a group restart's stop phase), as Vigil's own act.
+pub async fn stop(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
+    own_op(
+        d,
+        own,
+        "stop",
+        &format!("stop?t={}", d.stop_timeout.as_secs()),
+        false,
+    )
+    .await
+}
+
+/// Starts the container (a group restart's start phase).
+pub async fn start(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
+    own_op(d, own, "start", "start", true).await
+}
+
+/// `POST /containers/{c}/{op}`, marked as Vigil's own so its events are not deaths;
+/// 304 (already stopped/started) counts as done.
+async fn own_op(
+    d: &DockerDriver,
+    own: &OwnRestarts,
+    what: &str,
+    op: &str,
+    want_running: bool,
+) -> RestartReport {
+    let started = tokio::time::Instant::now();
+    own.in_flight.store(true, Ordering::SeqCst);
+    let result = async {
+        let socket = socket(d);
+        let version = negotiate(&socket).await?;
+        let path = format!("/v{version}/containers/{}/{op}", api::segment(&d.container));
+        let (status, body) = api::request(&socket, "POST", &path, None)
+            .await
+            .map_err(|e| unreachable(&socket, &e))?;
+        match status {
+            204 | 304 => inspect(d).await,
+            404 => Err(format!("no such container: {}", d.container)),
+            _ => Err(format!("{status} {}", api::error_message(&body))),
+        }
+    }
+    .await;
+    own.last_done_ns.store(
+        clock::now().as_millis().saturating_mul(1_000_000),
+        Ordering::SeqCst,
+    );
+    own.in_flight.store(false, Ordering::SeqCst);
+    let duration = started.elapsed();
+    let took = vigil_core::format_duration(duration);
+    match result {
+        Ok(state) if state.running == want_running => RestartReport {
+            ok: true,
+            detail: format!(
+                "docker {what} {} in {took}: {}",
+                d.container,
+                state.describe()
+            ),
+            duration,
+        },
+        Ok(state) => RestartReport {
+            ok: false,
+            detail: format!(
+                "docker {what} {} in {took}, but it is {}",
+                d.container,
+                state.describe()
+            ),
+            duration,
+        },
+        Err(e) => RestartReport {
+            ok: false,
+            detail: format!("docker {what} {}: {e}", d.container),
+            duration,
+        },
+    }
+}
+
 async fn restart_inner(d: &DockerDriver) -> Result<ContainerState, String> {
     let socket = socket(d);
     let version = negotiate(&socket).await?;

@@ -45,6 +45,34 @@ impl Driver {
         }
     }
 
+    /// Stops the service for a group restart. A command driver without `stop_command`
+    /// has nothing to run here (its `restart_command` does the work in the start phase).
+    pub async fn stop(&self) -> RestartReport {
+        match self {
+            Driver::Command(c) => match &c.stop {
+                Some(stop) => run_command(stop, c.timeout).await,
+                None => RestartReport {
+                    ok: true,
+                    detail: "no stop_command: restarted in the start phase".to_owned(),
+                    duration: Duration::ZERO,
+                },
+            },
+            Driver::Docker(d, own) => docker::stop(d, own).await,
+        }
+    }
+
+    /// Starts the service in a group restart: `start_command` after a `stop_command`,
+    /// else `restart_command`; a container is started.
+    pub async fn start(&self) -> RestartReport {
+        match self {
+            Driver::Command(c) => match (&c.stop, &c.start) {
+                (Some(_), Some(start)) => run_command(start, c.timeout).await,
+                _ => run_command(&c.restart, c.timeout).await,
+            },
+            Driver::Docker(d, own) => docker::start(d, own).await,
+        }
+    }
+
     /// Whether the service runs, when the driver can tell (`status_command`).
     pub async fn is_running(&self) -> Option<bool> {
         match self {

@@ -34,12 +34,13 @@ pub struct GuardContext {
 }
 
 /// What an allowed request performs.
-#[derive(Clone, Copy, Debug)]
 pub enum Action<'a> {
     /// Restart through the service's driver.
     Restart(&'a Driver),
     /// Run a check's repair command (`on_failure = { exec = [...] }`) instead.
     Repair(&'a Argv, Duration),
+    /// Performed by the caller: a group restart's stop/start sequence, a member's start.
+    Run(std::pin::Pin<Box<dyn std::future::Future<Output = RestartReport> + Send + 'a>>),
 }
 
 /// The guard's verdict and, when allowed, how the action went.
@@ -133,6 +134,7 @@ pub async fn request(
     let report = match action {
         Action::Restart(driver) => driver.restart().await,
         Action::Repair(argv, timeout) => driver::run_command(argv, timeout).await,
+        Action::Run(fut) => fut.await,
     };
     let finished_at = clock::now();
     {

@@ -10,6 +10,7 @@ mod docker;
 mod driver;
 mod events;
 mod exit;
+mod group;
 mod guard;
 mod heartbeat;
 mod ledger;
