@@ -370,3 +370,238 @@ async fn postgres_ready_scram_and_refusal() {
         format!("postgres 127.0.0.1:{port}: connection refused")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// TLS: the same three servers with their own TLS listeners and a private CA.
+
+/// A private CA, a server certificate for 127.0.0.1 and a client certificate, as PEM
+/// files in `dir` (readable by `owner`, for postgres, which insists on a 0600 key).
+struct TlsFiles {
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+fn tls_files(dir: &Path, owner: Option<(u32, u32)>) -> TlsFiles {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Vigil Test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: Vec<String>, cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert, key) = leaf(
+        vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+        "localhost",
+    );
+    let (client_cert, client_key) = leaf(Vec::new(), "vigil");
+    let write = |name: &str, text: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        }
+        path
+    };
+    TlsFiles {
+        ca: write("ca.pem", &ca.pem(), 0o644),
+        cert: write("server.pem", &cert, 0o644),
+        key: write("server.key", &key, 0o600),
+        client_cert: write("client.pem", &client_cert, 0o644),
+        client_key: write("client.key", &client_key, 0o600),
+    }
+}
+
+fn trusting(files: &TlsFiles, client: bool) -> vigil_checks::model::TlsOptions {
+    vigil_checks::model::TlsOptions {
+        ca_file: Some(files.ca.clone()),
+        insecure: false,
+        client_cert: client.then(|| vigil_checks::model::ClientCert {
+            cert: files.client_cert.clone(),
+            key: files.client_key.clone(),
+        }),
+    }
+}
+
+fn untrusting() -> vigil_checks::model::TlsOptions {
+    vigil_checks::model::TlsOptions {
+        ca_file: None,
+        insecure: false,
+        client_cert: None,
+    }
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_and_without_client_certificates() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = tls_files(dir.path(), None);
+    let start_tls = |auth_clients: &str| {
+        let port = free_port();
+        let mut cmd = command("redis-server");
+        cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--tls-cert-file")
+            .arg(&files.cert)
+            .arg("--tls-key-file")
+            .arg(&files.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&files.ca)
+            .args(["--tls-auth-clients", auth_clients]);
+        (start(&mut cmd), port)
+    };
+    let with_tls = |port: u16, tls| {
+        let CheckKind::Redis(mut check) = redis(port, None, None) else {
+            unreachable!()
+        };
+        check.tls = Some(tls);
+        CheckKind::Redis(check)
+    };
+    let (_server, port) = start_tls("no");
+    wait_listening(port, "redis-server (tls)").await;
+    let out = run(with_tls(port, trusting(&files, false))).await;
+    assert!(out.passed, "{out:?}");
+    assert!(out.reason.starts_with("PONG in "), "{}", out.reason);
+    // The server's CA is not in the system store: a clear certificate failure.
+    let out = run(with_tls(port, untrusting())).await;
+    assert!(!out.passed);
+    assert!(
+        out.reason.to_lowercase().contains("certificate"),
+        "{}",
+        out.reason
+    );
+    // Plain RESP against a TLS port is not a PONG.
+    let out = run(redis(port, None, None)).await;
+    assert!(!out.passed, "{out:?}");
+
+    // Mutual TLS: the client certificate is required and presented.
+    let (_mtls, mport) = start_tls("yes");
+    wait_listening(mport, "redis-server (mtls)").await;
+    let out = run(with_tls(mport, trusting(&files, true))).await;
+    assert!(out.passed, "{out:?}");
+    let out = run(with_tls(mport, trusting(&files, false))).await;
+    assert!(!out.passed, "{out:?}");
+}
+
+#[tokio::test]
+async fn mqtt_over_tls_against_mosquitto() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = tls_files(dir.path(), None);
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\npersistence false\nuser root\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            files.ca.display(),
+            files.cert.display(),
+            files.key.display()
+        ),
+    )
+    .unwrap();
+    let _server = start(command("mosquitto").arg("-c").arg(&conf));
+    wait_listening(port, "mosquitto (tls)").await;
+    let with_tls = |tls| {
+        let CheckKind::Mqtt(mut check) = mqtt(port, None, None) else {
+            unreachable!()
+        };
+        check.tls = Some(tls);
+        CheckKind::Mqtt(check)
+    };
+    let out = run(with_tls(trusting(&files, false))).await;
+    assert!(out.passed, "{out:?}");
+    assert!(
+        out.reason.starts_with("CONNACK accepted in "),
+        "{}",
+        out.reason
+    );
+    let out = run(with_tls(untrusting())).await;
+    assert!(!out.passed);
+    assert!(
+        out.reason.to_lowercase().contains("certificate"),
+        "{}",
+        out.reason
+    );
+}
+
+#[tokio::test]
+async fn postgres_over_tls() {
+    if !enabled() {
+        return;
+    }
+    let (uid, gid) = postgres_ids();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+    let files = tls_files(dir.path(), Some((uid, gid)));
+    let data = dir.path().join("data");
+    setup(
+        command(&format!("{PG_BIN}/initdb"))
+            .uid(uid)
+            .gid(gid)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "trust", "--no-sync"]),
+    );
+    let port = free_port();
+    let _server = start(
+        command(&format!("{PG_BIN}/postgres"))
+            .uid(uid)
+            .gid(gid)
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!("ssl_cert_file={}", files.cert.display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", files.key.display())),
+    );
+    wait_listening(port, "postgres (ssl)").await;
+    let with_tls = |tls| {
+        let CheckKind::Postgres(mut check) = postgres(port, None) else {
+            unreachable!()
+        };
+        check.tls = Some(tls);
+        CheckKind::Postgres(check)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let out = run(with_tls(trusting(&files, false))).await;
+        if out.passed || tokio::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(out.passed, "{out:?}");
+    let out = run(with_tls(untrusting())).await;
+    assert!(!out.passed);
+    assert!(
+        out.reason.to_lowercase().contains("certificate"),
+        "{}",
+        out.reason
+    );
+}
