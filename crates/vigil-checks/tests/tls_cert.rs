@@ -200,3 +200,112 @@ async fn nothing_listening_fails_clearly() {
         format!("tls_cert 127.0.0.1:{port}: connection refused")
     );
 }
+
+/// A real web server: nginx (gated on `VIGIL_TEST_SERVERS=1`) serving, by SNI, a
+/// certificate that expires in 3 days for `example.com` and a 30-day one for the default
+/// server. The probe reads the one its `server_name` selects.
+#[tokio::test]
+async fn nginx_serves_a_certificate_expiring_in_three_days() {
+    if std::env::var_os("VIGIL_TEST_SERVERS").is_none_or(|v| v != "1") {
+        eprintln!("skipped: set VIGIL_TEST_SERVERS=1");
+        return;
+    }
+    use rcgen::{CertificateParams, KeyPair, date_time_ymd};
+    let dir = tempfile::tempdir().unwrap();
+    let now = unix_now();
+    let write_cert = |name: &str, host: &str, days: u64| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![host.to_owned()]).unwrap();
+        let epoch = date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + Duration::from_secs(now - DAY);
+        // Three days and an hour: "3 days" whatever second the probe runs in.
+        params.not_after = epoch + Duration::from_secs(now + days * DAY + 3600);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    };
+    write_cert("short", "example.com", 3);
+    write_cert("long", "other.test", 30);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dir.path().display();
+    let conf = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{ listen 127.0.0.1:{port} ssl default_server; server_name other.test; ssl_certificate {d}/long.pem; ssl_certificate_key {d}/long.key; return 200 ok; }}\n  server {{ listen 127.0.0.1:{port} ssl; server_name example.com; ssl_certificate {d}/short.pem; ssl_certificate_key {d}/short.key; return 200 ok; }}\n}}\n"
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "test fixture: a server the test owns and kills"
+    )]
+    let child = std::process::Command::new("nginx")
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(dir.path())
+        .args(["-g", "daemon off;"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx (apt-get install nginx)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            // SIGTERM: the master stops its workers too (SIGKILL would orphan them).
+            if let Some(pid) = i32::try_from(self.0.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let _ = self.0.wait();
+        }
+    }
+    let _nginx = Kill(child);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nginx did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let out = run(check(port)).await;
+    assert!(out.passed, "{out:?}");
+    assert!(
+        out.warning,
+        "3 days left must warn (critical below 3): {out:?}"
+    );
+    assert!(
+        out.reason
+            .contains("certificate for example.com expires in 3 days ("),
+        "{}",
+        out.reason
+    );
+    let out = run(TlsCertCheck {
+        critical_days: 4,
+        ..check(port)
+    })
+    .await;
+    assert!(!out.passed, "{out:?}");
+    let out = run(TlsCertCheck {
+        server_name: Some("other.test".to_owned()),
+        ..check(port)
+    })
+    .await;
+    assert!(out.passed && !out.warning, "{out:?}");
+    assert!(
+        out.reason
+            .contains("certificate for other.test expires in 30 days ("),
+        "{}",
+        out.reason
+    );
+}
