@@ -557,7 +557,7 @@ fn driver_not_available_yet() {
         "[services.web]\ndriver = \"systemd\"\nunit = \"web.service\"\n",
         2,
         10,
-        "driver \"systemd\" is not available yet (available: command)",
+        "driver \"systemd\" is not available yet (available: command, exec)",
     );
 }
 

@@ -51,7 +51,39 @@ fn complete_example_parses_into_the_expected_model() {
         }
     );
 
-    assert_eq!(config.services.len(), 1);
+    assert_eq!(config.services.len(), 2);
+    let worker = config.service("worker").unwrap();
+    assert_eq!(
+        worker.driver,
+        DriverSpec::Exec(ExecDriver {
+            command: argv(&["/opt/worker/bin/worker", "--port", "8080"]),
+            cwd: Some(PathBuf::from("/opt/worker")),
+            env: vec![
+                ("RUST_LOG".to_owned(), "info".to_owned()),
+                ("PORT".to_owned(), "8080".to_owned())
+            ],
+            user: Some("worker".to_owned()),
+            group: Some("worker".to_owned()),
+            stdout: OutputTarget::Log,
+            stderr: OutputTarget::File(PathBuf::from("/var/log/worker/stderr.log")),
+            log_max_size: 10 * 1024 * 1024,
+            log_keep: 5,
+            restart: vigil_core::RestartPolicy::Always,
+            restart_delay: secs(1),
+            success_exit_status: vigil_core::SuccessStatus {
+                codes: vec![75],
+                signals: vec![vigil_core::Signal::USR1],
+            },
+            stop_signal: vigil_core::Signal::TERM,
+            stop_timeout: secs(10),
+            ready: Ready::Notify,
+            start_timeout: secs(90),
+            watchdog: Some(secs(30)),
+            watchdog_signal: vigil_core::Signal::ABRT,
+            on_daemon_exit: OnDaemonExit::Stop,
+        })
+    );
+    assert_eq!(worker.guard, config.default_guard);
     let cam = config.service("camera").unwrap();
     assert_eq!(cam.name.as_str(), "camera");
     let script = "/home/ops/camera/scripts/managed_start.sh";
@@ -524,7 +556,9 @@ fn minimal_config_takes_every_default() {
     assert_eq!(config.vigil.log_level, LogLevel::default());
     let web = &config.services[0];
     assert_eq!(web.guard, GuardPolicy::default());
-    let DriverSpec::Command(cmd) = &web.driver;
+    let DriverSpec::Command(cmd) = &web.driver else {
+        panic!("web uses the command driver")
+    };
     assert_eq!(cmd.timeout, secs(60));
     assert_eq!(
         (cmd.start.clone(), cmd.stop.clone(), cmd.status.clone()),

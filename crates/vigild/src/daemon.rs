@@ -438,9 +438,7 @@ fn save_every(every: Duration) -> Duration {
 }
 
 fn repair_timeout(service: &Service) -> Duration {
-    match &service.driver {
-        vigil_config::model::DriverSpec::Command(c) => c.timeout,
-    }
+    service.driver.command_timeout()
 }
 
 /// The owner of one service's driver and policy; performs its restart requests in order.

@@ -21,12 +21,18 @@ pub struct RestartReport {
 #[derive(Clone, Debug)]
 pub enum Driver {
     Command(CommandDriver),
+    /// Owned by `vigil run`'s supervisor (`exec/`): a one-shot process cannot restart it.
+    Exec,
 }
+
+/// What one-shot commands say about an exec service: the running daemon owns its process.
+pub const EXEC_OWNED_BY_DAEMON: &str = "exec services are supervised by `vigil run`, which owns their processes; this command cannot act on one without the daemon's control socket";
 
 impl Driver {
     pub fn new(spec: &DriverSpec) -> Driver {
         match spec {
             DriverSpec::Command(c) => Driver::Command(c.clone()),
+            DriverSpec::Exec(_) => Driver::Exec,
         }
     }
 
@@ -34,6 +40,11 @@ impl Driver {
     pub async fn restart(&self) -> RestartReport {
         match self {
             Driver::Command(c) => run_command(&c.restart, c.timeout).await,
+            Driver::Exec => RestartReport {
+                ok: false,
+                detail: EXEC_OWNED_BY_DAEMON.to_owned(),
+                duration: Duration::ZERO,
+            },
         }
     }
 
@@ -44,6 +55,7 @@ impl Driver {
                 let status = c.status.as_ref()?;
                 Some(run_command(status, c.timeout).await.ok)
             }
+            Driver::Exec => None,
         }
     }
 }
