@@ -164,7 +164,21 @@ impl Daemon {
         let (started, _) = watch::channel(started_at);
         let (tx, rx) = mpsc::channel(64);
         let cancel = self.root.child_token();
-        {
+        if let vigil_config::model::DriverSpec::Exec(spec) = &service.driver {
+            let sup = crate::exec::Supervisor::new(
+                service,
+                spec.clone(),
+                self.shared.guard.clone(),
+                started.clone(),
+                cancel.clone(),
+                self.root.clone(),
+            );
+            let label = format!("exec service {name}");
+            self.tasks.spawn(async move {
+                sup.run(rx).await;
+                label
+            });
+        } else {
             let actor = ServiceActor {
                 spec: service.clone(),
                 announced_given_up: None,
@@ -292,7 +306,21 @@ impl Daemon {
     pub async fn shutdown(mut self) {
         let started = Instant::now();
         self.root.cancel();
-        let deadline = started + SHUTDOWN_DEADLINE;
+        // Exec services get their stop_timeout (then SIGKILL) plus a margin to be reaped.
+        let exec_stop = self
+            .config
+            .services
+            .iter()
+            .filter_map(|s| match &s.driver {
+                vigil_config::model::DriverSpec::Exec(e) => {
+                    Some(e.stop_timeout + Duration::from_secs(2))
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default();
+        let limit = SHUTDOWN_DEADLINE.max(exec_stop);
+        let deadline = started + limit;
         loop {
             match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
                 Ok(Some(_)) => {}
@@ -303,7 +331,7 @@ impl Daemon {
                         remaining = self.tasks.len(),
                         "{} task(s) still running after {}; exiting anyway",
                         self.tasks.len(),
-                        vigil_core::format_duration(SHUTDOWN_DEADLINE)
+                        vigil_core::format_duration(limit)
                     );
                     self.tasks.abort_all();
                     break;

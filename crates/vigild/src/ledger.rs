@@ -22,7 +22,7 @@ use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
 use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -83,6 +83,25 @@ pub struct HistoryRow {
     pub outcome_detail: Option<String>,
     pub finished_at: Option<Timestamp>,
     pub pid: u32,
+    /// What a hung process was doing when the watchdog fired (source `watchdog`).
+    pub evidence: Option<String>,
+}
+
+/// The runtime state of an exec service as its supervisor last wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecStateRow {
+    pub service: String,
+    /// The `vigil run` that owns the process.
+    pub vigil_pid: u32,
+    pub pid: Option<u32>,
+    pub main_pid: Option<u32>,
+    /// `starting`, `running`, `stopping`, `restart-pending`, `given-up`, `exited`,
+    /// `stopped`, `left-running`.
+    pub state: String,
+    /// The last `STATUS=` text the service sent.
+    pub status_text: Option<String>,
+    pub since: Timestamp,
+    pub detail: String,
 }
 
 /// An allowed restart with no recorded outcome.
@@ -234,6 +253,24 @@ impl Ledger {
                     PRIMARY KEY (service, name)
                 );
                 PRAGMA user_version = 2;",
+            )
+            .map_err(&err)?;
+        }
+        if version < 3 {
+            // v3: hang evidence on restart rows; the runtime state of exec services.
+            tx.execute_batch(
+                "ALTER TABLE restarts ADD COLUMN evidence TEXT;
+                CREATE TABLE exec_state (
+                    service TEXT PRIMARY KEY,
+                    vigil_pid INTEGER NOT NULL,
+                    pid INTEGER,
+                    main_pid INTEGER,
+                    state TEXT NOT NULL,
+                    status_text TEXT,
+                    since INTEGER NOT NULL,
+                    detail TEXT NOT NULL DEFAULT ''
+                );
+                PRAGMA user_version = 3;",
             )
             .map_err(&err)?;
         }
@@ -412,7 +449,7 @@ impl Ledger {
             .conn
             .prepare_cached(
                 "SELECT id, service, at, source, forced, verdict, reason, message, outcome,
-                        outcome_detail, finished_at, pid
+                        outcome_detail, finished_at, pid, evidence
                  FROM restarts
                  WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR at >= ?2)
                  ORDER BY at, id",
@@ -433,6 +470,72 @@ impl Ledger {
                     outcome_detail: r.get(9)?,
                     finished_at: ts(r.get(10)?),
                     pid: r.get(11)?,
+                    evidence: r.get(12)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    /// Attaches evidence (e.g. a hung process's state) to a restart row.
+    pub fn set_evidence(&self, id: i64, text: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE restarts SET evidence = ?2 WHERE id = ?1",
+                params![id, text],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Saves an exec service's runtime state (one row per service).
+    pub fn save_exec_state(&self, row: &ExecStateRow) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO exec_state (service, vigil_pid, pid, main_pid, state, status_text, since, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (service) DO UPDATE SET vigil_pid = excluded.vigil_pid,
+                    pid = excluded.pid, main_pid = excluded.main_pid, state = excluded.state,
+                    status_text = excluded.status_text, since = excluded.since,
+                    detail = excluded.detail",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    row.service,
+                    row.vigil_pid,
+                    row.pid,
+                    row.main_pid,
+                    row.state,
+                    row.status_text,
+                    row.since.as_millis(),
+                    row.detail
+                ])
+            })
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Every exec service's last written runtime state.
+    pub fn exec_states(&self) -> Result<Vec<ExecStateRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT service, vigil_pid, pid, main_pid, state, status_text, since, detail
+                 FROM exec_state ORDER BY service",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ExecStateRow {
+                    service: r.get(0)?,
+                    vigil_pid: r.get(1)?,
+                    pid: r.get(2)?,
+                    main_pid: r.get(3)?,
+                    state: r.get(4)?,
+                    status_text: r.get(5)?,
+                    since: Timestamp::from_millis(r.get(6)?),
+                    detail: r.get(7)?,
                 })
             })
             .map_err(&err)?;
@@ -786,6 +889,15 @@ impl LedgerHandle {
     pub fn save_check_state(&self, row: CheckStateRow) {
         // The thread outlives every handle; a send can only fail after a job panicked.
         let _ = self.tx.send(Msg::CheckState(row));
+    }
+
+    /// Runs `f` on the ledger thread without waiting for it (state that must not hold
+    /// up a supervisor, e.g. an exec service's runtime state).
+    pub fn submit<F>(&self, f: F)
+    where
+        F: FnOnce(&mut Ledger) + Send + 'static,
+    {
+        let _ = self.tx.send(Msg::Job(Box::new(f)));
     }
 
     /// Runs `f` on the ledger thread and returns its result.

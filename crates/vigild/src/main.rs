@@ -6,6 +6,7 @@ mod clock;
 mod daemon;
 mod driver;
 mod events;
+mod exec;
 mod exit;
 mod guard;
 mod heartbeat;
@@ -17,6 +18,12 @@ mod output;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The exec wrapper (`exec/spawn.rs`) must do nothing but exec the service.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == exec::spawn::WRAP_ARG) {
+        let rest: Vec<_> = args.collect();
+        return ExitCode::from(exec::spawn::exec_wrapper(&rest));
+    }
     limit_malloc_arenas();
     ExitCode::from(cli::main())
 }
