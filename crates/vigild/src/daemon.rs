@@ -80,6 +80,8 @@ pub struct Daemon {
     services: BTreeMap<ServiceName, ServiceHandle>,
     root: CancellationToken,
     tasks: JoinSet<String>,
+    /// What each running task is, to name the stragglers at the shutdown deadline.
+    labels: std::collections::HashMap<tokio::task::Id, String>,
 }
 
 impl Daemon {
@@ -110,6 +112,7 @@ impl Daemon {
             services: BTreeMap::new(),
             root: CancellationToken::new(),
             tasks: JoinSet::new(),
+            labels: std::collections::HashMap::new(),
         };
         let saved = daemon.saved_check_states().await;
         let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
@@ -174,9 +177,8 @@ impl Daemon {
                 self.root.clone(),
             );
             let label = format!("exec service {name}");
-            self.tasks.spawn(async move {
+            self.spawn_labeled(label, async move {
                 sup.run(rx).await;
-                label
             });
         } else {
             let actor = ServiceActor {
@@ -188,9 +190,8 @@ impl Daemon {
                 cancel: cancel.clone(),
             };
             let label = format!("service {name}");
-            self.tasks.spawn(async move {
+            self.spawn_labeled(label, async move {
                 actor.run(rx).await;
-                label
             });
         }
         let mut handle = ServiceHandle {
@@ -235,9 +236,8 @@ impl Daemon {
             cancel: cancel.clone(),
         };
         let label = format!("check {service}/{}", check.name);
-        self.tasks.spawn(async move {
+        self.spawn_labeled(label, async move {
             task.run(first_delay).await;
-            label
         });
         CheckTask {
             spec: check.clone(),
@@ -258,12 +258,23 @@ impl Daemon {
             let cancel = cancel.clone();
             let service = service.clone();
             let label = format!("schedule {service}#{i}");
-            self.tasks.spawn(async move {
+            self.spawn_labeled(label, async move {
                 schedule_loop(service, schedule, tx, cancel).await;
-                label
             });
         }
         cancel
+    }
+
+    fn spawn_labeled<F>(&mut self, label: String, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let l = label.clone();
+        let handle = self.tasks.spawn(async move {
+            fut.await;
+            l
+        });
+        self.labels.insert(handle.id(), label);
     }
 
     /// Runs until SIGTERM/SIGINT; handles SIGHUP reloads on the way.
@@ -277,11 +288,20 @@ impl Daemon {
                 _ = term.recv() => { tracing::info!(event = "shutdown", signal = "SIGTERM", "SIGTERM received: shutting down"); break; }
                 _ = int.recv() => { tracing::info!(event = "shutdown", signal = "SIGINT", "SIGINT received: shutting down"); break; }
                 _ = hup.recv() => self.reload().await,
-                Some(res) = self.tasks.join_next() => {
-                    // Tasks only end on cancellation; an early end is a bug worth logging.
+                Some(res) = self.tasks.join_next_with_id() => {
+                    // Tasks only end on cancellation (or a removed service's exec
+                    // supervisor, after stopping its process); anything else is a bug.
                     match res {
-                        Ok(label) => tracing::warn!(task = %label, "task ended unexpectedly"),
-                        Err(error) => tracing::error!(%error, "task panicked"),
+                        Ok((id, label)) => {
+                            self.labels.remove(&id);
+                            if !label.starts_with("exec service ") {
+                                tracing::warn!(task = %label, "task ended unexpectedly");
+                            }
+                        }
+                        Err(error) => {
+                            self.labels.remove(&error.id());
+                            tracing::error!(%error, "task panicked");
+                        }
                     }
                 }
             }
@@ -322,16 +342,24 @@ impl Daemon {
         let limit = SHUTDOWN_DEADLINE.max(exec_stop);
         let deadline = started + limit;
         loop {
-            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
-                Ok(Some(_)) => {}
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(Ok((id, _)))) => {
+                    self.labels.remove(&id);
+                }
+                Ok(Some(Err(error))) => {
+                    self.labels.remove(&error.id());
+                }
                 Ok(None) => break,
                 Err(_) => {
+                    let mut names: Vec<&str> = self.labels.values().map(String::as_str).collect();
+                    names.sort_unstable();
                     tracing::error!(
                         event = "shutdown_stragglers",
                         remaining = self.tasks.len(),
-                        "{} task(s) still running after {}; exiting anyway",
+                        "{} task(s) still running after {}; exiting anyway: {}",
                         self.tasks.len(),
-                        vigil_core::format_duration(limit)
+                        vigil_core::format_duration(limit),
+                        names.join(", ")
                     );
                     self.tasks.abort_all();
                     break;

@@ -610,3 +610,76 @@ fn one_shot_restart_of_an_exec_service_says_the_daemon_owns_it() {
     );
     assert!(env.history().is_empty());
 }
+
+/// The rest of the protocol through `systemd-notify`: `EXTEND_TIMEOUT_USEC=` extends the
+/// start deadline, a missing `READY=1` is a start timeout (an abnormal exit cause),
+/// `WATCHDOG=trigger` and `WATCHDOG_USEC=` fire the watchdog, `MAINPID=` is recorded.
+#[test]
+fn notify_protocol_extras_via_systemd_notify() {
+    if !std::path::Path::new("/usr/bin/systemd-notify").exists() {
+        assert!(std::env::var_os("VIGIL_TEST_SERVERS").is_none());
+        eprintln!("skipped: /usr/bin/systemd-notify is not installed");
+        return;
+    }
+    let env = Env::new();
+    let sh = |name: &str, script: &str, extra: &str| {
+        format!(
+            "\n[services.{name}]\ndriver = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", {script:?}]\nready = \"notify\"\nrestart_delay = \"0\"\n{extra}\n"
+        )
+    };
+    env.write_config(&format!(
+        "[defaults.guard]\ncooldown = \"1h\"\n{}{}{}{}{}",
+        sh(
+            "extended",
+            "systemd-notify EXTEND_TIMEOUT_USEC=5000000 && sleep 1 && systemd-notify --ready && exec sleep 600",
+            "start_timeout = \"300ms\"\nrestart = \"always\""
+        ),
+        sh("never_ready", "exec sleep 600", "start_timeout = \"300ms\"\nrestart = \"on-abnormal\"\nstop_timeout = \"1s\""),
+        sh(
+            "triggered",
+            "systemd-notify --ready && sleep 0.2 && systemd-notify WATCHDOG=trigger && exec sleep 600",
+            "restart = \"on-watchdog\""
+        ),
+        sh(
+            "shortened",
+            "systemd-notify --ready WATCHDOG_USEC=300000 && exec sleep 600",
+            "watchdog = \"1h\"\nrestart = \"on-watchdog\""
+        ),
+        sh(
+            "forking",
+            "sleep 600 & systemd-notify --ready MAINPID=$! && wait",
+            "restart = \"no\""
+        ),
+    ));
+    let daemon = env.start_daemon(&[]);
+    let watchdog_restart = |service: &str| {
+        wait_until(LONG, &format!("{service}'s watchdog restart"), || {
+            entries_for(&env, service)
+                .into_iter()
+                .find(|e| e["source"] == "watchdog" && e["verdict"] == "allowed")
+        })
+    };
+    for service in ["triggered", "shortened"] {
+        let e = watchdog_restart(service);
+        assert!(
+            e["evidence"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("main process"),
+            "{e}"
+        );
+    }
+    let timeout = wait_until(LONG, "never_ready's restart", || {
+        entries_for(&env, "never_ready")
+            .into_iter()
+            .find(|e| e["verdict"] == "allowed")
+    });
+    assert_eq!(timeout["source"], "exit", "{timeout}");
+    daemon.wait_log("(exit cause: timeout)", LONG);
+    let extended = wait_state(&env, "extended", "running");
+    assert!(entries_for(&env, "extended").is_empty(), "{extended}");
+    let forking = wait_state(&env, "forking", "running");
+    let main = forking["main_pid"].as_u64().expect("main_pid") as u32;
+    assert_ne!(Some(u64::from(main)), forking["pid"].as_u64());
+    assert!(alive(main));
+}

@@ -705,17 +705,24 @@ impl Supervisor {
                     "ignored sd_notify datagram from pid {}: not part of the service's process group or tree", sender.as_raw_nonzero().get());
                 continue;
             }
+            let mut changed = false;
             for msg in notify::parse(&dg.text) {
-                self.on_notify_message(msg);
+                changed |= self.on_notify_message(msg);
+            }
+            if changed && let Some(c) = self.child.as_ref() {
+                let state = if c.ready { "running" } else { "starting" };
+                let pid = c.pid;
+                self.persist(state, Some(pid), "");
             }
             // `dg` (and any BARRIER fd) is dropped here: the sender may go on.
         }
     }
 
-    fn on_notify_message(&mut self, msg: Message) {
+    /// Applies one message; `true` when `vigil status` should see the change.
+    fn on_notify_message(&mut self, msg: Message) -> bool {
         let now = Instant::now();
         let Some(c) = self.child.as_mut() else {
-            return;
+            return false;
         };
         match msg {
             Message::Ready => {
@@ -724,12 +731,11 @@ impl Supervisor {
                     c.start_deadline = None;
                     c.last_ping = now;
                     c.watchdog_deadline = c.watchdog.map(|w| now + w);
-                    let pid = c.pid;
-                    let raw = pid.as_raw_nonzero().get();
+                    let raw = c.pid.as_raw_nonzero().get();
                     tracing::info!(service = %self.name, event = "exec_ready", pid = raw,
                         "ready (READY=1) {} after start", vigil_core::format_duration(c.spawned.elapsed()));
                     self.started.send_replace(Some(clock::now()));
-                    self.persist("running", Some(pid), "");
+                    return true;
                 }
             }
             Message::Watchdog => {
@@ -760,16 +766,15 @@ impl Supervisor {
                 }
             }
             Message::Status(text) => {
-                let pid = c.pid;
-                let state = if c.ready { "running" } else { "starting" };
                 self.status_text = Some(text);
-                self.persist(state, Some(pid), "");
+                return true;
             }
             Message::MainPid(p) => {
                 if let Some(p) = Pid::from_raw(p)
                     && proc::belongs_to(p, c.pid)
                 {
                     c.main_pid = Some(p);
+                    return true;
                 } else {
                     tracing::warn!(service = %self.name, event = "notify_mainpid_ignored",
                         "MAINPID={p} ignored: not part of the service's process group or tree");
@@ -782,6 +787,7 @@ impl Supervisor {
                 tracing::info!(service = %self.name, event = "exec_reloading", "the service announced RELOADING=1");
             }
         }
+        false
     }
 
     /// Writes the runtime state for `vigil status` (fire and forget).
