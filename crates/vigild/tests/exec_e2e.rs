@@ -683,3 +683,40 @@ fn notify_protocol_extras_via_systemd_notify() {
     assert_ne!(Some(u64::from(main)), forking["pid"].as_u64());
     assert!(alive(main));
 }
+
+/// A failing health check restarts an exec service through the guard (source `health`):
+/// the old process is stopped per its stop policy and a new one started.
+#[test]
+fn failing_check_restarts_an_exec_service() {
+    let env = Env::new();
+    let flag = env.path("unhealthy");
+    env.write_config(&format!(
+        r#"
+[services.api]
+driver = "exec"
+command = ["/bin/sleep", "600"]
+
+[services.api.checks.alive]
+kind = "exec"
+command = ["/bin/sh", "-c", "test ! -e {f}"]
+every = "100ms"
+"#,
+        f = flag.display()
+    ));
+    let _daemon = env.start_daemon(&[]);
+    let first = wait_state(&env, "api", "running")["pid"].as_u64().unwrap() as u32;
+    std::fs::write(&flag, "").unwrap();
+    let second = wait_until(LONG, "a restart by the check", || {
+        let e = exec_of(&status(&env), "api");
+        let p = e["pid"].as_u64()? as u32;
+        (e["state"] == "running" && p != first).then_some(p)
+    });
+    std::fs::remove_file(&flag).unwrap();
+    assert!(alive(second));
+    wait_until(Duration::from_secs(5), "the old process to be gone", || {
+        (!alive(first)).then_some(())
+    });
+    let entries = entries_for(&env, "api");
+    assert_eq!(entries[0]["source"], "health", "{entries:?}");
+    assert_eq!(entries[0]["outcome"], "ok", "{entries:?}");
+}

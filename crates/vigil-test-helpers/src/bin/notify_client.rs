@@ -5,7 +5,8 @@
 //! (a stdout line), `--fork-ignoring-term` (starts `vigil-sleeper --ignore-term` as a
 //! child in the same process group and appends "child PID" to the pid file),
 //! `--ready-after-ms N` (then READY=1), `--status TEXT`, `--ping-ms N` (WATCHDOG=1 every
-//! N ms, for `--ping-for-ms M` then silence), `--exit CODE` or `--signal SIG` after
+//! N ms, for `--ping-for-ms M` then silence; `--ping-log PATH` appends the wall-clock
+//! nanoseconds after each ping was sent), `--exit CODE` or `--signal SIG` after
 //! `--after-ms N`; otherwise it sleeps until killed. `--ignore-term` ignores SIGTERM.
 
 use std::io::Write as _;
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         (None, None, false, None, None);
     let (mut ping_ms, mut ping_for, mut exit, mut signal, mut after, mut ign) =
         (None, None, None, None, 0u64, false);
+    let mut ping_log: Option<String> = None;
     while i < args.len() {
         match args[i].as_str() {
             "--pid-file" => pid_file = Some(get(&mut i)),
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
             "--signal" => signal = get(&mut i).parse::<i32>().ok(),
             "--after-ms" => after = get(&mut i).parse().unwrap_or(0),
             "--ignore-term" => ign = true,
+            "--ping-log" => ping_log = Some(get(&mut i)),
             other => {
                 eprintln!("vigil-notify-client: unknown argument {other}");
                 return ExitCode::from(2);
@@ -138,6 +141,15 @@ fn main() -> ExitCode {
                     return;
                 }
                 send("WATCHDOG=1");
+                if ping_log.is_some() {
+                    // After the send: a process stopped in between is measured late, never early.
+                    #[expect(clippy::disallowed_methods, reason = "benchmark timestamps")]
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0);
+                    append(&ping_log, &now.to_string());
+                }
                 sent += 1;
                 std::thread::sleep(Duration::from_millis(every));
             }

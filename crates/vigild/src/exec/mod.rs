@@ -45,6 +45,8 @@ use self::proc::PidFd;
 /// While given up, how often the guard is asked (without recording) whether the budget
 /// has re-armed (a window entry expired, or `vigil reset` ran).
 const GIVEN_UP_POLL: Duration = Duration::from_secs(1);
+/// How long a SIGKILLed process may take to die before Vigil stops waiting for it.
+const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// Why Vigil is stopping the current process.
 #[derive(Debug)]
@@ -456,6 +458,9 @@ impl Supervisor {
         let deadline = t0 + self.spec.stop_timeout;
         proc::signal_group(pid, self.spec.stop_signal);
         let mut killed = false;
+        // A process stuck in uninterruptible sleep may not even die of SIGKILL; do not
+        // wait for it forever (it stays unreaped, and is SIGKILLed again on drop).
+        let give_up = deadline + KILL_GRACE;
         loop {
             let child = self.child.as_ref();
             tokio::select! {
@@ -465,6 +470,12 @@ impl Supervisor {
                 _ = tokio::time::sleep_until(deadline), if !killed => {
                     proc::signal_group(pid, Signal::KILL);
                     killed = true;
+                }
+                _ = tokio::time::sleep_until(give_up) => {
+                    tracing::error!(service = %self.name, event = "exec_unkillable", pid = raw,
+                        "pid {raw} did not die within {} of SIGKILL (uninterruptible sleep?); giving up on it", vigil_core::format_duration(KILL_GRACE));
+                    self.child = None;
+                    return;
                 }
             }
         }
@@ -522,6 +533,19 @@ impl Supervisor {
                 match outcome {
                     Ok(decision) => {
                         self.note_given_up(&decision);
+                        if repair.is_none()
+                            && decision.verdict.is_allowed()
+                            && !decision.restarted()
+                        {
+                            // The old process is gone and the new one did not start: the
+                            // same as an exit that the restart policy may retry.
+                            let detail = decision
+                                .report
+                                .as_ref()
+                                .map(|r| r.detail.clone())
+                                .unwrap_or_default();
+                            self.after_exit(ExitCause::UncleanExitCode, &detail, None);
+                        }
                         if let Some(reply) = reply {
                             let _ = reply.send(decision);
                         }
