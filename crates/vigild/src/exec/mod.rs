@@ -348,17 +348,19 @@ impl Supervisor {
 
     /// The leader exited on its own (or after Vigil's watchdog/start-timeout signal).
     async fn on_exit(&mut self) {
-        let Some(child) = self.child.as_ref() else {
+        let Some(inst) = self.child.as_mut() else {
             return;
         };
-        let pid = child.pid;
-        self.clean_group(pid, None).await;
+        let pid = inst.pid;
+        let term = inst.pidfd.reap();
+        inst.reaped = true;
+        if proc::group_alive(pid) {
+            self.clean_group(pid, None).await;
+        }
         self.drain_outputs();
         let Some(mut inst) = self.child.take() else {
             return;
         };
-        let term = inst.pidfd.reap();
-        inst.reaped = true;
         let (cause, evidence) = match inst.stopping.take() {
             Some((StopCause::Watchdog { evidence }, _)) => (ExitCause::Watchdog, Some(evidence)),
             Some((StopCause::StartTimeout, _)) => (ExitCause::Timeout, None),
@@ -403,12 +405,13 @@ impl Supervisor {
         }
     }
 
-    /// Empties the leader's process group while the leader is still unreaped (so the group
-    /// id cannot be recycled): what is left gets `stop_signal`, then SIGKILL at `kill_at`
-    /// (default: `stop_timeout` from now). Leftovers are reported.
+    /// Empties a process group whose reaped leader left live members behind (they pin the
+    /// group id): they get `stop_signal`, then SIGKILL at `kill_at` (default:
+    /// `stop_timeout` from now). Leftovers are reported.
     async fn clean_group(&mut self, pgid: Pid, kill_at: Option<Instant>) {
         let left = proc::group_members(pgid, pgid);
         if left.is_empty() {
+            // Gone between the probe and the scan.
             return;
         }
         let names: Vec<String> = left.iter().map(|p| proc::describe(*p)).collect();
@@ -426,7 +429,7 @@ impl Supervisor {
         }
         // Anything forked meanwhile joined the group: one last sweep.
         for _ in 0..3 {
-            if proc::group_members(pgid, pgid).is_empty() {
+            if !proc::group_alive(pgid) || proc::group_members(pgid, pgid).is_empty() {
                 break;
             }
             proc::signal_group(pgid, Signal::KILL);
@@ -479,14 +482,17 @@ impl Supervisor {
                 }
             }
         }
-        self.clean_group(pid, Some(if killed { Instant::now() } else { deadline }))
-            .await;
-        self.drain_outputs();
-        let Some(mut inst) = self.child.take() else {
+        let Some(inst) = self.child.as_mut() else {
             return;
         };
         let term = inst.pidfd.reap();
         inst.reaped = true;
+        if proc::group_alive(pid) {
+            let kill_at = if killed { Instant::now() } else { deadline };
+            self.clean_group(pid, Some(kill_at)).await;
+        }
+        self.drain_outputs();
+        self.child = None;
         let how = term.map_or_else(|| "ended".to_owned(), |t| t.to_string());
         events::exec_stopped(&self.name, raw, &how, killed, t0.elapsed());
     }

@@ -1,10 +1,12 @@
 //! Process-group plumbing for supervised services: pidfds, group signals, the scan for
 //! processes left in a group, reaping, and hang evidence read from `/proc`.
 //!
-//! Architecture Invariant: a service's process group is only signalled while its leader
-//! is unreaped (the zombie pins the group id), so a recycled pid can never make Vigil
-//! signal an unrelated group. Leaders are watched through pidfds (which do not reap) and
-//! reaped only after their group has been emptied.
+//! Architecture Invariant: a service's process group is signalled only while something
+//! pins its id: the leader alive or unreaped (a zombie still holds the id), or, after the
+//! leader was reaped, members a probe (`kill(-pgid, 0)`) has just found alive. A recycled
+//! pid can therefore not make Vigil signal an unrelated group. Leaders are watched
+//! through pidfds (which do not reap). After a leader exits it is reaped first and the
+//! group probed: empty (the common case) costs one syscall, not a scan of `/proc`.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -68,6 +70,11 @@ pub fn signal_group(pgid: Pid, sig: Signal) {
     if sig != Signal::KILL && sig != Signal::CONT {
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::CONT);
     }
+}
+
+/// Whether any process is left in group `pgid` (after its leader was reaped).
+pub fn group_alive(pgid: Pid) -> bool {
+    rustix::process::test_kill_process_group(pgid).is_ok()
 }
 
 /// One line of `/proc/PID/stat` after the command name: `(state, ppid, pgrp)`.
