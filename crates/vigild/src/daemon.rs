@@ -87,6 +87,7 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the ledger and starts every task.
     pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Daemon> {
+        raise_fd_limit();
         let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
         for intent in ledger.call(|l| l.dangling_intents(None)).await? {
             tracing::warn!(
@@ -472,6 +473,25 @@ impl Daemon {
             changed,
             "configuration reloaded: {kept} check(s) unchanged (state kept), {changed} change(s) applied"
         );
+    }
+}
+
+/// Each exec service holds about four descriptors (pidfd, two output pipes, its notify
+/// socket): raise the soft `RLIMIT_NOFILE` to the hard limit, as systemd does for itself,
+/// so hundreds of services fit under a default soft limit of 1024.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum
+        && let Err(error) = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+    {
+        tracing::warn!(%error, "cannot raise the open-file limit");
     }
 }
 

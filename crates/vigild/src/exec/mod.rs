@@ -397,7 +397,11 @@ impl Supervisor {
                 evidence,
                 given_up: false,
             });
-            self.persist("restart-pending", None, how);
+            // With no delay the restart request follows at once and writes the next
+            // state; skipping this write keeps an fsync off the crash-to-restart path.
+            if !self.spec.restart_delay.is_zero() {
+                self.persist("restart-pending", None, how);
+            }
         } else {
             tracing::info!(service = %self.name, event = "exec_not_restarted", restart = self.spec.restart.as_str(), cause = cause.as_str(),
                 "not restarted: restart = {} does not restart after {} ({how})", self.spec.restart, cause.as_str());
