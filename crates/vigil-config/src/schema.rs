@@ -624,7 +624,7 @@ pub static DRIVER_EXEC: Section = Section {
             "on_daemon_exit",
             Ty::OneOf(ON_DAEMON_EXIT),
             Dflt::Value("\"stop\""),
-            "When `vigil run` exits: `\"stop\"` the process per `stop_signal`/`stop_timeout`, or `\"leave\"` it running.",
+            "When `vigil run` exits: `\"stop\"` the process per `stop_signal`/`stop_timeout`, or `\"leave\"` it running (a later `vigil run` starts a new instance; it does not adopt the old one).",
         ),
     ],
     planned: &[],

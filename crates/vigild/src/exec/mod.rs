@@ -190,11 +190,14 @@ impl Supervisor {
                 inst.detached = true;
                 tracing::info!(service = %self.name, event = "exec_left_running", pid = inst.pid.as_raw_nonzero().get(),
                     "on_daemon_exit = leave: process {} keeps running", inst.pid.as_raw_nonzero().get());
-                self.persist(
+                let pid = inst.pid;
+                drop(inst);
+                self.persist_now(
                     "left-running",
-                    Some(inst.pid),
+                    Some(pid),
                     "vigil exited; process left running",
-                );
+                )
+                .await;
             }
             return;
         }
