@@ -156,7 +156,11 @@ impl Daemon {
         n_checks: usize,
     ) {
         let name = service.name.clone();
-        let started_at = {
+        // An exec service's uptime starts when its supervisor spawns it; only other
+        // drivers learn it from the ledger (one round trip per service).
+        let started_at = if matches!(service.driver, vigil_config::model::DriverSpec::Exec(_)) {
+            None
+        } else {
             let n = name.to_string();
             self.shared
                 .guard

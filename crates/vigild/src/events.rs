@@ -193,8 +193,22 @@ pub fn check_run(
 // ---------------------------------------------------------------- exec supervision
 
 /// A supervised process was spawned.
-pub fn exec_started(service: &ServiceName, pid: i32, command: &str) {
-    tracing::info!(service = %service, event = "exec_started", pid, "started pid {pid}: {command}");
+/// `since_exit`: from the previous instance's exit being observed to this spawn (the
+/// part of crash-to-restart latency Vigil itself spends: policy, guard, ledger, spawn).
+pub fn exec_started(
+    service: &ServiceName,
+    pid: i32,
+    command: &str,
+    since_exit: Option<std::time::Duration>,
+) {
+    match since_exit {
+        Some(d) => tracing::info!(service = %service, event = "exec_started", pid,
+            since_exit_us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            "started pid {pid} ({} after the previous exit): {command}", format_duration(d)),
+        None => {
+            tracing::info!(service = %service, event = "exec_started", pid, "started pid {pid}: {command}")
+        }
+    }
 }
 
 /// A supervised process could not be spawned.

@@ -488,31 +488,18 @@ impl Ledger {
         Ok(())
     }
 
-    /// Saves an exec service's runtime state (one row per service).
-    pub fn save_exec_state(&self, row: &ExecStateRow) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO exec_state (service, vigil_pid, pid, main_pid, state, status_text, since, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (service) DO UPDATE SET vigil_pid = excluded.vigil_pid,
-                    pid = excluded.pid, main_pid = excluded.main_pid, state = excluded.state,
-                    status_text = excluded.status_text, since = excluded.since,
-                    detail = excluded.detail",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    row.service,
-                    row.vigil_pid,
-                    row.pid,
-                    row.main_pid,
-                    row.state,
-                    row.status_text,
-                    row.since.as_millis(),
-                    row.detail
-                ])
-            })
-            .map_err(sql_err(&self.path))?;
-        Ok(())
+    /// Saves many exec states in one transaction.
+    pub fn save_exec_states<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = &'a ExecStateRow>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let err = sql_err(&path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        for row in rows {
+            save_exec_row(&tx, row).map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
     }
 
     /// Every exec service's last written runtime state.
@@ -807,22 +794,46 @@ type Job = Box<dyn FnOnce(&mut Ledger) + Send>;
 enum Msg {
     Job(Job),
     CheckState(CheckStateRow),
+    /// Batched like check states, but not flushed before every job: nothing in the
+    /// daemon reads them back, and an exec service's crash-to-restart path must not wait
+    /// for their fsync.
+    ExecState(ExecStateRow),
+    /// Write the pending exec states now, then answer.
+    FlushExec(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Check states waiting for the next batched write, newest per check.
 #[derive(Default)]
 struct PendingStates {
     rows: std::collections::BTreeMap<(String, String), CheckStateRow>,
+    exec: std::collections::BTreeMap<String, ExecStateRow>,
     since: Option<std::time::Instant>,
 }
 
 impl PendingStates {
+    fn flush_exec(&mut self, ledger: &mut Ledger) {
+        if self.exec.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.exec);
+        if self.rows.is_empty() {
+            self.since = None;
+        }
+        if let Err(error) = ledger.save_exec_states(rows.values()) {
+            tracing::warn!(%error, rows = rows.len(), "cannot save exec states");
+        }
+    }
+
     fn flush(&mut self, ledger: &mut Ledger) {
+        if !self.rows.is_empty() && !self.exec.is_empty() {
+            // Both at once (the timer or shutdown): exec states first, then checks.
+            self.flush_exec(ledger);
+        }
         if self.rows.is_empty() {
             return;
         }
         let rows = std::mem::take(&mut self.rows);
-        self.since = None;
+        self.since = (!self.exec.is_empty()).then_some(self.since).flatten();
         if let Err(error) = ledger.save_check_states(rows.values()) {
             tracing::warn!(%error, rows = rows.len(), "cannot save check states");
         }
@@ -866,8 +877,22 @@ impl LedgerHandle {
                                 .rows
                                 .insert((row.service.clone(), row.check.clone()), row);
                         }
-                        Err(RecvTimeoutError::Timeout) => pending.flush(&mut ledger),
+                        Ok(Msg::ExecState(row)) => {
+                            if pending.since.is_none() {
+                                pending.since = Some(crate::clock::monotonic());
+                            }
+                            pending.exec.insert(row.service.clone(), row);
+                        }
+                        Ok(Msg::FlushExec(reply)) => {
+                            pending.flush_exec(&mut ledger);
+                            let _ = reply.send(());
+                        }
+                        Err(RecvTimeoutError::Timeout) => {
+                            pending.flush_exec(&mut ledger);
+                            pending.flush(&mut ledger);
+                        }
                         Err(RecvTimeoutError::Disconnected) => {
+                            pending.flush_exec(&mut ledger);
                             pending.flush(&mut ledger);
                             return;
                         }
@@ -891,13 +916,18 @@ impl LedgerHandle {
         let _ = self.tx.send(Msg::CheckState(row));
     }
 
-    /// Runs `f` on the ledger thread without waiting for it (state that must not hold
-    /// up a supervisor, e.g. an exec service's runtime state).
-    pub fn submit<F>(&self, f: F)
-    where
-        F: FnOnce(&mut Ledger) + Send + 'static,
-    {
-        let _ = self.tx.send(Msg::Job(Box::new(f)));
+    /// Queues an exec service's runtime state for the next batched write (within
+    /// [`CHECK_STATE_FLUSH`]). Never blocks.
+    pub fn save_exec_state(&self, row: ExecStateRow) {
+        let _ = self.tx.send(Msg::ExecState(row));
+    }
+
+    /// Writes the queued exec states now (e.g. the final ones before vigil exits).
+    pub async fn flush_exec_states(&self) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::FlushExec(reply)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Runs `f` on the ledger thread and returns its result.
@@ -919,6 +949,28 @@ impl LedgerHandle {
             Err(_) => unreachable_ledger(),
         }
     }
+}
+
+fn save_exec_row(conn: &Connection, row: &ExecStateRow) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO exec_state (service, vigil_pid, pid, main_pid, state, status_text, since, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (service) DO UPDATE SET vigil_pid = excluded.vigil_pid,
+            pid = excluded.pid, main_pid = excluded.main_pid, state = excluded.state,
+            status_text = excluded.status_text, since = excluded.since,
+            detail = excluded.detail",
+    )?;
+    stmt.execute(params![
+        row.service,
+        row.vigil_pid,
+        row.pid,
+        row.main_pid,
+        row.state,
+        row.status_text,
+        row.since.as_millis(),
+        row.detail
+    ])?;
+    Ok(())
 }
 
 fn save_row(conn: &Connection, row: &CheckStateRow) -> rusqlite::Result<()> {

@@ -111,6 +111,8 @@ pub struct Supervisor {
     announced_given_up: Option<Timestamp>,
     recent: VecDeque<String>,
     status_text: Option<String>,
+    /// When the last exit was observed, for the crash-to-restart figure in the log.
+    last_exit: Option<Instant>,
 }
 
 async fn maybe<F: Future>(f: Option<F>) -> F::Output {
@@ -155,6 +157,7 @@ impl Supervisor {
             announced_given_up: None,
             recent: VecDeque::new(),
             status_text: None,
+            last_exit: None,
         }
     }
 
@@ -296,7 +299,8 @@ impl Supervisor {
         self.pending = None;
         self.status_text = None;
         let raw = pid.as_raw_nonzero().get();
-        events::exec_started(&self.name, raw, &self.spec.command.to_string());
+        let since_exit = self.last_exit.take().map(|t| t.elapsed());
+        events::exec_started(&self.name, raw, &self.spec.command.to_string(), since_exit);
         if notify {
             self.persist("starting", Some(pid), "waiting for READY=1");
         } else {
@@ -357,6 +361,7 @@ impl Supervisor {
         let pid = inst.pid;
         let term = inst.pidfd.reap();
         inst.reaped = true;
+        self.last_exit = Some(Instant::now());
         if proc::group_alive(pid) {
             self.clean_group(pid, None).await;
         }
@@ -827,27 +832,17 @@ impl Supervisor {
         false
     }
 
-    /// Writes the runtime state for `vigil status` (fire and forget).
+    /// Queues the runtime state for `vigil status` (batched, written within a second).
     fn persist(&self, state: &str, pid: Option<Pid>, detail: &str) {
-        let row = self.state_row(state, pid, detail);
-        self.guard.ledger.submit(move |l| {
-            if let Err(error) = l.save_exec_state(&row) {
-                tracing::warn!(%error, "cannot save exec state");
-            }
-        });
+        self.guard
+            .ledger
+            .save_exec_state(self.state_row(state, pid, detail));
     }
 
     /// Writes the final runtime state and waits for it (the daemon may exit right after).
     async fn persist_now(&self, state: &str, pid: Option<Pid>, detail: &str) {
-        let row = self.state_row(state, pid, detail);
-        if let Err(error) = self
-            .guard
-            .ledger
-            .call(move |l| l.save_exec_state(&row))
-            .await
-        {
-            tracing::warn!(%error, "cannot save exec state");
-        }
+        self.persist(state, pid, detail);
+        self.guard.ledger.flush_exec_states().await;
     }
 
     fn state_row(&self, state: &str, pid: Option<Pid>, detail: &str) -> ExecStateRow {
