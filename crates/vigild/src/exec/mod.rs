@@ -161,6 +161,8 @@ impl Supervisor {
         }
     }
 
+    /// The rare, large paths (a restart through the guard, a stop, the shutdown) are
+    /// boxed: the task of an idle service stays a few hundred bytes, not kilobytes.
     pub async fn run(mut self, mut rx: mpsc::Receiver<ServiceMsg>) {
         if let Err(detail) = self.start() {
             self.after_exit(ExitCause::UncleanExitCode, &detail, None);
@@ -172,17 +174,17 @@ impl Supervisor {
                 biased;
                 _ = self.cancel.cancelled() => break,
                 msg = rx.recv() => match msg {
-                    Some(msg) => self.on_message(msg).await,
+                    Some(msg) => Box::pin(self.on_message(msg)).await,
                     None => break,
                 },
-                _ = maybe(child.map(|c| c.pidfd.exited())) => self.on_exit().await,
+                _ = maybe(child.map(|c| c.pidfd.exited())) => Box::pin(self.on_exit()).await,
                 _ = maybe(child.and_then(|c| c.stdout.as_ref()).map(Pipe::readable)) => self.pump(Stream::Stdout),
                 _ = maybe(child.and_then(|c| c.stderr.as_ref()).map(Pipe::readable)) => self.pump(Stream::Stderr),
                 _ = maybe(self.notify.as_ref().map(NotifySocket::readable)) => self.on_notify(),
-                _ = maybe(deadline.map(tokio::time::sleep_until)) => self.on_timer().await,
+                _ = maybe(deadline.map(tokio::time::sleep_until)) => Box::pin(self.on_timer()).await,
             }
         }
-        self.shutdown().await;
+        Box::pin(self.shutdown()).await;
     }
 
     /// The daemon exits (root cancelled) or the service was removed from the config.
@@ -860,5 +862,52 @@ impl Supervisor {
             since: clock::now(),
             detail: detail.to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle supervisor's task is its `run` future: keep it small, since hundreds of
+    /// them wait at once (the rare, large paths are boxed when taken). A regression guard.
+    #[tokio::test]
+    async fn an_idle_supervisor_task_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = vigil_config::parse(
+            "[services.s]\ndriver = \"exec\"\ncommand = [\"/bin/true\"]\n",
+            &dir.path().join("vigil.toml"),
+        )
+        .unwrap();
+        let service = &config.services[0];
+        let vigil_config::model::DriverSpec::Exec(spec) = &service.driver else {
+            panic!("exec");
+        };
+        let guard = GuardContext {
+            ledger: crate::ledger::LedgerHandle::spawn(dir.path()).unwrap(),
+            state_dir: dir.path().to_path_buf(),
+        };
+        let (started, _) = watch::channel(None);
+        let sup = Supervisor::new(
+            service,
+            spec.clone(),
+            guard,
+            started,
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        let (_tx, rx) = mpsc::channel(1);
+        let fut = sup.run(rx);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!(
+            "supervisor future: {size} bytes, Supervisor {} bytes, Instance {}, ExecDriver {}, Pipe {}",
+            std::mem::size_of::<Supervisor>(),
+            std::mem::size_of::<Instance>(),
+            std::mem::size_of::<ExecDriver>(),
+            std::mem::size_of::<Pipe>()
+        );
+        // About 5 KB in a debug build (1.2 KB of it the Supervisor itself, the rest the
+        // select over cancellation, messages, pidfd, pipes, notify socket and timer).
+        assert!(size < 8192, "supervisor future is {size} bytes");
     }
 }
