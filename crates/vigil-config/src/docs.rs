@@ -211,15 +211,36 @@ driver = "docker"
 container = "kms-production"
 docker_host = "unix:///run/docker.sock"
 stop_timeout = "20s"
-group = "platform"
 
 [groups.platform]
-members = ["camera"]
+members = ["camera", "kms"]
 ready_timeout = "30s"
 
 [groups.platform.guard]
 cooldown = "5m"
 max_restarts = 2
+
+[services.worker]
+driver = "exec"
+command = ["/opt/worker/bin/worker", "--port", "8080"]
+cwd = "/opt/worker"
+env = { RUST_LOG = "info", PORT = "8080" }
+user = "worker"
+group = "worker"
+stdout = "log"
+stderr = { file = "/var/log/worker/stderr.log" }
+log_max_size = "10MiB"
+log_keep = 5
+restart = "always"
+restart_delay = "1s"
+success_exit_status = [75, "SIGUSR1"]
+stop_signal = "SIGTERM"
+stop_timeout = "10s"
+ready = "notify"
+start_timeout = "90s"
+watchdog = "30s"
+watchdog_signal = "SIGABRT"
+on_daemon_exit = "stop"
 "#;
 
 /// A file with typical mistakes; the reference shows the errors `parse` really reports.

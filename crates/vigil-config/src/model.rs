@@ -46,8 +46,8 @@ impl Config {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Group {
     pub name: ServiceName,
-    /// Start order (stops run in reverse): `members`, then services that name the group
-    /// with `group = "NAME"`, each moved after the services in its `after`.
+    /// Start order (stops run in reverse): `members`, each moved after the services in
+    /// its `after`.
     pub members: Vec<ServiceName>,
     /// `[defaults.guard]` with `[groups.NAME.guard]` applied on top.
     pub guard: GuardPolicy,
@@ -158,12 +158,13 @@ impl std::fmt::Display for Argv {
     }
 }
 
-/// How a service is restarted. Only `command` exists so far; `exec`, `systemd` and
-/// `docker` are recognised by the parser and rejected with a clear message.
+/// How a service is restarted. `command` and `exec` exist so far; `systemd` and `docker`
+/// are recognised by the parser and rejected with a clear message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DriverSpec {
     Command(CommandDriver),
     Docker(DockerDriver),
+    Exec(ExecDriver),
 }
 
 impl DriverSpec {
@@ -171,8 +172,82 @@ impl DriverSpec {
         match self {
             DriverSpec::Command(_) => "command",
             DriverSpec::Docker(_) => "docker",
+            DriverSpec::Exec(_) => "exec",
         }
     }
+
+    /// The deadline of a check's repair command (`on_failure = { exec = [...] }`).
+    pub fn command_timeout(&self) -> Duration {
+        match self {
+            DriverSpec::Command(c) => c.timeout,
+            DriverSpec::Exec(e) => e.stop_timeout.max(Duration::from_secs(60)),
+            DriverSpec::Docker(_) => Duration::from_secs(60),
+        }
+    }
+}
+
+/// `driver = "exec"`: Vigil spawns and supervises the process itself (SPEC §4).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecDriver {
+    pub command: Argv,
+    pub cwd: Option<PathBuf>,
+    /// `env` table, in file order, added to Vigil's own environment.
+    pub env: Vec<(String, String)>,
+    /// User name or numeric uid to run as (Vigil must be root to switch).
+    pub user: Option<String>,
+    /// Group name or numeric gid (default: the user's primary group).
+    pub group: Option<String>,
+    pub stdout: OutputTarget,
+    pub stderr: OutputTarget,
+    /// A file target is rotated when it would grow past this many bytes.
+    pub log_max_size: u64,
+    /// Rotated files kept (`file.1` .. `file.N`).
+    pub log_keep: u32,
+    pub restart: vigil_core::RestartPolicy,
+    /// `RestartSec`: the pause between an exit and the restart request.
+    pub restart_delay: Duration,
+    pub success_exit_status: vigil_core::SuccessStatus,
+    pub stop_signal: vigil_core::Signal,
+    /// After `stop_signal`, the whole process group is SIGKILLed after this long.
+    pub stop_timeout: Duration,
+    pub ready: Ready,
+    /// `ready = "notify"`: no `READY=1` within this long → stopped, cause `timeout`.
+    pub start_timeout: Duration,
+    /// No `WATCHDOG=1` within this long → hang evidence, `watchdog_signal`, restart.
+    pub watchdog: Option<Duration>,
+    pub watchdog_signal: vigil_core::Signal,
+    pub on_daemon_exit: OnDaemonExit,
+}
+
+/// Where a supervised process's stdout or stderr goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// Into Vigil's log, one line per line, prefixed with the service name.
+    Log,
+    /// `/dev/null`.
+    Null,
+    /// A file, rotated by size (`log_max_size`, `log_keep`).
+    File(PathBuf),
+}
+
+/// `ready = "started" | "notify"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ready {
+    /// Up as soon as it has been spawned (systemd `Type=simple`/`exec`).
+    #[default]
+    Started,
+    /// Up when it sends `READY=1` on `NOTIFY_SOCKET` (systemd `Type=notify`).
+    Notify,
+}
+
+/// What `vigil run` does with a service's processes when it exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnDaemonExit {
+    /// Stop them per `stop_signal`/`stop_timeout`.
+    #[default]
+    Stop,
+    /// Leave them running.
+    Leave,
 }
 
 /// `driver = "command"`.

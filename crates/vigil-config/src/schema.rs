@@ -113,10 +113,16 @@ pub const PLANNED_KEY_HINTS: &[(&str, &str)] = &[
 ];
 
 /// Drivers this version implements, with their keys.
-pub static DRIVERS: &[(&str, &Section)] =
-    &[("command", &DRIVER_COMMAND), ("docker", &DRIVER_DOCKER)];
+pub static DRIVERS: &[(&str, &Section)] = &[
+    ("command", &DRIVER_COMMAND),
+    ("exec", &DRIVER_EXEC),
+    ("docker", &DRIVER_DOCKER),
+];
 /// Drivers the product contract names that are not implemented yet.
-pub const PLANNED_DRIVERS: &[&str] = &["exec", "systemd"];
+pub const PLANNED_DRIVERS: &[&str] = &["systemd"];
+pub const RESTART_POLICIES: &[&str] = &vigil_core::RestartPolicy::NAMES;
+pub const READY_MODES: &[&str] = &["started", "notify"];
+pub const ON_DAEMON_EXIT: &[&str] = &["stop", "leave"];
 
 /// Check kinds this version implements, with their keys.
 pub static CHECK_KINDS: &[(&str, &Section)] = &[
@@ -152,6 +158,7 @@ pub static SECTIONS: &[&Section] = &[
     &GROUP,
     &DRIVER_COMMAND,
     &DRIVER_DOCKER,
+    &DRIVER_EXEC,
     &CHECK,
     &ON_FAILURE,
     &HTTP,
@@ -464,7 +471,7 @@ pub static SERVICE: Section = Section {
             "driver",
             Ty::Driver,
             Dflt::Required,
-            "How the service is restarted. `\"exec\"`, `\"systemd\"` and `\"docker\"` are recognised but not available yet.",
+            "How the service is restarted: `\"command\"` (commands you give) or `\"exec\"` (Vigil supervises the process itself). `\"systemd\"` and `\"docker\"` are recognised but not available yet.",
         ),
         key(
             "guard",
@@ -483,12 +490,6 @@ pub static SERVICE: Section = Section {
             Ty::ArrayOfTables,
             Dflt::None,
             "Scheduled restarts: [`[[services.NAME.schedule]]`](#schedule).",
-        ),
-        key(
-            "group",
-            Ty::String,
-            Dflt::None,
-            "Joins the restart group [`[groups.NAME]`](#groups) (after its listed `members`).",
         ),
         key(
             "after",
@@ -517,7 +518,7 @@ pub static GROUP: Section = Section {
             "members",
             Ty::Other("array of service names"),
             Dflt::None,
-            "Services in start order. A service can also join with `group = \"NAME\"`, and reorder itself with `after`.",
+            "Services in start order (a member can move itself later with `after`). A service is in at most one group.",
         ),
         key(
             "guard",
@@ -592,6 +593,134 @@ pub static DRIVER_DOCKER: Section = Section {
             DURATION,
             Dflt::Value("\"10s\""),
             "How long Docker waits after the stop signal before it kills the container, on a restart.",
+        ),
+    ],
+    planned: &[],
+};
+
+const SIGNAL_TY: Ty = Ty::Other("signal name, e.g. `\"SIGTERM\"`");
+const OUTPUT_TY: Ty = Ty::Other("`\"log\"`, `\"null\"` or `{ file = \"PATH\" }`");
+
+pub static DRIVER_EXEC: Section = Section {
+    id: "driver-exec",
+    header: "[services.NAME]",
+    also: &[],
+    applies: Some("driver = \"exec\""),
+    doc: "Vigil spawns the process itself and supervises it with systemd's semantics, anywhere (containers, hosts without systemd). The process leads its own process group; stopping it sends `stop_signal` to the whole group, then SIGKILL after `stop_timeout`, and processes left in the group are killed and reported. It gets `NOTIFY_SOCKET` (systemd's `sd_notify` protocol: `READY=1`, `WATCHDOG=1`, `WATCHDOG=trigger`, `WATCHDOG_USEC=`, `STATUS=`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC=`, `MAINPID=`), and `WATCHDOG_USEC`/`WATCHDOG_PID` when `watchdog` is set. Restarts after an exit or a watchdog kill go through the guard (sources `exit` and `watchdog`) and are deferred, never dropped, until the guard allows them.",
+    keys: &[
+        key(
+            "command",
+            Ty::Argv,
+            Dflt::Required,
+            "The program and its arguments (no shell).",
+        ),
+        key(
+            "cwd",
+            Ty::Path,
+            Dflt::None,
+            "Working directory (default: Vigil's own).",
+        ),
+        key(
+            "env",
+            Ty::Other("table of strings"),
+            Dflt::None,
+            "Environment variables added to Vigil's own, e.g. `{ PORT = \"8080\" }`.",
+        ),
+        key(
+            "user",
+            Ty::String,
+            Dflt::None,
+            "Run as this user (name or numeric uid); Vigil must run as root to switch. Supplementary groups are dropped.",
+        ),
+        key(
+            "group",
+            Ty::String,
+            Dflt::None,
+            "Run with this group (name or numeric gid). Default: the primary group of `user`.",
+        ),
+        key(
+            "stdout",
+            OUTPUT_TY,
+            Dflt::Value("\"log\""),
+            "`\"log\"`: each line goes to Vigil's log prefixed with the service name; `\"null\"`: discarded; `{ file = \"PATH\" }`: appended to a file rotated by size.",
+        ),
+        key(
+            "stderr",
+            OUTPUT_TY,
+            Dflt::Value("\"log\""),
+            "Like `stdout`.",
+        ),
+        key(
+            "log_max_size",
+            Ty::Size,
+            Dflt::Value("\"10MiB\""),
+            "A `{ file = ... }` output is rotated (`PATH.1`, `PATH.2`, ...) before it would grow past this.",
+        ),
+        key(
+            "log_keep",
+            AT_LEAST_1,
+            Dflt::Value("5"),
+            "Rotated files kept per output.",
+        ),
+        key(
+            "restart",
+            Ty::OneOf(RESTART_POLICIES),
+            Dflt::Value("\"on-failure\""),
+            "When an exit is restarted, with systemd's `Restart=` meanings (clean = exit code 0 or SIGHUP/SIGINT/SIGTERM/SIGPIPE, plus `success_exit_status`). Unlike systemd (`no`), the default restarts failures.",
+        ),
+        key(
+            "restart_delay",
+            DURATION,
+            Dflt::Value("\"100ms\""),
+            "Pause between an exit and its restart request (systemd's `RestartSec`).",
+        ),
+        key(
+            "success_exit_status",
+            Ty::Other("array of exit codes and signal names"),
+            Dflt::None,
+            "More exit codes (0-255) and signals that count as a clean exit, e.g. `[75, \"SIGUSR1\"]`.",
+        ),
+        key(
+            "stop_signal",
+            SIGNAL_TY,
+            Dflt::Value("\"SIGTERM\""),
+            "Sent to the whole process group to stop the service.",
+        ),
+        key(
+            "stop_timeout",
+            POSITIVE,
+            Dflt::Value("\"10s\""),
+            "After `stop_signal` (or `watchdog_signal`), whatever is left of the process group is SIGKILLed after this long.",
+        ),
+        key(
+            "ready",
+            Ty::OneOf(READY_MODES),
+            Dflt::Value("\"started\""),
+            "`\"started\"`: up once spawned; `\"notify\"`: up when the process sends `READY=1`.",
+        ),
+        key(
+            "start_timeout",
+            POSITIVE,
+            Dflt::Value("\"90s\""),
+            "With `ready = \"notify\"` (ignored otherwise): no `READY=1` within this long stops the process (exit cause `timeout`). `EXTEND_TIMEOUT_USEC=` extends it.",
+        ),
+        key(
+            "watchdog",
+            POSITIVE,
+            Dflt::None,
+            "Expect `WATCHDOG=1` at least this often (passed as `WATCHDOG_USEC`). A missed deadline records hang evidence (process state, wchan, threads, last log lines) in the ledger, sends `watchdog_signal`, and restarts with source `watchdog`.",
+        ),
+        key(
+            "watchdog_signal",
+            SIGNAL_TY,
+            Dflt::Value("\"SIGABRT\""),
+            "Sent to the process group on a missed watchdog deadline (SIGKILL follows after `stop_timeout`).",
+        ),
+        key(
+            "on_daemon_exit",
+            Ty::OneOf(ON_DAEMON_EXIT),
+            Dflt::Value("\"stop\""),
+            "When `vigil run` exits: `\"stop\"` the process per `stop_signal`/`stop_timeout`, or `\"leave\"` it running (a later `vigil run` starts a new instance; it does not adopt the old one).",
         ),
     ],
     planned: &[],

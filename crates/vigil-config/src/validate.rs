@@ -6,6 +6,7 @@
 //! each function validates everything it can reach, records errors in [`Cx`], and returns
 //! `None` when its part of the model cannot be built.
 
+mod exec;
 mod groups;
 mod kinds;
 
@@ -253,6 +254,7 @@ fn service(
     let driver = match driver {
         Some(("command", _)) => command_driver(cx, &t).map(DriverSpec::Command),
         Some(("docker", _)) => docker_driver(cx, &t).map(DriverSpec::Docker),
+        Some(("exec", _)) => exec::exec_driver(cx, &t).map(DriverSpec::Exec),
         _ => None,
     };
 
@@ -318,7 +320,10 @@ fn service_key_hint(key: &str, path: &KeyPath) -> Option<String> {
         || schema::CHECK_KINDS
             .iter()
             .any(|(_, s)| s.key(key).is_some());
-    if is_check_key && schema::DRIVER_COMMAND.key(key).is_none() {
+    if is_check_key
+        && schema::DRIVER_COMMAND.key(key).is_none()
+        && schema::DRIVER_EXEC.key(key).is_none()
+    {
         Some(format!(
             "unknown key `{key}` in [{path}]: `{key}` is a check key; put it in [{path}.checks.NAME]"
         ))

@@ -557,7 +557,7 @@ fn driver_not_available_yet() {
         "[services.web]\ndriver = \"systemd\"\nunit = \"web.service\"\n",
         2,
         10,
-        "driver \"systemd\" is not available yet (available: command, docker)",
+        "driver \"systemd\" is not available yet (available: command, exec, docker)",
     );
 }
 
@@ -1304,6 +1304,12 @@ fn group_members_must_exist_once_and_in_one_group() {
         "has no members",
     );
     assert_only_error(
+        "[services.x]\ndriver = \"exec\"\ncommand = [\"/bin/true\"]\n[services.y]\ndriver = \"command\"\nrestart_command = [\"true\"]\n[groups.g]\nmembers = [\"x\", \"y\"]\n",
+        8,
+        12,
+        "exec services cannot be restart-group members yet",
+    );
+    assert_only_error(
         &format!("{TWO}[groups.g]\nmembers = [\"a\"]\nready_timeout = \"0s\"\n"),
         9,
         17,
@@ -1319,14 +1325,6 @@ fn group_members_must_exist_once_and_in_one_group() {
 
 #[test]
 fn group_references_from_services() {
-    // `group` names an unknown group.
-    let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\ngroup = \"platfrom\"\n[groups.platform]\nmembers = [\"a\"]\n";
-    assert_only_error(
-        src,
-        4,
-        9,
-        "no group named `platfrom`; did you mean `platform`?",
-    );
     // `after` outside a group, or naming a non-member.
     let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\nafter = [\"b\"]\n[services.b]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n";
     assert_only_error(src, 4, 10, "is in none");

@@ -22,6 +22,10 @@ fn template(section: &Section) -> String {
         "driver-docker" => {
             "[services.web]\ndriver = \"docker\"\ncontainer = \"web\"\n{}\n".to_owned()
         }
+        "driver-exec" => {
+            "[services.w]\ndriver = \"exec\"\ncommand = [\"/bin/true\"]\nwatchdog = \"1s\"\n{}\n"
+                .to_owned()
+        }
         "checks" | "check-tcp" => check("kind = \"tcp\"\nhost = \"h\"\nport = 1"),
         "check-http" => check("kind = \"http\"\nurl = \"http://h\""),
         "check-listening" => check("kind = \"listening\"\nport = 1"),

@@ -54,7 +54,7 @@ fn complete_example_parses_into_the_expected_model() {
         }
     );
 
-    assert_eq!(config.services.len(), 2);
+    assert_eq!(config.services.len(), 3);
     assert_eq!(
         config.service("kms").unwrap().driver,
         DriverSpec::Docker(DockerDriver {
@@ -63,12 +63,43 @@ fn complete_example_parses_into_the_expected_model() {
             stop_timeout: secs(20),
         })
     );
+    let worker = config.service("worker").unwrap();
+    assert_eq!(
+        worker.driver,
+        DriverSpec::Exec(ExecDriver {
+            command: argv(&["/opt/worker/bin/worker", "--port", "8080"]),
+            cwd: Some(PathBuf::from("/opt/worker")),
+            env: vec![
+                ("RUST_LOG".to_owned(), "info".to_owned()),
+                ("PORT".to_owned(), "8080".to_owned())
+            ],
+            user: Some("worker".to_owned()),
+            group: Some("worker".to_owned()),
+            stdout: OutputTarget::Log,
+            stderr: OutputTarget::File(PathBuf::from("/var/log/worker/stderr.log")),
+            log_max_size: 10 * 1024 * 1024,
+            log_keep: 5,
+            restart: vigil_core::RestartPolicy::Always,
+            restart_delay: secs(1),
+            success_exit_status: vigil_core::SuccessStatus {
+                codes: vec![75],
+                signals: vec![vigil_core::Signal::USR1],
+            },
+            stop_signal: vigil_core::Signal::TERM,
+            stop_timeout: secs(10),
+            ready: Ready::Notify,
+            start_timeout: secs(90),
+            watchdog: Some(secs(30)),
+            watchdog_signal: vigil_core::Signal::ABRT,
+            on_daemon_exit: OnDaemonExit::Stop,
+        })
+    );
+    assert_eq!(worker.guard, config.default_guard);
     let cam = config.service("camera").unwrap();
     assert_eq!(cam.name.as_str(), "camera");
     assert_eq!(cam.after, [ServiceName::new("kms")]);
     assert_eq!(cam.ready_check.as_ref().map(|c| c.as_str()), Some("rtsp"));
-    // `group = "platform"` on kms joins after the listed camera; camera's `after`
-    // moves kms first.
+    // camera's `after` moves kms first.
     assert_eq!(config.groups.len(), 1);
     let g = &config.groups[0];
     assert_eq!(g.name.as_str(), "platform");
@@ -560,7 +591,7 @@ fn minimal_config_takes_every_default() {
     let web = &config.services[0];
     assert_eq!(web.guard, GuardPolicy::default());
     let DriverSpec::Command(cmd) = &web.driver else {
-        panic!("command driver expected")
+        panic!("web uses the command driver")
     };
     assert_eq!(cmd.timeout, secs(60));
     assert_eq!(

@@ -13,12 +13,16 @@ pub mod backoff;
 pub mod guard;
 pub mod health;
 pub mod ids;
+pub mod restart_policy;
 pub mod retry;
 pub mod schedule;
+pub mod signal;
 pub mod time;
 
 pub use guard::{Denial, GuardPolicy, RestartRecord, RestartRequest, Skip, Verdict, decide};
 pub use ids::{CheckName, ServiceName};
+pub use restart_policy::{ExitCause, RestartPolicy, SuccessStatus, Termination};
+pub use signal::Signal;
 pub use time::{Timestamp, format_duration};
 
 /// Why a restart was requested. Stored in the ledger as [`Source::as_str`].

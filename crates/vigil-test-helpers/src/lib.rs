@@ -14,6 +14,7 @@ use std::time::Duration;
 pub const FLAKY_HTTP: &str = "vigil-flaky-http";
 pub const RESTART_RECORDER: &str = "vigil-restart-recorder";
 pub const SLEEPER: &str = "vigil-sleeper";
+pub const NOTIFY_CLIENT: &str = "vigil-notify-client";
 
 /// The path of helper program `name`, next to the calling test's own executable:
 /// `…/target/debug/deps/some_test-hash` → `…/target/debug/<name>`.

@@ -495,6 +495,10 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
             exit::FAILED
         });
     }
+    if matches!(service.driver, vigil_config::model::DriverSpec::Exec(_)) {
+        eprintln!("{}: {}", service.name, crate::driver::EXEC_OWNED_BY_DAEMON);
+        return Ok(exit::FAILED);
+    }
     let cx = guard_context(config)?;
     let request = if args.force {
         RestartRequest::forced(Source::Manual)
@@ -701,9 +705,23 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                         repair.is_some(),
                         &verdict,
                     ))
+                } else if repair.is_none()
+                    && matches!(service.driver, vigil_config::model::DriverSpec::Exec(_))
+                {
+                    tracing::warn!(service = %service.name, check = %check_name, event = "exec_not_owned",
+                        "check {check_name} is failing, but {}", crate::driver::EXEC_OWNED_BY_DAEMON);
+                    Some(output::ActionReport {
+                        check: check_name.clone(),
+                        kind: "restart",
+                        dry_run: true,
+                        verdict: "skipped",
+                        message: crate::driver::EXEC_OWNED_BY_DAEMON.to_owned(),
+                        outcome: None,
+                        detail: None,
+                    })
                 } else {
                     let driver = Driver::new(&service.driver);
-                    let timeout = crate::driver::repair_timeout(&service.driver);
+                    let timeout = service.driver.command_timeout();
                     let action = match &repair {
                         Some(argv) => Action::Repair(argv, timeout),
                         None => Action::Restart(&driver),

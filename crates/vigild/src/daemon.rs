@@ -104,6 +104,8 @@ pub struct Daemon {
     notifier: Option<Arc<Notifier>>,
     /// Cancels the group actors (they are rebuilt on every reload).
     group_actors: CancellationToken,
+    /// What each running task is, to name the stragglers at the shutdown deadline.
+    labels: std::collections::HashMap<tokio::task::Id, String>,
 }
 
 impl Daemon {
@@ -114,6 +116,7 @@ impl Daemon {
             &config.vigil.control_socket,
             config.vigil.control_socket_group.as_deref(),
         )?;
+        raise_fd_limit();
         let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
         for intent in ledger.call(|l| l.dangling_intents(None)).await? {
             tracing::warn!(
@@ -148,6 +151,7 @@ impl Daemon {
             api_view,
             notifier: Notifier::from_env().map(Arc::new),
             group_actors: CancellationToken::new(),
+            labels: std::collections::HashMap::new(),
         };
         let saved = daemon.saved_check_states().await;
         let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
@@ -272,9 +276,12 @@ impl Daemon {
         let name = service.name.clone();
         let driver = Driver::new(&service.driver);
         // The driver's own start time when it has one (a container's StartedAt), else the
-        // last restart Vigil made.
+        // last restart Vigil made. An exec service's uptime starts when its supervisor
+        // spawns it.
+        let is_exec = matches!(service.driver, vigil_config::model::DriverSpec::Exec(_));
         let started_at = match driver.started_at().await {
             Some(t) => Some(t),
+            None if is_exec => None,
             None => {
                 let n = name.to_string();
                 self.shared
@@ -288,7 +295,20 @@ impl Daemon {
         let (started, _) = watch::channel(started_at);
         let (tx, rx) = mpsc::channel(64);
         let cancel = self.root.child_token();
-        {
+        if let vigil_config::model::DriverSpec::Exec(spec) = &service.driver {
+            let sup = crate::exec::Supervisor::new(
+                service,
+                spec.clone(),
+                self.shared.guard.clone(),
+                started.clone(),
+                cancel.clone(),
+                self.root.clone(),
+            );
+            let label = format!("exec service {name}");
+            self.spawn_labeled(label, async move {
+                sup.run(rx).await;
+            });
+        } else {
             let actor = ServiceActor {
                 spec: service.clone(),
                 announced_given_up: None,
@@ -301,9 +321,8 @@ impl Daemon {
                 deferred: None,
             };
             let label = format!("service {name}");
-            self.tasks.spawn(async move {
+            self.spawn_labeled(label, async move {
                 actor.run(rx).await;
-                label
             });
         }
         let mut handle = ServiceHandle {
@@ -360,9 +379,8 @@ impl Daemon {
             cancel: cancel.clone(),
         };
         let label = format!("check {service}/{}", check.name);
-        self.tasks.spawn(async move {
+        self.spawn_labeled(label, async move {
             task.run(first_delay).await;
-            label
         });
         CheckTask {
             spec: check.clone(),
@@ -383,12 +401,23 @@ impl Daemon {
             let cancel = cancel.clone();
             let service = service.clone();
             let label = format!("schedule {service}#{i}");
-            self.tasks.spawn(async move {
+            self.spawn_labeled(label, async move {
                 schedule_loop(service, schedule, tx, cancel).await;
-                label
             });
         }
         cancel
+    }
+
+    fn spawn_labeled<F>(&mut self, label: String, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let l = label.clone();
+        let handle = self.tasks.spawn(async move {
+            fut.await;
+            l
+        });
+        self.labels.insert(handle.id(), label);
     }
 
     /// Runs until SIGTERM/SIGINT; handles SIGHUP reloads on the way.
@@ -402,11 +431,20 @@ impl Daemon {
                 _ = term.recv() => { tracing::info!(event = "shutdown", signal = "SIGTERM", "SIGTERM received: shutting down"); break; }
                 _ = int.recv() => { tracing::info!(event = "shutdown", signal = "SIGINT", "SIGINT received: shutting down"); break; }
                 _ = hup.recv() => self.reload().await,
-                Some(res) = self.tasks.join_next() => {
-                    // Tasks only end on cancellation; an early end is a bug worth logging.
+                Some(res) = self.tasks.join_next_with_id() => {
+                    // Tasks only end on cancellation (or a removed service's exec
+                    // supervisor, after stopping its process); anything else is a bug.
                     match res {
-                        Ok(label) => tracing::warn!(task = %label, "task ended unexpectedly"),
-                        Err(error) => tracing::error!(%error, "task panicked"),
+                        Ok((id, label)) => {
+                            self.labels.remove(&id);
+                            if !label.starts_with("exec service ") {
+                                tracing::warn!(task = %label, "task ended unexpectedly");
+                            }
+                        }
+                        Err(error) => {
+                            self.labels.remove(&error.id());
+                            tracing::error!(%error, "task panicked");
+                        }
                     }
                 }
             }
@@ -432,18 +470,40 @@ impl Daemon {
         self.notify("STOPPING=1\nSTATUS=stopping");
         let started = Instant::now();
         self.root.cancel();
-        let deadline = started + SHUTDOWN_DEADLINE;
+        // Exec services get their stop_timeout (then SIGKILL) plus a margin to be reaped.
+        let exec_stop = self
+            .config
+            .services
+            .iter()
+            .filter_map(|s| match &s.driver {
+                vigil_config::model::DriverSpec::Exec(e) => {
+                    Some(e.stop_timeout + Duration::from_secs(2))
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default();
+        let limit = SHUTDOWN_DEADLINE.max(exec_stop);
+        let deadline = started + limit;
         loop {
-            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
-                Ok(Some(_)) => {}
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(Ok((id, _)))) => {
+                    self.labels.remove(&id);
+                }
+                Ok(Some(Err(error))) => {
+                    self.labels.remove(&error.id());
+                }
                 Ok(None) => break,
                 Err(_) => {
+                    let mut names: Vec<&str> = self.labels.values().map(String::as_str).collect();
+                    names.sort_unstable();
                     tracing::error!(
                         event = "shutdown_stragglers",
                         remaining = self.tasks.len(),
-                        "{} task(s) still running after {}; exiting anyway",
+                        "{} task(s) still running after {}; exiting anyway: {}",
                         self.tasks.len(),
-                        vigil_core::format_duration(SHUTDOWN_DEADLINE)
+                        vigil_core::format_duration(limit),
+                        names.join(", ")
                     );
                     self.tasks.abort_all();
                     break;
@@ -580,6 +640,25 @@ impl Daemon {
     }
 }
 
+/// Each exec service holds about four descriptors (pidfd, two output pipes, its notify
+/// socket): raise the soft `RLIMIT_NOFILE` to the hard limit, as systemd does for itself,
+/// so hundreds of services fit under a default soft limit of 1024.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum
+        && let Err(error) = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+    {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
+}
+
 fn stagger(index: usize, total: usize, every: Duration) -> Duration {
     if total <= 1 {
         return Duration::ZERO;
@@ -649,6 +728,11 @@ impl GroupActor {
             }
         }
     }
+}
+
+/// The deadline of a check's repair command.
+fn repair_timeout(service: &Service) -> Duration {
+    service.driver.command_timeout()
 }
 
 /// The owner of one service's driver and policy; performs its restart requests in order.
@@ -758,7 +842,7 @@ impl ServiceActor {
         reply: Option<oneshot::Sender<Decision>>,
     ) -> bool {
         let action = match &repair {
-            Some(argv) => Action::Repair(argv, crate::driver::repair_timeout(&self.spec.driver)),
+            Some(argv) => Action::Repair(argv, repair_timeout(&self.spec)),
             None => Action::Restart(&self.driver),
         };
         let fut = guard::request(

@@ -27,13 +27,19 @@ pub enum Driver {
     Command(CommandDriver),
     /// The container, and what the driver and the event follower share about it.
     Docker(DockerDriver, Arc<OwnRestarts>),
+    /// Owned by `vigil run`'s supervisor (`exec/`): a one-shot process cannot restart it.
+    Exec,
 }
+
+/// What one-shot commands say about an exec service: the running daemon owns its process.
+pub const EXEC_OWNED_BY_DAEMON: &str = "exec services are supervised by `vigil run`, which owns their processes; this command cannot act on one without the daemon's control socket";
 
 impl Driver {
     pub fn new(spec: &DriverSpec) -> Driver {
         match spec {
             DriverSpec::Command(c) => Driver::Command(c.clone()),
             DriverSpec::Docker(d) => Driver::Docker(d.clone(), Arc::default()),
+            DriverSpec::Exec(_) => Driver::Exec,
         }
     }
 
@@ -42,6 +48,7 @@ impl Driver {
         match self {
             Driver::Command(c) => run_command(&c.restart, c.timeout).await,
             Driver::Docker(d, own) => docker::restart(d, own).await,
+            Driver::Exec => exec_not_here(),
         }
     }
 
@@ -58,6 +65,7 @@ impl Driver {
                 },
             },
             Driver::Docker(d, own) => docker::stop(d, own).await,
+            Driver::Exec => exec_not_here(),
         }
     }
 
@@ -70,6 +78,7 @@ impl Driver {
                 _ => run_command(&c.restart, c.timeout).await,
             },
             Driver::Docker(d, own) => docker::start(d, own).await,
+            Driver::Exec => exec_not_here(),
         }
     }
 
@@ -81,6 +90,7 @@ impl Driver {
                 Some(run_command(status, c.timeout).await.ok)
             }
             Driver::Docker(d, _) => docker::inspect(d).await.ok().map(|s| s.running),
+            Driver::Exec => None,
         }
     }
 
@@ -88,7 +98,7 @@ impl Driver {
     /// `State.StartedAt`); `None`: the daemon uses the last restart in the ledger.
     pub async fn started_at(&self) -> Option<Timestamp> {
         match self {
-            Driver::Command(_) => None,
+            Driver::Command(_) | Driver::Exec => None,
             Driver::Docker(d, _) => docker::inspect(d)
                 .await
                 .ok()
@@ -101,7 +111,7 @@ impl Driver {
     /// health, exit code and restart count), or why it could not be read.
     pub async fn detail(&self) -> Option<String> {
         match self {
-            Driver::Command(_) => None,
+            Driver::Command(_) | Driver::Exec => None,
             Driver::Docker(d, _) => Some(match docker::inspect(d).await {
                 Ok(state) => state.describe(),
                 Err(e) => e,
@@ -110,12 +120,12 @@ impl Driver {
     }
 }
 
-/// How long a check's repair command (`on_failure = { exec = [...] }`) may run: the
-/// command driver's `command_timeout`, else a minute.
-pub fn repair_timeout(spec: &DriverSpec) -> Duration {
-    match spec {
-        DriverSpec::Command(c) => c.timeout,
-        DriverSpec::Docker(_) => Duration::from_secs(60),
+/// What a driver operation on an exec service outside its supervisor reports.
+fn exec_not_here() -> RestartReport {
+    RestartReport {
+        ok: false,
+        detail: EXEC_OWNED_BY_DAEMON.to_owned(),
+        duration: Duration::ZERO,
     }
 }
 

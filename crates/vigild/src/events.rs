@@ -189,3 +189,95 @@ pub fn check_run(
         ),
     }
 }
+
+// ---------------------------------------------------------------- exec supervision
+
+/// A supervised process was spawned.
+/// `since_exit`: from the previous instance's exit being observed to this spawn (the
+/// part of crash-to-restart latency Vigil itself spends: policy, guard, ledger, spawn).
+pub fn exec_started(
+    service: &ServiceName,
+    pid: i32,
+    command: &str,
+    since_exit: Option<std::time::Duration>,
+) {
+    match since_exit {
+        Some(d) => tracing::info!(service = %service, event = "exec_started", pid,
+            since_exit_us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            "started pid {pid} ({} after the previous exit): {command}", format_duration(d)),
+        None => {
+            tracing::info!(service = %service, event = "exec_started", pid, "started pid {pid}: {command}")
+        }
+    }
+}
+
+/// A supervised process could not be spawned.
+pub fn exec_spawn_failed(service: &ServiceName, detail: &str) {
+    tracing::error!(service = %service, event = "exec_spawn_failed", "cannot start: {detail}");
+}
+
+/// A supervised process ended without Vigil stopping it (or after its watchdog/start
+/// timeout signal); `cause` is its row in systemd's restart table.
+pub fn exec_exited(
+    service: &ServiceName,
+    pid: i32,
+    how: &str,
+    cause: &str,
+    uptime: std::time::Duration,
+) {
+    tracing::warn!(
+        service = %service,
+        event = "exec_exited",
+        pid,
+        cause,
+        uptime_ms = ms(uptime),
+        "process {pid} exited: {how} (exit cause: {cause}) after {}",
+        format_duration(uptime)
+    );
+}
+
+/// Vigil stopped a supervised process.
+pub fn exec_stopped(
+    service: &ServiceName,
+    pid: i32,
+    how: &str,
+    killed: bool,
+    took: std::time::Duration,
+) {
+    if killed {
+        tracing::warn!(service = %service, event = "exec_stopped", pid, killed, duration_ms = ms(took),
+            "stopped pid {pid} with SIGKILL after the stop timeout ({how}, {})", format_duration(took));
+    } else {
+        tracing::info!(service = %service, event = "exec_stopped", pid, killed, duration_ms = ms(took),
+            "stopped pid {pid} ({how}, {})", format_duration(took));
+    }
+}
+
+/// Processes were left in a service's process group after its main process ended.
+pub fn exec_leftovers(service: &ServiceName, processes: &[String], killed_by: &str) {
+    tracing::warn!(
+        service = %service,
+        event = "exec_leftovers",
+        count = processes.len(),
+        killed_by,
+        "{} leftover process(es) in the process group after the main process ended, killed ({killed_by}): {}",
+        processes.len(),
+        processes.join("; ")
+    );
+}
+
+/// A supervised process missed its watchdog deadline; `evidence` was read before the kill.
+pub fn watchdog_timeout(
+    service: &ServiceName,
+    pid: i32,
+    signal: vigil_core::Signal,
+    evidence: &str,
+) {
+    tracing::error!(
+        service = %service,
+        event = "watchdog",
+        pid,
+        signal = %signal,
+        "Watchdog timeout: killing pid {pid} with {signal}. Hang evidence:\n{evidence}"
+    );
+}

@@ -39,7 +39,8 @@ pub enum Action<'a> {
     Restart(&'a Driver),
     /// Run a check's repair command (`on_failure = { exec = [...] }`) instead.
     Repair(&'a Argv, Duration),
-    /// Performed by the caller: a group restart's stop/start sequence, a member's start.
+    /// Performed by the caller: an exec supervisor (re)starting the process it owns, a
+    /// group restart's stop/start sequence, a member's start.
     Run(std::pin::Pin<Box<dyn std::future::Future<Output = RestartReport> + Send + 'a>>),
 }
 
@@ -83,6 +84,19 @@ pub async fn request(
     action: Action<'_>,
     request: RestartRequest,
 ) -> Result<Decision, GuardError> {
+    request_with_evidence(cx, service, policy, action, request, None).await
+}
+
+/// [`request`], storing `evidence` (e.g. what a hung process was doing) with the ledger
+/// entry of the verdict, whatever it is.
+pub async fn request_with_evidence(
+    cx: &GuardContext,
+    service: &ServiceName,
+    policy: &GuardPolicy,
+    action: Action<'_>,
+    request: RestartRequest,
+    evidence: Option<String>,
+) -> Result<Decision, GuardError> {
     let lock_path = lock::lock_path(&cx.state_dir, service.as_str());
     let waited_from = tokio::time::Instant::now();
     let Some(held) = lock::acquire(&lock_path, policy.lock_timeout).await? else {
@@ -90,7 +104,7 @@ pub async fn request(
             waited: waited_from.elapsed(),
         });
         let now = clock::now();
-        record_refusal(cx, service, request, &verdict, now).await?;
+        record_refusal(cx, service, request, &verdict, now, evidence).await?;
         events::verdict(service, request, &verdict);
         return Ok(Decision {
             verdict,
@@ -114,6 +128,9 @@ pub async fn request(
                 let verdict = decide(&policy, &history, request, now);
                 let id =
                     ledger.record_verdict(&name, request.source, request.forced, &verdict, now)?;
+                if let Some(text) = &evidence {
+                    ledger.set_evidence(id, text)?;
+                }
                 let intent = verdict.is_allowed().then_some(id);
                 Ok((verdict, now, intent))
             })
@@ -200,14 +217,17 @@ async fn record_refusal(
     request: RestartRequest,
     verdict: &Verdict,
     now: Timestamp,
+    evidence: Option<String>,
 ) -> Result<(), LedgerError> {
     let name = service.to_string();
     let verdict = verdict.clone();
     cx.ledger
         .call(move |ledger| {
-            ledger
-                .record_verdict(&name, request.source, request.forced, &verdict, now)
-                .map(|_| ())
+            let id = ledger.record_verdict(&name, request.source, request.forced, &verdict, now)?;
+            match &evidence {
+                Some(text) => ledger.set_evidence(id, text),
+                None => Ok(()),
+            }
         })
         .await
 }

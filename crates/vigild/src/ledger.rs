@@ -22,7 +22,7 @@ use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
 use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -83,6 +83,25 @@ pub struct HistoryRow {
     pub outcome_detail: Option<String>,
     pub finished_at: Option<Timestamp>,
     pub pid: u32,
+    /// What a hung process was doing when the watchdog fired (source `watchdog`).
+    pub evidence: Option<String>,
+}
+
+/// The runtime state of an exec service as its supervisor last wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecStateRow {
+    pub service: String,
+    /// The `vigil run` that owns the process.
+    pub vigil_pid: u32,
+    pub pid: Option<u32>,
+    pub main_pid: Option<u32>,
+    /// `starting`, `running`, `stopping`, `restart-pending`, `given-up`, `exited`,
+    /// `stopped`, `left-running`.
+    pub state: String,
+    /// The last `STATUS=` text the service sent.
+    pub status_text: Option<String>,
+    pub since: Timestamp,
+    pub detail: String,
 }
 
 /// An allowed restart with no recorded outcome.
@@ -234,6 +253,24 @@ impl Ledger {
                     PRIMARY KEY (service, name)
                 );
                 PRAGMA user_version = 2;",
+            )
+            .map_err(&err)?;
+        }
+        if version < 3 {
+            // v3: hang evidence on restart rows; the runtime state of exec services.
+            tx.execute_batch(
+                "ALTER TABLE restarts ADD COLUMN evidence TEXT;
+                CREATE TABLE exec_state (
+                    service TEXT PRIMARY KEY,
+                    vigil_pid INTEGER NOT NULL,
+                    pid INTEGER,
+                    main_pid INTEGER,
+                    state TEXT NOT NULL,
+                    status_text TEXT,
+                    since INTEGER NOT NULL,
+                    detail TEXT NOT NULL DEFAULT ''
+                );
+                PRAGMA user_version = 3;",
             )
             .map_err(&err)?;
         }
@@ -412,7 +449,7 @@ impl Ledger {
             .conn
             .prepare_cached(
                 "SELECT id, service, at, source, forced, verdict, reason, message, outcome,
-                        outcome_detail, finished_at, pid
+                        outcome_detail, finished_at, pid, evidence
                  FROM restarts
                  WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR at >= ?2)
                  ORDER BY at, id",
@@ -433,6 +470,59 @@ impl Ledger {
                     outcome_detail: r.get(9)?,
                     finished_at: ts(r.get(10)?),
                     pid: r.get(11)?,
+                    evidence: r.get(12)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    /// Attaches evidence (e.g. a hung process's state) to a restart row.
+    pub fn set_evidence(&self, id: i64, text: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE restarts SET evidence = ?2 WHERE id = ?1",
+                params![id, text],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Saves many exec states in one transaction.
+    pub fn save_exec_states<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = &'a ExecStateRow>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let err = sql_err(&path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        for row in rows {
+            save_exec_row(&tx, row).map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Every exec service's last written runtime state.
+    pub fn exec_states(&self) -> Result<Vec<ExecStateRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT service, vigil_pid, pid, main_pid, state, status_text, since, detail
+                 FROM exec_state ORDER BY service",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ExecStateRow {
+                    service: r.get(0)?,
+                    vigil_pid: r.get(1)?,
+                    pid: r.get(2)?,
+                    main_pid: r.get(3)?,
+                    state: r.get(4)?,
+                    status_text: r.get(5)?,
+                    since: Timestamp::from_millis(r.get(6)?),
+                    detail: r.get(7)?,
                 })
             })
             .map_err(&err)?;
@@ -704,22 +794,46 @@ type Job = Box<dyn FnOnce(&mut Ledger) + Send>;
 enum Msg {
     Job(Job),
     CheckState(CheckStateRow),
+    /// Batched like check states, but not flushed before every job: nothing in the
+    /// daemon reads them back, and an exec service's crash-to-restart path must not wait
+    /// for their fsync.
+    ExecState(ExecStateRow),
+    /// Write the pending exec states now, then answer.
+    FlushExec(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Check states waiting for the next batched write, newest per check.
 #[derive(Default)]
 struct PendingStates {
     rows: std::collections::BTreeMap<(String, String), CheckStateRow>,
+    exec: std::collections::BTreeMap<String, ExecStateRow>,
     since: Option<std::time::Instant>,
 }
 
 impl PendingStates {
+    fn flush_exec(&mut self, ledger: &mut Ledger) {
+        if self.exec.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.exec);
+        if self.rows.is_empty() {
+            self.since = None;
+        }
+        if let Err(error) = ledger.save_exec_states(rows.values()) {
+            tracing::warn!(%error, rows = rows.len(), "cannot save exec states");
+        }
+    }
+
     fn flush(&mut self, ledger: &mut Ledger) {
+        if !self.rows.is_empty() && !self.exec.is_empty() {
+            // Both at once (the timer or shutdown): exec states first, then checks.
+            self.flush_exec(ledger);
+        }
         if self.rows.is_empty() {
             return;
         }
         let rows = std::mem::take(&mut self.rows);
-        self.since = None;
+        self.since = (!self.exec.is_empty()).then_some(self.since).flatten();
         if let Err(error) = ledger.save_check_states(rows.values()) {
             tracing::warn!(%error, rows = rows.len(), "cannot save check states");
         }
@@ -763,8 +877,22 @@ impl LedgerHandle {
                                 .rows
                                 .insert((row.service.clone(), row.check.clone()), row);
                         }
-                        Err(RecvTimeoutError::Timeout) => pending.flush(&mut ledger),
+                        Ok(Msg::ExecState(row)) => {
+                            if pending.since.is_none() {
+                                pending.since = Some(crate::clock::monotonic());
+                            }
+                            pending.exec.insert(row.service.clone(), row);
+                        }
+                        Ok(Msg::FlushExec(reply)) => {
+                            pending.flush_exec(&mut ledger);
+                            let _ = reply.send(());
+                        }
+                        Err(RecvTimeoutError::Timeout) => {
+                            pending.flush_exec(&mut ledger);
+                            pending.flush(&mut ledger);
+                        }
                         Err(RecvTimeoutError::Disconnected) => {
+                            pending.flush_exec(&mut ledger);
                             pending.flush(&mut ledger);
                             return;
                         }
@@ -788,6 +916,20 @@ impl LedgerHandle {
         let _ = self.tx.send(Msg::CheckState(row));
     }
 
+    /// Queues an exec service's runtime state for the next batched write (within
+    /// [`CHECK_STATE_FLUSH`]). Never blocks.
+    pub fn save_exec_state(&self, row: ExecStateRow) {
+        let _ = self.tx.send(Msg::ExecState(row));
+    }
+
+    /// Writes the queued exec states now (e.g. the final ones before vigil exits).
+    pub async fn flush_exec_states(&self) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::FlushExec(reply)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Runs `f` on the ledger thread and returns its result.
     pub async fn call<R, F>(&self, f: F) -> R
     where
@@ -807,6 +949,28 @@ impl LedgerHandle {
             Err(_) => unreachable_ledger(),
         }
     }
+}
+
+fn save_exec_row(conn: &Connection, row: &ExecStateRow) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO exec_state (service, vigil_pid, pid, main_pid, state, status_text, since, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (service) DO UPDATE SET vigil_pid = excluded.vigil_pid,
+            pid = excluded.pid, main_pid = excluded.main_pid, state = excluded.state,
+            status_text = excluded.status_text, since = excluded.since,
+            detail = excluded.detail",
+    )?;
+    stmt.execute(params![
+        row.service,
+        row.vigil_pid,
+        row.pid,
+        row.main_pid,
+        row.state,
+        row.status_text,
+        row.since.as_millis(),
+        row.detail
+    ])?;
+    Ok(())
 }
 
 fn save_row(conn: &Connection, row: &CheckStateRow) -> rusqlite::Result<()> {

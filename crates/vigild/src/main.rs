@@ -9,6 +9,7 @@ mod daemon;
 mod docker;
 mod driver;
 mod events;
+mod exec;
 mod exit;
 mod group;
 mod guard;
@@ -22,6 +23,12 @@ mod sdnotify;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The exec wrapper (`exec/spawn.rs`) must do nothing but exec the service.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == exec::spawn::WRAP_ARG) {
+        let rest: Vec<_> = args.collect();
+        return ExitCode::from(exec::spawn::exec_wrapper(&rest));
+    }
     limit_malloc_arenas();
     ExitCode::from(cli::main())
 }

@@ -137,6 +137,24 @@ pub struct ServiceStatus {
     pub next_scheduled_restart: Option<String>,
     pub schedules: Vec<String>,
     pub checks: Vec<CheckStatus>,
+    /// `driver = "exec"`: the supervised process as `vigil run` last reported it.
+    pub exec: Option<ExecStatus>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ExecStatus {
+    /// `starting`, `running`, `stopping`, `restart-pending`, `given-up`, `exited`,
+    /// `stopped`, `left-running`; `unknown` when no `vigil run` reported it.
+    pub state: String,
+    pub pid: Option<u32>,
+    pub main_pid: Option<u32>,
+    /// The last `STATUS=` text the service sent over sd_notify.
+    pub status_text: Option<String>,
+    pub since: Option<String>,
+    pub detail: String,
+    /// The `vigil run` that owns the process, and whether it is alive.
+    pub vigil_pid: Option<u32>,
+    pub daemon_running: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -172,6 +190,7 @@ pub async fn status(
 ) -> Result<StatusReport, LedgerError> {
     let now = clock::now();
     let states = ledger.call(|l| l.check_states()).await?;
+    let exec_states = ledger.call(|l| l.exec_states()).await?;
     let dangling = ledger.call(|l| l.dangling_intents(None)).await?;
     let mut services = Vec::new();
     for service in &config.services {
@@ -258,8 +277,28 @@ pub async fn status(
             .filter_map(|s| s.schedule.next_after(now))
             .min();
         let driver = crate::driver::Driver::new(&service.driver);
-        let running = driver.is_running().await;
         let driver_detail = driver.detail().await;
+        let exec = match &service.driver {
+            vigil_config::model::DriverSpec::Exec(_) => {
+                Some(exec_status(exec_states.iter().find(|r| r.service == name)))
+            }
+            _ => None,
+        };
+        let running = match &exec {
+            Some(e) if e.daemon_running => Some(matches!(
+                e.state.as_str(),
+                "running" | "starting" | "stopping"
+            )),
+            Some(e) if e.state == "left-running" => e
+                .pid
+                .map(|p| std::path::Path::new(&format!("/proc/{p}")).exists()),
+            Some(_) => None,
+            None => driver.is_running().await,
+        };
+        let state = match &exec {
+            Some(e) if e.daemon_running && e.state == "given-up" => "given-up",
+            _ => state,
+        };
         services.push(ServiceStatus {
             name: name.clone(),
             driver: service.driver.kind(),
@@ -285,6 +324,7 @@ pub async fn status(
                 .map(|s| s.schedule.describe())
                 .collect(),
             checks,
+            exec,
         });
     }
     Ok(StatusReport {
@@ -302,6 +342,34 @@ pub async fn status(
             })
             .collect(),
     })
+}
+
+fn exec_status(row: Option<&crate::ledger::ExecStateRow>) -> ExecStatus {
+    let Some(r) = row else {
+        return ExecStatus {
+            state: "unknown".to_owned(),
+            pid: None,
+            main_pid: None,
+            status_text: None,
+            since: None,
+            detail: "no `vigil run` has supervised it yet".to_owned(),
+            vigil_pid: None,
+            daemon_running: false,
+        };
+    };
+    // The owner is alive if its pid runs a vigil (a recycled pid runs something else).
+    let daemon_running = std::fs::read_to_string(format!("/proc/{}/comm", r.vigil_pid))
+        .is_ok_and(|c| c.trim() == "vigil");
+    ExecStatus {
+        state: r.state.clone(),
+        pid: r.pid,
+        main_pid: r.main_pid,
+        status_text: r.status_text.clone(),
+        since: Some(r.since.to_string()),
+        detail: r.detail.clone(),
+        vigil_pid: Some(r.vigil_pid),
+        daemon_running,
+    }
 }
 
 fn age(secs: Option<u64>) -> String {
@@ -402,6 +470,36 @@ pub fn render_status(report: &StatusReport) -> String {
             &check_rows,
         ));
     }
+    let exec_rows: Vec<Vec<(String, String)>> = report
+        .services
+        .iter()
+        .filter_map(|s| {
+            let e = s.exec.as_ref()?;
+            let state = if e.daemon_running || e.state == "unknown" {
+                e.state.clone()
+            } else {
+                format!("{} (vigil run not running)", e.state)
+            };
+            Some(vec![
+                cell(s.name.clone()),
+                cell(e.pid.map_or_else(|| "-".to_owned(), |p| p.to_string())),
+                state_cell(&state),
+                cell(e.status_text.clone().unwrap_or_else(|| "-".to_owned())),
+                cell(if e.detail.is_empty() {
+                    "-".to_owned()
+                } else {
+                    e.detail.clone()
+                }),
+            ])
+        })
+        .collect();
+    if !exec_rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &["EXEC SERVICE", "PID", "STATE", "STATUS", "DETAIL"],
+            &exec_rows,
+        ));
+    }
     for d in &report.dangling_intents {
         out.push_str(&format!(
             "\n{}: restart allowed at {} (source {}) by vigil pid {} has no outcome yet (in progress, or that vigil died)\n",
@@ -436,6 +534,8 @@ pub struct HistoryEntry<'a> {
     pub outcome_detail: Option<&'a str>,
     pub finished_at: Option<String>,
     pub pid: u32,
+    /// Hang evidence of a watchdog restart.
+    pub evidence: Option<&'a str>,
 }
 
 pub fn history_json(rows: &[HistoryRow]) -> HistoryJson<'_> {
@@ -456,6 +556,7 @@ pub fn history_json(rows: &[HistoryRow]) -> HistoryJson<'_> {
                 outcome_detail: r.outcome_detail.as_deref(),
                 finished_at: r.finished_at.map(|t| t.to_string()),
                 pid: r.pid,
+                evidence: r.evidence.as_deref(),
             })
             .collect(),
     }
@@ -479,6 +580,10 @@ pub fn render_history(rows: &[HistoryRow]) -> String {
             if let Some(detail) = &r.outcome_detail {
                 message.push_str(" — ");
                 message.push_str(detail);
+            }
+            if let Some(evidence) = &r.evidence {
+                message.push_str(" — evidence: ");
+                message.push_str(&evidence.replace('\n', " | "));
             }
             vec![
                 cell(r.at.to_string()),

@@ -1,4 +1,4 @@
-//! `[groups.NAME]` and the service keys that refer across services (`group`, `after`,
+//! `[groups.NAME]` and the service keys that refer across services (`after`,
 //! `ready_check`, `on_failure = "restart-group"`): validated once every service is known.
 
 use std::ops::Range;
@@ -18,23 +18,17 @@ use crate::value::{Cx, KeyPath, Table, Value, nonempty_string, positive_duration
 /// What a service's table said about groups, with spans for errors found later.
 #[derive(Default)]
 pub(super) struct ServiceRefs {
-    pub group: Option<(String, Range<usize>, KeyPath)>,
     pub after: Vec<(String, Range<usize>, KeyPath)>,
     pub ready_check: Option<(String, Range<usize>, KeyPath)>,
     /// Checks with `on_failure = "restart-group"`: the value's span and path.
     pub restart_group: Vec<(Range<usize>, KeyPath)>,
 }
 
-/// Reads `group`, `after` and `ready_check` from a service table (their targets are
-/// checked in [`groups`]).
+/// Reads `after` and `ready_check` from a service table (their targets are checked in
+/// [`groups`]). (A service-level `group` key would clash with the exec driver's Unix
+/// group: membership is listed in `[groups.NAME] members`.)
 pub(super) fn service_refs(cx: &mut Cx<'_>, t: &Table<'_>) -> ServiceRefs {
     let mut refs = ServiceRefs::default();
-    if let Some(v) = t.get("group") {
-        let path = t.path.key("group");
-        if let Some(s) = nonempty_string(cx, v, &path) {
-            refs.group = Some((s, v.span(), path));
-        }
-    }
     if let Some(v) = t.get("after") {
         let path = t.path.key("after");
         refs.after = names(cx, v, &path);
@@ -128,6 +122,16 @@ pub(super) fn groups(
                         cx.error(span, &mpath, unknown_service(&member, services));
                         ok = false;
                     }
+                    Some(s) if matches!(s.driver, crate::model::DriverSpec::Exec(_)) => {
+                        cx.error(
+                            span,
+                            &mpath,
+                            format!(
+                                "`{member}` uses driver = \"exec\": exec services cannot be restart-group members yet (their supervisor restarts them on exit)"
+                            ),
+                        );
+                        ok = false;
+                    }
                     Some(s) if group.members.contains(&s.name) => {
                         cx.error(span, &mpath, format!("`{member}` is listed twice"));
                         ok = false;
@@ -136,27 +140,6 @@ pub(super) fn groups(
                 }
             }
             groups.push((group, t.span.clone(), gpath));
-        }
-    }
-    // `group = "NAME"` on a service joins it (after the listed members).
-    for (service, r) in services.iter().zip(refs) {
-        let Some((gname, span, path)) = &r.group else {
-            continue;
-        };
-        match groups.iter_mut().find(|(g, _, _)| g.name.as_str() == gname) {
-            None => {
-                let known = groups.iter().map(|(g, _, _)| g.name.as_str());
-                let msg = match suggest::closest(gname, known) {
-                    Some(near) => format!("no group named `{gname}`; did you mean `{near}`?"),
-                    None => format!("no group named `{gname}` (declare it as [groups.{gname}])"),
-                };
-                cx.error(span.clone(), path, msg);
-                ok = false;
-            }
-            Some((g, _, _)) if !g.members.contains(&service.name) => {
-                g.members.push(service.name.clone());
-            }
-            Some(_) => {}
         }
     }
     // One group per service.

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Benchmarks of `driver = "exec"` (issue 3): crash-to-restart latency, watchdog hang
+detection, and 500 idle supervised processes (Vigil's PSS, CPU, time to start all).
+
+Run through bench/exec.sh (which builds the release binaries). Every process started here
+is stopped by PID; only local files and sockets are used. Results: $OUT/exec/*.json and a
+Markdown summary on stdout.
+"""
+import json, os, select, signal, statistics, subprocess, sys, tempfile, time
+
+VIGIL = os.environ["VIGIL"]
+HELPERS = os.environ["HELPERS"]
+OUT = os.environ.get("OUT", "bench-out")
+CRASHES = int(os.environ.get("CRASHES", "1000"))
+HANGS = int(os.environ.get("HANGS", "50"))
+IDLE_N = int(os.environ.get("IDLE_N", "500"))
+IDLE_MEASURE = int(os.environ.get("IDLE_MEASURE", "60"))
+SCENARIOS = os.environ.get("SCENARIOS", "crash crash-tmpfs watchdog idle").split()
+os.makedirs(f"{OUT}/exec", exist_ok=True)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def summary(xs):
+    return {
+        "n": len(xs),
+        "median": statistics.median(xs) if xs else None,
+        "p90": pct(xs, 90),
+        "p99": pct(xs, 99),
+        "max": max(xs) if xs else None,
+        "min": min(xs) if xs else None,
+    }
+
+
+class Vigil:
+    def __init__(self, dirpath, config, state_dir):
+        self.dir = dirpath
+        self.cfg = os.path.join(dirpath, "vigil.toml")
+        with open(self.cfg, "w") as f:
+            f.write(f'[vigil]\nstate_dir = "{state_dir}"\nlog_format = "json"\n\n{config}')
+        self.log = open(os.path.join(dirpath, "daemon.log"), "w")
+        self.t_spawn = time.time()
+        self.p = subprocess.Popen([VIGIL, "run", "-c", self.cfg], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def status(self):
+        out = subprocess.run([VIGIL, "status", "--json", "-c", self.cfg], capture_output=True)
+        return json.loads(out.stdout)
+
+    def stop(self, timeout=60):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def wait_for(what, cond, limit=60.0, step=0.005):
+    end = time.time() + limit
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def children(pid):
+    n = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                n.extend(f.read().split())
+    except OSError:
+        pass
+    return n
+
+
+def cpu_secs(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def pss_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return None
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def crasher(d):
+    src = os.path.join(d, "crash.c")
+    binp = os.path.join(d, "crash")
+    with open(src, "w") as f:
+        f.write(r'''#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  struct timespec t; clock_gettime(CLOCK_REALTIME, &t);
+  char buf[64]; int n = snprintf(buf, sizeof buf, "%lld\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+  int fd = open(argv[1], O_WRONLY | O_APPEND | O_CREAT, 0644); write(fd, buf, n); close(fd);
+  return 1;
+}
+''')
+    subprocess.run(["gcc", "-O2", "-o", binp, src], check=True)
+    return binp
+
+
+def bench_crash(tmpfs):
+    """A process that records its start and exits 1 at once, restart = always,
+    restart_delay = 0: the gap between consecutive starts is crash-to-restart latency
+    (exit observed, policy, guard with its ledger intent, spawn, exec)."""
+    d = tempfile.mkdtemp(prefix="vigil-bench-crash-")
+    state = tempfile.mkdtemp(prefix="vigil-bench-state-", dir="/dev/shm") if tmpfs else os.path.join(d, "state")
+    binp = crasher(d)
+    starts = os.path.join(d, "starts")
+    cfg = f'''[defaults.guard]
+cooldown = "0s"
+max_restarts = 1000000
+window = "5s"
+
+[services.crash]
+driver = "exec"
+command = ["{binp}", "{starts}"]
+restart = "always"
+restart_delay = "0"
+stdout = "null"
+stderr = "null"
+'''
+    v = Vigil(d, cfg, state)
+    def count():
+        try:
+            with open(starts) as f:
+                return sum(1 for _ in f)
+        except OSError:
+            return 0
+    wait_for("crashes", lambda: count() >= CRASHES + 1, limit=600, step=0.05)
+    v.stop()
+    with open(starts) as f:
+        ts = [int(x) for x in f.read().split()]
+    gaps = [(b - a) / 1e6 for a, b in zip(ts, ts[1:])][:CRASHES]
+    # Vigil's own share: exit observed -> next spawn returned (`since_exit_us` in its log).
+    internal = []
+    with open(os.path.join(d, "daemon.log")) as f:
+        for line in f:
+            if '"since_exit_us"' in line:
+                internal.append(json.loads(line)["since_exit_us"] / 1000)
+    res = {"scenario": "crash-tmpfs" if tmpfs else "crash", "state_dir": state,
+           "latency_ms": summary(gaps), "vigil_internal_ms": summary(internal[:CRASHES]),
+           "loadavg": open("/proc/loadavg").read().split()[:3]}
+    return res
+
+
+def bench_watchdog():
+    """A service pinging every 20 ms with watchdog = 200 ms is SIGSTOPped; the lateness is
+    the time from (last ping + watchdog) until the process is dead (seen via a pidfd)."""
+    d = tempfile.mkdtemp(prefix="vigil-bench-wd-")
+    pings = os.path.join(d, "pings")
+    pidf = os.path.join(d, "pids")
+    client = os.path.join(HELPERS, "vigil-notify-client")
+    wd_ms = 200
+    cfg = f'''[defaults.guard]
+cooldown = "0s"
+max_restarts = 1000000
+window = "5s"
+
+[services.hang]
+driver = "exec"
+command = ["{client}", "--pid-file", "{pidf}", "--ready-after-ms", "0", "--ping-ms", "20", "--ping-log", "{pings}"]
+ready = "notify"
+watchdog = "{wd_ms}ms"
+restart = "on-watchdog"
+restart_delay = "0"
+stdout = "null"
+'''
+    v = Vigil(d, cfg, os.path.join(d, "state"))
+    late = []
+    seen = set()
+    for i in range(HANGS):
+        def newpid():
+            try:
+                with open(pidf) as f:
+                    ps = [int(l.split()[1]) for l in f if l.startswith("main ")]
+            except OSError:
+                return None
+            for p in ps:
+                if p not in seen and os.path.exists(f"/proc/{p}"):
+                    return p
+            return None
+        pid = wait_for("a new instance", newpid, limit=30)
+        seen.add(pid)
+        fd = os.pidfd_open(pid)
+        # Let it ping a while (random phase against the 20 ms ping period).
+        time.sleep(0.3 + (i % 7) * 0.013)
+        os.kill(pid, signal.SIGSTOP)
+        select.select([fd], [], [], 10)
+        t_dead = time.time_ns()
+        os.close(fd)
+        with open(pings) as f:
+            last = int(f.read().split()[-1])
+        late.append((t_dead - last) / 1e6 - wd_ms)
+    v.stop()
+    return {"scenario": "watchdog", "watchdog_ms": wd_ms, "lateness_ms": summary(late),
+            "loadavg": open("/proc/loadavg").read().split()[:3]}
+
+
+def bench_idle():
+    """IDLE_N services running `sleep`, outputs into Vigil's log (two pipes each):
+    time until all are spawned, then Vigil's PSS and CPU while idle, then stop time."""
+    d = tempfile.mkdtemp(prefix="vigil-bench-idle-")
+    cfg = "".join(
+        f'\n[services.s{i:03}]\ndriver = "exec"\ncommand = ["/bin/sleep", "100000"]\n'
+        for i in range(IDLE_N))
+    t0 = time.time()
+    v = Vigil(d, cfg, os.path.join(d, "state"))
+    wait_for("all started", lambda: len(children(v.p.pid)) >= IDLE_N, limit=120, step=0.002)
+    t_all = time.time() - t0
+    # Wait until the ledger has every state row (startup writes), then measure idle.
+    wait_for("states written", lambda: sum(1 for s in v.status()["services"] if s["exec"]["state"] == "running") >= IDLE_N, limit=120, step=0.2)
+    time.sleep(5)
+    c0, w0 = cpu_secs(v.p.pid), time.time()
+    samples = []
+    end = w0 + IDLE_MEASURE
+    while time.time() < end:
+        samples.append((pss_kib(v.p.pid), rss_kib(v.p.pid)))
+        time.sleep(1)
+    c1, w1 = cpu_secs(v.p.pid), time.time()
+    t_stop0 = time.time()
+    v.stop()
+    t_stop = time.time() - t_stop0
+    leftover = subprocess.run(["pgrep", "-f", "^/bin/sleep 100000$"], capture_output=True).stdout.split()
+    return {"scenario": "idle", "services": IDLE_N, "start_all_s": t_all,
+            "pss_mib_max": max(s[0] for s in samples) / 1024,
+            "rss_mib_max": max(s[1] for s in samples) / 1024,
+            "cpu_percent": 100 * (c1 - c0) / (w1 - w0), "measure_s": w1 - w0,
+            "stop_all_s": t_stop, "leftover_sleeps": len(leftover),
+            "loadavg": open("/proc/loadavg").read().split()[:3]}
+
+
+results = []
+for s in SCENARIOS:
+    print(f"[exec bench] {s} (load {open('/proc/loadavg').read().split()[0]})", file=sys.stderr)
+    r = {"crash": lambda: bench_crash(False), "crash-tmpfs": lambda: bench_crash(True),
+         "watchdog": bench_watchdog, "idle": bench_idle}[s]()
+    with open(f"{OUT}/exec/{s}.json", "w") as f:
+        json.dump(r, f, indent=2)
+    results.append(r)
+    print(json.dumps(r), file=sys.stderr)
+
+print("| scenario | figure | target | result |\n|---|---|---|---|")
+for r in results:
+    if r["scenario"].startswith("crash"):
+        l = r["latency_ms"]
+        where = "ledger on /dev/shm (no fsync cost)" if r["scenario"] == "crash-tmpfs" else "ledger on disk"
+        print(f"| {r['scenario']} ({where}, n={l['n']}, load {' '.join(r['loadavg'])}) | crash-to-restart median / p99 / max | <1 ms / <5 ms | {l['median']:.2f} / {l['p99']:.2f} / {l['max']:.2f} ms |")
+        v = r["vigil_internal_ms"]
+        if v["n"]:
+            print(f"| {r['scenario']} | of which inside Vigil (exit observed to spawn returned) median / p99 | - | {v['median']:.2f} / {v['p99']:.2f} ms |")
+    elif r["scenario"] == "watchdog":
+        l = r["lateness_ms"]
+        print(f"| watchdog ({r['watchdog_ms']} ms, n={l['n']}, load {' '.join(r['loadavg'])}) | death after last ping + watchdog, median / p99 / max | p99 < 20 ms | {l['median']:.1f} / {l['p99']:.1f} / {l['max']:.1f} ms |")
+    else:
+        print(f"| idle {r['services']} (load {' '.join(r['loadavg'])}) | start all | < 1 s | {r['start_all_s']:.3f} s |")
+        print(f"| idle {r['services']} | Vigil PSS (max over {r['measure_s']:.0f} s) | < 8 MiB | {r['pss_mib_max']:.1f} MiB (RSS {r['rss_mib_max']:.1f}) |")
+        print(f"| idle {r['services']} | Vigil CPU | < 0.1 % | {r['cpu_percent']:.3f} % |")
+        print(f"| idle {r['services']} | stop all (SIGTERM to vigil until exit) | - | {r['stop_all_s']:.2f} s, {r['leftover_sleeps']} left |")

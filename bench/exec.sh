@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmarks of `driver = "exec"` (issue 3), see bench/exec.py:
+#   crash        crash-to-restart latency, restart_delay = 0 (ledger on disk)
+#   crash-tmpfs  the same with the ledger on /dev/shm (the fsync of the intent removed)
+#   watchdog     hang detection: SIGSTOP a pinging service, time until it is dead
+#   idle         500 idle supervised processes: start-all time, Vigil's PSS and CPU
+# Environment: SCENARIOS, CRASHES (1000), HANGS (50), IDLE_N (500), IDLE_MEASURE (60),
+# OUT (bench-out), CARGO_TARGET_DIR. Needs gcc and python3 (>= 3.9 for os.pidfd_open).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+: "${CARGO_TARGET_DIR:=$ROOT/target}"
+export CARGO_TARGET_DIR
+cargo build --release -q -p vigild -p vigil-test-helpers
+export VIGIL="$CARGO_TARGET_DIR/release/vigil" HELPERS="$CARGO_TARGET_DIR/release"
+export OUT=${OUT:-$ROOT/bench-out}
+exec python3 "$ROOT/bench/exec.py"
