@@ -6,6 +6,7 @@
 //! each function validates everything it can reach, records errors in [`Cx`], and returns
 //! `None` when its part of the model cannot be built.
 
+mod alerts;
 mod kinds;
 
 use std::time::Duration;
@@ -18,9 +19,9 @@ use vigil_core::schedule::Schedule;
 use vigil_core::{CheckName, ServiceName};
 
 use crate::model::{
-    Check, CheckKind, CommandDriver, Config, DriverSpec, ExecCheck, HttpCheck, ListeningCheck,
-    LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service, Settings, Severity,
-    StatusSet, TcpCheck,
+    AlertRoute, Check, CheckKind, CommandDriver, Config, DriverSpec, ExecCheck, HttpCheck,
+    ListeningCheck, LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service, Settings,
+    Severity, StatusSet, TcpCheck,
 };
 use crate::schema::{self, Section};
 use crate::suggest;
@@ -57,12 +58,15 @@ pub(crate) fn config(cx: &mut Cx<'_>, root: &Value<'_>, file: &std::path::Path) 
     });
     let settings = settings(cx, &top);
     let default_guard = defaults(cx, &top);
-    let services = services(cx, &top, default_guard.as_ref());
+    let channels = alerts::channel_names(&top);
+    let services = services(cx, &top, default_guard.as_ref(), &channels);
+    let alerts = alerts::alerts(cx, &top);
     Some(Config {
         path: file.to_path_buf(),
         vigil: settings?,
         default_guard: default_guard?,
         services: services?,
+        alerts: alerts?,
     })
 }
 
@@ -186,6 +190,7 @@ fn services(
     cx: &mut Cx<'_>,
     top: &Table<'_>,
     default_guard: Option<&GuardPolicy>,
+    channels: &[String],
 ) -> Option<Vec<Service>> {
     let Some(v) = top.get("services") else {
         return Some(Vec::new());
@@ -194,7 +199,7 @@ fn services(
     let all = Table::new(cx, v, path, "[services]".to_owned(), &[])?;
     let mut services = Some(Vec::new());
     for (name, v) in all.entries() {
-        let service = service(cx, &all.path, name, v, default_guard);
+        let service = service(cx, &all.path, name, v, default_guard, channels);
         match (&mut services, service) {
             (Some(list), Some(s)) => list.push(s),
             _ => services = None,
@@ -227,6 +232,7 @@ fn service(
     name: &toml::Spanned<toml::de::DeString<'_>>,
     v: &Value<'_>,
     default_guard: Option<&GuardPolicy>,
+    channels: &[String],
 ) -> Option<Service> {
     let path = parent.key(name.get_ref());
     let name_valid = name_ok(cx, "service", name, &path);
@@ -254,6 +260,10 @@ fn service(
     };
     let checks = checks(cx, &t);
     let schedules = schedules(cx, &t);
+    let alerts = match t.get("alerts") {
+        Some(v) => alerts::route(cx, v, &t.path.key("alerts"), channels),
+        None => Some(AlertRoute::All),
+    };
     if !name_valid {
         return None;
     }
@@ -263,6 +273,7 @@ fn service(
         guard: guard?,
         checks: checks?,
         schedules: schedules?,
+        alerts: alerts?,
     })
 }
 
