@@ -238,16 +238,19 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
             };
             let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
             let service = args.service.clone();
-            let rows = ledger
-                .call(move |l| l.history(service.as_deref(), since))
+            let (rows, deliveries) = ledger
+                .call(move |l| -> Result<_, crate::ledger::LedgerError> {
+                    let s = service.as_deref();
+                    Ok((l.history(s, since)?, l.deliveries(s, since)?))
+                })
                 .await?;
             if args.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::history_json(&rows))?
+                    serde_json::to_string_pretty(&output::history_json(&rows, &deliveries))?
                 );
             } else {
-                print!("{}", output::render_history(&rows));
+                print!("{}", output::render_history(&rows, &deliveries));
             }
             Ok(exit::OK)
         }
