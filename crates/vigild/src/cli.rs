@@ -11,6 +11,7 @@ use vigil_config::model::{CheckKind, Config, LogFormat, OnFailure};
 use vigil_core::health::RunVerdict;
 use vigil_core::{RestartRequest, Source, Timestamp};
 
+use crate::alerting::AlertHub;
 use crate::daemon::Daemon;
 use crate::guard::{self, Action, GuardContext};
 use crate::ledger::{CheckStateRow, LedgerHandle};
@@ -358,6 +359,8 @@ fn guard_context(config: &Config) -> anyhow::Result<GuardContext> {
     Ok(GuardContext {
         ledger: LedgerHandle::spawn(&config.vigil.state_dir)?,
         state_dir: config.vigil.state_dir.clone(),
+        // One-shot commands only log; alerts are the daemon's.
+        alerts: AlertHub::none(),
     })
 }
 
@@ -393,9 +396,13 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
         request,
     )
     .await?;
-    if let Some(rearm_at) = decision.given_up_until() {
-        crate::events::given_up(&service.name, rearm_at, decision.decided_at);
-    }
+    crate::events::given_up(
+        &AlertHub::none(),
+        &service.name,
+        request,
+        &decision.verdict,
+        decision.decided_at,
+    );
     let code = if decision.restarted() {
         exit::OK
     } else {
@@ -498,6 +505,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             let obs =
                 health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
             crate::events::check_run(
+                &mut crate::events::CheckAlerts::none(),
                 &service.name,
                 check.name.as_str(),
                 run.verdict,
@@ -567,9 +575,13 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                     };
                     let decision =
                         guard::request(&cx, &service.name, &service.guard, action, request).await?;
-                    if let Some(rearm_at) = decision.given_up_until() {
-                        crate::events::given_up(&service.name, rearm_at, decision.decided_at);
-                    }
+                    crate::events::given_up(
+                        &AlertHub::none(),
+                        &service.name,
+                        request,
+                        &decision.verdict,
+                        decision.decided_at,
+                    );
                     Some(output::ActionReport::performed(
                         &check_name,
                         repair.is_some(),

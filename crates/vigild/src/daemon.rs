@@ -25,9 +25,10 @@ use tokio_util::sync::CancellationToken;
 use vigil_checks::ProbeContext;
 use vigil_checks::runner::run_check;
 use vigil_config::model::{Check, CheckKind, Config, OnFailure, ScheduleEntry, Service};
-use vigil_core::health::{CheckHealth, RunVerdict};
+use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 
+use crate::alerting::AlertHub;
 use crate::clock;
 use crate::driver::Driver;
 use crate::events;
@@ -96,10 +97,12 @@ impl Daemon {
                 intent.pid
             );
         }
+        let alerts = AlertHub::start(&config, ledger.clone());
         let shared = Arc::new(Shared {
             guard: GuardContext {
                 ledger,
                 state_dir: config.vigil.state_dir.clone(),
+                alerts,
             },
             probes: Arc::new(ProbeContext::new()),
         });
@@ -213,6 +216,13 @@ impl Daemon {
         let task = CheckLoop {
             service: service.clone(),
             check: check.clone(),
+            alerts: events::CheckAlerts {
+                hub: self.shared.guard.alerts.clone(),
+                announced: matches!(
+                    initial.status,
+                    HealthStatus::Failing | HealthStatus::Warning
+                ),
+            },
             health: initial,
             saved: None,
             shared: self.shared.clone(),
@@ -310,6 +320,8 @@ impl Daemon {
                 }
             }
         }
+        // Restarts have ended (or were abandoned): send what is grouped, bounded.
+        self.shared.guard.alerts.shutdown().await;
         tracing::info!(
             event = "stopped",
             duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -409,6 +421,22 @@ impl Daemon {
             handle.spec = service.clone();
             self.services.insert(service.name.clone(), handle);
         }
+        let routes = |c: &Config| -> Vec<_> {
+            c.services
+                .iter()
+                .map(|s| (s.name.clone(), s.alerts.clone()))
+                .collect()
+        };
+        if new.alerts != self.config.alerts || routes(&new) != routes(&self.config) {
+            self.shared.guard.alerts.reload(&new);
+            changed += 1;
+            tracing::info!(
+                event = "alerts_reloaded",
+                channels = new.alerts.len(),
+                "alert channels reloaded: {} channel(s)",
+                new.alerts.len()
+            );
+        }
         self.config = new;
         tracing::info!(
             event = "reloaded",
@@ -504,8 +532,10 @@ impl ServiceActor {
                                         .is_some_and(|t| decision.decided_at < t);
                                     if !announced {
                                         events::given_up(
+                                            &self.shared.guard.alerts,
                                             &self.spec.name,
-                                            rearm_at,
+                                            request,
+                                            &decision.verdict,
                                             decision.decided_at,
                                         );
                                     }
@@ -540,6 +570,7 @@ impl ServiceActor {
 struct CheckLoop {
     service: ServiceName,
     check: Check,
+    alerts: events::CheckAlerts,
     health: CheckHealth,
     /// When the state was last queued for the ledger, and with which verdict: unchanged
     /// verdicts are re-saved only every [`save_every`], so 1,000 checks at 1 s do not cost
@@ -587,6 +618,7 @@ impl CheckLoop {
                 now,
             );
             events::check_run(
+                &mut self.alerts,
                 &self.service,
                 self.check.name.as_str(),
                 run.verdict,
