@@ -58,6 +58,28 @@ enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Alert channel commands.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AlertCommand {
+    /// Send a test alert through one channel, once (no retries), and report the outcome:
+    /// exit 0 delivered, 1 failed (the reason is printed), 2 unknown channel.
+    Test(AlertTestArgs),
+}
+
+#[derive(Args, Debug)]
+struct AlertTestArgs {
+    /// The `[alerts.NAME]` channel.
+    channel: String,
+    /// The event the test alert pretends to be.
+    #[arg(long, default_value = "restarted", value_parser = clap::builder::PossibleValuesParser::new(vigil_config::schema::ALERT_EVENTS))]
+    event: String,
+    /// Machine-readable output (see docs/cli-json.md).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -288,6 +310,72 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
             Ok(exit::OK)
         }
         Command::Config(ConfigCommand::Check) => Ok(config_check(&config_path)),
+        Command::Alert(AlertCommand::Test(args)) => alert_test(&config, args).await,
+    }
+}
+
+/// `vigil alert test CHANNEL`: one attempt, reported.
+async fn alert_test(config: &Config, args: AlertTestArgs) -> anyhow::Result<u8> {
+    let Some(channel) = config.alert_channel(&args.channel) else {
+        let known: Vec<&str> = config.alerts.iter().map(|c| c.name.as_str()).collect();
+        return Err(anyhow::Error::new(UsageError(format!(
+            "unknown alert channel `{}` (configured: {})",
+            args.channel,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ))));
+    };
+    let event = vigil_config::model::AlertEvent::parse(&args.event)
+        .ok_or_else(|| UsageError(format!("unknown event {:?}", args.event)))?;
+    let msg = vigil_alerts::test_message(
+        &channel.name,
+        &vigil_alerts::host_name(),
+        event,
+        clock::now(),
+    );
+    let sender = vigil_alerts::Sender::new(
+        std::sync::Arc::new(channel.clone()),
+        vigil_alerts::http_client(),
+    );
+    let started = clock::monotonic();
+    let result = sender.send(&msg).await;
+    let took = started.elapsed();
+    let kind = channel.kind.as_str();
+    if args.json {
+        let doc = serde_json::json!({
+            "version": 1,
+            "channel": channel.name,
+            "kind": kind,
+            "event": event.as_str(),
+            "delivered": result.is_ok(),
+            "error": result.as_ref().err().map(|e| e.0.clone()),
+            "duration_ms": u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    match result {
+        Ok(()) => {
+            if !args.json {
+                println!(
+                    "{}: test alert ({event}) delivered through {kind} in {}",
+                    channel.name,
+                    vigil_core::format_duration(took)
+                );
+            }
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            if !args.json {
+                eprintln!(
+                    "{}: test alert ({event}) NOT delivered through {kind}: {e}",
+                    channel.name
+                );
+            }
+            Ok(exit::FAILED)
+        }
     }
 }
 

@@ -297,3 +297,71 @@ retries = 1
         .expect("vigil exits despite the hung receiver");
     assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
 }
+
+/// `vigil alert test`: 0 delivered, 1 failed with the reason, 2 unknown channel.
+#[test]
+fn alert_test_reports_the_outcome_with_its_exit_code() {
+    let env = Env::new();
+    let ok = Receiver::start(Script::ok());
+    let failing = Receiver::start(Script::Statuses {
+        first: Vec::new(),
+        then: 500,
+    });
+    env.write_config(&format!(
+        r#"
+[alerts.good]
+kind = "webhook"
+url = "{ok}"
+
+[alerts.bad]
+kind = "slack"
+webhook_url = "{bad}"
+retries = 5
+"#,
+        ok = ok.url("/"),
+        bad = failing.url("/services/X"),
+    ));
+    let out = env.vigil(&["alert", "test", "good", "--event", "given-up"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("good: test alert (given-up) delivered through webhook"),
+        "{}",
+        text(&out.stdout)
+    );
+    let d = doc(&ok.delivered()[0]);
+    assert_eq!(d["test"], true);
+    assert_eq!(d["alerts"][0]["event"], "given-up");
+    assert!(d["summary"].as_str().unwrap().starts_with("TEST: "), "{d}");
+
+    let out = env.vigil(&["alert", "test", "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "bad: test alert (restarted) NOT delivered through slack: the receiver answered 500"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&failing.url("/services/X")),
+        "the URL leaked: {stderr}"
+    );
+    assert_eq!(failing.requests().len(), 1, "one attempt, no retries");
+
+    let out = env.vigil(&["alert", "test", "bad", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["delivered"], false);
+    assert_eq!(j["kind"], "slack");
+    assert!(j["error"].as_str().unwrap().contains("500"));
+
+    let out = env.vigil(&["alert", "test", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown alert channel `nope` (configured: good, bad)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.vigil(&["alert", "test", "good", "--event", "exploded"]);
+    assert_eq!(out.status.code(), Some(2));
+}
