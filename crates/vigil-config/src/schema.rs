@@ -1245,7 +1245,7 @@ pub static ALERT: Section = Section {
             "group_wait",
             DURATION,
             Dflt::Value("\"10s\""),
-            "Alerts arriving within this of the first alert of a group are sent as one message (a storm of 200 failing services is one message). `\"0\"` sends each alert on its own, at once.",
+            "Alerts arriving within this of the first alert of a group are sent as one message (a storm of 200 failing services is one message). `\"0\"` sends alerts at once (those raised in the same instant may still share a message).",
         ),
         key(
             "timeout",

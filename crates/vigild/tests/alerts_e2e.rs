@@ -365,3 +365,105 @@ retries = 5
     let out = env.vigil(&["alert", "test", "good", "--event", "exploded"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Measurement (not a pass/fail bound): how long from a failed check run to the restart it
+/// causes, without alert channels and with one whose receiver hangs forever (`repeat = "0"`,
+/// `group_wait = "0"`: every failing and restarted alert is queued behind the hung one).
+/// Run with `VIGIL_ALERT_BENCH=1 cargo test --release -p vigild --test alerts_e2e
+/// restart_delay -- --nocapture`; the numbers are in docs/BENCHMARKS.md.
+#[test]
+fn restart_delay_with_a_hanging_receiver_measurement() {
+    if std::env::var_os("VIGIL_ALERT_BENCH").is_none_or(|v| v != "1") {
+        eprintln!("skipped: set VIGIL_ALERT_BENCH=1 to measure");
+        return;
+    }
+    let restarts: usize = std::env::var("VIGIL_ALERT_BENCH_RESTARTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let hang = Receiver::start(Script::Hang);
+    let mut results = Vec::new();
+    for round in 0..2 {
+        for (name, alerts) in [
+            ("no alert channel", String::new()),
+            (
+                "hanging webhook",
+                format!(
+                    "[alerts.stuck]\nkind = \"webhook\"\nurl = \"{}\"\nrepeat = \"0\"\ngroup_wait = \"0\"\ntimeout = \"1h\"\nretries = 1\n",
+                    hang.url("/")
+                ),
+            ),
+        ] {
+            let delays = measure_restart_delays(&alerts, restarts);
+            results.push((round, name, delays));
+        }
+    }
+    for (round, name, mut d) in results {
+        d.sort();
+        let pick = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize];
+        let mean = d.iter().sum::<Duration>() / u32::try_from(d.len()).unwrap();
+        eprintln!(
+            "round {round} {name:>16}: n={} mean={:.3}ms p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms",
+            d.len(),
+            mean.as_secs_f64() * 1e3,
+            pick(0.5).as_secs_f64() * 1e3,
+            pick(0.9).as_secs_f64() * 1e3,
+            pick(0.99).as_secs_f64() * 1e3,
+            pick(1.0).as_secs_f64() * 1e3,
+        );
+    }
+    assert!(
+        !hang.requests().is_empty(),
+        "the receiver was reached (and hung)"
+    );
+    assert!(hang.delivered().is_empty());
+}
+
+/// Runs a crash loop until `n` restarts and returns, for each restart after the first, the
+/// time from the failed check run's own timestamp to the restart command's start.
+fn measure_restart_delays(alerts: &str, n: usize) -> Vec<Duration> {
+    let env = Env::new();
+    let recorder = helper_bin("vigil-restart-recorder");
+    let stamps = env.path("stamps");
+    env.write_config(&format!(
+        r#"
+[defaults.guard]
+cooldown = "0"
+max_restarts = 1000000
+
+[services.web]
+driver = "command"
+restart_command = [{recorder:?}, "--log", {log:?}, "--hold-ms", "1"]
+
+[services.web.checks.health]
+kind = "exec"
+command = ["sh", "-c", "date +%s%N >> {stamps}; exit 1"]
+every = "50ms"
+timeout = "5s"
+
+{alerts}
+"#,
+        recorder = recorder.display().to_string(),
+        log = env.path("restarts.log").display().to_string(),
+        stamps = stamps.display(),
+    ));
+    let mut daemon = env.start_daemon(&[]);
+    wait_until(Duration::from_secs(120), "the restarts", || {
+        (recorder_runs(&env.path("restarts.log")).len() >= n).then_some(())
+    });
+    daemon.signal(rustix::process::Signal::TERM);
+    daemon.wait_exit(Duration::from_secs(15));
+    let fails: Vec<u128> = std::fs::read_to_string(&stamps)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    recorder_runs(&env.path("restarts.log"))
+        .iter()
+        .skip(1)
+        .filter_map(|(start, _)| {
+            let fail = fails.iter().filter(|f| *f < start).max()?;
+            Some(Duration::from_nanos(u64::try_from(start - fail).ok()?))
+        })
+        .collect()
+}
