@@ -75,7 +75,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| none.notify(black_box(a.clone())))
     });
 
-    let one = running.block_on(async { Alerter::start(&config(&[url.clone()]), deps()) });
+    let one =
+        running.block_on(async { Alerter::start(&config(std::slice::from_ref(&url)), deps()) });
     g.bench_function("1_channel_hanging_receiver", |b| {
         b.iter(|| one.notify(black_box(a.clone())))
     });
@@ -92,7 +93,7 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let full = {
         let _guard = idle.enter();
-        Alerter::start(&config(&[url.clone()]), deps())
+        Alerter::start(&config(std::slice::from_ref(&url)), deps())
     };
     g.bench_function("queue_full", |b| {
         b.iter(|| full.notify(black_box(a.clone())))

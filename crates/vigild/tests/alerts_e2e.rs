@@ -454,7 +454,7 @@ timeout = "5s"
     daemon.signal(rustix::process::Signal::TERM);
     daemon.wait_exit(Duration::from_secs(15));
     let fails: Vec<u128> = std::fs::read_to_string(&stamps)
-        .unwrap()
+        .expect("the check's stamps")
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
