@@ -38,6 +38,7 @@ status_command = ["/home/ops/camera/scripts/managed_start.sh", "status"]
 command_timeout = "60s"
 after = ["kms"]
 ready_check = "rtsp"
+alerts = ["ops-hook", "ops-slack", "ops-mail", "pager"]
 
 [services.camera.guard]
 max_restarts = 3
@@ -241,6 +242,76 @@ start_timeout = "90s"
 watchdog = "30s"
 watchdog_signal = "SIGABRT"
 on_daemon_exit = "stop"
+[alerts.ops-hook]
+kind = "webhook"
+url = "https://alerts.example.com/vigil"
+headers = { Authorization = "Bearer hook-token" }
+secret_file = "/etc/vigil/hook.secret"
+events = ["given-up", "failing", "recovered", "restarted"]
+repeat = "1h"
+group_wait = "10s"
+timeout = "10s"
+retries = 5
+retry_delay = "2s"
+queue_size = 1000
+
+[alerts.ops-slack]
+kind = "slack"
+webhook_url_env = "VIGIL_SLACK_URL"
+
+[alerts.ops-mail]
+kind = "email"
+smtp_host = "smtp.example.com"
+smtp_port = 587
+tls = "starttls"
+username = "vigil@example.com"
+password_file = "/etc/vigil/smtp.pass"
+from = "Vigil <vigil@example.com>"
+to = ["ops@example.com", "oncall@example.com"]
+ca_file = "/etc/vigil/smtp-ca.pem"
+events = ["given-up"]
+
+[alerts.pager]
+kind = "exec"
+command = ["/usr/local/bin/page-oncall", "--team", "ops"]
+timeout = "30s"
+
+# The other ways to give a secret: inline, in a file, in an environment variable.
+[alerts.hook-env]
+kind = "webhook"
+url_env = "VIGIL_HOOK_URL"
+secret = "hmac-secret"
+
+[alerts.hook-file]
+kind = "webhook"
+url_file = "/etc/vigil/hook.url"
+secret_env = "VIGIL_HOOK_SECRET"
+
+[alerts.slack-file]
+kind = "slack"
+webhook_url_file = "/etc/vigil/slack.url"
+
+[alerts.slack-inline]
+kind = "slack"
+webhook_url = "https://hooks.slack.com/services/T000/B000/XXXX"
+
+[alerts.mail-env]
+kind = "email"
+smtp_host = "127.0.0.1"
+tls = "none"
+username = "vigil"
+password_env = "VIGIL_SMTP_PASSWORD"
+from = "vigil@example.com"
+to = ["ops@example.com"]
+
+[alerts.mail-inline]
+kind = "email"
+smtp_host = "mail.example.com"
+tls = "implicit"
+username = "vigil"
+password = "smtp-secret"
+from = "vigil@example.com"
+to = ["ops@example.com"]
 "#;
 
 /// A file with typical mistakes; the reference shows the errors `parse` really reports.

@@ -26,6 +26,8 @@ pub struct Config {
     pub services: Vec<Service>,
     /// `[groups.*]` in file order.
     pub groups: Vec<Group>,
+    /// `[alerts.NAME]` channels in file order.
+    pub alerts: Vec<AlertChannel>,
 }
 
 impl Config {
@@ -38,6 +40,10 @@ impl Config {
         self.groups
             .iter()
             .find(|g| g.members.iter().any(|m| m.as_str() == service))
+    }
+
+    pub fn alert_channel(&self, name: &str) -> Option<&AlertChannel> {
+        self.alerts.iter().find(|c| c.name == name)
     }
 }
 
@@ -113,6 +119,8 @@ pub struct Service {
     pub after: Vec<ServiceName>,
     /// In a group restart, this check must pass before the next member starts.
     pub ready_check: Option<CheckName>,
+    /// `alerts = [...]`: which channels hear about this service.
+    pub alerts: AlertRoute,
 }
 
 /// A non-empty argv list. The program is `argv[0]`; no shell is involved.
@@ -517,12 +525,14 @@ pub struct TlsOptions {
     pub client_cert: Option<ClientCert>,
 }
 
-/// A secret: `password = "..."` inline, or `password_file = "/path"` read at probe time
-/// (trailing newline stripped). Its `Debug` never shows the value.
+/// A secret: `password = "..."` inline, `password_file = "/path"` read when it is used
+/// (trailing newline stripped), or `password_env = "VAR"` (an environment variable of the
+/// Vigil process, read when it is used). Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     Inline(String),
     File(PathBuf),
+    Env(String),
 }
 
 impl std::fmt::Debug for Secret {
@@ -530,6 +540,26 @@ impl std::fmt::Debug for Secret {
         match self {
             Secret::Inline(_) => f.write_str("Secret::Inline(***)"),
             Secret::File(p) => write!(f, "Secret::File({})", p.display()),
+            Secret::Env(name) => write!(f, "Secret::Env({name})"),
+        }
+    }
+}
+
+impl Secret {
+    /// The value: inline, the file's contents without its trailing newline, or the
+    /// environment variable. The error names the file or variable, never the value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Inline(value) => Ok(value.clone()),
+            Secret::File(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Ok(text.trim_end_matches(['\n', '\r']).to_owned()),
+                Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+            },
+            Secret::Env(name) => match std::env::var(name) {
+                Ok(value) if !value.is_empty() => Ok(value),
+                Ok(_) => Err(format!("environment variable {name} is empty")),
+                Err(_) => Err(format!("environment variable {name} is not set")),
+            },
         }
     }
 }
@@ -811,4 +841,253 @@ pub struct DockerCheck {
     /// A `unix:///path` URL. `None`: `$DOCKER_HOST` when it is a `unix://` URL, else
     /// `unix:///var/run/docker.sock`, resolved when the probe runs.
     pub docker_host: Option<String>,
+}
+
+/// What happened, as alert channels name it (`events = [...]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AlertEvent {
+    /// An allowed restart finished (successfully or not).
+    Restarted,
+    /// A restart request was skipped (cooldown, backoff, lock). Off by default.
+    Skipped,
+    /// The restart budget is spent: automatic restarts stopped.
+    GivenUp,
+    /// A critical check turned failing.
+    Failing,
+    /// A check that was failing or warning passes again.
+    Recovered,
+    /// A check turned warning.
+    Warning,
+    /// A supervised process missed its watchdog deadline.
+    Watchdog,
+}
+
+impl AlertEvent {
+    pub const ALL: [AlertEvent; 7] = [
+        AlertEvent::Restarted,
+        AlertEvent::Skipped,
+        AlertEvent::GivenUp,
+        AlertEvent::Failing,
+        AlertEvent::Recovered,
+        AlertEvent::Warning,
+        AlertEvent::Watchdog,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::Restarted => "restarted",
+            AlertEvent::Skipped => "skipped",
+            AlertEvent::GivenUp => "given-up",
+            AlertEvent::Failing => "failing",
+            AlertEvent::Recovered => "recovered",
+            AlertEvent::Warning => "warning",
+            AlertEvent::Watchdog => "watchdog",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertEvent> {
+        AlertEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl std::fmt::Display for AlertEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of [`AlertEvent`]s (`events = [...]`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct EventSet(u8);
+
+impl EventSet {
+    /// The default: every event but `skipped`.
+    pub fn default_events() -> EventSet {
+        AlertEvent::ALL
+            .into_iter()
+            .filter(|e| *e != AlertEvent::Skipped)
+            .collect()
+    }
+
+    pub fn contains(self, e: AlertEvent) -> bool {
+        self.0 & e.bit() != 0
+    }
+
+    pub fn insert(&mut self, e: AlertEvent) {
+        self.0 |= e.bit();
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = AlertEvent> {
+        AlertEvent::ALL
+            .into_iter()
+            .filter(move |e| self.contains(*e))
+    }
+}
+
+impl FromIterator<AlertEvent> for EventSet {
+    fn from_iter<I: IntoIterator<Item = AlertEvent>>(iter: I) -> Self {
+        let mut set = EventSet(0);
+        for e in iter {
+            set.insert(e);
+        }
+        set
+    }
+}
+
+impl std::fmt::Debug for EventSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(AlertEvent::as_str))
+            .finish()
+    }
+}
+
+/// `[services.NAME] alerts = [...]`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AlertRoute {
+    /// Absent: every channel.
+    #[default]
+    All,
+    /// These channels (validated to exist), possibly none (`alerts = []`).
+    Only(Vec<String>),
+}
+
+impl AlertRoute {
+    pub fn includes(&self, channel: &str) -> bool {
+        match self {
+            AlertRoute::All => true,
+            AlertRoute::Only(names) => names.iter().any(|n| n == channel),
+        }
+    }
+}
+
+/// `[alerts.NAME]`: one alert channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertChannel {
+    /// A valid name (same rules as services).
+    pub name: String,
+    pub kind: ChannelKind,
+    /// `events` (default: all but `skipped`).
+    pub events: EventSet,
+    /// `repeat` (default 1h): an identical alert is not sent again within this.
+    pub repeat: Duration,
+    /// `group_wait` (default 10s): alerts arriving within this of the first one of a
+    /// group go out as one message.
+    pub group_wait: Duration,
+    /// `timeout` (default 10s): one delivery attempt.
+    pub timeout: Duration,
+    /// `retries` (default 5): delivery attempts of one message, the first included.
+    pub retries: u32,
+    /// `retry_delay` (default 2s): the pause after the first failed attempt; it doubles
+    /// (with jitter) after each further one, up to 5 minutes.
+    pub retry_delay: Duration,
+    /// `queue_size` (default 1000): messages waiting for delivery (and alerts waiting to be
+    /// grouped) beyond this drop the oldest, counted and logged.
+    pub queue_size: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChannelKind {
+    Webhook(WebhookChannel),
+    Slack(SlackChannel),
+    Email(EmailChannel),
+    Exec(ExecChannel),
+}
+
+impl ChannelKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChannelKind::Webhook(_) => "webhook",
+            ChannelKind::Slack(_) => "slack",
+            ChannelKind::Email(_) => "email",
+            ChannelKind::Exec(_) => "exec",
+        }
+    }
+}
+
+/// `kind = "webhook"`: a JSON POST (the versioned payload of docs/alerts.md).
+#[derive(Clone, PartialEq)]
+pub struct WebhookChannel {
+    /// `url` / `url_file` / `url_env` (an inline URL is validated as http(s)).
+    pub url: Secret,
+    /// `headers`, in file order (values may hold tokens: never logged).
+    pub headers: Vec<(String, String)>,
+    /// `secret` / `secret_file` / `secret_env`: HMAC-SHA256 key for `X-Vigil-Signature`.
+    pub secret: Option<Secret>,
+}
+
+impl std::fmt::Debug for WebhookChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("WebhookChannel")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// `kind = "slack"`: a Slack incoming webhook.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlackChannel {
+    /// `webhook_url` / `webhook_url_file` / `webhook_url_env`.
+    pub webhook_url: Secret,
+}
+
+/// `tls` of an email channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required, never skipped).
+    #[default]
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+    /// No TLS at all.
+    None,
+}
+
+impl SmtpTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Implicit => "implicit",
+            SmtpTls::None => "none",
+        }
+    }
+
+    /// The usual port: 587 (submission), 465 (SMTPS), 25.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::StartTls => 587,
+            SmtpTls::Implicit => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+/// `kind = "email"`: SMTP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmailChannel {
+    pub smtp_host: String,
+    /// `smtp_port` (default from `tls`: 587, 465 or 25).
+    pub smtp_port: u16,
+    pub tls: SmtpTls,
+    /// `username` + `password` / `password_file` / `password_env`: both or neither.
+    pub auth: Option<(String, Secret)>,
+    /// `from`: a mailbox, `addr@host` or `Name <addr@host>`.
+    pub from: String,
+    /// `to`: at least one mailbox.
+    pub to: Vec<String>,
+    /// `ca_file`: extra trusted roots (PEM) for the server's certificate.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `kind = "exec"`: runs `command` with the alert document (the webhook payload) on stdin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecChannel {
+    pub command: Argv,
 }

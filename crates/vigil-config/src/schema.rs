@@ -30,7 +30,7 @@ impl Section {
 }
 
 /// One key of a section.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct KeyDoc {
     pub key: &'static str,
     pub ty: Ty,
@@ -39,7 +39,7 @@ pub struct KeyDoc {
 }
 
 /// What a key takes (for the reference; the validator has one conversion per key).
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum Ty {
     String,
     Bool,
@@ -71,7 +71,7 @@ pub enum Ty {
 }
 
 /// A key's default.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum Dflt {
     Required,
     /// Optional, and absent means "not set".
@@ -105,6 +105,25 @@ pub const TCP_STATES: &[&str] = &[
 ];
 pub const SIDES: &[&str] = &["local", "remote"];
 pub const PROXY_SCHEMES: &[&str] = &["socks5", "socks5h", "http"];
+/// Alert events, as [`crate::model::AlertEvent::as_str`] spells them.
+pub const ALERT_EVENTS: &[&str] = &[
+    "restarted",
+    "skipped",
+    "given-up",
+    "failing",
+    "recovered",
+    "warning",
+    "watchdog",
+];
+pub const SMTP_TLS: &[&str] = &["starttls", "implicit", "none"];
+
+/// Alert channel kinds, with their keys.
+pub static ALERT_KINDS: &[(&str, &Section)] = &[
+    ("webhook", &ALERT_WEBHOOK),
+    ("slack", &ALERT_SLACK),
+    ("email", &ALERT_EMAIL),
+    ("exec", &ALERT_EXEC),
+];
 
 /// Why a planned key is not available yet, appended to its "not available yet" error.
 pub const PLANNED_KEY_HINTS: &[(&str, &str)] = &[
@@ -179,6 +198,11 @@ pub static SECTIONS: &[&Section] = &[
     &HEARTBEAT,
     &DOCKER,
     &SCHEDULE,
+    &ALERT,
+    &ALERT_WEBHOOK,
+    &ALERT_SLACK,
+    &ALERT_EMAIL,
+    &ALERT_EXEC,
 ];
 
 const fn key(key: &'static str, ty: Ty, default: Dflt, doc: &'static str) -> KeyDoc {
@@ -322,8 +346,14 @@ pub static TOP: Section = Section {
             Dflt::None,
             "Restart groups, keyed by name: see [`[groups.NAME]`](#groups).",
         ),
+        key(
+            "alerts",
+            Ty::Table,
+            Dflt::None,
+            "One table per alert channel, keyed by its name: see [`[alerts.NAME]`](#alerts).",
+        ),
     ],
-    planned: &["alerts"],
+    planned: &[],
 };
 
 pub static VIGIL: Section = Section {
@@ -503,8 +533,14 @@ pub static SERVICE: Section = Section {
             Dflt::None,
             "One of this service's checks that must pass, in a group restart, before the next member starts (within the group's `ready_timeout`).",
         ),
+        key(
+            "alerts",
+            Ty::Other("array of channel names"),
+            Dflt::Computed("every channel"),
+            "The [alert channels](#alerts) that hear about this service, e.g. `[\"ops-slack\"]`; `[]` for none. Each name must be an `[alerts.NAME]` table.",
+        ),
     ],
-    planned: &["alerts"],
+    planned: &[],
 };
 
 pub static GROUP: Section = Section {
@@ -1341,5 +1377,230 @@ pub static SCHEDULE: Section = Section {
             "The time zone `cron` is evaluated in, e.g. `\"Europe/Berlin\"`. Only with `cron`.",
         ),
     ],
+    planned: &[],
+};
+
+/// `KEY`, `KEY_file` and `KEY_env`: a secret given inline, in a file or in an environment
+/// variable; exactly one of the three (at most one when optional).
+const fn secret_keys(
+    inline: &'static str,
+    file: &'static str,
+    env: &'static str,
+    what: &'static str,
+    required: bool,
+) -> [KeyDoc; 3] {
+    let (d1, d2, d3) = if required {
+        (
+            Dflt::Computed("one of the three is required"),
+            Dflt::Computed("one of the three is required"),
+            Dflt::Computed("one of the three is required"),
+        )
+    } else {
+        (Dflt::None, Dflt::None, Dflt::None)
+    };
+    [
+        key(inline, Ty::String, d1, what),
+        key(
+            file,
+            Ty::Path,
+            d2,
+            "A file holding the value instead, read at every delivery (a trailing newline is ignored).",
+        ),
+        key(
+            env,
+            Ty::Other("environment variable name"),
+            d3,
+            "An environment variable of the Vigil process holding the value instead, read at every delivery.",
+        ),
+    ]
+}
+
+const WEBHOOK_URL_KEYS: [KeyDoc; 3] = secret_keys(
+    "url",
+    "url_file",
+    "url_env",
+    "The URL to POST to (`http://` or `https://`). Treated as a secret: never logged or shown.",
+    true,
+);
+const WEBHOOK_SECRET_KEYS: [KeyDoc; 3] = secret_keys(
+    "secret",
+    "secret_file",
+    "secret_env",
+    "A shared secret: each request carries `X-Vigil-Signature: sha256=<hex>`, the HMAC-SHA256 of the body under this key.",
+    false,
+);
+const SLACK_URL_KEYS: [KeyDoc; 3] = secret_keys(
+    "webhook_url",
+    "webhook_url_file",
+    "webhook_url_env",
+    "The Slack incoming-webhook URL (`https://hooks.slack.com/services/...`). Treated as a secret: never logged or shown.",
+    true,
+);
+const SMTP_PASSWORD_KEYS: [KeyDoc; 3] = secret_keys(
+    "password",
+    "password_file",
+    "password_env",
+    "The SMTP password, inline; needs `username`. Never shown in errors or logs.",
+    false,
+);
+
+pub static ALERT: Section = Section {
+    id: "alerts",
+    header: "[alerts.NAME]",
+    also: &[],
+    applies: None,
+    doc: "An alert channel: where Vigil tells people what happened. `NAME` follows the naming rules of services. Every service's events go to every channel unless the service lists its channels with `alerts = [...]`; each channel takes only the `events` it lists. An alert identical to one already sent (same event, service and check) is not sent again within `repeat`, and a `recovered` is sent only for a check this channel was told is failing or warning (it closes that alert). Alerts arriving within `group_wait` of the first one of a group go out together as one message. Delivery never blocks checks or restarts: each channel has its own bounded queue, retries failed deliveries `retries` times with exponential backoff and jitter, and records every delivery (and every one that gave up) in the ledger, shown by `vigil history`. `vigil alert test NAME` sends a test message. The keys below apply to every kind; each kind adds its own.",
+    keys: &[
+        key(
+            "kind",
+            Ty::OneOf(&["webhook", "slack", "email", "exec"]),
+            Dflt::Required,
+            "How alerts are delivered; see the kinds below.",
+        ),
+        key(
+            "events",
+            Ty::Other("array of event names"),
+            Dflt::Computed("every event but `\"skipped\"`"),
+            "The events this channel hears about: `\"restarted\"` (an allowed restart finished, or failed), `\"skipped\"` (a restart request was skipped: cooldown, backoff, lock), `\"given-up\"` (the restart budget is spent: ACTION REQUIRED), `\"failing\"` (a critical check turned failing), `\"recovered\"` (a failing or warning check passes again), `\"warning\"` (a check turned warning), `\"watchdog\"` (a supervised process missed its watchdog deadline).",
+        ),
+        key(
+            "repeat",
+            DURATION,
+            Dflt::Value("\"1h\""),
+            "An alert identical to one sent less than this ago (same event, service and check) is not sent again. `\"0\"` sends every one.",
+        ),
+        key(
+            "group_wait",
+            DURATION,
+            Dflt::Value("\"10s\""),
+            "Alerts arriving within this of the first alert of a group are sent as one message (a storm of 200 failing services is one message). `\"0\"` sends alerts at once (those raised in the same instant may still share a message).",
+        ),
+        key(
+            "timeout",
+            POSITIVE,
+            Dflt::Value("\"10s\""),
+            "Deadline of one delivery attempt (for `exec`, the command is killed with its process group after this).",
+        ),
+        key(
+            "retries",
+            AT_LEAST_1,
+            Dflt::Value("5"),
+            "Delivery attempts of one message, the first included; after the last failed one the message is recorded as failed in the ledger (`vigil history`).",
+        ),
+        key(
+            "retry_delay",
+            POSITIVE,
+            Dflt::Value("\"2s\""),
+            "The pause after the first failed attempt; it doubles after each further one (up to 5 minutes), with ±25% jitter.",
+        ),
+        key(
+            "queue_size",
+            Ty::Int {
+                min: 1,
+                max: Some(1_000_000),
+            },
+            Dflt::Value("1000"),
+            "Messages waiting for delivery (and alerts waiting to be grouped) beyond this drop the oldest; drops are counted and logged.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static ALERT_WEBHOOK: Section = Section {
+    id: "alert-webhook",
+    header: "[alerts.NAME]",
+    also: &[],
+    applies: Some("kind = \"webhook\""),
+    doc: "POSTs the alert document (JSON, `Content-Type: application/json`; its schema is in `docs/alerts.md`) to a URL. A 2xx answer is a delivery; anything else, or no answer within `timeout`, is retried. Set exactly one of `url`, `url_file`, `url_env`.",
+    keys: &[
+        WEBHOOK_URL_KEYS[0],
+        WEBHOOK_URL_KEYS[1],
+        WEBHOOK_URL_KEYS[2],
+        HEADERS_KEY,
+        WEBHOOK_SECRET_KEYS[0],
+        WEBHOOK_SECRET_KEYS[1],
+        WEBHOOK_SECRET_KEYS[2],
+    ],
+    planned: &[],
+};
+
+pub static ALERT_SLACK: Section = Section {
+    id: "alert-slack",
+    header: "[alerts.NAME]",
+    also: &[],
+    applies: Some("kind = \"slack\""),
+    doc: "Posts a readable message (a summary line, and a section with fields per alert) to a Slack incoming webhook. Set exactly one of `webhook_url`, `webhook_url_file`, `webhook_url_env`.",
+    keys: &[SLACK_URL_KEYS[0], SLACK_URL_KEYS[1], SLACK_URL_KEYS[2]],
+    planned: &[],
+};
+
+pub static ALERT_EMAIL: Section = Section {
+    id: "alert-email",
+    header: "[alerts.NAME]",
+    also: &[],
+    applies: Some("kind = \"email\""),
+    doc: "Sends a plain-text email over SMTP: a subject that names the event, the service and the host, and a body that says what happened, the numbers, and what to do next.",
+    keys: &[
+        key(
+            "smtp_host",
+            Ty::String,
+            Dflt::Required,
+            "The SMTP server's host name or IP address; also the name its certificate must carry.",
+        ),
+        key(
+            "smtp_port",
+            PORT,
+            Dflt::Computed("587 with `starttls`, 465 with `implicit`, 25 with `none`"),
+            "The SMTP server's port.",
+        ),
+        key(
+            "tls",
+            Ty::OneOf(SMTP_TLS),
+            Dflt::Value("\"starttls\""),
+            "`\"starttls\"`: connect in plain text and upgrade with STARTTLS, refusing a server that does not offer it; `\"implicit\"`: TLS from the first byte (SMTPS); `\"none\"`: no TLS (credentials travel in clear).",
+        ),
+        key(
+            "username",
+            Ty::String,
+            Dflt::None,
+            "The user name to authenticate as (AUTH PLAIN or LOGIN); needs a password.",
+        ),
+        SMTP_PASSWORD_KEYS[0],
+        SMTP_PASSWORD_KEYS[1],
+        SMTP_PASSWORD_KEYS[2],
+        key(
+            "from",
+            Ty::Other("mailbox"),
+            Dflt::Required,
+            "The sender: `\"vigil@example.com\"` or `\"Vigil <vigil@example.com>\"`.",
+        ),
+        key(
+            "to",
+            Ty::Other("array of mailboxes"),
+            Dflt::Required,
+            "The recipients, at least one.",
+        ),
+        key(
+            "ca_file",
+            Ty::Path,
+            Dflt::None,
+            "Extra trusted root certificates (PEM) for the server's certificate.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static ALERT_EXEC: Section = Section {
+    id: "alert-exec",
+    header: "[alerts.NAME]",
+    also: &[],
+    applies: Some("kind = \"exec\""),
+    doc: "Runs a command with the alert document (the webhook's JSON) on its standard input; exit status 0 is a delivery. It runs in its own process group, killed after `timeout`.",
+    keys: &[key(
+        "command",
+        Ty::Argv,
+        Dflt::Required,
+        "The command to run.",
+    )],
     planned: &[],
 };

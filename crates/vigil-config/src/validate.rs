@@ -6,6 +6,7 @@
 //! each function validates everything it can reach, records errors in [`Cx`], and returns
 //! `None` when its part of the model cannot be built.
 
+mod alerts;
 mod exec;
 mod groups;
 mod kinds;
@@ -20,9 +21,9 @@ use vigil_core::schedule::Schedule;
 use vigil_core::{CheckName, ServiceName};
 
 use crate::model::{
-    Check, CheckKind, CommandDriver, Config, DockerDriver, DriverSpec, ExecCheck, HttpCheck,
-    ListeningCheck, LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service, Settings,
-    Severity, StatusSet, TcpCheck,
+    AlertRoute, Check, CheckKind, CommandDriver, Config, DockerDriver, DriverSpec, ExecCheck,
+    HttpCheck, ListeningCheck, LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service,
+    Settings, Severity, StatusSet, TcpCheck,
 };
 use crate::schema::{self, Section};
 use crate::suggest;
@@ -59,7 +60,9 @@ pub(crate) fn config(cx: &mut Cx<'_>, root: &Value<'_>, file: &std::path::Path) 
     });
     let settings = settings(cx, &top);
     let default_guard = defaults(cx, &top);
-    let services = services(cx, &top, default_guard.as_ref());
+    let channels = alerts::channel_names(&top);
+    let services = services(cx, &top, default_guard.as_ref(), &channels);
+    let alerts = alerts::alerts(cx, &top);
     let (mut services, refs) = services?;
     let groups = groups::groups(cx, &top, &mut services, &refs, default_guard.as_ref());
     Some(Config {
@@ -68,6 +71,7 @@ pub(crate) fn config(cx: &mut Cx<'_>, root: &Value<'_>, file: &std::path::Path) 
         default_guard: default_guard?,
         services,
         groups: groups?,
+        alerts: alerts?,
     })
 }
 
@@ -196,6 +200,7 @@ fn services(
     cx: &mut Cx<'_>,
     top: &Table<'_>,
     default_guard: Option<&GuardPolicy>,
+    channels: &[String],
 ) -> Option<(Vec<Service>, Vec<groups::ServiceRefs>)> {
     let Some(v) = top.get("services") else {
         return Some((Vec::new(), Vec::new()));
@@ -204,7 +209,7 @@ fn services(
     let all = Table::new(cx, v, path, "[services]".to_owned(), &[])?;
     let mut services = Some((Vec::new(), Vec::new()));
     for (name, v) in all.entries() {
-        let service = service(cx, &all.path, name, v, default_guard);
+        let service = service(cx, &all.path, name, v, default_guard, channels);
         match (&mut services, service) {
             (Some((list, refs)), Some((s, r))) => {
                 list.push(s);
@@ -240,6 +245,7 @@ fn service(
     name: &toml::Spanned<toml::de::DeString<'_>>,
     v: &Value<'_>,
     default_guard: Option<&GuardPolicy>,
+    channels: &[String],
 ) -> Option<(Service, groups::ServiceRefs)> {
     let path = parent.key(name.get_ref());
     let name_valid = name_ok(cx, "service", name, &path);
@@ -269,6 +275,10 @@ fn service(
     };
     let checks = checks(cx, &t);
     let schedules = schedules(cx, &t);
+    let alerts = match t.get("alerts") {
+        Some(v) => alerts::route(cx, v, &t.path.key("alerts"), channels),
+        None => Some(AlertRoute::All),
+    };
     let mut refs = groups::service_refs(cx, &t);
     if let (Some(checks), Some(cv)) = (&checks, t.get("checks")) {
         refs.restart_group = restart_group_spans(checks, cv, &t.path.key("checks"));
@@ -285,6 +295,7 @@ fn service(
             schedules: schedules?,
             after: Vec::new(),
             ready_check: None,
+            alerts: alerts?,
         },
         refs,
     ))

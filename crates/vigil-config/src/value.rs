@@ -785,7 +785,7 @@ fn url(
     }
 }
 
-fn check_http_url(s: &str) -> Result<(), &'static str> {
+pub(crate) fn check_http_url(s: &str) -> Result<(), &'static str> {
     check_url(
         s,
         ["http://", "https://"],

@@ -1350,3 +1350,352 @@ fn group_references_from_services() {
     let src = "[services.a]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\n[services.a.checks.health]\nkind = \"tcp\"\nhost = \"h\"\nport = 1\non_failure = \"restart-group\"\n";
     assert_only_error(src, 8, 14, "is in no restart group");
 }
+
+// ---- alert channels: every key ----
+
+/// Lines 1-2: an alert channel header and its kind; the case's lines start at line 3.
+fn channel(kind: &str, lines: &str) -> String {
+    format!("[alerts.ops]\nkind = \"{kind}\"\n{lines}\n")
+}
+
+/// A webhook channel with a valid URL (lines 1-3); the case's line is line 4.
+fn webhook(line: &str) -> String {
+    channel(
+        "webhook",
+        &format!("url = \"http://127.0.0.1:9/hook\"\n{line}"),
+    )
+}
+
+/// An email channel with its required keys (lines 1-5); the case's line is line 6.
+fn email(line: &str) -> String {
+    channel(
+        "email",
+        &format!(
+            "smtp_host = \"127.0.0.1\"\nfrom = \"vigil@example.com\"\nto = [\"ops@example.com\"]\n{line}"
+        ),
+    )
+}
+
+#[test]
+fn alerts_must_be_a_table() {
+    assert_only_error("alerts = 1\n", 1, 10, "expected a table, found integer 1");
+}
+
+#[test]
+fn alert_kind_missing_and_unknown() {
+    assert_only_error(
+        "[alerts.ops]\nurl = \"http://h\"\n",
+        1,
+        1,
+        "missing required key `kind` in [alerts.ops]",
+    );
+    assert_only_error(
+        "[alerts.ops]\nkind = \"webhok\"\n",
+        2,
+        8,
+        "unknown alert kind \"webhok\"; did you mean \"webhook\"?",
+    );
+}
+
+#[test]
+fn alert_channel_name_is_checked() {
+    assert_error(
+        &channel("exec", "command = [\"/bin/true\"]").replace("alerts.ops", "alerts.\"bad name\""),
+        1,
+        9,
+        "invalid alert channel name \"bad name\"",
+    );
+}
+
+#[test]
+fn alert_events() {
+    assert_only_error(
+        &webhook("events = \"failing\""),
+        4,
+        10,
+        "expected an array of event names",
+    );
+    assert_only_error(
+        &webhook("events = []"),
+        4,
+        10,
+        "expected at least one event",
+    );
+    assert_only_error(
+        &webhook("events = [\"failing\", \"given_up\"]"),
+        4,
+        22,
+        "unknown alert event \"given_up\"; did you mean \"given-up\"?",
+    );
+}
+
+#[test]
+fn alert_durations_counts_and_sizes() {
+    assert_only_error(
+        &webhook("repeat = \"soon\""),
+        4,
+        10,
+        "invalid duration \"soon\"",
+    );
+    assert_only_error(
+        &webhook("group_wait = 10"),
+        4,
+        14,
+        "found integer 10 (write \"10s\" for seconds)",
+    );
+    assert_only_error(&webhook("timeout = \"0\""), 4, 11, "must be greater than 0");
+    assert_only_error(
+        &webhook("retries = 0"),
+        4,
+        11,
+        "must be at least 1, found 0",
+    );
+    assert_only_error(
+        &webhook("retry_delay = \"0s\""),
+        4,
+        15,
+        "must be greater than 0",
+    );
+    assert_only_error(
+        &webhook("queue_size = 0"),
+        4,
+        14,
+        "0 is out of range: expected 1..=1000000",
+    );
+}
+
+#[test]
+fn webhook_url_missing_invalid_or_twice() {
+    assert_only_error(
+        &channel("webhook", "secret = \"s\""),
+        1,
+        1,
+        "missing required key `url` (or `url_file`, or `url_env`) in [alerts.ops]",
+    );
+    let src = channel("webhook", "url = \"ftp://user:tok3n@h/x\"");
+    assert_only_error(
+        &src,
+        3,
+        7,
+        "invalid URL: must be an absolute http:// or https:// URL",
+    );
+    assert!(
+        !errors(&src).to_string().contains("tok3n"),
+        "the URL leaked"
+    );
+    assert_only_error(
+        &webhook("url_env = \"HOOK_URL\""),
+        4,
+        1,
+        "set only one of `url`, `url_file` and `url_env` (found `url` and `url_env`)",
+    );
+    assert_only_error(
+        &channel("webhook", "url_file = \"\""),
+        3,
+        12,
+        "path must not be empty",
+    );
+    assert_only_error(
+        &channel("webhook", "url_env = \"1HOOK\""),
+        3,
+        11,
+        "invalid environment variable name \"1HOOK\"",
+    );
+}
+
+#[test]
+fn webhook_headers_and_secret() {
+    assert_only_error(
+        &webhook("headers = { \"Content-Type\" = \"text/plain\" }"),
+        4,
+        1,
+        "header `Content-Type` is set by Vigil and cannot be overridden",
+    );
+    assert_only_error(&webhook("headers = [\"x\"]"), 4, 11, "expected a table");
+    let src = webhook("secret = 12345");
+    assert_only_error(&src, 4, 10, "expected a string (quote the value)");
+    assert!(
+        !errors(&src).to_string().contains("12345"),
+        "the secret leaked"
+    );
+    assert_only_error(
+        &webhook("secret = \"a\"\nsecret_file = \"/s\""),
+        5,
+        1,
+        "set only one of `secret`, `secret_file` and `secret_env`",
+    );
+    assert_only_error(
+        &webhook("secret_env = \"A-B\""),
+        4,
+        14,
+        "invalid environment variable name",
+    );
+}
+
+#[test]
+fn key_of_another_alert_kind() {
+    assert_only_error(
+        &webhook("smtp_host = \"h\""),
+        4,
+        1,
+        "key `smtp_host` does not apply to alert kind \"webhook\" (it belongs to kind \"email\")",
+    );
+    assert_only_error(
+        &webhook("evnts = [\"failing\"]"),
+        4,
+        1,
+        "unknown key `evnts` in [alerts.ops]; did you mean `events`?",
+    );
+}
+
+#[test]
+fn slack_webhook_url() {
+    assert_only_error(
+        &channel("slack", ""),
+        1,
+        1,
+        "missing required key `webhook_url` (or `webhook_url_file`, or `webhook_url_env`)",
+    );
+    assert_only_error(
+        &channel("slack", "webhook_url = \"hooks.slack.com/services/x\""),
+        3,
+        15,
+        "invalid URL",
+    );
+    assert_only_error(
+        &channel("slack", "webhook_url_file = 3"),
+        3,
+        20,
+        "expected a string, found integer 3",
+    );
+    assert_only_error(
+        &channel("slack", "webhook_url_env = \"\""),
+        3,
+        19,
+        "invalid environment variable name",
+    );
+}
+
+#[test]
+fn email_required_keys() {
+    let errs = errors(&channel("email", ""));
+    for key in ["smtp_host", "from", "to"] {
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains(&format!("missing required key `{key}`"))),
+            "{key}: {errs}"
+        );
+    }
+}
+
+#[test]
+fn email_keys() {
+    assert_only_error(
+        &email("smtp_port = 0"),
+        6,
+        13,
+        "0 is out of range: expected 1..=65535",
+    );
+    assert_only_error(&email("tls = \"ssl\""), 6, 7, "unknown tls mode \"ssl\"");
+    assert_only_error(
+        &email("username = \"vigil\""),
+        6,
+        1,
+        "`username` needs a password in [alerts.ops]",
+    );
+    assert_only_error(
+        &email("password_file = \"/p\""),
+        6,
+        1,
+        "`password_file` needs `username` in [alerts.ops]",
+    );
+    let src = email("username = \"u\"\npassword = \"pw\"\npassword_env = \"PW\"");
+    assert_only_error(
+        &src,
+        8,
+        1,
+        "set only one of `password`, `password_file` and `password_env`",
+    );
+    assert_only_error(
+        &email("username = \"\"\npassword = \"pw\""),
+        6,
+        12,
+        "must not be empty",
+    );
+    assert_only_error(&email("ca_file = \"\""), 6, 11, "path must not be empty");
+    assert_only_error(
+        &email("password_env = \"PW\"\nusername = 5"),
+        7,
+        12,
+        "expected a string, found integer 5",
+    );
+}
+
+#[test]
+fn email_mailboxes() {
+    let src = channel(
+        "email",
+        "smtp_host = \"h\"\nfrom = \"vigil at example.com\"\nto = [\"ops@example.com\"]",
+    );
+    assert_only_error(&src, 4, 8, "invalid mailbox \"vigil at example.com\"");
+    let src = channel(
+        "email",
+        "smtp_host = \"h\"\nfrom = \"v@e\"\nto = \"ops@example.com\"",
+    );
+    assert_only_error(&src, 5, 6, "expected an array of mailboxes, found a string");
+    let src = channel("email", "smtp_host = \"h\"\nfrom = \"v@e\"\nto = []");
+    assert_only_error(&src, 5, 6, "expected at least one recipient");
+    let src = channel(
+        "email",
+        "smtp_host = \"h\"\nfrom = \"Vigil <v@e>\"\nto = [\"ok@e\", \"Ops <ops@e\"]",
+    );
+    assert_only_error(&src, 5, 15, "unbalanced '<' '>'");
+}
+
+#[test]
+fn exec_channel_command() {
+    assert_only_error(
+        &channel("exec", ""),
+        1,
+        1,
+        "missing required key `command` for kind \"exec\" in [alerts.ops]",
+    );
+    assert_only_error(
+        &channel("exec", "command = \"page-oncall --now\""),
+        3,
+        11,
+        "no shell is involved",
+    );
+    assert_only_error(&channel("exec", "command = []"), 3, 11, "empty command");
+}
+
+#[test]
+fn service_alerts_name_defined_channels() {
+    let src = format!(
+        "{HEAD}alerts = [\"ops-slak\"]\n\n[alerts.ops-slack]\nkind = \"slack\"\nwebhook_url_env = \"U\"\n"
+    );
+    assert_only_error(
+        &src,
+        4,
+        11,
+        "unknown alert channel \"ops-slak\"; did you mean \"ops-slack\"?",
+    );
+    assert_only_error(
+        &format!("{HEAD}alerts = [\"pager\"]\n"),
+        4,
+        11,
+        "unknown alert channel \"pager\": no [alerts.NAME] table is defined",
+    );
+    assert_only_error(
+        &format!("{HEAD}alerts = \"pager\"\n"),
+        4,
+        10,
+        "expected an array of alert channel names",
+    );
+    assert_only_error(
+        &format!("{HEAD}alerts = [1]\n"),
+        4,
+        11,
+        "expected a string, found integer 1",
+    );
+}

@@ -43,6 +43,13 @@ fn template(section: &Section) -> String {
         "check-process" => check("kind = \"process\"\nname = \"p\""),
         "check-docker" => check("kind = \"docker\"\ncontainer = \"c\""),
         "groups" => format!("{SERVICE}[groups.g]\nmembers = [\"web\"]\n{{}}\n"),
+        "alerts" | "alert-webhook" => {
+            "[alerts.a]\nkind = \"webhook\"\nurl = \"http://h\"\n{}\n".to_owned()
+        }
+        "alert-email" => {
+            "[alerts.a]\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n{}\n"
+                .to_owned()
+        }
         "schedule" => format!("{SERVICE}[[services.web.schedule]]\ncron = \"0 * * * *\"\n{{}}\n"),
         other => panic!("no template for section {other}; add one"),
     }

@@ -610,6 +610,113 @@ fn minimal_config_takes_every_default() {
     assert_eq!(http.expect_status, StatusSet::default());
     assert_eq!(http.max_body, 1 << 20);
     assert!(web.schedules.is_empty());
+    assert_eq!(web.alerts, AlertRoute::All);
+    assert!(config.alerts.is_empty());
+}
+
+#[test]
+fn complete_example_alert_channels() {
+    let config = parse(COMPLETE_EXAMPLE, Path::new("/etc/vigil/vigil.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cam = config.service("camera").unwrap();
+    assert_eq!(
+        cam.alerts,
+        AlertRoute::Only(
+            ["ops-hook", "ops-slack", "ops-mail", "pager"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+    let names: Vec<&str> = config.alerts.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ops-hook",
+            "ops-slack",
+            "ops-mail",
+            "pager",
+            "hook-env",
+            "hook-file",
+            "slack-file",
+            "slack-inline",
+            "mail-env",
+            "mail-inline"
+        ]
+    );
+    let hook = config.alert_channel("ops-hook").unwrap();
+    assert_eq!(
+        hook,
+        &AlertChannel {
+            name: "ops-hook".to_owned(),
+            kind: ChannelKind::Webhook(WebhookChannel {
+                url: Secret::Inline("https://alerts.example.com/vigil".to_owned()),
+                headers: vec![("Authorization".to_owned(), "Bearer hook-token".to_owned())],
+                secret: Some(Secret::File(PathBuf::from("/etc/vigil/hook.secret"))),
+            }),
+            events: [
+                AlertEvent::GivenUp,
+                AlertEvent::Failing,
+                AlertEvent::Recovered,
+                AlertEvent::Restarted
+            ]
+            .into_iter()
+            .collect(),
+            repeat: secs(3600),
+            group_wait: secs(10),
+            timeout: secs(10),
+            retries: 5,
+            retry_delay: secs(2),
+            queue_size: 1000,
+        }
+    );
+    // Defaults.
+    let slack = config.alert_channel("ops-slack").unwrap();
+    assert_eq!(slack.events, EventSet::default_events());
+    assert!(!slack.events.contains(AlertEvent::Skipped));
+    assert_eq!((slack.repeat, slack.group_wait), (secs(3600), secs(10)));
+    assert_eq!(
+        slack.kind,
+        ChannelKind::Slack(SlackChannel {
+            webhook_url: Secret::Env("VIGIL_SLACK_URL".to_owned())
+        })
+    );
+    let ChannelKind::Email(mail) = &config.alert_channel("ops-mail").unwrap().kind else {
+        panic!("not email")
+    };
+    assert_eq!(
+        mail,
+        &EmailChannel {
+            smtp_host: "smtp.example.com".to_owned(),
+            smtp_port: 587,
+            tls: SmtpTls::StartTls,
+            auth: Some((
+                "vigil@example.com".to_owned(),
+                Secret::File(PathBuf::from("/etc/vigil/smtp.pass"))
+            )),
+            from: "Vigil <vigil@example.com>".to_owned(),
+            to: vec![
+                "ops@example.com".to_owned(),
+                "oncall@example.com".to_owned()
+            ],
+            ca_file: Some(PathBuf::from("/etc/vigil/smtp-ca.pem")),
+        }
+    );
+    // The port follows `tls` unless set.
+    let port = |name: &str| match &config.alert_channel(name).unwrap().kind {
+        ChannelKind::Email(m) => m.smtp_port,
+        _ => panic!("not email"),
+    };
+    assert_eq!((port("mail-env"), port("mail-inline")), (25, 465));
+    let pager = config.alert_channel("pager").unwrap();
+    assert_eq!(pager.timeout, secs(30));
+    assert!(
+        matches!(&pager.kind, ChannelKind::Exec(e) if e.command.program() == "/usr/local/bin/page-oncall")
+    );
+    // Secrets never show in Debug.
+    let debug = format!("{config:?}");
+    for secret in ["hook-token", "hmac-secret", "smtp-secret", "XXXX"] {
+        assert!(!debug.contains(secret), "{secret} leaked into Debug");
+    }
 }
 
 #[test]

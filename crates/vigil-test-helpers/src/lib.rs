@@ -5,6 +5,8 @@
 //! tests spawn helper processes directly. Must not: be used by product code (it panics on
 //! every problem, as a test should), or depend on tokio: the helpers are plain std + libc.
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, ExitStatus, Stdio};

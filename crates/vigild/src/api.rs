@@ -268,16 +268,19 @@ async fn status(State(st): State<AppState>, Query(q): Query<ReadQuery>) -> ApiRe
 async fn history(State(st): State<AppState>, Query(q): Query<ReadQuery>) -> ApiResult {
     let since = q.since.map(Timestamp::from_millis);
     let service = q.service.clone();
-    let rows = st
+    let (rows, deliveries) = st
         .guard
         .ledger
-        .call(move |l| l.history(service.as_deref(), since))
+        .call(move |l| -> Result<_, crate::ledger::LedgerError> {
+            let s = service.as_deref();
+            Ok((l.history(s, since)?, l.deliveries(s, since)?))
+        })
         .await
         .map_err(ApiError::internal)?;
     Ok(match q.format {
-        Format::Json => json(&output::history_json(&rows)),
+        Format::Json => json(&output::history_json(&rows, &deliveries)),
         Format::Text => text(output::with_color(q.color, || {
-            output::render_history(&rows)
+            output::render_history(&rows, &deliveries)
         })),
     })
 }

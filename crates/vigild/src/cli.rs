@@ -11,6 +11,7 @@ use vigil_config::model::{CheckKind, Config, LogFormat, OnFailure};
 use vigil_core::health::RunVerdict;
 use vigil_core::{RestartRequest, Source, Timestamp};
 
+use crate::alerting::AlertHub;
 use crate::daemon::Daemon;
 use crate::guard::{self, Action, GuardContext};
 use crate::ledger::{CheckStateRow, LedgerHandle};
@@ -59,6 +60,28 @@ enum Command {
     Config(ConfigCommand),
     /// Print a systemd unit file for Vigil itself (Type=notify, watchdog, sandboxing).
     SystemdUnit,
+    /// Alert channel commands.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AlertCommand {
+    /// Send a test alert through one channel, once (no retries), and report the outcome:
+    /// exit 0 delivered, 1 failed (the reason is printed), 2 unknown channel.
+    Test(AlertTestArgs),
+}
+
+#[derive(Args, Debug)]
+struct AlertTestArgs {
+    /// The `[alerts.NAME]` channel.
+    channel: String,
+    /// The event the test alert pretends to be.
+    #[arg(long, default_value = "restarted", value_parser = clap::builder::PossibleValuesParser::new(vigil_config::schema::ALERT_EVENTS))]
+    event: String,
+    /// Machine-readable output (see docs/cli-json.md).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -292,16 +315,19 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
             }
             let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
             let service = args.service.clone();
-            let rows = ledger
-                .call(move |l| l.history(service.as_deref(), since))
+            let (rows, deliveries) = ledger
+                .call(move |l| -> Result<_, crate::ledger::LedgerError> {
+                    let s = service.as_deref();
+                    Ok((l.history(s, since)?, l.deliveries(s, since)?))
+                })
                 .await?;
             if args.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::history_json(&rows))?
+                    serde_json::to_string_pretty(&output::history_json(&rows, &deliveries))?
                 );
             } else {
-                print!("{}", output::render_history(&rows));
+                print!("{}", output::render_history(&rows, &deliveries));
             }
             Ok(exit::OK)
         }
@@ -366,6 +392,72 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         }
         Command::Config(ConfigCommand::Check) => Ok(config_check(&config_path)),
         Command::SystemdUnit => Ok(systemd_unit(&config_path)),
+        Command::Alert(AlertCommand::Test(args)) => alert_test(&config, args).await,
+    }
+}
+
+/// `vigil alert test CHANNEL`: one attempt, reported.
+async fn alert_test(config: &Config, args: AlertTestArgs) -> anyhow::Result<u8> {
+    let Some(channel) = config.alert_channel(&args.channel) else {
+        let known: Vec<&str> = config.alerts.iter().map(|c| c.name.as_str()).collect();
+        return Err(anyhow::Error::new(UsageError(format!(
+            "unknown alert channel `{}` (configured: {})",
+            args.channel,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ))));
+    };
+    let event = vigil_config::model::AlertEvent::parse(&args.event)
+        .ok_or_else(|| UsageError(format!("unknown event {:?}", args.event)))?;
+    let msg = vigil_alerts::test_message(
+        &channel.name,
+        &vigil_alerts::host_name(),
+        event,
+        clock::now(),
+    );
+    let sender = vigil_alerts::Sender::new(
+        std::sync::Arc::new(channel.clone()),
+        vigil_alerts::http_client(),
+    );
+    let started = clock::monotonic();
+    let result = sender.send(&msg).await;
+    let took = started.elapsed();
+    let kind = channel.kind.as_str();
+    if args.json {
+        let doc = serde_json::json!({
+            "version": 1,
+            "channel": channel.name,
+            "kind": kind,
+            "event": event.as_str(),
+            "delivered": result.is_ok(),
+            "error": result.as_ref().err().map(|e| e.0.clone()),
+            "duration_ms": u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    match result {
+        Ok(()) => {
+            if !args.json {
+                println!(
+                    "{}: test alert ({event}) delivered through {kind} in {}",
+                    channel.name,
+                    vigil_core::format_duration(took)
+                );
+            }
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            if !args.json {
+                eprintln!(
+                    "{}: test alert ({event}) NOT delivered through {kind}: {e}",
+                    channel.name
+                );
+            }
+            Ok(exit::FAILED)
+        }
     }
 }
 
@@ -437,6 +529,8 @@ fn guard_context(config: &Config) -> anyhow::Result<GuardContext> {
     Ok(GuardContext {
         ledger: LedgerHandle::spawn(&config.vigil.state_dir)?,
         state_dir: config.vigil.state_dir.clone(),
+        // One-shot commands only log; alerts are the daemon's.
+        alerts: AlertHub::none(),
     })
 }
 
@@ -514,9 +608,13 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
         request,
     )
     .await?;
-    if let Some(rearm_at) = decision.given_up_until() {
-        crate::events::given_up(&service.name, rearm_at, decision.decided_at);
-    }
+    crate::events::given_up(
+        &AlertHub::none(),
+        &service.name,
+        request,
+        &decision.verdict,
+        decision.decided_at,
+    );
     let code = if decision.restarted() {
         exit::OK
     } else {
@@ -620,6 +718,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             let obs =
                 health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
             crate::events::check_run(
+                &mut crate::events::CheckAlerts::none(),
                 &service.name,
                 check.name.as_str(),
                 run.verdict,
@@ -681,7 +780,14 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                     let decision =
                         crate::group::restart(&cx, group, &members, &probes, request).await?;
                     if let Some(rearm_at) = decision.given_up_until() {
-                        crate::events::given_up(&group.ledger_key(), rearm_at, decision.decided_at);
+                        let _ = rearm_at;
+                        crate::events::given_up(
+                            &cx.alerts,
+                            &group.ledger_key(),
+                            request,
+                            &decision.verdict,
+                            decision.decided_at,
+                        );
                     }
                     output::ActionReport::performed(&check_name, false, &decision)
                 };
@@ -728,9 +834,13 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                     };
                     let decision =
                         guard::request(&cx, &service.name, &service.guard, action, request).await?;
-                    if let Some(rearm_at) = decision.given_up_until() {
-                        crate::events::given_up(&service.name, rearm_at, decision.decided_at);
-                    }
+                    crate::events::given_up(
+                        &AlertHub::none(),
+                        &service.name,
+                        request,
+                        &decision.verdict,
+                        decision.decided_at,
+                    );
                     Some(output::ActionReport::performed(
                         &check_name,
                         repair.is_some(),

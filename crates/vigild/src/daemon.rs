@@ -27,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 use vigil_checks::ProbeContext;
 use vigil_checks::runner::run_check;
 use vigil_config::model::{Check, CheckKind, Config, OnFailure, ScheduleEntry, Service};
-use vigil_core::health::{CheckHealth, RunVerdict};
+use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 
+use crate::alerting::AlertHub;
 use crate::api::{self, ApiView};
 use crate::clock;
 use crate::driver::Driver;
@@ -128,10 +129,12 @@ impl Daemon {
                 intent.pid
             );
         }
+        let alerts = AlertHub::start(&config, ledger.clone());
         let shared = Arc::new(Shared {
             guard: GuardContext {
                 ledger,
                 state_dir: config.vigil.state_dir.clone(),
+                alerts,
             },
             probes: Arc::new(ProbeContext::new()),
             liveness: Arc::new(Liveness::default()),
@@ -371,6 +374,13 @@ impl Daemon {
             beat,
             service: service.clone(),
             check: check.clone(),
+            alerts: events::CheckAlerts {
+                hub: self.shared.guard.alerts.clone(),
+                announced: matches!(
+                    initial.status,
+                    HealthStatus::Failing | HealthStatus::Warning
+                ),
+            },
             health: initial,
             saved: None,
             shared: self.shared.clone(),
@@ -510,6 +520,8 @@ impl Daemon {
                 }
             }
         }
+        // Restarts have ended (or were abandoned): send what is grouped, bounded.
+        self.shared.guard.alerts.shutdown().await;
         tracing::info!(
             event = "stopped",
             duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -619,6 +631,22 @@ impl Daemon {
                 "control_socket/control_socket_group changed; this takes effect only after a restart of vigil"
             );
         }
+        let routes = |c: &Config| -> Vec<_> {
+            c.services
+                .iter()
+                .map(|s| (s.name.clone(), s.alerts.clone()))
+                .collect()
+        };
+        if new.alerts != self.config.alerts || routes(&new) != routes(&self.config) {
+            self.shared.guard.alerts.reload(&new);
+            changed += 1;
+            tracing::info!(
+                event = "alerts_reloaded",
+                channels = new.alerts.len(),
+                "alert channels reloaded: {} channel(s)",
+                new.alerts.len()
+            );
+        }
         self.config = new;
         self.publish_api_view();
         self.start_groups();
@@ -712,7 +740,14 @@ impl GroupActor {
             match outcome {
                 Ok(decision) => {
                     if let Some(rearm_at) = decision.given_up_until() {
-                        events::given_up(&self.group.ledger_key(), rearm_at, decision.decided_at);
+                        let _ = rearm_at;
+                        events::given_up(
+                            &self.shared.guard.alerts,
+                            &self.group.ledger_key(),
+                            RestartRequest::new(Source::Health),
+                            &decision.verdict,
+                            decision.decided_at,
+                        );
                     }
                     if decision.verdict.is_allowed() {
                         let at = decision.finished_at.unwrap_or_else(clock::now);
@@ -870,7 +905,13 @@ impl ServiceActor {
                             .announced_given_up
                             .is_some_and(|t| decision.decided_at < t);
                         if !announced {
-                            events::given_up(&self.spec.name, rearm_at, decision.decided_at);
+                            events::given_up(
+                                &self.shared.guard.alerts,
+                                &self.spec.name,
+                                request,
+                                &decision.verdict,
+                                decision.decided_at,
+                            );
                         }
                         self.announced_given_up = Some(rearm_at);
                     }
@@ -915,6 +956,7 @@ struct CheckLoop {
     beat: BeatHandle,
     service: ServiceName,
     check: Check,
+    alerts: events::CheckAlerts,
     health: CheckHealth,
     /// When the state was last queued for the ledger, and with which verdict: unchanged
     /// verdicts are re-saved only every [`save_every`], so 1,000 checks at 1 s do not cost
@@ -963,6 +1005,7 @@ impl CheckLoop {
                 now,
             );
             events::check_run(
+                &mut self.alerts,
                 &self.service,
                 self.check.name.as_str(),
                 run.verdict,

@@ -2,21 +2,45 @@
 //!
 //! Human logs read like the seed ("Restart SKIPPED: cooldown active (90s ago by health,
 //! need 120s, wait 30s more)"); JSON logs carry the same message plus the numbers as
-//! fields (`count`, `max`, `wait_ms`, ...). Alerts (a later issue) hook in here.
+//! fields (`count`, `max`, `wait_ms`, ...). Alerts are raised here too, from the same
+//! facts, through the [`AlertHub`] (which only queues them: nothing here waits).
 
+use vigil_alerts::{Alert, Numbers, Outcome};
+use vigil_config::model::AlertEvent;
 use vigil_core::guard::{Denial, Skip};
 use vigil_core::health::{HealthStatus, Observation, RunVerdict};
 use vigil_core::{RestartRequest, ServiceName, Timestamp, Verdict, format_duration};
 
+use crate::alerting::AlertHub;
+use crate::clock;
 use crate::driver::RestartReport;
 use crate::ledger::Intent;
+
+fn alert(event: AlertEvent, service: &ServiceName, check: Option<&str>, message: String) -> Alert {
+    Alert {
+        event,
+        service: service.to_string(),
+        check: check.map(str::to_owned),
+        at: clock::now(),
+        message,
+        source: None,
+        status: None,
+        outcome: None,
+        numbers: Numbers::default(),
+    }
+}
 
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The guard's verdict on one request.
-pub fn verdict(service: &ServiceName, request: RestartRequest, verdict: &Verdict) {
+/// The guard's verdict on one request (a skipped one is the `skipped` alert).
+pub fn verdict(
+    alerts: &AlertHub,
+    service: &ServiceName,
+    request: RestartRequest,
+    verdict: &Verdict,
+) {
     let source = request.source.as_str();
     match verdict {
         Verdict::Allowed {
@@ -50,6 +74,14 @@ pub fn verdict(service: &ServiceName, request: RestartRequest, verdict: &Verdict
                 ago_ms = ago,
                 "{verdict}"
             );
+            alerts.raise(|| {
+                let mut a = alert(AlertEvent::Skipped, service, None, verdict.to_string());
+                a.source = Some(request.source.as_str());
+                if let Skip::Cooldown { wait, .. } | Skip::Backoff { wait, .. } = skip {
+                    a.numbers.wait = Some(*wait);
+                }
+                a
+            });
         }
         Verdict::Denied(Denial::Limit {
             count,
@@ -72,20 +104,88 @@ pub fn verdict(service: &ServiceName, request: RestartRequest, verdict: &Verdict
 }
 
 /// The budget is spent: automatic restarts stop until `rearm_at`. Announced once per
-/// given-up episode by the daemon (and on every denial by one-shot commands).
-pub fn given_up(service: &ServiceName, rearm_at: Timestamp, now: Timestamp) {
+/// given-up episode by the daemon (and on every denial by one-shot commands). Nothing
+/// happens unless `verdict` is a `denied(limit)`.
+pub fn given_up(
+    alerts: &AlertHub,
+    service: &ServiceName,
+    request: RestartRequest,
+    verdict: &Verdict,
+    now: Timestamp,
+) {
+    let Verdict::Denied(Denial::Limit {
+        count,
+        max,
+        window,
+        rearm_at,
+    }) = verdict
+    else {
+        return;
+    };
+    let message = format!(
+        "ACTION REQUIRED: Check service health manually - automatic restarts stopped (re-arms at {rearm_at}, in {})",
+        format_duration(rearm_at.saturating_since(now))
+    );
     tracing::error!(
         service = %service,
         event = "given_up",
         rearm_at = %rearm_at,
-        "ACTION REQUIRED: Check service health manually - automatic restarts stopped (re-arms at {rearm_at}, in {})",
-        format_duration(rearm_at.saturating_since(now))
+        "{message}"
     );
+    alerts.raise(|| {
+        let mut a = alert(
+            AlertEvent::GivenUp,
+            service,
+            None,
+            format!("{message}; {verdict}"),
+        );
+        a.at = now;
+        a.source = Some(request.source.as_str());
+        a.numbers = Numbers {
+            count: Some(*count),
+            max: Some(*max),
+            window: Some(*window),
+            rearm_at: Some(*rearm_at),
+            ..Numbers::default()
+        };
+        a
+    });
 }
 
-/// An allowed restart finished.
-pub fn restart_finished(service: &ServiceName, request: RestartRequest, report: &RestartReport) {
+/// An allowed restart finished (the `restarted` alert, with its outcome).
+pub fn restart_finished(
+    alerts: &AlertHub,
+    service: &ServiceName,
+    request: RestartRequest,
+    verdict: &Verdict,
+    report: &RestartReport,
+) {
     let source = request.source.as_str();
+    alerts.raise(|| {
+        let (text, outcome) = if report.ok {
+            ("Restart complete", Outcome::Ok)
+        } else {
+            ("Restart FAILED", Outcome::Failed)
+        };
+        let mut a = alert(
+            AlertEvent::Restarted,
+            service,
+            None,
+            format!("{text}: {} ({verdict}, source {source})", report.detail),
+        );
+        a.source = Some(source);
+        a.outcome = Some(outcome);
+        a.numbers.duration = Some(report.duration);
+        if let Verdict::Allowed {
+            count, max, window, ..
+        } = verdict
+        {
+            a.numbers.count = Some(*count);
+            a.numbers.max = Some(*max);
+            a.numbers.window = Some(*window);
+        }
+        a
+    });
     if report.ok {
         tracing::info!(
             service = %service,
@@ -121,8 +221,28 @@ pub fn interrupted_restart(intent: &Intent) {
     );
 }
 
-/// One check run and what it did to the check's health.
+/// One check's alerting state, owned by whoever runs the check.
+pub struct CheckAlerts {
+    pub hub: AlertHub,
+    /// A `failing` or `warning` alert was raised and no `recovered` yet.
+    pub announced: bool,
+}
+
+impl CheckAlerts {
+    /// No alerts (one-shot commands).
+    pub fn none() -> CheckAlerts {
+        CheckAlerts {
+            hub: AlertHub::none(),
+            announced: false,
+        }
+    }
+}
+
+/// One check run and what it did to the check's health. A change to failing or warning
+/// raises that alert (and marks it announced); a change to passing after an announced one
+/// raises `recovered` (whether the check went through `unknown` after a restart or not).
 pub fn check_run(
+    alerts: &mut CheckAlerts,
     service: &ServiceName,
     check: &str,
     run: RunVerdict,
@@ -130,6 +250,30 @@ pub fn check_run(
     obs: &Observation,
     status: HealthStatus,
 ) {
+    if obs.in_grace.is_none()
+        && let Some((from, to)) = obs.transition
+    {
+        let event = match to {
+            HealthStatus::Failing => Some(AlertEvent::Failing),
+            HealthStatus::Warning => Some(AlertEvent::Warning),
+            HealthStatus::Passing if alerts.announced => Some(AlertEvent::Recovered),
+            _ => None,
+        };
+        if let Some(event) = event {
+            alerts.announced = event != AlertEvent::Recovered;
+            alerts.hub.raise(|| {
+                let message = format!(
+                    "Health check {}: {} -> {}: {reason}",
+                    run.as_str().to_uppercase(),
+                    from.as_str(),
+                    to.as_str()
+                );
+                let mut a = alert(event, service, Some(check), message);
+                a.status = Some(to.as_str());
+                a
+            });
+        }
+    }
     if let Some(left) = obs.in_grace {
         tracing::info!(
             service = %service,

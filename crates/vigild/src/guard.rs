@@ -20,17 +20,19 @@ use vigil_config::model::Argv;
 use vigil_core::guard::Denial;
 use vigil_core::{GuardPolicy, RestartRequest, ServiceName, Skip, Timestamp, Verdict, decide};
 
+use crate::alerting::AlertHub;
 use crate::clock;
 use crate::driver::{self, Driver, RestartReport};
 use crate::events;
 use crate::ledger::{LedgerError, LedgerHandle};
 use crate::lock::{self, LockError};
 
-/// What the guard needs: the ledger and where the lock files live.
+/// What the guard needs: the ledger, where the lock files live, and where alerts go.
 #[derive(Clone)]
 pub struct GuardContext {
     pub ledger: LedgerHandle,
     pub state_dir: PathBuf,
+    pub alerts: AlertHub,
 }
 
 /// What an allowed request performs.
@@ -105,7 +107,7 @@ pub async fn request_with_evidence(
         });
         let now = clock::now();
         record_refusal(cx, service, request, &verdict, now, evidence).await?;
-        events::verdict(service, request, &verdict);
+        events::verdict(&cx.alerts, service, request, &verdict);
         return Ok(Decision {
             verdict,
             report: None,
@@ -136,7 +138,7 @@ pub async fn request_with_evidence(
             })
             .await?
     };
-    events::verdict(service, request, &verdict);
+    events::verdict(&cx.alerts, service, request, &verdict);
 
     let Some(intent) = intent else {
         drop(held);
@@ -161,7 +163,7 @@ pub async fn request_with_evidence(
             .call(move |ledger| ledger.record_outcome(intent, ok, &detail, finished_at))
             .await?;
     }
-    events::restart_finished(service, request, &report);
+    events::restart_finished(&cx.alerts, service, request, &verdict, &report);
     drop(held);
     Ok(Decision {
         verdict,

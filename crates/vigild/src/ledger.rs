@@ -22,7 +22,7 @@ use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
 use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -102,6 +102,31 @@ pub struct ExecStateRow {
     pub status_text: Option<String>,
     pub since: Timestamp,
     pub detail: String,
+}
+
+/// One alert message's final outcome through one channel (`vigil history`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub channel: String,
+    /// `webhook`, `slack`, `email`, `exec`.
+    pub kind: String,
+    /// When the group closed and the message was assembled.
+    pub created_at: Timestamp,
+    pub finished_at: Timestamp,
+    /// `delivered`, `failed` (a dead letter: every attempt failed) or `dropped` (the
+    /// channel's queue overflowed before any attempt).
+    pub status: String,
+    pub attempts: u32,
+    pub alerts: u32,
+    /// Event names in the message, each once.
+    pub events: Vec<String>,
+    /// Services in the message, each once.
+    pub services: Vec<String>,
+    pub summary: String,
+    /// The last error, when not delivered.
+    pub error: Option<String>,
+    pub pid: u32,
 }
 
 /// An allowed restart with no recorded outcome.
@@ -271,6 +296,29 @@ impl Ledger {
                     detail TEXT NOT NULL DEFAULT ''
                 );
                 PRAGMA user_version = 3;",
+            )
+            .map_err(&err)?;
+        }
+        if version < 4 {
+            // v4: alert deliveries (delivered, dead letters, dropped).
+            tx.execute_batch(
+                "CREATE TABLE alert_deliveries (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    channel TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    finished_at INTEGER NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    alerts INTEGER NOT NULL,
+                    events TEXT NOT NULL,
+                    services TEXT NOT NULL,
+                    summary TEXT NOT NULL,
+                    error TEXT,
+                    pid INTEGER NOT NULL
+                );
+                CREATE INDEX alert_deliveries_by_time ON alert_deliveries(finished_at);
+                PRAGMA user_version = 4;",
             )
             .map_err(&err)?;
         }
@@ -529,6 +577,84 @@ impl Ledger {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
     }
 
+    /// Records an alert delivery's final outcome (the `id` and `pid` of `row` are ignored).
+    pub fn record_delivery(&self, row: &DeliveryRow) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO alert_deliveries (channel, kind, created_at, finished_at, status,
+                    attempts, alerts, events, services, summary, error, pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    row.channel,
+                    row.kind,
+                    row.created_at.as_millis(),
+                    row.finished_at.as_millis(),
+                    row.status,
+                    row.attempts,
+                    row.alerts,
+                    row.events.join(","),
+                    row.services.join("\n"),
+                    row.summary,
+                    row.error,
+                    std::process::id()
+                ],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Alert deliveries, oldest first, optionally about one service and since an instant.
+    pub fn deliveries(
+        &self,
+        service: Option<&str>,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<DeliveryRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, channel, kind, created_at, finished_at, status, attempts, alerts,
+                        events, services, summary, error, pid
+                 FROM alert_deliveries
+                 WHERE (?1 IS NULL OR finished_at >= ?1)
+                 ORDER BY finished_at, id",
+            )
+            .map_err(&err)?;
+        let split = |s: String, sep: char| -> Vec<String> {
+            s.split(sep)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let rows = stmt
+            .query_map(params![since.map(Timestamp::as_millis)], |r| {
+                Ok(DeliveryRow {
+                    id: r.get(0)?,
+                    channel: r.get(1)?,
+                    kind: r.get(2)?,
+                    created_at: Timestamp::from_millis(r.get(3)?),
+                    finished_at: Timestamp::from_millis(r.get(4)?),
+                    status: r.get(5)?,
+                    attempts: r.get(6)?,
+                    alerts: r.get(7)?,
+                    events: split(r.get(8)?, ','),
+                    services: split(r.get(9)?, '\n'),
+                    summary: r.get(10)?,
+                    error: r.get(11)?,
+                    pid: r.get(12)?,
+                })
+            })
+            .map_err(&err)?;
+        let rows = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+        Ok(match service {
+            Some(s) => rows
+                .into_iter()
+                .filter(|r| r.services.iter().any(|x| x == s))
+                .collect(),
+            None => rows,
+        })
+    }
+
     /// Saves the state of one check after a run.
     pub fn save_check_state(&self, row: &CheckStateRow) -> Result<()> {
         save_row(&self.conn, row).map_err(sql_err(&self.path))
@@ -742,6 +868,75 @@ mod tests {
         assert_eq!(ledger.last_heartbeat("web", "other").unwrap(), None);
     }
 
+    fn delivery(channel: &str, services: &[&str], at: i64, status: &str) -> DeliveryRow {
+        DeliveryRow {
+            id: 0,
+            channel: channel.to_owned(),
+            kind: "webhook".to_owned(),
+            created_at: Timestamp::from_secs(at - 1),
+            finished_at: Timestamp::from_secs(at),
+            status: status.to_owned(),
+            attempts: 4,
+            alerts: services.len() as u32,
+            events: vec!["failing".to_owned(), "given-up".to_owned()],
+            services: services.iter().map(|s| (*s).to_owned()).collect(),
+            summary: "ACTION REQUIRED: 2 alerts".to_owned(),
+            error: (status != "delivered").then(|| "the receiver answered 500".to_owned()),
+            pid: 0,
+        }
+    }
+
+    #[test]
+    fn a_version_2_ledger_gains_alert_deliveries_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        // A v2 ledger (v1 tables plus heartbeats), as the previous release wrote it.
+        drop(Ledger::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch(
+            "DROP TABLE alert_deliveries;
+             DROP TABLE exec_state;
+             ALTER TABLE restarts DROP COLUMN evidence;
+             INSERT INTO restarts (service, at, source, verdict, message, counts, outcome, pid)
+                VALUES ('web', 1000, 'health', 'allowed', 'Restart ALLOWED (1/5 per hour)', 1, 'ok', 7);
+             INSERT INTO heartbeats (service, name, at) VALUES ('web', 'beat', 5000);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        let ledger = Ledger::open(dir.path()).unwrap();
+        assert_eq!(ledger.history(None, None).unwrap().len(), 1);
+        assert_eq!(
+            ledger.last_heartbeat("web", "beat").unwrap(),
+            Some(Timestamp::from_secs(5))
+        );
+        let version: i64 = ledger
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        ledger
+            .record_delivery(&delivery("ops", &["web", "db"], 100, "failed"))
+            .unwrap();
+        ledger
+            .record_delivery(&delivery("ops", &["api"], 200, "delivered"))
+            .unwrap();
+        let all = ledger.deliveries(None, None).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].services, ["web", "db"]);
+        assert_eq!(all[0].events, ["failing", "given-up"]);
+        assert_eq!(all[0].error.as_deref(), Some("the receiver answered 500"));
+        assert_eq!(all[0].pid, std::process::id());
+        assert_eq!(ledger.deliveries(Some("db"), None).unwrap().len(), 1);
+        assert_eq!(
+            ledger
+                .deliveries(None, Some(Timestamp::from_secs(150)))
+                .unwrap()[0]
+                .channel,
+            "ops"
+        );
+        assert!(ledger.deliveries(Some("nope"), None).unwrap().is_empty());
+    }
+
     #[test]
     fn concurrent_first_opens_all_succeed() {
         for _ in 0..20 {
@@ -928,6 +1123,17 @@ impl LedgerHandle {
         if self.tx.send(Msg::FlushExec(reply)).is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// Queues an alert delivery record. Never blocks: alert delivery must not wait on the
+    /// ledger either.
+    pub fn record_delivery(&self, row: DeliveryRow) {
+        let job: Job = Box::new(move |ledger| {
+            if let Err(error) = ledger.record_delivery(&row) {
+                tracing::warn!(%error, channel = %row.channel, "cannot record an alert delivery");
+            }
+        });
+        let _ = self.tx.send(Msg::Job(job));
     }
 
     /// Runs `f` on the ledger thread and returns its result.

@@ -1,6 +1,7 @@
 //! The `vigil` binary: command-line parsing and dispatch. Everything else lives in the
 //! library modules; this file maps errors to exit codes (see `exit.rs`).
 
+mod alerting;
 mod api;
 mod cli;
 mod client;

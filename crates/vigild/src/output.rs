@@ -11,7 +11,7 @@ use vigil_core::{RestartRequest, Source, Timestamp, Verdict, decide, format_dura
 
 use crate::clock;
 use crate::guard::Decision;
-use crate::ledger::{HistoryRow, LedgerError, LedgerHandle};
+use crate::ledger::{DeliveryRow, HistoryRow, LedgerError, LedgerHandle};
 
 pub const JSON_VERSION: u32 = 1;
 
@@ -49,8 +49,8 @@ fn paint(text: &str, code: &str) -> String {
 
 fn painted_state(state: &str) -> String {
     match state {
-        "ok" | "passing" | "pass" | "allowed" => paint(state, "32"),
-        "warning" | "warn" | "skipped" | "unknown" | "reset" => paint(state, "33"),
+        "ok" | "passing" | "pass" | "allowed" | "delivered" => paint(state, "32"),
+        "warning" | "warn" | "skipped" | "unknown" | "reset" | "dropped" => paint(state, "33"),
         "failing" | "fail" | "denied" | "given-up" | "failed" | "interrupted" => paint(state, "31"),
         other => other.to_owned(),
     }
@@ -518,6 +518,25 @@ pub fn render_status(report: &StatusReport) -> String {
 pub struct HistoryJson<'a> {
     pub version: u32,
     pub entries: Vec<HistoryEntry<'a>>,
+    /// Alert deliveries (docs/cli-json.md).
+    pub alerts: Vec<DeliveryEntry<'a>>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct DeliveryEntry<'a> {
+    pub id: i64,
+    pub channel: &'a str,
+    pub kind: &'a str,
+    pub created_at: String,
+    pub finished_at: String,
+    pub status: &'a str,
+    pub attempts: u32,
+    pub alerts: u32,
+    pub events: &'a [String],
+    pub services: &'a [String],
+    pub summary: &'a str,
+    pub error: Option<&'a str>,
+    pub pid: u32,
 }
 
 #[derive(Serialize, Debug)]
@@ -538,9 +557,27 @@ pub struct HistoryEntry<'a> {
     pub evidence: Option<&'a str>,
 }
 
-pub fn history_json(rows: &[HistoryRow]) -> HistoryJson<'_> {
+pub fn history_json<'a>(rows: &'a [HistoryRow], deliveries: &'a [DeliveryRow]) -> HistoryJson<'a> {
     HistoryJson {
         version: JSON_VERSION,
+        alerts: deliveries
+            .iter()
+            .map(|d| DeliveryEntry {
+                id: d.id,
+                channel: &d.channel,
+                kind: &d.kind,
+                created_at: d.created_at.to_string(),
+                finished_at: d.finished_at.to_string(),
+                status: &d.status,
+                attempts: d.attempts,
+                alerts: d.alerts,
+                events: &d.events,
+                services: &d.services,
+                summary: &d.summary,
+                error: d.error.as_deref(),
+                pid: d.pid,
+            })
+            .collect(),
         entries: rows
             .iter()
             .map(|r| HistoryEntry {
@@ -562,7 +599,49 @@ pub fn history_json(rows: &[HistoryRow]) -> HistoryJson<'_> {
     }
 }
 
-pub fn render_history(rows: &[HistoryRow]) -> String {
+/// The restart history, then (when there are any) the alert deliveries.
+pub fn render_history(rows: &[HistoryRow], deliveries: &[DeliveryRow]) -> String {
+    let mut out = render_restarts(rows);
+    if !deliveries.is_empty() {
+        out.push('\n');
+        out.push_str(&render_deliveries(deliveries));
+    }
+    out
+}
+
+fn render_deliveries(rows: &[DeliveryRow]) -> String {
+    let rows: Vec<Vec<(String, String)>> = rows
+        .iter()
+        .map(|d| {
+            let mut what = d.summary.clone();
+            if let Some(error) = &d.error {
+                what.push_str(" — ");
+                what.push_str(error);
+            }
+            vec![
+                cell(d.finished_at.to_string()),
+                cell(format!("{} ({})", d.channel, d.kind)),
+                state_cell(&d.status),
+                cell(d.attempts.to_string()),
+                cell(d.events.join(",")),
+                cell(what),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ALERT SENT",
+            "CHANNEL",
+            "STATUS",
+            "TRIES",
+            "EVENTS",
+            "MESSAGE",
+        ],
+        &rows,
+    )
+}
+
+fn render_restarts(rows: &[HistoryRow]) -> String {
     if rows.is_empty() {
         return "no restart requests recorded\n".to_owned();
     }

@@ -433,6 +433,7 @@ pub(crate) async fn read_secret(secret: &Secret) -> Result<String, String> {
                 .map_err(|e| format!("cannot read password_file {}: {e}", path.display()))?;
             Ok(text.trim_end_matches(['\n', '\r']).to_owned())
         }
+        Secret::Env(_) => secret.read(),
     }
 }
 

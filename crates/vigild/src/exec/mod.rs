@@ -561,7 +561,7 @@ impl Supervisor {
                 };
                 match outcome {
                     Ok(decision) => {
-                        self.note_given_up(&decision);
+                        self.note_given_up(&decision, request);
                         if repair.is_none()
                             && decision.verdict.is_allowed()
                             && !decision.restarted()
@@ -588,14 +588,20 @@ impl Supervisor {
     }
 
     /// Raises "ACTION REQUIRED" once per given-up episode.
-    fn note_given_up(&mut self, decision: &Decision) {
+    fn note_given_up(&mut self, decision: &Decision, request: RestartRequest) {
         match decision.given_up_until() {
             Some(rearm_at) => {
                 let announced = self
                     .announced_given_up
                     .is_some_and(|t| decision.decided_at < t);
                 if !announced {
-                    events::given_up(&self.name, rearm_at, decision.decided_at);
+                    events::given_up(
+                        &self.guard.alerts,
+                        &self.name,
+                        request,
+                        &decision.verdict,
+                        decision.decided_at,
+                    );
                 }
                 self.announced_given_up = Some(rearm_at);
             }
@@ -707,7 +713,7 @@ impl Supervisor {
                 return;
             }
         };
-        self.note_given_up(&decision);
+        self.note_given_up(&decision, request);
         match &decision.verdict {
             Verdict::Allowed { .. } => {
                 if !decision.restarted() {
@@ -895,6 +901,7 @@ mod tests {
         let guard = GuardContext {
             ledger: crate::ledger::LedgerHandle::spawn(dir.path()).unwrap(),
             state_dir: dir.path().to_path_buf(),
+            alerts: crate::alerting::AlertHub::none(),
         };
         let (started, _) = watch::channel(None);
         let sup = Supervisor::new(
