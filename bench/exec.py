@@ -91,12 +91,18 @@ def cpu_secs(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def pss_kib(pid):
+def rollup(pid):
+    out = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return None
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                out[parts[0][:-1]] = int(parts[1])
+    return out
+
+
+def pss_kib(pid):
+    return rollup(pid).get("Pss")
 
 
 def rss_kib(pid):
@@ -246,6 +252,7 @@ def bench_idle():
         samples.append((pss_kib(v.p.pid), rss_kib(v.p.pid)))
         time.sleep(1)
     c1, w1 = cpu_secs(v.p.pid), time.time()
+    parts = rollup(v.p.pid)
     t_stop0 = time.time()
     v.stop()
     t_stop = time.time() - t_stop0
@@ -253,6 +260,7 @@ def bench_idle():
     return {"scenario": "idle", "services": IDLE_N, "start_all_s": t_all,
             "pss_mib_max": max(s[0] for s in samples) / 1024,
             "rss_mib_max": max(s[1] for s in samples) / 1024,
+            "pss_anon_mib": parts.get("Pss_Anon", 0) / 1024, "pss_file_mib": parts.get("Pss_File", 0) / 1024,
             "cpu_percent": 100 * (c1 - c0) / (w1 - w0), "measure_s": w1 - w0,
             "stop_all_s": t_stop, "leftover_sleeps": len(leftover),
             "loadavg": open("/proc/loadavg").read().split()[:3]}
@@ -282,6 +290,6 @@ for r in results:
         print(f"| watchdog ({r['watchdog_ms']} ms, n={l['n']}, load {' '.join(r['loadavg'])}) | death after last ping + watchdog, median / p99 / max | p99 < 20 ms | {l['median']:.1f} / {l['p99']:.1f} / {l['max']:.1f} ms |")
     else:
         print(f"| idle {r['services']} (load {' '.join(r['loadavg'])}) | start all | < 1 s | {r['start_all_s']:.3f} s |")
-        print(f"| idle {r['services']} | Vigil PSS (max over {r['measure_s']:.0f} s) | < 8 MiB | {r['pss_mib_max']:.1f} MiB (RSS {r['rss_mib_max']:.1f}) |")
+        print(f"| idle {r['services']} | Vigil PSS (max over {r['measure_s']:.0f} s) | < 8 MiB | {r['pss_mib_max']:.1f} MiB (anon {r['pss_anon_mib']:.1f}, file {r['pss_file_mib']:.1f}; RSS {r['rss_mib_max']:.1f}) |")
         print(f"| idle {r['services']} | Vigil CPU | < 0.1 % | {r['cpu_percent']:.3f} % |")
         print(f"| idle {r['services']} | stop all (SIGTERM to vigil until exit) | - | {r['stop_all_s']:.2f} s, {r['leftover_sleeps']} left |")
