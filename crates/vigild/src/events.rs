@@ -411,7 +411,9 @@ pub fn exec_leftovers(service: &ServiceName, processes: &[String], killed_by: &s
 }
 
 /// A supervised process missed its watchdog deadline; `evidence` was read before the kill.
+/// Raises the `watchdog` alert with the evidence.
 pub fn watchdog_timeout(
+    alerts: &AlertHub,
     service: &ServiceName,
     pid: i32,
     signal: vigil_core::Signal,
@@ -424,4 +426,12 @@ pub fn watchdog_timeout(
         signal = %signal,
         "Watchdog timeout: killing pid {pid} with {signal}. Hang evidence:\n{evidence}"
     );
+    alerts.raise(|| {
+        alert(
+            AlertEvent::Watchdog,
+            service,
+            None,
+            format!("Watchdog timeout: pid {pid} killed with {signal}. Hang evidence:\n{evidence}"),
+        )
+    });
 }

@@ -175,9 +175,17 @@ ready = "notify"
 watchdog = "1s"
 restart = "on-failure"
 restart_delay = "0"
+
+# The watchdog alert, with its evidence, as JSON on a command's stdin.
+[alerts.ops]
+kind = "exec"
+command = ["sh", "-c", "cat >> {a}"]
+events = ["watchdog"]
+group_wait = "0s"
 "#,
         c = client(),
         p = pids.display().to_string(),
+        a = env.path("alerts.json").display(),
     ));
     let daemon = env.start_daemon(&[]);
     let running = wait_state(&env, "lightscope", "running");
@@ -221,6 +229,12 @@ restart_delay = "0"
         evidence.contains("stdout: packet loop running"),
         "{evidence}"
     );
+    let alerts = wait_until(LONG, "the watchdog alert", || {
+        let text = std::fs::read_to_string(env.path("alerts.json")).ok()?;
+        text.contains("Watchdog timeout").then_some(text)
+    });
+    assert!(alerts.contains("\"watchdog\""), "{alerts}");
+    assert!(alerts.contains("state: T (stopped)"), "{alerts}");
 }
 
 /// A crash loop with restart = "always" and restart_delay = "0": the guard allows

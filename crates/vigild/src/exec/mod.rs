@@ -663,6 +663,7 @@ impl Supervisor {
         let evidence = proc::hang_evidence(target, since, interval, &lines);
         let pid = c.pid;
         events::watchdog_timeout(
+            &self.guard.alerts,
             &self.name,
             pid.as_raw_nonzero().get(),
             self.spec.watchdog_signal,
