@@ -174,11 +174,12 @@ impl CommandBed {
     fn keys(env: &Env, restart_tail: &str, timeout: &str) -> String {
         let pidf = env.path("svc.pid").display().to_string();
         let sleeper = helper_bin("vigil-sleeper").display().to_string();
-        let first = command(&sleeper)
-            .stdout(std::process::Stdio::null())
-            .spawn()
+        let started = command("sh")
+            .arg("-c")
+            .arg(format!("setsid {sleeper} >/dev/null & echo $! > {pidf}"))
+            .status()
             .unwrap();
-        std::fs::write(&pidf, first.id().to_string()).unwrap();
+        assert!(started.success());
         format!(
             r#"driver = "command"
 restart_command = ["sh", "-c", "kill $(cat {pidf}); setsid {sleeper} >/dev/null & echo $! > {pidf}; {restart_tail}"]
