@@ -329,6 +329,10 @@ impl JournalFile {
         };
         while j >= pos.first + pos.cap {
             if pos.next == 0 {
+                // A remembered position may predate the next array: read the link again.
+                pos = self.chain_array(pos.array, pos.first)?;
+            }
+            if pos.next == 0 {
                 return Err(Error::malformed(
                     pos.array,
                     format!("entry array chain ends before item {j}"),
