@@ -91,6 +91,19 @@ async fn a_units_new_error_entries_fail_the_check_once() {
         "no new entry of vigil-e2e.service matches /error/ (read 0 new entries of vigil-e2e.service in 1 journal file)"
     );
 
+    // Rotation (`journalctl --rotate` = SIGUSR2): the new file is followed.
+    app.line("error before rotation");
+    j.wait_for_message("app", "error before rotation");
+    j.rotate();
+    app.line("error after rotation");
+    j.wait_for_message("app", "error after rotation");
+    let out = run(&kind).await;
+    assert!(!out.passed);
+    assert_eq!(
+        out.reason,
+        "2 new entries of vigil-e2e.service match /error/ (min 1): first: error before rotation"
+    );
+
     // systemd's own message about the unit counts, as with `journalctl -u`.
     j.send_as_pid1(&[
         (

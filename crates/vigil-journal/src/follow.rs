@@ -19,6 +19,11 @@
 //! after the cursor: entries with a greater seqnum than any seen before (when it shares the
 //! seqnum ID, as journald's files do) or else a later realtime. The first run starts at the
 //! tail of every file. Archived files that have been read to the end are not opened again.
+//!
+//! Known limit: when journald flushes `/run/log/journal` into `/var/log/journal` (once per
+//! boot, `journalctl --flush`), the copies in `/var` are new entries of a known file and
+//! are handed over again if the follower was already reading both directories; journalctl
+//! hides such duplicates by comparing entries across files, this follower does not.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -716,7 +721,16 @@ fn list_files(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, FileId)>, PollError> {
             }
         }
     }
-    // Oldest first: archived files (`name@...`) sort before the online one of each name.
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    // Oldest first: a name's archived files (`system@<seqnum ID>-<head seqnum>-….journal`,
+    // in seqnum order) before its online file (`system.journal`).
+    out.sort_by_cached_key(|(path, _)| {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let online = !name.contains('@');
+        let stem = name.split(['@', '.']).next().unwrap_or_default().to_owned();
+        (path.parent().map(Path::to_path_buf), stem, online, name)
+    });
     Ok(out)
 }
