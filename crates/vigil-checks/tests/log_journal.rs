@@ -67,7 +67,7 @@ async fn a_units_new_error_entries_fail_the_check_once() {
     );
 
     // Errors of the unit, and errors of others (which do not count).
-    let mut other = j.unit_writer("vigil-other.service", "other");
+    let mut other = j.unit_writer("vigil-e2e-other.service", "other");
     other.line("error in another unit");
     app.line("starting");
     app.line("error: disk full");

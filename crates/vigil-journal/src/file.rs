@@ -19,9 +19,13 @@ use crate::format::{
     ObjectHeader, Result, le32, le64, obj_type,
 };
 
-/// Cache block size and count: 4 MiB per open file at most, dropped after each run.
-const BLOCK: u64 = 64 * 1024;
-const BLOCKS: usize = 64;
+/// Cache page size and count: 4 MiB per open file at most, dropped after each run. Pages
+/// are read one at a time for scattered objects (a run that reads a few entries copies a few
+/// pages, not blocks of 64 KiB), and in growing runs of up to [`READ_AHEAD`] pages when the
+/// reads move forward through the file (a large batch of new entries).
+const BLOCK: u64 = 4096;
+const BLOCKS: usize = 1024;
+const READ_AHEAD: u64 = 8;
 /// Objects larger than this bypass the cache.
 const DIRECT: u64 = 256 * 1024;
 /// An ENTRY object larger than this is refused (journald caps an entry's fields far
@@ -55,6 +59,8 @@ pub struct JournalFile {
     /// The end of what may be read: the file size, capped at the header's arena end.
     limit: u64,
     cache: Cache,
+    /// Reads go through the cache (see [`JournalFile::set_cached`]).
+    cached: bool,
 }
 
 impl std::fmt::Debug for JournalFile {
@@ -81,6 +87,7 @@ impl JournalFile {
             header,
             limit,
             cache: Cache::default(),
+            cached: true,
         })
     }
 
@@ -111,6 +118,14 @@ impl JournalFile {
         self.cache.clear();
     }
 
+    /// Turns the page cache off (every read is its own `pread` of exactly its bytes) or on
+    /// (empty). A follower reads its counts uncached and then turns the cache on: a page
+    /// cached before a count was read could predate objects the count covers.
+    pub fn set_cached(&mut self, on: bool) {
+        self.cache.clear();
+        self.cached = on;
+    }
+
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let end = offset
             .checked_add(buf.len() as u64)
@@ -125,7 +140,7 @@ impl JournalFile {
                 ),
             ));
         }
-        if buf.len() as u64 > DIRECT {
+        if !self.cached || buf.len() as u64 > DIRECT {
             read_exact_at(&self.file, buf, offset)?;
             return Ok(());
         }
@@ -148,15 +163,22 @@ impl JournalFile {
     /// Reads and checks an object header at `offset`: aligned, inside the arena, of
     /// `kind`, at least the fixed size of that kind and ending inside the readable file.
     pub fn object_header(&mut self, offset: u64, kind: u8) -> Result<ObjectHeader> {
+        let mut b = [0u8; OBJECT_HEADER as usize];
+        self.object_start(offset, kind, &mut b)
+    }
+
+    /// Reads the first `buf.len()` (at least 16) bytes of an object in one read and checks
+    /// its header like [`JournalFile::object_header`]. `buf` must not be longer than the
+    /// smallest object of `kind`.
+    fn object_start(&mut self, offset: u64, kind: u8, buf: &mut [u8]) -> Result<ObjectHeader> {
         if !offset.is_multiple_of(8) || offset < self.header.header_size {
             return Err(Error::malformed(
                 offset,
                 "object offset not aligned or inside the header",
             ));
         }
-        let mut b = [0u8; OBJECT_HEADER as usize];
-        self.read(offset, &mut b)?;
-        let o = ObjectHeader::parse(&b);
+        self.read(offset, buf)?;
+        let o = ObjectHeader::parse(buf);
         if o.kind != kind {
             return Err(Error::malformed(
                 offset,
@@ -183,9 +205,8 @@ impl JournalFile {
 
     /// The fixed fields of the DATA object at `offset`.
     pub fn data_head(&mut self, offset: u64) -> Result<DataHead> {
-        self.object_header(offset, obj_type::DATA)?;
         let mut b = [0u8; format::DATA_FIXED as usize];
-        self.read(offset, &mut b)?;
+        self.object_start(offset, obj_type::DATA, &mut b)?;
         Ok(DataHead::parse(&b))
     }
 
@@ -366,9 +387,8 @@ impl JournalFile {
         if offset == 0 {
             return Err(Error::malformed(0, "entry list without an entry array"));
         }
-        let o = self.object_header(offset, obj_type::ENTRY_ARRAY)?;
-        let mut b = [0u8; 8];
-        self.read(offset + 16, &mut b)?;
+        let mut b = [0u8; ENTRY_ARRAY_FIXED as usize];
+        let o = self.object_start(offset, obj_type::ENTRY_ARRAY, &mut b)?;
         let cap = (o.size - ENTRY_ARRAY_FIXED) / self.header.array_item_size();
         if cap == 0 {
             return Err(Error::malformed(offset, "entry array without items"));
@@ -377,7 +397,7 @@ impl JournalFile {
             array: offset,
             first,
             cap,
-            next: le64(&b, 0),
+            next: le64(&b, 16),
         })
     }
 }
@@ -390,14 +410,28 @@ pub fn list_of(head: &DataHead) -> List {
     }
 }
 
+/// The header and the readable limit (the arena's end: journald extends the file before it
+/// grows the arena, so a shorter file is damaged, and reads past its end are errors).
 fn read_header(file: &File) -> Result<(Header, u64)> {
-    let size = file.metadata()?.len();
     let mut buf = [0u8; HEADER_READ];
-    let want = size.min(HEADER_READ as u64) as usize;
-    read_exact_at(file, &mut buf[..want], 0)?;
-    let header = Header::parse(&buf[..want])?;
-    let limit = size.min(header.arena_end());
+    let n = read_up_to(file, &mut buf, 0)?;
+    let header = Header::parse(&buf[..n])?;
+    let limit = header.arena_end();
     Ok((header, limit))
+}
+
+/// Reads at `offset` until `buf` is full or the file ends; returns the bytes read.
+fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(done)
 }
 
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<()> {
@@ -410,33 +444,75 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<()> {
     })
 }
 
-/// A few 64 KiB blocks of one file, replaced first-in first-out.
+/// Pages of one file, replaced first-in first-out.
 #[derive(Default)]
 struct Cache {
     blocks: HashMap<u64, Vec<u8>>,
     order: std::collections::VecDeque<u64>,
+    /// The page after the last read run, and that run's length: a miss there is sequential.
+    next_page: u64,
+    run: u64,
+    buf: Vec<u8>,
+    /// Page buffers of earlier runs, reused: no allocation (and page faults) per run.
+    free: Vec<Vec<u8>>,
 }
 
 impl Cache {
     fn clear(&mut self) {
-        self.blocks.clear();
+        self.free.extend(self.blocks.drain().map(|(_, page)| page));
         self.order.clear();
+        self.next_page = 0;
+        self.run = 0;
     }
 
     fn get(&mut self, file: &File, index: u64, limit: u64) -> Result<&[u8]> {
         if !self.blocks.contains_key(&index) {
-            let start = index * BLOCK;
-            let len = BLOCK.min(limit.saturating_sub(start)) as usize;
-            let mut buf = if self.order.len() >= BLOCKS {
-                let old = self.order.pop_front().unwrap_or_default();
-                self.blocks.remove(&old).unwrap_or_default()
+            let pages_in_file = limit.div_ceil(BLOCK);
+            // Forward, within the last run's length of where it ended: the reads are moving
+            // through the file (a unit's entries among others' are a few KiB apart), so read
+            // more at once; anywhere else, one page.
+            let forward = index == self.next_page;
+            self.run = if forward && self.run > 0 {
+                (self.run * 2).min(READ_AHEAD)
             } else {
-                Vec::new()
+                1
             };
+            // Never past the end, never over pages already cached.
+            let mut count = self.run.min(pages_in_file.saturating_sub(index)).max(1);
+            for k in 1..count {
+                if self.blocks.contains_key(&(index + k)) {
+                    count = k;
+                    break;
+                }
+            }
+            let start = index * BLOCK;
+            let len = (count * BLOCK).min(limit.saturating_sub(start)) as usize;
+            let mut buf = std::mem::take(&mut self.buf);
             buf.resize(len, 0);
-            read_exact_at(file, &mut buf, start)?;
-            self.blocks.insert(index, buf);
-            self.order.push_back(index);
+            let got = read_up_to(file, &mut buf, start)?;
+            // A file shorter than its arena (damaged, or cut): the pages end where it does.
+            buf.truncate(got);
+            if buf.is_empty() {
+                self.buf = buf;
+                return Err(Error::malformed(start, "file ends early"));
+            }
+            for (k, chunk) in buf.chunks(BLOCK as usize).enumerate() {
+                let mut page = if self.order.len() >= BLOCKS {
+                    let old = self.order.pop_front().unwrap_or_default();
+                    self.blocks.remove(&old).unwrap_or_default()
+                } else {
+                    self.free
+                        .pop()
+                        .unwrap_or_else(|| Vec::with_capacity(BLOCK as usize))
+                };
+                page.clear();
+                page.extend_from_slice(chunk);
+                let at = index + k as u64;
+                self.blocks.insert(at, page);
+                self.order.push_back(at);
+            }
+            self.buf = buf;
+            self.next_page = index + count;
         }
         Ok(self
             .blocks

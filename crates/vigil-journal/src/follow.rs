@@ -18,7 +18,9 @@
 //! unread tail is still read. A file seen for the first time after the first run starts
 //! after the cursor: entries with a greater seqnum than any seen before (when it shares the
 //! seqnum ID, as journald's files do) or else a later realtime. The first run starts at the
-//! tail of every file. Archived files that have been read to the end are not opened again.
+//! tail of every file. Archived files that have been read to the end are not opened again,
+//! and a directory is read again only when its mtime changed (see `Follower::list_dir`), so
+//! a run with nothing new costs a `stat` per directory and two `pread`s per online file.
 //!
 //! Known limit: when journald flushes `/run/log/journal` into `/var/log/journal` (once per
 //! boot, `journalctl --flush`), the copies in `/var` are new entries of a known file and
@@ -209,7 +211,12 @@ struct Tracked {
     extra: HashMap<&'static [u8], u64>,
     /// Archived (or set aside as `*.journal~`): journald will not append to it again.
     final_: bool,
+    /// DATA objects known not to be `MESSAGE` (hostname, PID, ...: shared by many entries).
+    not_message: HashSet<u64>,
 }
+
+/// The memo of non-MESSAGE DATA objects is cleared when it grows past this.
+const NOT_MESSAGE_MAX: usize = 16 * 1024;
 
 /// Follows one unit's entries in the journal files of `roots`. Keep one per check and call
 /// [`Follower::poll`] once per run.
@@ -223,6 +230,9 @@ pub struct Follower {
     done: HashSet<FileId>,
     /// Files that could not be registered yet, with the start they get once they can.
     pending: HashMap<FileId, Start>,
+    /// Each directory's last listing, and the directories to read.
+    dir_cache: HashMap<PathBuf, DirState>,
+    roots_cache: Option<(Option<Stamp>, Vec<PathBuf>, u32)>,
     /// The highest seqnum seen per seqnum ID, and the latest realtime: where a file that
     /// shows up later starts.
     marks: HashMap<[u8; 16], u64>,
@@ -230,6 +240,7 @@ pub struct Follower {
     cursor: Option<Cursor>,
     // Reused buffers.
     entry_buf: Vec<u8>,
+    items: Vec<u64>,
     message: Vec<u8>,
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
@@ -269,10 +280,13 @@ impl Follower {
             tracked: HashMap::new(),
             done: HashSet::new(),
             pending: HashMap::new(),
+            dir_cache: HashMap::new(),
+            roots_cache: None,
             marks: HashMap::new(),
             realtime_mark: 0,
             cursor: None,
             entry_buf: Vec::new(),
+            items: Vec::new(),
             message: Vec::new(),
             scratch: Vec::new(),
             scratch2: Vec::new(),
@@ -304,23 +318,19 @@ impl Follower {
             first: !self.started,
             ..Poll::default()
         };
-        let dirs = self.roots.directories();
-        // Where files that appear in this run start: after what the previous runs saw.
-        let start = if self.started {
-            Start::After {
-                marks: self.marks.clone(),
-                realtime: self.realtime_mark,
-            }
-        } else {
-            Start::Tail
+        // Where files start that the next real listing of a directory finds: after what
+        // was seen before this run (see `list_dir`).
+        // (On the first run, no marks: files created after it are new from their start.)
+        let poll_start = Start::After {
+            marks: self.marks.clone(),
+            realtime: self.realtime_mark,
         };
         let mut new_marks: Vec<([u8; 16], u64, u64)> = Vec::new();
         let mut seen: HashSet<FileId> = HashSet::new();
         let mut budget = limits.entries;
-        // Files created while the first listing was read are read in a second round: their
-        // entries may be older than the marks taken from the other files.
-        for _round in 0..2 {
-            for (path, id) in list_files(&dirs)? {
+        for dir in self.directories() {
+            let (files, start) = self.list_dir(&dir, &poll_start)?;
+            for (path, id) in files {
                 if !seen.insert(id) {
                     continue;
                 }
@@ -340,7 +350,7 @@ impl Follower {
                 match result {
                     Ok(()) => {}
                     Err(Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
-                        // Deleted (vacuumed) between listing and opening.
+                        // Deleted (vacuumed) since the listing.
                         poll.files -= 1;
                         seen.remove(&id);
                     }
@@ -362,6 +372,82 @@ impl Follower {
         poll.more_pending = budget == 0;
         self.started = true;
         Ok(poll)
+    }
+
+    /// The directories to read, cached: `Roots::directories` reads a directory (or
+    /// /etc/machine-id), so it is redone only when the root directory changed, and at least
+    /// every [`RELIST_EVERY`] runs.
+    fn directories(&mut self) -> Vec<PathBuf> {
+        let stamp = match &self.roots {
+            Roots::Directory(d) => stamp(d).ok().flatten(),
+            Roots::Default => None,
+        };
+        if let Some((old, dirs, age)) = &mut self.roots_cache
+            && *old == stamp
+            && *age < RELIST_EVERY
+        {
+            *age += 1;
+            return dirs.clone();
+        }
+        let dirs = self.roots.directories();
+        self.roots_cache = Some((stamp, dirs.clone(), 0));
+        dirs
+    }
+
+    /// The journal files of `dir`, and where those of them that are new start.
+    ///
+    /// A directory is read again only when its mtime changed (a file was created, renamed
+    /// or deleted) or every [`RELIST_EVERY`] runs. A file that a listing finds for the
+    /// first time was created after the previous real listing of its directory, so its
+    /// entries all come after the marks taken at the start of that run: it starts there.
+    ///
+    /// Directory timestamps are coarse (a kernel tick): a file created in the same tick as
+    /// the change before it leaves the mtime as it was. So a listing is reused only once
+    /// the mtime was the same at two real listings in a row (runs are further apart than a
+    /// tick); until then the directory is read every run. A file found late still starts
+    /// right: after the marks of the run whose listing missed it.
+    fn list_dir(
+        &mut self,
+        dir: &Path,
+        poll_start: &Start,
+    ) -> Result<(Vec<(PathBuf, FileId)>, Start), PollError> {
+        let stamp =
+            stamp(dir).map_err(|e| PollError(format!("cannot stat {}: {e}", dir.display())))?;
+        if let Some(state) = self.dir_cache.get_mut(dir)
+            && state.stamp == stamp
+            && state.verified
+            && state.age < RELIST_EVERY
+        {
+            state.age += 1;
+            return Ok((state.files.clone(), state.start.clone()));
+        }
+        let files = match stamp {
+            None => Vec::new(),
+            Some((dev, ..)) => list_files(dir, dev)?,
+        };
+        // A directory not listed before: on the first run its files are at their tails;
+        // later, it did not exist (or was not read) before, so its files are all new.
+        let unseen = if self.started {
+            Start::After {
+                marks: HashMap::new(),
+                realtime: 0,
+            }
+        } else {
+            Start::Tail
+        };
+        let state = self.dir_cache.entry(dir.to_owned()).or_insert(DirState {
+            stamp: None,
+            verified: false,
+            files: Vec::new(),
+            start: unseen,
+            age: 0,
+        });
+        let start = std::mem::replace(&mut state.start, poll_start.clone());
+        state.verified = state.stamp == stamp && stamp.is_some();
+        state.stamp = stamp;
+        state.files = files.clone();
+        state.age = 0;
+        Ok((files, start))
     }
 
     /// Registers a file when it is new (or its inode now holds another file), reads its
@@ -440,6 +526,7 @@ impl Follower {
             terms: vec![Term::default(); self.matches.len()],
             extra: HashMap::new(),
             final_: is_final(&h, path),
+            not_message: HashSet::new(),
         };
         if t.final_ && matches!(start, Start::Tail) {
             return Ok(None);
@@ -486,7 +573,9 @@ impl Follower {
             .filter_map(|x| x.data)
             .chain(t.extra.values().copied())
             .collect();
-        let mut not_message: HashSet<u64> = HashSet::new();
+        if t.not_message.len() > NOT_MESSAGE_MAX {
+            t.not_message.clear();
+        }
         for k in 0..t.terms.len() {
             let Some(list) = t.terms[k].list else {
                 continue;
@@ -515,7 +604,9 @@ impl Follower {
                     }
                 };
                 t.terms[k].next += 1;
-                let items: Vec<u64> = entry_items(&self.entry_buf, t.jf.header()).collect();
+                let mut items = std::mem::take(&mut self.items);
+                items.clear();
+                items.extend(entry_items(&self.entry_buf, t.jf.header()));
                 let satisfies = |j: usize| -> bool {
                     let Some(d) = t.terms[j].data else {
                         return false;
@@ -527,6 +618,7 @@ impl Follower {
                             .all(|p| t.extra.get(p).is_some_and(|o| items.contains(o)))
                 };
                 if !satisfies(k) || (0..k).any(satisfies) {
+                    self.items = items;
                     continue;
                 }
                 *budget -= 1;
@@ -536,7 +628,7 @@ impl Follower {
                     &mut t.jf,
                     &items,
                     &known,
-                    &mut not_message,
+                    &mut t.not_message,
                     &mut self.message,
                     &mut self.scratch,
                 );
@@ -564,6 +656,7 @@ impl Follower {
                     cursor,
                     message: &self.message,
                 });
+                self.items = items;
             }
         }
         Ok(())
@@ -572,6 +665,33 @@ impl Follower {
 
 /// A file's identity while it exists: (device, inode). Survives renames (rotation).
 type FileId = (u64, u64);
+
+/// A directory's identity and modification time: (device, inode, mtime s, mtime ns).
+type Stamp = (u64, u64, i64, i64);
+
+/// `None` when `dir` does not exist.
+fn stamp(dir: &Path) -> io::Result<Option<Stamp>> {
+    match fs::metadata(dir) {
+        Ok(m) => Ok(Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Listings are redone at least this often (in runs), even without a directory change.
+const RELIST_EVERY: u32 = 16;
+
+/// The last listing of one directory.
+struct DirState {
+    stamp: Option<Stamp>,
+    /// The stamp was the same at the listing before this one: no change can hide in it.
+    verified: bool,
+    files: Vec<(PathBuf, FileId)>,
+    /// Where files that the next real listing finds for the first time start.
+    start: Start,
+    /// Runs since the listing was read.
+    age: u32,
+}
 
 /// Where a file seen for the first time starts.
 #[derive(Clone, Debug)]
@@ -599,6 +719,18 @@ fn counts(
     scratch: &mut Vec<u8>,
     scratch2: &mut Vec<u8>,
 ) -> Result<(), Error> {
+    t.jf.set_cached(false);
+    let result = counts_uncached(t, matches, scratch, scratch2);
+    t.jf.set_cached(true);
+    result
+}
+
+fn counts_uncached(
+    t: &mut Tracked,
+    matches: &[(Vec<u8>, Vec<&'static [u8]>)],
+    scratch: &mut Vec<u8>,
+    scratch2: &mut Vec<u8>,
+) -> Result<(), Error> {
     for (term, (payload, _)) in t.terms.iter_mut().zip(matches) {
         if term.data.is_none() {
             term.data = t.jf.find_data(payload, scratch, scratch2)?;
@@ -608,7 +740,13 @@ fn counts(
             None => None,
         };
     }
-    for (_, extra) in matches {
+    // Only the matches present in this file need their extra values.
+    let present = t
+        .terms
+        .iter()
+        .zip(matches)
+        .filter(|(term, _)| term.data.is_some());
+    for (_, (_, extra)) in present {
         for &payload in extra {
             if !t.extra.contains_key(payload)
                 && let Some(d) = t.jf.find_data(payload, scratch, scratch2)?
@@ -676,7 +814,17 @@ fn find_message(
     scratch: &mut Vec<u8>,
 ) -> Result<bool, Error> {
     const FIELD: &[u8] = b"MESSAGE=";
-    for &item in items {
+    // journald writes an entry's new DATA objects just before the entry: a message not
+    // seen before is among the highest offsets, in the pages the entry itself is in.
+    let mut order: [u64; 64] = [0; 64];
+    let sorted: &[u64] = if items.len() <= order.len() {
+        order[..items.len()].copy_from_slice(items);
+        order[..items.len()].sort_unstable_by(|a, b| b.cmp(a));
+        &order[..items.len()]
+    } else {
+        items
+    };
+    for &item in sorted {
         if known.contains(&item) || not_message.contains(&item) {
             continue;
         }
@@ -698,27 +846,20 @@ fn find_message(
     Ok(false)
 }
 
-/// The journal files in `dirs` with their identity (device, inode). Missing directories
-/// have none; an unreadable one is an error.
-fn list_files(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, FileId)>, PollError> {
+/// The journal files in `dir` (on device `dev`) with their identity (device, inode).
+fn list_files(dir: &Path, dev: u64) -> Result<Vec<(PathBuf, FileId)>, PollError> {
     let mut out = Vec::new();
-    for dir in dirs {
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(PollError(format!("cannot list {}: {e}", dir.display()))),
-        };
-        let dev = match fs::metadata(dir) {
-            Ok(m) => m.dev(),
-            Err(e) => return Err(PollError(format!("cannot stat {}: {e}", dir.display()))),
-        };
-        for e in rd {
-            let e = e.map_err(|e| PollError(format!("cannot list {}: {e}", dir.display())))?;
-            let name = e.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".journal") || name.ends_with(".journal~") {
-                out.push((e.path(), (dev, e.ino())));
-            }
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(PollError(format!("cannot list {}: {e}", dir.display()))),
+    };
+    for e in rd {
+        let e = e.map_err(|e| PollError(format!("cannot list {}: {e}", dir.display())))?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".journal") || name.ends_with(".journal~") {
+            out.push((e.path(), (dev, e.ino())));
         }
     }
     // Oldest first: a name's archived files (`system@<seqnum ID>-<head seqnum>-….journal`,

@@ -47,7 +47,9 @@ fn options(compact: bool, keyed_hash: bool) -> Options {
     }
 }
 
-fn write_mixed(j: &mut Journald, big: usize) {
+/// Entries of every shape; `unit`'s lines come from a writer in its cgroup (tests running
+/// at the same time must use different units: each writer removes its cgroup when done).
+fn write_mixed(j: &mut Journald, big: usize, unit: &str) {
     let big: String = (0..big).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     for i in 0..50 {
         j.send(&[
@@ -67,10 +69,10 @@ fn write_mixed(j: &mut Journald, big: usize) {
         ("BIG_FIELD", big.as_bytes()),
     ]);
     j.send(&[("MESSAGE", b"and again"), ("BIG_FIELD", big.as_bytes())]);
-    let mut w = j.unit_writer("vigil-mixed.service", "mixed");
+    // journald resolves the unit from the writer's cgroup: keep it alive until then.
+    let mut w = j.unit_writer(unit, "mixed");
     w.line("from the unit");
     w.line(&format!("big from the unit {big}"));
-    // journald resolves the unit from the writer's cgroup: keep it alive until then.
     j.wait_for_message("mixed", "from the unit");
     w.finish();
     j.sync();
@@ -83,7 +85,7 @@ fn every_entry_reads_as_journalctl_exports_it_in_every_mode() {
     }
     for (compact, keyed) in MODES {
         let mut j = Journald::start(&options(compact, keyed));
-        write_mixed(&mut j, 40_000);
+        write_mixed(&mut j, 40_000, "vigil-mixed.service");
         let file = j.dir.join("system.journal");
         let mut jf = JournalFile::open(&file).unwrap();
         let h = jf.header().clone();
@@ -141,7 +143,7 @@ fn journald_compresses_large_fields_with_zstd() {
         return;
     }
     let mut j = Journald::start(&Options::default());
-    write_mixed(&mut j, 40_000);
+    write_mixed(&mut j, 40_000, "vigil-zstd.service");
     let h = JournalFile::open(&j.dir.join("system.journal"))
         .unwrap()
         .header()
@@ -240,7 +242,7 @@ fn write_fixtures() {
             keyed_hash: keyed,
             max_file_size: Some("512K".into()),
         });
-        write_mixed(&mut j, 3000);
+        write_mixed(&mut j, 3000, "vigil-mixed.service");
         let src = j.dir.join("system.journal");
         let bytes = std::fs::read(&src).unwrap();
         j.stop();

@@ -295,7 +295,8 @@ fn cgroup_roots() -> Vec<PathBuf> {
 }
 
 /// `systemd-cat -t TAG` in cgroup `system.slice/UNIT`: each line written becomes an entry
-/// of that unit. Dropping it closes the stream and removes the cgroups.
+/// of that unit. Dropping it closes the stream and removes the cgroups, so two writers of
+/// the same unit must not overlap (tests running in parallel use different units).
 pub struct UnitWriter {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -317,7 +318,9 @@ impl UnitWriter {
             std::fs::create_dir_all(cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
             join.push_str(&format!("echo $$ > {}/cgroup.procs; ", cg.display()));
         }
-        let script = format!("{join}exec nsenter -t {journald} -m systemd-cat -t {tag}");
+        // `set -e`: a writer that could not join its cgroup exits instead of writing lines
+        // journald would stamp with no unit.
+        let script = format!("set -e; {join}exec nsenter -t {journald} -m systemd-cat -t {tag}");
         let mut child = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::piped())
