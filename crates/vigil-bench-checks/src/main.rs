@@ -17,6 +17,18 @@
 //! - `log PATH CHUNK_FILE`: before every run, `CHUNK_FILE`'s bytes are appended to `PATH`
 //!   (outside the measured window)
 //! - `exec PROGRAM [ARGS...]`, `redis HOST PORT`, `tls_cert HOST PORT`
+//! - `journal ROOT SOCKET UNIT UNIT_PID NOISE_PID K NOISE_K`: a `journal_unit` log check on
+//!   the journal files under `ROOT`; before every run (outside the measured window) `K`
+//!   entries of `UNIT` (1 in 10 says "error") and `NOISE_K` of another unit are sent to
+//!   journald's `SOCKET` and waited for (see `journal_feed`). Prints `last_batch_us=`, the
+//!   realtime before the last batch, for the shell twin's `--since`.
+//!
+//! Two more modes measure one large run instead of many small ones:
+//! - `journal-fill ROOT SOCKET UNIT_PID NOISE_PID TOTAL UNIT_PERMILLE`: writes `TOTAL`
+//!   entries, `UNIT_PERMILLE`/1000 of them the unit's (a journal's history).
+//! - `journal-scan ROOT SOCKET UNIT UNIT_PID NOISE_PID TOTAL UNIT_PERMILLE`: a first run
+//!   (at the end), then `TOTAL` new entries, then one measured run that reads them: journal
+//!   bytes written, CPU, MB/s of journal data and entries/s.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,10 +37,12 @@ use std::time::Duration;
 use rustix::time::{ClockId, clock_gettime};
 use vigil_checks::ProbeContext;
 use vigil_config::model::{
-    Argv, CheckKind, ExecCheck, HttpCheck, ListeningCheck, LogCheck, LogSource, Pattern, Protocol,
-    Proxy, ProxyScheme, RedisCheck, Side, SocketsCheck, StatusSet, TcpCheck, TcpState,
-    TlsCertCheck,
+    Argv, CheckKind, ExecCheck, HttpCheck, JournalSource, ListeningCheck, LogCheck, LogSource,
+    Pattern, Protocol, Proxy, ProxyScheme, RedisCheck, Side, SocketsCheck, StatusSet, TcpCheck,
+    TcpState, TlsCertCheck,
 };
+
+mod journal_feed;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -46,6 +60,31 @@ struct Spec {
     kind: CheckKind,
     /// `log`: bytes appended before each run.
     append: Option<(std::path::PathBuf, Vec<u8>)>,
+    /// `journal`: entries sent to journald before each run (unit's, other unit's).
+    journal: Option<(journal_feed::Feed, u64, u64)>,
+}
+
+fn num(args: &[String], i: usize, what: &str) -> Result<u64, String> {
+    arg(args, i, what)?
+        .parse()
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+fn pid_arg(args: &[String], i: usize, what: &str) -> Result<i32, String> {
+    arg(args, i, what)?
+        .parse()
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+fn journal_check(root: &str, unit: &str, pattern: &str) -> Result<CheckKind, String> {
+    Ok(CheckKind::Log(LogCheck {
+        source: LogSource::Journal(JournalSource {
+            unit: unit.to_owned(),
+            directory: Some(std::path::PathBuf::from(root)),
+        }),
+        pattern: Pattern(regex::Regex::new(pattern).map_err(|e| e.to_string())?),
+        min_matches: 1,
+    }))
 }
 
 fn arg(args: &[String], i: usize, what: &str) -> Result<String, String> {
@@ -132,6 +171,21 @@ fn spec(kind: &str, a: &[String]) -> Result<Spec, String> {
                     min_matches: 1,
                 }),
                 append: Some((path, chunk)),
+                journal: None,
+            });
+        }
+        "journal" => {
+            let root = arg(a, 0, "ROOT")?;
+            let feed = journal_feed::Feed::new(
+                std::path::Path::new(&arg(a, 1, "SOCKET")?),
+                std::path::Path::new(&root),
+                pid_arg(a, 3, "UNIT_PID")?,
+                pid_arg(a, 4, "NOISE_PID")?,
+            )?;
+            return Ok(Spec {
+                kind: journal_check(&root, &arg(a, 2, "UNIT")?, "error")?,
+                append: None,
+                journal: Some((feed, num(a, 5, "K")?, num(a, 6, "NOISE_K")?)),
             });
         }
         "exec" => CheckKind::Exec(ExecCheck {
@@ -156,7 +210,11 @@ fn spec(kind: &str, a: &[String]) -> Result<Spec, String> {
         }),
         other => return Err(format!("unknown kind {other}")),
     };
-    Ok(Spec { kind, append: None })
+    Ok(Spec {
+        kind,
+        append: None,
+        journal: None,
+    })
 }
 
 fn cpu_ns() -> u128 {
@@ -190,11 +248,14 @@ fn append(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let kind = arg(&args, 0, "KIND")?;
+    if kind == "journal-fill" || kind == "journal-scan" {
+        return journal_scan(&kind, &args[1..]);
+    }
     let n: u32 = arg(&args, 1, "N")?.parse().map_err(|e| format!("N: {e}"))?;
     let warmup: u32 = arg(&args, 2, "WARMUP")?
         .parse()
         .map_err(|e| format!("WARMUP: {e}"))?;
-    let spec = spec(&kind, &args[3..])?;
+    let mut spec = spec(&kind, &args[3..])?;
     vigil_checks::install_crypto_provider();
     // The daemon's runtime (vigild/src/cli.rs): multi-thread, two workers.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -211,9 +272,13 @@ fn run() -> Result<(), String> {
     let result = runtime.block_on(async move {
         let handle = tokio::spawn(async move {
             let mut last = String::new();
+            let mut last_batch_us = 0u64;
             for _ in 0..warmup {
                 if let Some((path, bytes)) = &spec.append {
                     append(path, bytes)?;
+                }
+                if let Some((feed, k, noise)) = &mut spec.journal {
+                    last_batch_us = feed.batch(*k, *noise)?;
                 }
                 last = vigil_checks::probe(&spec.kind, TIMEOUT, &cx).await.reason;
             }
@@ -223,6 +288,9 @@ fn run() -> Result<(), String> {
             while runs < n && mono_ns() - start < budget_ns {
                 if let Some((path, bytes)) = &spec.append {
                     append(path, bytes)?;
+                }
+                if let Some((feed, k, noise)) = &mut spec.journal {
+                    last_batch_us = feed.batch(*k, *noise)?;
                 }
                 let (c0, w0) = (cpu_ns(), mono_ns());
                 let out = vigil_checks::probe(&spec.kind, TIMEOUT, &cx).await;
@@ -234,20 +302,97 @@ fn run() -> Result<(), String> {
                 last = out.reason;
             }
             let (u1, s1) = proc_ticks();
-            Ok::<_, String>((cpu, wall, passed, runs, u1 - u0, s1 - s0, last))
+            Ok::<_, String>((
+                cpu,
+                wall,
+                passed,
+                runs,
+                u1 - u0,
+                s1 - s0,
+                last,
+                last_batch_us,
+            ))
         });
         handle.await.map_err(|e| format!("join: {e}"))?
     })?;
-    let (cpu, wall, passed, n, uticks, sticks, last) = result;
+    let (cpu, wall, passed, n, uticks, sticks, last, last_batch_us) = result;
     let per = |ns: u128| ns as f64 / 1000.0 / f64::from(n.max(1));
     let total_ticks = (uticks + sticks).max(1) as f64;
     println!(
-        "kind={kind} n={n} cpu_us={:.1} wall_us={:.1} user_share={:.2} sys_share={:.2} passed={passed} last_reason={:?}",
+        "kind={kind} n={n} cpu_us={:.1} wall_us={:.1} user_share={:.2} sys_share={:.2} passed={passed} last_batch_us={last_batch_us} last_reason={:?}",
         per(cpu),
         per(wall),
         uticks as f64 / total_ticks,
         sticks as f64 / total_ticks,
         last,
+    );
+    Ok(())
+}
+
+/// `journal-fill` and `journal-scan` (see the crate documentation).
+fn journal_scan(mode: &str, a: &[String]) -> Result<(), String> {
+    let root = arg(a, 0, "ROOT")?;
+    let socket = arg(a, 1, "SOCKET")?;
+    let (unit, rest) = if mode == "journal-scan" {
+        (arg(a, 2, "UNIT")?, &a[3..])
+    } else {
+        (String::new(), &a[2..])
+    };
+    let mut feed = journal_feed::Feed::new(
+        std::path::Path::new(&socket),
+        std::path::Path::new(&root),
+        pid_arg(rest, 0, "UNIT_PID")?,
+        pid_arg(rest, 1, "NOISE_PID")?,
+    )?;
+    let total = num(rest, 2, "TOTAL")?;
+    let permille = num(rest, 3, "UNIT_PERMILLE")?.min(1000);
+    let unit_n = total * permille / 1000;
+    // In chunks, so that the socket's queue never holds the whole batch.
+    let write = |feed: &mut journal_feed::Feed| -> Result<(), String> {
+        let chunk = 10_000u64;
+        let mut done = 0;
+        while done < total {
+            let n = chunk.min(total - done);
+            let u = (done + n) * permille / 1000 - done * permille / 1000;
+            feed.batch(u, n - u)?;
+            done += n;
+        }
+        Ok(())
+    };
+    if mode == "journal-fill" {
+        write(&mut feed)?;
+        println!(
+            "kind=journal-fill total={total} unit_entries={unit_n} entries_now={}",
+            feed.entries()?
+        );
+        return Ok(());
+    }
+    // A pattern that never matches: the regex runs over every message, and the reason
+    // says how many entries were read.
+    let kind = journal_check(&root, &unit, "no such text in any message")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let cx = ProbeContext::new();
+    let first = runtime.block_on(vigil_checks::probe(&kind, TIMEOUT, &cx));
+    let bytes0 = journal_feed::journal_bytes(std::path::Path::new(&root))?;
+    write(&mut feed)?;
+    let bytes1 = journal_feed::journal_bytes(std::path::Path::new(&root))?;
+    let (c0, w0) = (cpu_ns(), mono_ns());
+    let out = runtime.block_on(vigil_checks::probe(&kind, TIMEOUT, &cx));
+    let (c1, w1) = (cpu_ns(), mono_ns());
+    let cpu_s = (c1 - c0) as f64 / 1e9;
+    let grown = bytes1.saturating_sub(bytes0);
+    println!(
+        "kind=journal-scan total={total} unit_entries={unit_n} journal_bytes={grown} cpu_us={:.1} wall_us={:.1} mb_per_s={:.0} entries_per_s={:.0} unit_entries_per_s={:.0} first_reason={:?} reason={:?}",
+        cpu_s * 1e6,
+        (w1 - w0) as f64 / 1e3,
+        grown as f64 / 1e6 / cpu_s,
+        total as f64 / cpu_s,
+        unit_n as f64 / cpu_s,
+        first.reason,
+        out.reason,
     );
     Ok(())
 }

@@ -200,6 +200,12 @@ container = "kms-production"
 require_healthy = true
 docker_host = "unix:///run/docker.sock"
 
+[services.camera.checks.journal]
+kind = "log"
+journal_unit = "camera-encoder"
+journal_directory = "/var/lib/machines/encoder/var/log/journal"
+pattern = "(?i)dropped \\d+ frames"
+
 [[services.camera.schedule]]
 cron = "0 8,16 * * *"
 timezone = "Europe/Berlin"

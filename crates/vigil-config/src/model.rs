@@ -665,6 +665,20 @@ pub struct SocketsCheck {
 pub enum LogSource {
     /// `path`: a file, followed across rotation (inode change) and truncation.
     File(PathBuf),
+    /// `journal_unit`: the unit's entries in the systemd journal (what `journalctl -u UNIT`
+    /// shows), followed by cursor across journal file rotation; `pattern` applies to
+    /// `MESSAGE`.
+    Journal(JournalSource),
+}
+
+/// `journal_unit` (+ `journal_directory`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JournalSource {
+    /// A full unit name: `web` in the config becomes `web.service`, as with journalctl.
+    pub unit: String,
+    /// `None`: journald's own directories for this machine
+    /// (`/var/log/journal/<machine-id>/`, `/run/log/journal/<machine-id>/`).
+    pub directory: Option<PathBuf>,
 }
 
 /// `kind = "log"`: only lines new since the previous run are read; the check FAILS when at

@@ -126,10 +126,7 @@ pub static ALERT_KINDS: &[(&str, &Section)] = &[
 ];
 
 /// Why a planned key is not available yet, appended to its "not available yet" error.
-pub const PLANNED_KEY_HINTS: &[(&str, &str)] = &[
-    ("journal_unit", "use `path`"),
-    ("service", "needs the exec driver"),
-];
+pub const PLANNED_KEY_HINTS: &[(&str, &str)] = &[("service", "needs the exec driver")];
 
 /// Drivers this version implements, with their keys.
 pub static DRIVERS: &[(&str, &Section)] = &[
@@ -1046,23 +1043,37 @@ pub static LOG: Section = Section {
     header: "[services.NAME.checks.CHECK]",
     also: &[],
     applies: Some("kind = \"log\""),
-    doc: "Reads the lines appended to a log file since the previous run (following rotation and truncation); the check **fails** when at least `min_matches` of them match `pattern`. The first run only notes where the file ends.",
+    doc: "Reads what was logged since the previous run, from a file (`path`, following rotation and truncation) or from the systemd journal (`journal_unit`, read natively from journald's files and followed by cursor across their rotation); the check **fails** when at least `min_matches` new lines (or entries) match `pattern`. Set exactly one of `path` and `journal_unit`. The first run only notes where the log ends.",
     keys: &[
-        key("path", Ty::Path, Dflt::Required, "The log file."),
+        key("path", Ty::Path, Dflt::None, "The log file."),
+        key(
+            "journal_unit",
+            Ty::String,
+            Dflt::None,
+            "A systemd unit: its journal entries are read, the ones `journalctl -u UNIT` shows (the unit's own output, and systemd's and other root daemons' messages about it). Without a type, `.service` is added.",
+        ),
+        key(
+            "journal_directory",
+            Ty::Path,
+            Dflt::Computed(
+                "journald's: `/var/log/journal/<machine-id>` and `/run/log/journal/<machine-id>`",
+            ),
+            "Where the journal files are (a container's `/var/log/journal`, say): its `*.journal` files and those of its machine-ID subdirectories, like `journalctl -D`. Only with `journal_unit`.",
+        ),
         key(
             "pattern",
             Ty::Other("regex"),
             Dflt::Required,
-            "A regular expression (Rust `regex` syntax) matched against each new line.",
+            "A regular expression (Rust `regex` syntax) matched against each new line, or each new entry's `MESSAGE`.",
         ),
         key(
             "min_matches",
             AT_LEAST_1,
             Dflt::Value("1"),
-            "Matching lines in one run that make it fail.",
+            "Matching lines (entries) in one run that make it fail.",
         ),
     ],
-    planned: &["journal_unit"],
+    planned: &[],
 };
 
 pub static INTERFACE: Section = Section {

@@ -181,12 +181,46 @@ fn check_key_written_in_the_service_table() {
 }
 
 #[test]
-fn planned_key_is_not_available_yet() {
+fn log_needs_exactly_one_source() {
     assert_only_error(
-        &kind_check("log", "journal_unit = \"web.service\"\npattern = \"error\""),
-        6,
+        &kind_check("log", "pattern = \"error\""),
+        4,
         1,
-        "`journal_unit` is not available yet in [services.web.checks.c]: use `path`",
+        "[services.web.checks.c] needs `path` or `journal_unit` for kind log",
+    );
+    assert_only_error(
+        &kind_check(
+            "log",
+            "path = \"/var/log/x\"\njournal_unit = \"web.service\"\npattern = \"e\"",
+        ),
+        7,
+        1,
+        "set either `path` or `journal_unit`, not both",
+    );
+    assert_only_error(
+        &kind_check(
+            "log",
+            "path = \"/var/log/x\"\njournal_directory = \"/j\"\npattern = \"e\"",
+        ),
+        7,
+        1,
+        "`journal_directory` applies only with `journal_unit`",
+    );
+}
+
+#[test]
+fn log_journal_unit_names() {
+    assert_only_error(
+        &kind_check("log", "journal_unit = \"web.sevice\"\npattern = \"e\""),
+        6,
+        16,
+        "unknown unit type `.sevice` in \"web.sevice\": expected one of .service, .socket, .device, .mount, .automount, .swap, .target, .path, .timer, .slice, .scope",
+    );
+    assert_only_error(
+        &kind_check("log", "journal_unit = \"web service\"\npattern = \"e\""),
+        6,
+        16,
+        "\"web service\" is not a unit name (letters, digits and `:-_.\\@`, like `web.service`)",
     );
 }
 

@@ -167,6 +167,7 @@ fn complete_example_parses_into_the_expected_model() {
             "encoder",
             "uploader",
             "kms",
+            "journal",
         ],
         "checks keep file order"
     );
@@ -491,6 +492,20 @@ fn complete_example_parses_into_the_expected_model() {
                 container: "kms-production".to_owned(),
                 require_healthy: Some(true),
                 docker_host: Some("unix:///run/docker.sock".to_owned()),
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[19],
+        defaults(
+            "journal",
+            CheckKind::Log(LogCheck {
+                source: LogSource::Journal(JournalSource {
+                    unit: "camera-encoder.service".to_owned(),
+                    directory: Some(PathBuf::from("/var/lib/machines/encoder/var/log/journal")),
+                }),
+                pattern: Pattern(regex::Regex::new(r"(?i)dropped \d+ frames").unwrap()),
+                min_matches: 1,
             })
         )
     );

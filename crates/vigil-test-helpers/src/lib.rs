@@ -3,7 +3,10 @@
 //!
 //! Owns: locating `target/<profile>/<helper>` from a running test, and the one place where
 //! tests spawn helper processes directly. Must not: be used by product code (it panics on
-//! every problem, as a test should), or depend on tokio: the helpers are plain std + libc.
+//! every problem, as a test should), or depend on tokio: the helpers are plain std + libc
+//! (+ rustix for the journald test bed's credentials).
+
+pub mod journald;
 
 pub mod receiver;
 

@@ -1,6 +1,9 @@
-//! `kind = "log"` (file source): count the lines appended to a log file since the previous
-//! run that match `pattern`; the check FAILS when at least `min_matches` do (seed 000's
-//! `journalctl | grep error`, on a file).
+//! `kind = "log"`: count the lines appended to a log file (`path`), or the journal entries
+//! of a systemd unit (`journal_unit`, see [`journal`]), since the previous run that match
+//! `pattern`; the check FAILS when at least `min_matches` do (seed 000's
+//! `journalctl | grep error`, without journalctl or grep).
+//!
+//! The rest of this comment is about the file source.
 //!
 //! Owns: the per-(path, pattern) read cursors ([`CURSORS`]: device, inode, offset, and the
 //! compiled byte regex) and the chunked scan. Semantics:
@@ -31,6 +34,8 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use super::Verdict;
 use crate::model::{LogCheck, LogSource};
+
+mod journal;
 
 /// One `read` call's size.
 pub const CHUNK: usize = 64 * 1024;
@@ -65,6 +70,7 @@ fn cursors() -> std::sync::MutexGuard<'static, HashMap<(PathBuf, String), Cursor
 pub(super) fn label(check: &LogCheck) -> String {
     match &check.source {
         LogSource::File(path) => format!("log {}", path.display()),
+        LogSource::Journal(j) => format!("log journal {}", j.unit),
     }
 }
 
@@ -77,7 +83,10 @@ pub(super) async fn probe(check: &LogCheck) -> Verdict {
 
 /// One run, blocking: scan what was appended since the previous run and judge it.
 pub fn run(check: &LogCheck) -> Verdict {
-    let LogSource::File(path) = &check.source;
+    let path = match &check.source {
+        LogSource::File(path) => path,
+        LogSource::Journal(source) => return journal::run(check, source),
+    };
     let pattern = check.pattern.as_str();
     let key = (path.clone(), pattern.to_owned());
     let previous = cursors().remove(&key);
@@ -266,7 +275,7 @@ fn count_lines(text: &[u8], regex: &Regex, out: &mut Scanned) {
     }
 }
 
-fn shorten(line: &[u8]) -> String {
+pub(super) fn shorten(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
     let text = text.trim();
     let mut out: String = text.chars().take(LINE_MAX).collect();

@@ -248,19 +248,87 @@ pub(super) fn sockets(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<SocketsCheck> {
 }
 
 pub(super) fn log(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<LogCheck> {
-    // `journal_unit` is reported as not available yet; do not also ask for `path`.
-    let path = if t.key_span("journal_unit").is_some() && t.get("path").is_none() {
-        None
-    } else {
-        t.required(cx, "path", value::path)
+    let path = t.optional(cx, "path", value::path);
+    let unit = t.optional(cx, "journal_unit", journal_unit);
+    let directory = t.optional(cx, "journal_directory", value::path);
+    let source = match (t.key_span("path"), t.key_span("journal_unit")) {
+        (Some(_), Some(span)) => {
+            let message = "set either `path` or `journal_unit`, not both";
+            cx.error(span, &t.path.key("journal_unit"), message);
+            None
+        }
+        (None, None) => {
+            let message = format!("{} needs `path` or `journal_unit` for kind log", t.label);
+            cx.error(t.span.clone(), &t.path, message);
+            None
+        }
+        (Some(_), None) => {
+            if let Some(span) = t.key_span("journal_directory") {
+                let message = "`journal_directory` applies only with `journal_unit`";
+                cx.error(span, &t.path.key("journal_directory"), message);
+                None
+            } else {
+                path.map(LogSource::File)
+            }
+        }
+        (None, Some(_)) => unit.map(|unit| LogSource::Journal(JournalSource { unit, directory })),
     };
     let pattern = t.required(cx, "pattern", value::regex);
     let min_matches = t.defaulted(cx, "min_matches", value::count);
     Some(LogCheck {
-        source: LogSource::File(path?),
+        source: source?,
         pattern: pattern?,
         min_matches: min_matches?,
     })
+}
+
+/// Unit types a unit name may end in (systemd.unit(5)).
+const UNIT_TYPES: &[&str] = &[
+    "service",
+    "socket",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "target",
+    "path",
+    "timer",
+    "slice",
+    "scope",
+];
+
+/// A unit name as journalctl takes it: without a type, `.service` is added.
+fn journal_unit(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    let name = string(cx, v, path)?;
+    let bad = name.is_empty()
+        || name.len() > 255
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":-_.\\@".contains(&b));
+    if bad {
+        let message = format!(
+            "{:?} is not a unit name (letters, digits and `:-_.\\@`, like `web.service`)",
+            shorten(&name)
+        );
+        cx.error(v.span(), path, message);
+        return None;
+    }
+    match name.rsplit_once('.') {
+        Some((stem, kind)) if UNIT_TYPES.contains(&kind) && !stem.is_empty() => Some(name),
+        Some((_, kind)) if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase()) => {
+            let message = format!(
+                "unknown unit type `.{kind}` in {name:?}: expected one of {}",
+                UNIT_TYPES
+                    .iter()
+                    .map(|t| format!(".{t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            cx.error(v.span(), path, message);
+            None
+        }
+        _ => Some(format!("{name}.service")),
+    }
 }
 
 fn interface_name(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
