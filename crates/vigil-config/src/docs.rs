@@ -194,6 +194,12 @@ container = "kms-production"
 require_healthy = true
 docker_host = "unix:///run/docker.sock"
 
+[services.camera.checks.units]
+kind = "systemd"
+unit = "camera-encoder"
+bus = "system"
+bus_address = "unix:path=/run/dbus/system_bus_socket"
+
 [[services.camera.schedule]]
 cron = "0 8,16 * * *"
 timezone = "Europe/Berlin"
@@ -405,10 +411,16 @@ fn not_available(out: &mut String) {
     };
     let _ = write!(
         out,
-        "\n## Not available yet\n\nThe product contract names more than this version implements. These are recognised and rejected with \"not available yet\" instead of \"unknown\":\n\n- drivers: {}\n- check kinds: {}\n",
-        list(schema::PLANNED_DRIVERS),
-        list(schema::PLANNED_CHECK_KINDS)
+        "\n## Not available yet\n\nThe product contract names more than this version implements. These are recognised and rejected with \"not available yet\" instead of \"unknown\":\n\n"
     );
+    for (what, names) in [
+        ("drivers", schema::PLANNED_DRIVERS),
+        ("check kinds", schema::PLANNED_CHECK_KINDS),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "- {what}: {}", list(names));
+        }
+    }
     for s in schema::SECTIONS {
         if !s.planned.is_empty() {
             let place = if s.id == schema::TOP.id {

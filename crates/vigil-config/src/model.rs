@@ -216,6 +216,7 @@ pub enum CheckKind {
     Process(ProcessCheck),
     Heartbeat(HeartbeatCheck),
     Docker(DockerCheck),
+    Systemd(SystemdCheck),
 }
 
 impl CheckKind {
@@ -238,6 +239,7 @@ impl CheckKind {
             CheckKind::Process(_) => "process",
             CheckKind::Heartbeat(_) => "heartbeat",
             CheckKind::Docker(_) => "docker",
+            CheckKind::Systemd(_) => "systemd",
         }
     }
 }
@@ -679,4 +681,37 @@ pub struct DockerCheck {
     /// A `unix:///path` URL. `None`: `$DOCKER_HOST` when it is a `unix://` URL, else
     /// `unix:///var/run/docker.sock`, resolved when the probe runs.
     pub docker_host: Option<String>,
+}
+
+/// Which D-Bus bus a systemd unit is reached on (`bus`, `bus_address`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SystemdBus {
+    /// `bus = "system"` (default): `$DBUS_SYSTEM_BUS_ADDRESS`, else
+    /// `unix:path=/run/dbus/system_bus_socket`.
+    System,
+    /// `bus = "user"`: the user's session bus (`$DBUS_SESSION_BUS_ADDRESS`, else
+    /// `$XDG_RUNTIME_DIR/bus`), where `systemd --user` lives.
+    User,
+    /// `bus_address`: an explicit `unix:path=...` (or `unix:abstract=...`) address.
+    Address(String),
+}
+
+impl std::fmt::Display for SystemdBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SystemdBus::System => f.write_str("the system bus"),
+            SystemdBus::User => f.write_str("the user bus"),
+            SystemdBus::Address(a) => write!(f, "the bus at {a}"),
+        }
+    }
+}
+
+/// `kind = "systemd"`: the unit is active (not failed, activating, inactive or missing),
+/// asked of systemd over D-Bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemdCheck {
+    /// The full unit name (`web.service`; a name without a unit type suffix has
+    /// `.service` appended, as systemctl does).
+    pub unit: String,
+    pub bus: SystemdBus,
 }

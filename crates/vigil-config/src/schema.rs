@@ -105,6 +105,7 @@ pub const TCP_STATES: &[&str] = &[
 ];
 pub const SIDES: &[&str] = &["local", "remote"];
 pub const PROXY_SCHEMES: &[&str] = &["socks5", "socks5h", "http"];
+pub const BUSES: &[&str] = &["system", "user"];
 
 /// Why a planned key is not available yet, appended to its "not available yet" error.
 pub const PLANNED_KEY_HINTS: &[(&str, &str)] = &[
@@ -136,9 +137,10 @@ pub static CHECK_KINDS: &[(&str, &Section)] = &[
     ("process", &PROCESS),
     ("heartbeat", &HEARTBEAT),
     ("docker", &DOCKER),
+    ("systemd", &SYSTEMD),
 ];
 /// Check kinds the product contract names that are not implemented yet.
-pub const PLANNED_CHECK_KINDS: &[&str] = &["systemd"];
+pub const PLANNED_CHECK_KINDS: &[&str] = &[];
 
 /// Every section, in reference order.
 pub static SECTIONS: &[&Section] = &[
@@ -168,6 +170,7 @@ pub static SECTIONS: &[&Section] = &[
     &PROCESS,
     &HEARTBEAT,
     &DOCKER,
+    &SYSTEMD,
     &SCHEDULE,
 ];
 
@@ -891,6 +894,36 @@ pub static DOCKER: Section = Section {
             "The daemon's socket. Only unix sockets are supported; `$DOCKER_HOST` is read when the check runs.",
         ),
     ],
+    planned: &[],
+};
+
+// Keys shared by the systemd check and the systemd driver.
+const UNIT_KEY: KeyDoc = key(
+    "unit",
+    Ty::String,
+    Dflt::Required,
+    "The unit, e.g. `\"web.service\"`. A name without a unit type suffix gets `.service` appended, as `systemctl` does.",
+);
+const BUS_KEY: KeyDoc = key(
+    "bus",
+    Ty::OneOf(BUSES),
+    Dflt::Value("\"system\""),
+    "The system manager (`\"system\"`: `$DBUS_SYSTEM_BUS_ADDRESS`, else `/run/dbus/system_bus_socket`) or the user's `systemd --user` (`\"user\"`: the session bus, `$DBUS_SESSION_BUS_ADDRESS`, else `$XDG_RUNTIME_DIR/bus`).",
+);
+const BUS_ADDRESS_KEY: KeyDoc = key(
+    "bus_address",
+    Ty::Other("D-Bus address"),
+    Dflt::None,
+    "An explicit bus address, e.g. `\"unix:path=/run/dbus/system_bus_socket\"` (or `unix:abstract=...`); overrides `bus`. One connection per address is shared by every check and driver.",
+);
+
+pub static SYSTEMD: Section = Section {
+    id: "check-systemd",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"systemd\""),
+    doc: "Asks systemd over D-Bus about a unit: it passes while the unit's `ActiveState` is `active` (or `reloading`). A failure says what was seen: `failed` with the unit's `Result` and `NRestarts`, `activating` and for how long, `inactive`, or that the unit is not loaded (missing, masked, bad unit file).",
+    keys: &[UNIT_KEY, BUS_KEY, BUS_ADDRESS_KEY],
     planned: &[],
 };
 

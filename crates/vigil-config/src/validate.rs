@@ -437,6 +437,7 @@ fn check(
         Some(("process", _)) => kinds::process(cx, &t).map(CheckKind::Process),
         Some(("heartbeat", _)) => kinds::heartbeat(cx, &t).map(CheckKind::Heartbeat),
         Some(("docker", _)) => kinds::docker(cx, &t).map(CheckKind::Docker),
+        Some(("systemd", _)) => kinds::systemd(cx, &t).map(CheckKind::Systemd),
         _ => None,
     };
     if !name_valid {

@@ -474,14 +474,42 @@ fn unknown_check_kind_with_suggestion() {
 }
 
 #[test]
-fn check_kind_not_available_yet() {
-    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"x.service\"\n");
+fn systemd_check_needs_a_unit() {
+    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"systemd\"\n");
     assert_only_error(
         &src,
-        5,
-        8,
-        "check kind \"systemd\" is not available yet (available: http, tcp, listening, exec, websocket, sockets, log, interface, file_age, clock, tls_cert, redis, postgres, mqtt, process, heartbeat, docker)",
+        4,
+        1,
+        "missing required key `unit` for kind \"systemd\" in [services.web.checks.d]",
     );
+}
+
+#[test]
+fn systemd_unit_name_is_checked() {
+    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"web server\"\n");
+    assert_only_error(
+        &src,
+        6,
+        8,
+        "invalid unit name \"web server\": a unit name is letters, digits and ':', '_', '.', '\\', '@', '-'",
+    );
+}
+
+#[test]
+fn systemd_bus_address_must_be_a_unix_socket() {
+    let src = format!(
+        "{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"web\"\nbus_address = \"tcp:host=localhost,port=1\"\n"
+    );
+    assert_only_error(
+        &src,
+        7,
+        15,
+        "invalid bus_address \"tcp:host=localhost,port=1\": only unix sockets are supported: `unix:path=/run/dbus/system_bus_socket`",
+    );
+    let src = format!(
+        "{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"web\"\nbus = \"session\"\n"
+    );
+    assert_only_error(&src, 7, 7, "\"session\"");
 }
 
 #[test]

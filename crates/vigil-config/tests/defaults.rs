@@ -35,6 +35,7 @@ fn template(section: &Section) -> String {
         "check-mqtt" => check("kind = \"mqtt\"\nhost = \"h\""),
         "check-process" => check("kind = \"process\"\nname = \"p\""),
         "check-docker" => check("kind = \"docker\"\ncontainer = \"c\""),
+        "check-systemd" => check("kind = \"systemd\"\nunit = \"u\""),
         "schedule" => format!("{SERVICE}[[services.web.schedule]]\ncron = \"0 * * * *\"\n{{}}\n"),
         other => panic!("no template for section {other}; add one"),
     }

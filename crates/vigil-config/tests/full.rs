@@ -105,6 +105,7 @@ fn complete_example_parses_into_the_expected_model() {
             "encoder",
             "uploader",
             "kms",
+            "units",
         ],
         "checks keep file order"
     );
@@ -425,6 +426,16 @@ fn complete_example_parses_into_the_expected_model() {
                 container: "kms-production".to_owned(),
                 require_healthy: Some(true),
                 docker_host: Some("unix:///run/docker.sock".to_owned()),
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[19],
+        defaults(
+            "units",
+            CheckKind::Systemd(SystemdCheck {
+                unit: "camera-encoder.service".to_owned(),
+                bus: SystemdBus::Address("unix:path=/run/dbus/system_bus_socket".to_owned()),
             })
         )
     );
