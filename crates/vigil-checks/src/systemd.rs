@@ -303,6 +303,25 @@ impl Bus {
         })
     }
 
+    /// One `t` (u64) property of the unit's `org.freedesktop.systemd1.Unit` interface, e.g.
+    /// `ActiveEnterTimestampMonotonic` (benchmarks and tests).
+    pub async fn unit_u64(&self, unit: &str, property: &str) -> Result<u64, SystemdError> {
+        let what = || format!("reading {property} of {unit}");
+        let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
+            .destination(DESTINATION)
+            .path(unit_path(unit))
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(SystemdError::call(what()))?;
+        let iface = zbus::names::InterfaceName::from_static_str_unchecked(UNIT_INTERFACE);
+        let v = props
+            .get(iface, property)
+            .await
+            .map_err(|e| SystemdError::call(what())(e.into()))?;
+        u64::try_from(v).map_err(SystemdError::call(what()))
+    }
+
     /// `LoadError` of a unit that did not load: `Unit x.service not found.`
     pub async fn load_error(&self, unit: &str) -> Option<String> {
         let proxy = zbus_systemd::systemd1::UnitProxy::builder(&self.conn)

@@ -206,6 +206,13 @@ timezone = "Europe/Berlin"
 
 [[services.camera.schedule]]
 every = "24h"
+
+[services.encoder]
+driver = "systemd"
+unit = "camera-encoder.service"
+bus = "system"
+reset_failed = true
+job_timeout = "30s"
 "#;
 
 /// A file with typical mistakes; the reference shows the errors `parse` really reports.

@@ -118,19 +118,43 @@ impl std::fmt::Display for Argv {
     }
 }
 
-/// How a service is restarted. Only `command` exists so far; `exec`, `systemd` and
-/// `docker` are recognised by the parser and rejected with a clear message.
+/// How a service is restarted. `command` and `systemd` exist so far; `exec` and `docker`
+/// are recognised by the parser and rejected with a clear message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DriverSpec {
     Command(CommandDriver),
+    Systemd(SystemdDriver),
 }
 
 impl DriverSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             DriverSpec::Command(_) => "command",
+            DriverSpec::Systemd(_) => "systemd",
         }
     }
+
+    /// How long one driver action may take: a repair command (`on_failure = { exec }`)
+    /// gets the same deadline.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            DriverSpec::Command(c) => c.timeout,
+            DriverSpec::Systemd(s) => s.job_timeout,
+        }
+    }
+}
+
+/// `driver = "systemd"`: a unit restarted over D-Bus (`RestartUnit`, mode `replace`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemdDriver {
+    /// The full unit name (`.service` appended when no type suffix was given).
+    pub unit: String,
+    pub bus: SystemdBus,
+    /// `reset_failed` (default false): `ResetFailedUnit` before every guard-approved
+    /// restart, which also clears systemd's start-limit counter.
+    pub reset_failed: bool,
+    /// `job_timeout` (default 90s): how long to wait for the restart job's `JobRemoved`.
+    pub job_timeout: Duration,
 }
 
 /// `driver = "command"`.

@@ -114,9 +114,10 @@ pub const PLANNED_KEY_HINTS: &[(&str, &str)] = &[
 ];
 
 /// Drivers this version implements, with their keys.
-pub static DRIVERS: &[(&str, &Section)] = &[("command", &DRIVER_COMMAND)];
+pub static DRIVERS: &[(&str, &Section)] =
+    &[("command", &DRIVER_COMMAND), ("systemd", &DRIVER_SYSTEMD)];
 /// Drivers the product contract names that are not implemented yet.
-pub const PLANNED_DRIVERS: &[&str] = &["exec", "systemd", "docker"];
+pub const PLANNED_DRIVERS: &[&str] = &["exec", "docker"];
 
 /// Check kinds this version implements, with their keys.
 pub static CHECK_KINDS: &[(&str, &Section)] = &[
@@ -151,6 +152,7 @@ pub static SECTIONS: &[&Section] = &[
     &BACKOFF,
     &SERVICE,
     &DRIVER_COMMAND,
+    &DRIVER_SYSTEMD,
     &CHECK,
     &ON_FAILURE,
     &HTTP,
@@ -446,7 +448,7 @@ pub static SERVICE: Section = Section {
             "driver",
             Ty::Driver,
             Dflt::Required,
-            "How the service is restarted. `\"exec\"`, `\"systemd\"` and `\"docker\"` are recognised but not available yet.",
+            "How the service is restarted: `\"command\"` or `\"systemd\"`. `\"exec\"` and `\"docker\"` are recognised but not available yet.",
         ),
         key(
             "guard",
@@ -496,6 +498,32 @@ pub static DRIVER_COMMAND: Section = Section {
             POSITIVE,
             Dflt::Value("\"60s\""),
             "Each command is killed (its whole process group) after this long and counts as failed.",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static DRIVER_SYSTEMD: Section = Section {
+    id: "driver-systemd",
+    header: "[services.NAME]",
+    also: &[],
+    applies: Some("driver = \"systemd\""),
+    doc: "Vigil asks systemd over D-Bus to restart a unit (`RestartUnit`, mode `replace`) and follows the job to its end (`JobRemoved`): the restart succeeds when the job is `done` and the unit is active. Any other job result (`failed`, `timeout`, `dependency`, `canceled`, ...) fails the restart with the unit's `Result`. When systemd's own start limit trips (`Result=start-limit-hit`), the restart is recorded as failed with that reason and an ACTION REQUIRED alert; automatic restarts are not attempted again while the unit stays failed that way (a manual `vigil restart`, `systemctl reset-failed`, or `reset_failed = true` lift it). The service's uptime (for `grace`) is the unit's `ActiveEnterTimestamp`; `vigil status` shows the unit's state, `Result` and `NRestarts`.",
+    keys: &[
+        UNIT_KEY,
+        BUS_KEY,
+        BUS_ADDRESS_KEY,
+        key(
+            "reset_failed",
+            Ty::Bool,
+            Dflt::Value("false"),
+            "Call `ResetFailedUnit` before every guard-approved restart: clears the failed state and systemd's start-limit counter, so the guard alone limits restarts.",
+        ),
+        key(
+            "job_timeout",
+            POSITIVE,
+            Dflt::Value("\"90s\""),
+            "How long to wait for the restart job to finish; past it the restart counts as failed (the job may still be running in systemd).",
         ),
     ],
     planned: &[],

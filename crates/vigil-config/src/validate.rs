@@ -20,7 +20,7 @@ use vigil_core::{CheckName, ServiceName};
 use crate::model::{
     Check, CheckKind, CommandDriver, Config, DriverSpec, ExecCheck, HttpCheck, ListeningCheck,
     LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service, Settings, Severity,
-    StatusSet, TcpCheck,
+    StatusSet, SystemdDriver, TcpCheck,
 };
 use crate::schema::{self, Section};
 use crate::suggest;
@@ -240,6 +240,7 @@ fn service(
     }
     let driver = match driver {
         Some(("command", _)) => command_driver(cx, &t).map(DriverSpec::Command),
+        Some(("systemd", _)) => systemd_driver(cx, &t).map(DriverSpec::Systemd),
         _ => None,
     };
 
@@ -272,7 +273,17 @@ fn service_key_hint(key: &str, path: &KeyPath) -> Option<String> {
         || schema::CHECK_KINDS
             .iter()
             .any(|(_, s)| s.key(key).is_some());
-    if is_check_key && schema::DRIVER_COMMAND.key(key).is_none() {
+    let drivers: Vec<String> = schema::DRIVERS
+        .iter()
+        .filter(|(_, s)| s.key(key).is_some())
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
+    if !drivers.is_empty() {
+        Some(format!(
+            "unknown key `{key}` in [{path}]: it belongs to driver {}",
+            drivers.join(", ")
+        ))
+    } else if is_check_key {
         Some(format!(
             "unknown key `{key}` in [{path}]: `{key}` is a check key; put it in [{path}.checks.NAME]"
         ))
@@ -332,6 +343,19 @@ fn command_driver(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<CommandDriver> {
         stop,
         status,
         timeout: timeout?,
+    })
+}
+
+fn systemd_driver(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<SystemdDriver> {
+    let unit = t.required(cx, "unit", kinds::unit_name);
+    let bus = kinds::systemd_bus(cx, t);
+    let reset_failed = t.defaulted(cx, "reset_failed", boolean);
+    let job_timeout = t.defaulted(cx, "job_timeout", positive_duration);
+    Some(SystemdDriver {
+        unit: unit?,
+        bus: bus?,
+        reset_failed: reset_failed?,
+        job_timeout: job_timeout?,
     })
 }
 

@@ -582,10 +582,36 @@ fn unknown_driver_with_suggestion() {
 #[test]
 fn driver_not_available_yet() {
     assert_only_error(
-        "[services.web]\ndriver = \"systemd\"\nunit = \"web.service\"\n",
+        "[services.web]\ndriver = \"docker\"\ncontainer = \"web\"\n",
         2,
         10,
-        "driver \"systemd\" is not available yet (available: command)",
+        "driver \"docker\" is not available yet (available: command, systemd)",
+    );
+}
+
+#[test]
+fn systemd_driver_needs_a_unit() {
+    assert_only_error(
+        "[services.web]\ndriver = \"systemd\"\n",
+        1,
+        1,
+        "missing required key `unit`",
+    );
+}
+
+#[test]
+fn systemd_driver_keys_are_checked() {
+    assert_only_error(
+        "[services.web]\ndriver = \"systemd\"\nunit = \"web\"\njob_timeout = \"0s\"\n",
+        4,
+        15,
+        "must be greater than 0",
+    );
+    assert_only_error(
+        "[services.web]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\nreset_failed = true\n",
+        4,
+        1,
+        "unknown key `reset_failed` in [services.web]: it belongs to driver \"systemd\"",
     );
 }
 

@@ -19,6 +19,7 @@ fn template(section: &Section) -> String {
         "guard" => "[defaults.guard]\n{}\n".to_owned(),
         "backoff" => "[defaults.guard.backoff]\ninitial = \"1s\"\nmax = \"1h\"\n{}\n".to_owned(),
         "driver-command" => format!("{SERVICE}{{}}\n"),
+        "driver-systemd" => "[services.web]\ndriver = \"systemd\"\nunit = \"web\"\n{}\n".to_owned(),
         "checks" | "check-tcp" => check("kind = \"tcp\"\nhost = \"h\"\nport = 1"),
         "check-http" => check("kind = \"http\"\nurl = \"http://h\""),
         "check-listening" => check("kind = \"listening\"\nport = 1"),

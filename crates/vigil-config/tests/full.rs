@@ -51,7 +51,16 @@ fn complete_example_parses_into_the_expected_model() {
         }
     );
 
-    assert_eq!(config.services.len(), 1);
+    assert_eq!(config.services.len(), 2);
+    assert_eq!(
+        config.service("encoder").unwrap().driver,
+        DriverSpec::Systemd(SystemdDriver {
+            unit: "camera-encoder.service".to_owned(),
+            bus: SystemdBus::System,
+            reset_failed: true,
+            job_timeout: secs(30),
+        })
+    );
     let cam = config.service("camera").unwrap();
     assert_eq!(cam.name.as_str(), "camera");
     let script = "/home/ops/camera/scripts/managed_start.sh";
@@ -535,7 +544,9 @@ fn minimal_config_takes_every_default() {
     assert_eq!(config.vigil.log_level, LogLevel::default());
     let web = &config.services[0];
     assert_eq!(web.guard, GuardPolicy::default());
-    let DriverSpec::Command(cmd) = &web.driver;
+    let DriverSpec::Command(cmd) = &web.driver else {
+        panic!("not a command driver")
+    };
     assert_eq!(cmd.timeout, secs(60));
     assert_eq!(
         (cmd.start.clone(), cmd.stop.clone(), cmd.status.clone()),

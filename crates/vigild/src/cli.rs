@@ -381,7 +381,7 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
     } else {
         RestartRequest::new(Source::Manual)
     };
-    let driver = Driver::new(&service.driver);
+    let driver = Driver::new(&service.driver, &ProbeContext::new());
     let decision = guard::request(
         &cx,
         &service.name,
@@ -491,7 +491,16 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             {
                 health.reset(now);
             }
-            let uptime = started_at.map(|t| now.saturating_since(t));
+            let uptime = if check.grace.is_zero() {
+                started_at.map(|t| now.saturating_since(t))
+            } else {
+                // The driver's uptime when it knows (systemd: ActiveEnterTimestamp).
+                match Driver::new(&service.driver, &probes).started_at().await {
+                    Some(Some(t)) => Some(now.saturating_since(t)),
+                    Some(None) => None,
+                    None => started_at.map(|t| now.saturating_since(t)),
+                }
+            };
             let obs =
                 health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
             crate::events::check_run(
@@ -554,24 +563,31 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                         &verdict,
                     ))
                 } else {
-                    let driver = Driver::new(&service.driver);
-                    let timeout = match &service.driver {
-                        vigil_config::model::DriverSpec::Command(c) => c.timeout,
+                    let driver = Driver::new(&service.driver, &probes);
+                    let blocked = match &repair {
+                        None => driver.restart_blocked().await,
+                        Some(_) => None,
                     };
-                    let action = match &repair {
-                        Some(argv) => Action::Repair(argv, timeout),
-                        None => Action::Restart(&driver),
-                    };
-                    let decision =
-                        guard::request(&cx, &service.name, &service.guard, action, request).await?;
-                    if let Some(rearm_at) = decision.given_up_until() {
-                        crate::events::given_up(&service.name, rearm_at, decision.decided_at);
+                    if let Some(why) = blocked {
+                        crate::events::restart_blocked(&service.name, request, &why, true);
+                        Some(output::ActionReport::blocked(&check_name, &why))
+                    } else {
+                        let action = match &repair {
+                            Some(argv) => Action::Repair(argv, service.driver.timeout()),
+                            None => Action::Restart(&driver),
+                        };
+                        let decision =
+                            guard::request(&cx, &service.name, &service.guard, action, request)
+                                .await?;
+                        if let Some(rearm_at) = decision.given_up_until() {
+                            crate::events::given_up(&service.name, rearm_at, decision.decided_at);
+                        }
+                        Some(output::ActionReport::performed(
+                            &check_name,
+                            repair.is_some(),
+                            &decision,
+                        ))
                     }
-                    Some(output::ActionReport::performed(
-                        &check_name,
-                        repair.is_some(),
-                        &decision,
-                    ))
                 }
             }
         };

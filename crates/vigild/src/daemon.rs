@@ -62,6 +62,8 @@ struct ServiceHandle {
     spec: Service,
     tx: mpsc::Sender<ServiceMsg>,
     started: watch::Sender<Option<Timestamp>>,
+    /// The service's driver as the check tasks see it (for the uptime of `grace`).
+    driver: watch::Sender<Driver>,
     cancel: CancellationToken,
     checks: BTreeMap<String, CheckTask>,
     schedules: CancellationToken,
@@ -162,13 +164,15 @@ impl Daemon {
                 .unwrap_or(None)
         };
         let (started, _) = watch::channel(started_at);
+        let (driver, _) = watch::channel(Driver::new(&service.driver, &self.shared.probes));
         let (tx, rx) = mpsc::channel(64);
         let cancel = self.root.child_token();
         {
             let actor = ServiceActor {
                 spec: service.clone(),
                 announced_given_up: None,
-                driver: Driver::new(&service.driver),
+                announced_blocked: false,
+                driver: Driver::new(&service.driver, &self.shared.probes),
                 shared: self.shared.clone(),
                 started: started.clone(),
                 cancel: cancel.clone(),
@@ -183,6 +187,7 @@ impl Daemon {
             spec: service.clone(),
             tx,
             started,
+            driver,
             cancel,
             checks: BTreeMap::new(),
             schedules: CancellationToken::new(),
@@ -218,6 +223,7 @@ impl Daemon {
             shared: self.shared.clone(),
             tx: handle.tx.clone(),
             started: handle.started.subscribe(),
+            driver: handle.driver.subscribe(),
             cancel: cancel.clone(),
         };
         let label = format!("check {service}/{}", check.name);
@@ -365,6 +371,11 @@ impl Daemon {
                 tracing::info!(service = %service.name, event = "service_added", "service added");
                 continue;
             };
+            if handle.spec.driver != service.driver {
+                handle
+                    .driver
+                    .send_replace(Driver::new(&service.driver, &self.shared.probes));
+            }
             if handle.spec.driver != service.driver || handle.spec.guard != service.guard {
                 let _ = handle
                     .tx
@@ -437,18 +448,15 @@ fn save_every(every: Duration) -> Duration {
     (every * 5).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
-fn repair_timeout(service: &Service) -> Duration {
-    match &service.driver {
-        vigil_config::model::DriverSpec::Command(c) => c.timeout,
-    }
-}
-
 /// The owner of one service's driver and policy; performs its restart requests in order.
 struct ServiceActor {
     spec: Service,
     /// The re-arm instant of the given-up episode already announced, so "ACTION REQUIRED"
     /// is raised once per episode rather than on every denied request.
     announced_given_up: Option<Timestamp>,
+    /// An automatic restart was already refused because the driver said it cannot succeed
+    /// (systemd's start limit); later refusals of the same episode log quietly.
+    announced_blocked: bool,
     driver: Driver,
     shared: Arc<Shared>,
     started: watch::Sender<Option<Timestamp>>,
@@ -465,7 +473,7 @@ impl ServiceActor {
             };
             match msg {
                 ServiceMsg::Update(spec) => {
-                    self.driver = Driver::new(&spec.driver);
+                    self.driver = Driver::new(&spec.driver, &self.shared.probes);
                     self.spec = *spec;
                     tracing::info!(service = %self.spec.name, event = "service_updated", "driver/guard settings updated");
                 }
@@ -474,8 +482,23 @@ impl ServiceActor {
                     repair,
                     reply,
                 } => {
+                    // An automatic restart that cannot succeed is not attempted (never a
+                    // loop against systemd's start limit); a manual one always is.
+                    if repair.is_none() && request.source != Source::Manual {
+                        if let Some(why) = self.driver.restart_blocked().await {
+                            events::restart_blocked(
+                                &self.spec.name,
+                                request,
+                                &why,
+                                !self.announced_blocked,
+                            );
+                            self.announced_blocked = true;
+                            continue;
+                        }
+                        self.announced_blocked = false;
+                    }
                     let action = match &repair {
-                        Some(argv) => Action::Repair(argv, repair_timeout(&self.spec)),
+                        Some(argv) => Action::Repair(argv, self.spec.driver.timeout()),
                         None => Action::Restart(&self.driver),
                     };
                     let fut = guard::request(
@@ -548,6 +571,7 @@ struct CheckLoop {
     shared: Arc<Shared>,
     tx: mpsc::Sender<ServiceMsg>,
     started: watch::Receiver<Option<Timestamp>>,
+    driver: watch::Receiver<Driver>,
     cancel: CancellationToken,
 }
 
@@ -578,7 +602,7 @@ impl CheckLoop {
                 self.save(None, "service restarted".to_owned(), now);
                 continue;
             }
-            let uptime = (*self.started.borrow()).map(|t| now.saturating_since(t));
+            let uptime = self.uptime(now).await;
             let obs = self.health.observe_after_grace(
                 run.verdict,
                 self.check.thresholds,
@@ -605,6 +629,22 @@ impl CheckLoop {
             if obs.wants_action && run.verdict == RunVerdict::Fail {
                 self.act(&run.reason).await;
             }
+        }
+    }
+
+    /// How long the service has been up, for `grace`: from the driver when it knows (a
+    /// systemd unit's `ActiveEnterTimestamp`, whoever started it), else since Vigil's last
+    /// successful restart. Asked only of checks with a grace period.
+    async fn uptime(&self, now: Timestamp) -> Option<Duration> {
+        let ledger = || (*self.started.borrow()).map(|t| now.saturating_since(t));
+        if self.check.grace.is_zero() {
+            return ledger();
+        }
+        let driver = self.driver.borrow().clone();
+        match driver.started_at().await {
+            Some(Some(t)) => Some(now.saturating_since(t)),
+            Some(None) => None,
+            None => ledger(),
         }
     }
 
