@@ -7,27 +7,31 @@
 //! waiting for its `JobRemoved` with a deadline ([`JobOutcome`]). Must not: decide, retry,
 //! or shell out to `systemctl`; every failure is a typed error with a one-line message.
 //!
-//! Cost per use: a state read is one `GetAll` on the unit's `org.freedesktop.systemd1.Unit`
-//! interface plus, for services, `Result` and `NRestarts`, pipelined on the shared
-//! connection (one round trip). The unit's object path is computed locally (systemd's
+//! Cost per use: a state read is the eight properties it needs (six of the unit, `Result`
+//! and `NRestarts` of a service), asked in one pipelined batch on the shared connection (one
+//! round trip). The unit's object path is computed locally (systemd's
 //! escaping), and reading a property through it loads the unit, so no `LoadUnit` call.
+//! A job costs one method call: `Subscribe` and the `JobRemoved` match rule are set up
+//! once per connection, and one watcher task hands every `JobRemoved` to the jobs waiting
+//! on that connection (an in-process broadcast), so no match rule churns per restart.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use tokio::sync::{OnceCell, broadcast, oneshot};
 use tokio::time::Instant;
 use vigil_core::Timestamp;
 use zbus::proxy::CacheProperties;
 use zbus::{Connection, OwnedObjectPath, OwnedVariant};
-use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy};
+use zbus_systemd::systemd1::ManagerProxy;
 
 pub use crate::model::SystemdBus;
 
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE_INTERFACE: &str = "org.freedesktop.systemd1.Service";
 
 /// A D-Bus failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,29 @@ pub enum SystemdError {
     Call { what: String, error: zbus::Error },
     #[error("{what}: the bus connection closed")]
     Closed { what: String },
+}
+
+/// The job a unit method queues (mode `replace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    Start,
+    Stop,
+    Restart,
+    TryRestart,
+    ReloadOrRestart,
+}
+
+impl JobKind {
+    /// The `org.freedesktop.systemd1.Manager` method: `RestartUnit`, ...
+    pub fn method(self) -> &'static str {
+        match self {
+            JobKind::Start => "StartUnit",
+            JobKind::Stop => "StopUnit",
+            JobKind::Restart => "RestartUnit",
+            JobKind::TryRestart => "TryRestartUnit",
+            JobKind::ReloadOrRestart => "ReloadOrRestartUnit",
+        }
+    }
 }
 
 impl SystemdError {
@@ -158,9 +185,22 @@ fn same(a: &Connection, b: &Connection) -> bool {
 pub struct Bus {
     conn: Connection,
     manager: ManagerProxy<'static>,
-    /// `Manager.Subscribe` was called on this connection (needed once, for `JobRemoved`).
-    subscribed: Arc<AtomicBool>,
+    /// `Subscribe`, the `JobRemoved` match and its watcher task: set up on the first job.
+    jobs: Arc<OnceCell<JobWatch>>,
 }
+
+/// `JobRemoved` signals of one connection, `(job path, result)`, for every waiting job.
+#[derive(Debug)]
+struct JobWatch {
+    tx: broadcast::Sender<(OwnedObjectPath, String)>,
+    /// Dropped with the last clone of the [`Bus`]: stops the watcher task (which holds the
+    /// connection's signal stream and would otherwise keep the connection open).
+    _stop: oneshot::Sender<()>,
+}
+
+/// `JobRemoved` signals buffered per waiting job; systemd announces every job of the
+/// machine, so a waiter that falls further behind than this may miss its own.
+const JOB_SIGNAL_BUFFER: usize = 1024;
 
 /// A unit's state as systemd reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,11 +261,12 @@ pub enum JobEnd {
 /// A queued job and how it ended.
 #[derive(Clone, Debug)]
 pub struct JobOutcome {
-    /// `RestartUnit`, `StartUnit`, ...
-    pub method: &'static str,
+    pub kind: JobKind,
     pub unit: String,
     /// The job's object path (`/org/freedesktop/systemd1/job/1234`).
     pub job: String,
+    /// From the call until systemd answered with the queued job.
+    pub queued: Duration,
     pub end: JobEnd,
     /// From the call to `JobRemoved` (or the deadline).
     pub took: Duration,
@@ -253,7 +294,7 @@ impl Bus {
         Ok(Bus {
             conn,
             manager,
-            subscribed: Arc::new(AtomicBool::new(false)),
+            jobs: Arc::new(OnceCell::new()),
         })
     }
 
@@ -268,36 +309,46 @@ impl Bus {
             .build()
             .await
             .map_err(SystemdError::call(what()))?;
-        let iface = zbus::names::InterfaceName::from_static_str_unchecked(UNIT_INTERFACE);
-        let is_service = unit.ends_with(".service");
-        let service = async {
-            if !is_service {
-                return None;
+        // Only the properties we use, pipelined: a `GetAll` answers with about 90 of them,
+        // and decoding those was most of a state read's CPU.
+        let unit_if = zbus::names::InterfaceName::from_static_str_unchecked(UNIT_INTERFACE);
+        let service_if = zbus::names::InterfaceName::from_static_str_unchecked(SERVICE_INTERFACE);
+        let get = |name: &'static str| props.get(unit_if.clone(), name);
+        let get_service = |name: &'static str| {
+            let props = &props;
+            let service_if = service_if.clone();
+            async move {
+                if unit.ends_with(".service") {
+                    props.get(service_if, name).await.ok()
+                } else {
+                    None
+                }
             }
-            let proxy = ServiceProxy::builder(&self.conn)
-                .path(path.clone())
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await
-                .ok()?;
-            let (result, restarts) = tokio::join!(proxy.result(), proxy.n_restarts());
-            Some((result.ok(), restarts.ok()))
         };
-        let (all, service) = tokio::join!(props.get_all(iface), service);
-        let all = all.map_err(|e| SystemdError::call(what())(e.into()))?;
-        let (result, n_restarts) = service.unwrap_or((None, None));
+        let (load, active, sub, entered, changed, invocation, result, restarts) = tokio::join!(
+            get("LoadState"),
+            get("ActiveState"),
+            get("SubState"),
+            get("ActiveEnterTimestamp"),
+            get("StateChangeTimestamp"),
+            get("InvocationID"),
+            get_service("Result"),
+            get_service("NRestarts"),
+        );
+        let fail = |e: zbus::fdo::Error| SystemdError::call(what())(e.into());
+        let text = |v: OwnedVariant| String::try_from(v).unwrap_or_default();
         Ok(UnitState {
             unit: unit.to_owned(),
-            load_state: prop_str(&all, "LoadState"),
-            active_state: prop_str(&all, "ActiveState"),
-            sub_state: prop_str(&all, "SubState"),
-            result,
-            n_restarts,
-            active_enter: prop_timestamp(&all, "ActiveEnterTimestamp"),
-            state_change: prop_timestamp(&all, "StateChangeTimestamp"),
-            invocation_id: all
-                .get("InvocationID")
-                .and_then(|v| Vec::<u8>::try_from(v.try_clone().ok()?).ok())
+            load_state: text(load.map_err(fail)?),
+            active_state: text(active.map_err(fail)?),
+            sub_state: text(sub.map_err(fail)?),
+            result: result.and_then(|v| String::try_from(v).ok()),
+            n_restarts: restarts.and_then(|v| u32::try_from(v).ok()),
+            active_enter: timestamp(entered.ok()),
+            state_change: timestamp(changed.ok()),
+            invocation_id: invocation
+                .ok()
+                .and_then(|v| Vec::<u8>::try_from(v).ok())
                 .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
                 .unwrap_or_default(),
         })
@@ -348,92 +399,114 @@ impl Bus {
         unit: &str,
         deadline: Duration,
     ) -> Result<JobOutcome, SystemdError> {
-        self.job("RestartUnit", unit, deadline).await
+        self.job(JobKind::Restart, unit, deadline).await
     }
 
-    /// Queues `method` (`StartUnit`, `StopUnit`, `RestartUnit`, ...) with mode `replace`
-    /// and waits for the job's `JobRemoved`, at most `deadline` from the call.
+    /// Queues a `kind` job for `unit` with mode `replace` and waits for its `JobRemoved`, at
+    /// most `deadline` from the call.
     pub async fn job(
         &self,
-        method: &'static str,
+        kind: JobKind,
         unit: &str,
         deadline: Duration,
     ) -> Result<JobOutcome, SystemdError> {
         let started = Instant::now();
+        let method = kind.method();
         let what = || format!("{method} {unit}");
-        self.subscribe().await?;
-        // The match is in place before the job exists, so its JobRemoved cannot be missed.
-        let mut removed = self
-            .manager
-            .receive_job_removed()
-            .await
-            .map_err(SystemdError::call(what()))?;
+        let watch = self.job_watch().await?;
+        // Listening before the job exists, so its JobRemoved cannot be missed.
+        let mut removed = watch.tx.subscribe();
         let (unit_s, mode) = (unit.to_owned(), "replace".to_owned());
-        let job: OwnedObjectPath = match method {
-            "RestartUnit" => self.manager.restart_unit(unit_s, mode).await,
-            "StartUnit" => self.manager.start_unit(unit_s, mode).await,
-            "StopUnit" => self.manager.stop_unit(unit_s, mode).await,
-            "ReloadOrRestartUnit" => self.manager.reload_or_restart_unit(unit_s, mode).await,
-            _ => self.manager.try_restart_unit(unit_s, mode).await,
+        let m = &self.manager;
+        let job: OwnedObjectPath = match kind {
+            JobKind::Start => m.start_unit(unit_s, mode).await,
+            JobKind::Stop => m.stop_unit(unit_s, mode).await,
+            JobKind::Restart => m.restart_unit(unit_s, mode).await,
+            JobKind::TryRestart => m.try_restart_unit(unit_s, mode).await,
+            JobKind::ReloadOrRestart => m.reload_or_restart_unit(unit_s, mode).await,
         }
         .map_err(SystemdError::call(what()))?;
+        let queued = started.elapsed();
         let until = started + deadline;
         let end = loop {
-            match tokio::time::timeout_at(until, removed.next()).await {
-                Err(_) => break JobEnd::DeadlineExceeded,
-                Ok(None) => return Err(SystemdError::Closed { what: what() }),
-                Ok(Some(signal)) => {
-                    let Ok(args) = signal.args() else { continue };
-                    if args.job == job {
-                        break JobEnd::Removed(args.result);
+            tokio::select! {
+                biased;
+                signal = removed.recv() => match signal {
+                    Ok((path, result)) if path == job => break JobEnd::Removed(result),
+                    // Another job's, or we fell behind other jobs' signals: keep waiting
+                    // (the deadline bounds a missed one).
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(SystemdError::Closed { what: what() })
                     }
-                }
+                },
+                () = self.conn.closed() => return Err(SystemdError::Closed { what: what() }),
+                () = tokio::time::sleep_until(until) => break JobEnd::DeadlineExceeded,
             }
         };
         let took = started.elapsed();
         drop(removed);
         let state = self.unit_state(unit).await.ok();
         Ok(JobOutcome {
-            method,
+            kind,
             unit: unit.to_owned(),
             job: job.to_string(),
+            queued,
             end,
             took,
             state,
         })
     }
 
-    async fn subscribe(&self) -> Result<(), SystemdError> {
-        if self.subscribed.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        match self.manager.subscribe().await {
-            Ok(()) => {}
-            // Another task subscribed this connection first.
-            Err(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
-            Err(error) => {
-                return Err(SystemdError::Call {
-                    what: "Subscribe".to_owned(),
-                    error,
+    /// `Subscribe` (so systemd emits job signals), one `JobRemoved` match rule and the
+    /// task that fans the signals out; once per connection.
+    async fn job_watch(&self) -> Result<&JobWatch, SystemdError> {
+        self.jobs
+            .get_or_try_init(|| async {
+                match self.manager.subscribe().await {
+                    Ok(()) => {}
+                    // Subscribed already (systemd tracks it per client).
+                    Err(zbus::Error::MethodError(name, _, _))
+                        if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+                    Err(error) => {
+                        return Err(SystemdError::Call {
+                            what: "Subscribe".to_owned(),
+                            error,
+                        });
+                    }
+                }
+                let mut stream = self
+                    .manager
+                    .receive_job_removed()
+                    .await
+                    .map_err(SystemdError::call("watching JobRemoved"))?;
+                let (tx, _) = broadcast::channel(JOB_SIGNAL_BUFFER);
+                let (stop, mut stopped) = oneshot::channel::<()>();
+                let fan_out = tx.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = &mut stopped => return,
+                            signal = stream.next() => {
+                                let Some(signal) = signal else { return };
+                                if let Ok(args) = signal.args() {
+                                    // No receiver just means no job is waiting.
+                                    let _ = fan_out.send((args.job, args.result));
+                                }
+                            }
+                        }
+                    }
                 });
-            }
-        }
-        self.subscribed.store(true, Ordering::Relaxed);
-        Ok(())
+                Ok(JobWatch { tx, _stop: stop })
+            })
+            .await
     }
 }
 
-fn prop_str(all: &HashMap<String, OwnedVariant>, key: &str) -> String {
-    all.get(key)
-        .and_then(|v| <&str>::try_from(v).ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// A systemd timestamp (µs since the epoch; 0 means never).
-fn prop_timestamp(all: &HashMap<String, OwnedVariant>, key: &str) -> Option<Timestamp> {
-    let us = all.get(key).and_then(|v| u64::try_from(v).ok())?;
+fn timestamp(v: Option<OwnedVariant>) -> Option<Timestamp> {
+    let us = u64::try_from(v?).ok()?;
     (us > 0).then(|| Timestamp::from_millis(i64::try_from(us / 1000).unwrap_or(i64::MAX)))
 }
 

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use vigil_checks::model::{CheckKind, SystemdBus, SystemdCheck};
-use vigil_checks::systemd::{Bus, JobEnd};
+use vigil_checks::systemd::{Bus, JobEnd, JobKind};
 use vigil_checks::{ProbeContext, ProbeOutcome, probe};
 
 fn enabled() -> bool {
@@ -48,21 +48,22 @@ async fn control(cx: &ProbeContext) -> Bus {
 }
 
 /// Runs `method` on `unit` and waits for its job; panics unless it ends `done`.
-async fn job(b: &Bus, method: &'static str, unit: &str) {
+async fn job(b: &Bus, kind: JobKind, unit: &str) {
     let out = b
-        .job(method, unit, Duration::from_secs(20))
+        .job(kind, unit, Duration::from_secs(20))
         .await
-        .unwrap_or_else(|e| panic!("{method} {unit}: {e}"));
+        .unwrap_or_else(|e| panic!("{} {unit}: {e}", kind.method()));
     assert_eq!(
         out.end,
         JobEnd::Removed("done".to_owned()),
-        "{method} {unit}: {out:?}"
+        "{} {unit}: {out:?}",
+        kind.method()
     );
 }
 
 /// Starts from a clean slate: stopped and not failed.
 async fn fresh(b: &Bus, unit: &str) {
-    job(b, "StopUnit", unit).await;
+    job(b, JobKind::Stop, unit).await;
     let _ = b.reset_failed(unit).await;
 }
 
@@ -101,7 +102,7 @@ async fn passes_while_active_and_fails_when_stopped_or_failed() {
         out.reason
     );
 
-    job(&b, "StartUnit", unit).await;
+    job(&b, JobKind::Start, unit).await;
     let out = probe_with(&cx, unit).await;
     assert!(out.passed, "{out:?}");
     assert!(
@@ -111,11 +112,11 @@ async fn passes_while_active_and_fails_when_stopped_or_failed() {
         out.reason
     );
 
-    job(&b, "StopUnit", unit).await;
+    job(&b, JobKind::Stop, unit).await;
     let out = probe_with(&cx, unit).await;
     assert!(!out.passed, "{out:?}");
 
-    job(&b, "StartUnit", unit).await;
+    job(&b, JobKind::Start, unit).await;
     assert!(probe_with(&cx, unit).await.passed);
     // One connection for the test's control and every probe.
     assert_eq!(cx.buses().cached(), 1);
@@ -131,7 +132,7 @@ async fn a_failed_unit_says_its_result() {
     let unit = "vigil-fail@check.service";
     fresh(&b, unit).await;
     // Type=simple: the start job is done as soon as the process runs; it exits 3 next.
-    job(&b, "StartUnit", unit).await;
+    job(&b, JobKind::Start, unit).await;
     let out = probe_until(&cx, unit, |o| o.reason.contains("failed")).await;
     assert!(!out.passed, "{out:?}");
     assert!(
@@ -155,7 +156,7 @@ async fn a_crash_loop_reports_its_restarts() {
     let b = control(&cx).await;
     let unit = "vigil-crash@check.service";
     fresh(&b, unit).await;
-    job(&b, "StartUnit", unit).await;
+    job(&b, JobKind::Start, unit).await;
     // Restart=on-failure every 100ms until StartLimitBurst=3 trips.
     let out = probe_until(&cx, unit, |o| o.reason.contains("is failed")).await;
     assert!(!out.passed, "{out:?}");
@@ -178,7 +179,7 @@ async fn activating_says_for_how_long() {
     fresh(&b, unit).await;
     // The start job stays running for 30s: follow it for a moment only.
     let out = b
-        .job("StartUnit", unit, Duration::from_millis(300))
+        .job(JobKind::Start, unit, Duration::from_millis(300))
         .await
         .unwrap();
     assert_eq!(out.end, JobEnd::DeadlineExceeded, "{out:?}");
@@ -189,7 +190,7 @@ async fn activating_says_for_how_long() {
     )
     .unwrap();
     assert!(re.is_match(&probed.reason), "{}", probed.reason);
-    job(&b, "StopUnit", unit).await;
+    job(&b, JobKind::Stop, unit).await;
 }
 
 #[tokio::test]

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use vigil_checks::ProbeContext;
 use vigil_checks::process::{self, Exit, Leftovers, RunSpec};
+#[cfg(test)]
+use vigil_checks::systemd::JobKind;
 use vigil_checks::systemd::{Buses, JobEnd, JobOutcome, UnitState};
 use vigil_config::model::{Argv, CommandDriver, DriverSpec, SystemdDriver};
 use vigil_core::{Timestamp, format_duration};
@@ -172,7 +174,7 @@ impl SystemdUnit {
 
 /// The report for a restart job that ended (or ran past its deadline).
 fn judge_job(job: &JobOutcome, job_timeout: Duration, duration: Duration) -> RestartReport {
-    let head = format!("{} {}", job.method, job.unit);
+    let head = format!("{} {}", job.kind.method(), job.unit);
     let took = latency(job.took);
     let unit_now = match &job.state {
         Some(s) => format!(
@@ -316,9 +318,10 @@ mod tests {
 
     fn job(end: JobEnd, state: UnitState) -> JobOutcome {
         JobOutcome {
-            method: "RestartUnit",
+            kind: JobKind::Restart,
             unit: "web.service".to_owned(),
             job: "/org/freedesktop/systemd1/job/7".to_owned(),
+            queued: Duration::from_micros(400),
             end,
             took: Duration::from_micros(2500),
             state: Some(state),

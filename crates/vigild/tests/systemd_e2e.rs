@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{Env, text, wait_until};
 use vigil_checks::model::SystemdBus;
-use vigil_checks::systemd::{Buses, JobEnd, UnitState};
+use vigil_checks::systemd::{Buses, JobEnd, JobKind, UnitState};
 
 fn enabled() -> bool {
     if std::env::var("VIGIL_TEST_SYSTEMD").as_deref() == Ok("1") {
@@ -54,18 +54,19 @@ fn state(unit: &str) -> UnitState {
 }
 
 /// `method` on `unit`, waiting for its job to be `done`.
-fn job(method: &'static str, unit: &str) {
-    let out = on_bus(async |b| b.job(method, unit, Duration::from_secs(20)).await.unwrap());
+fn job(kind: JobKind, unit: &str) {
+    let out = on_bus(async |b| b.job(kind, unit, Duration::from_secs(20)).await.unwrap());
     assert_eq!(
         out.end,
         JobEnd::Removed("done".to_owned()),
-        "{method} {unit}: {out:?}"
+        "{} {unit}: {out:?}",
+        kind.method()
     );
 }
 
 /// Stopped, not failed, start-limit counter cleared.
 fn fresh(unit: &str) {
-    job("StopUnit", unit);
+    job(JobKind::Stop, unit);
     on_bus(async |b| {
         let _ = b.reset_failed(unit).await;
     });
@@ -97,7 +98,7 @@ fn restart_moves_active_enter_timestamp_and_status_shows_the_unit() {
     }
     let unit = "vigil-sleep@drv-restart.service";
     fresh(unit);
-    job("StartUnit", unit);
+    job(JobKind::Start, unit);
     let before = state(unit);
     let env = Env::new();
     config(&env, unit, "", "");
@@ -148,7 +149,7 @@ fn restart_moves_active_enter_timestamp_and_status_shows_the_unit() {
     assert!(human.contains("NRESTARTS"), "{human}");
     assert!(human.contains(unit), "{human}");
     assert!(human.contains("active (running)"), "{human}");
-    job("StopUnit", unit);
+    job(JobKind::Stop, unit);
 }
 
 #[test]
@@ -235,7 +236,7 @@ fn grace_counts_from_active_enter_timestamp() {
     let unit = "vigil-sleep@drv-grace.service";
     fresh(unit);
     // Started behind Vigil's back: the ledger knows no restart, systemd knows the start.
-    job("StartUnit", unit);
+    job(JobKind::Start, unit);
     let env = Env::new();
     let check = |grace: &str| {
         format!(
@@ -273,7 +274,7 @@ fn grace_counts_from_active_enter_timestamp() {
             .is_some(),
         "{doc}"
     );
-    job("StopUnit", unit);
+    job(JobKind::Stop, unit);
 }
 
 #[test]
@@ -298,7 +299,7 @@ fn a_job_past_job_timeout_fails_the_restart() {
         "{detail}"
     );
     assert!(took < Duration::from_secs(5), "{took:?}");
-    job("StopUnit", unit);
+    job(JobKind::Stop, unit);
 }
 
 #[test]
@@ -328,7 +329,7 @@ fn a_failing_http_check_restarts_the_unit_serving_it_inside_the_container() {
     let port = 18111;
     let unit = format!("vigil-web@{port}.service");
     fresh(&unit);
-    job("StartUnit", &unit);
+    job(JobKind::Start, &unit);
     let before = state(&unit);
     // The unit's runtime directory, seen from the host through the container's root.
     let health = format!("/proc/{leader}/root/run/vigil-web-{port}/health");
@@ -387,5 +388,5 @@ fn a_failing_http_check_restarts_the_unit_serving_it_inside_the_container() {
     assert!(log.contains("404"), "the failure reason is logged:\n{log}");
     daemon.signal(rustix::process::Signal::TERM);
     daemon.wait_exit(Duration::from_secs(10));
-    job("StopUnit", &unit);
+    job(JobKind::Stop, &unit);
 }
