@@ -390,3 +390,60 @@ fn a_failing_http_check_restarts_the_unit_serving_it_inside_the_container() {
     daemon.wait_exit(Duration::from_secs(10));
     job(JobKind::Stop, &unit);
 }
+
+#[test]
+fn the_daemon_does_not_loop_against_the_start_limit() {
+    if !enabled() {
+        return;
+    }
+    let unit = "vigil-limit@daemon.service";
+    fresh(unit);
+    // Trip systemd's start limit (3 starts per hour) behind Vigil's back.
+    for _ in 0..3 {
+        job(JobKind::Restart, unit);
+    }
+    let out = on_bus(async |b| b.restart_unit(unit, Duration::from_secs(20)).await.unwrap());
+    assert_eq!(out.end, JobEnd::Removed("failed".to_owned()), "{out:?}");
+    assert_eq!(state(unit).result.as_deref(), Some("start-limit-hit"));
+
+    let env = Env::new();
+    config(
+        &env,
+        unit,
+        "",
+        &format!(
+            "[services.svc.checks.unit]\nkind = \"systemd\"\nunit = \"{unit}\"\nevery = \"100ms\"\n"
+        ),
+    );
+    let mut daemon = env.start_daemon(&[]);
+    daemon.wait_log("Restart NOT ATTEMPTED", Duration::from_secs(10));
+    // Many more failing runs: still nothing attempted, and said once.
+    wait_until(Duration::from_secs(10), "10 more failing runs", || {
+        let doc = json(&env.vigil(&["status", "--json"]));
+        (doc["services"][0]["checks"][0]["consecutive_failures"].as_u64() >= Some(10)).then_some(())
+    });
+    assert!(
+        env.history().is_empty(),
+        "no restart attempted: {:?}",
+        env.history()
+    );
+    let log = daemon.log_text();
+    assert_eq!(log.matches("Restart NOT ATTEMPTED").count(), 1, "{log}");
+    assert!(
+        log.contains("is failed with Result=start-limit-hit"),
+        "{log}"
+    );
+
+    // An operator resets it: the next failing run restarts the unit.
+    on_bus(async |b| b.reset_failed(unit).await.unwrap());
+    let entry = wait_until(Duration::from_secs(10), "a restart after the reset", || {
+        env.history()
+            .into_iter()
+            .find(|e| e["verdict"] == "allowed" && !e["outcome"].is_null())
+    });
+    assert_eq!(entry["outcome"], "ok", "{entry}");
+    assert!(state(unit).is_active());
+    daemon.signal(rustix::process::Signal::TERM);
+    daemon.wait_exit(Duration::from_secs(10));
+    fresh(unit);
+}
