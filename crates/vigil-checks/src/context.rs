@@ -1,13 +1,17 @@
-//! Shared state for probes: one HTTP client per distinct TLS/redirect setting.
+//! Shared state for probes: one HTTP client per distinct TLS/redirect setting, one D-Bus
+//! connection per bus.
 //!
 //! Owns: building and caching `reqwest::Client`s (each holds a connection pool, TLS
-//! configuration and root store, which are expensive to build and cheap to clone). Must
-//! not: hold per-check or per-service state; a context is shared by every check.
+//! configuration and root store, which are expensive to build and cheap to clone) and the
+//! systemd bus connections ([`Buses`], shared with vigild's systemd driver). Must not: hold
+//! per-check or per-service state; a context is shared by every check.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
+
+use crate::systemd::Buses;
 
 /// What makes two HTTP checks need different clients.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -47,6 +51,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug, Default)]
 pub struct ProbeContext {
     clients: Arc<Mutex<HashMap<ClientKey, reqwest::Client>>>,
+    buses: Buses,
 }
 
 impl ProbeContext {
@@ -63,6 +68,11 @@ impl ProbeContext {
         let client = build_client(key).await?;
         // Two first runs may race to build; either client is fine, keep the first.
         Ok(self.lock().entry(key.clone()).or_insert(client).clone())
+    }
+
+    /// The shared systemd bus connections (one per bus; the systemd check and driver).
+    pub fn buses(&self) -> &Buses {
+        &self.buses
     }
 
     /// How many distinct HTTP clients have been built (for tests and `vigil status`).

@@ -17,6 +17,7 @@ mod context;
 pub mod probe;
 pub mod process;
 pub mod runner;
+pub mod systemd;
 
 pub use context::{ProbeContext, install_crypto_provider};
 pub use probe::{ProbeOutcome, probe};

@@ -205,6 +205,11 @@ kind = "log"
 journal_unit = "camera-encoder"
 journal_directory = "/var/lib/machines/encoder/var/log/journal"
 pattern = "(?i)dropped \\d+ frames"
+[services.camera.checks.units]
+kind = "systemd"
+unit = "camera-encoder"
+bus = "system"
+bus_address = "unix:path=/run/dbus/system_bus_socket"
 
 [[services.camera.schedule]]
 cron = "0 8,16 * * *"
@@ -248,6 +253,7 @@ start_timeout = "90s"
 watchdog = "30s"
 watchdog_signal = "SIGABRT"
 on_daemon_exit = "stop"
+
 [alerts.ops-hook]
 kind = "webhook"
 url = "https://alerts.example.com/vigil"
@@ -318,6 +324,13 @@ username = "vigil"
 password = "smtp-secret"
 from = "vigil@example.com"
 to = ["ops@example.com"]
+
+[services.encoder]
+driver = "systemd"
+unit = "camera-encoder.service"
+bus = "system"
+reset_failed = true
+job_timeout = "30s"
 "#;
 
 /// A file with typical mistakes; the reference shows the errors `parse` really reports.
@@ -523,10 +536,16 @@ fn not_available(out: &mut String) {
     };
     let _ = write!(
         out,
-        "\n## Not available yet\n\nThe product contract names more than this version implements. These are recognised and rejected with \"not available yet\" instead of \"unknown\":\n\n- drivers: {}\n- check kinds: {}\n",
-        list(schema::PLANNED_DRIVERS),
-        list(schema::PLANNED_CHECK_KINDS)
+        "\n## Not available yet\n\nThe product contract names more than this version implements. These are recognised and rejected with \"not available yet\" instead of \"unknown\":\n\n"
     );
+    for (what, names) in [
+        ("drivers", schema::PLANNED_DRIVERS),
+        ("check kinds", schema::PLANNED_CHECK_KINDS),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "- {what}: {}", list(names));
+        }
+    }
     for s in schema::SECTIONS {
         if !s.planned.is_empty() {
             let place = if s.id == schema::TOP.id {

@@ -166,13 +166,13 @@ impl std::fmt::Display for Argv {
     }
 }
 
-/// How a service is restarted. `command` and `exec` exist so far; `systemd` and `docker`
-/// are recognised by the parser and rejected with a clear message.
+/// How a service is restarted: `command`, `exec`, `docker` or `systemd`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DriverSpec {
     Command(CommandDriver),
     Docker(DockerDriver),
     Exec(ExecDriver),
+    Systemd(SystemdDriver),
 }
 
 impl DriverSpec {
@@ -181,6 +181,7 @@ impl DriverSpec {
             DriverSpec::Command(_) => "command",
             DriverSpec::Docker(_) => "docker",
             DriverSpec::Exec(_) => "exec",
+            DriverSpec::Systemd(_) => "systemd",
         }
     }
 
@@ -190,6 +191,7 @@ impl DriverSpec {
             DriverSpec::Command(c) => c.timeout,
             DriverSpec::Exec(e) => e.stop_timeout.max(Duration::from_secs(60)),
             DriverSpec::Docker(_) => Duration::from_secs(60),
+            DriverSpec::Systemd(s) => s.job_timeout,
         }
     }
 }
@@ -256,6 +258,19 @@ pub enum OnDaemonExit {
     Stop,
     /// Leave them running.
     Leave,
+}
+
+/// `driver = "systemd"`: a unit restarted over D-Bus (`RestartUnit`, mode `replace`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemdDriver {
+    /// The full unit name (`.service` appended when no type suffix was given).
+    pub unit: String,
+    pub bus: SystemdBus,
+    /// `reset_failed` (default false): `ResetFailedUnit` before every guard-approved
+    /// restart, which also clears systemd's start-limit counter.
+    pub reset_failed: bool,
+    /// `job_timeout` (default 90s): how long to wait for the restart job's `JobRemoved`.
+    pub job_timeout: Duration,
 }
 
 /// `driver = "command"`.
@@ -356,6 +371,7 @@ pub enum CheckKind {
     Process(ProcessCheck),
     Heartbeat(HeartbeatCheck),
     Docker(DockerCheck),
+    Systemd(SystemdCheck),
 }
 
 impl CheckKind {
@@ -378,6 +394,7 @@ impl CheckKind {
             CheckKind::Process(_) => "process",
             CheckKind::Heartbeat(_) => "heartbeat",
             CheckKind::Docker(_) => "docker",
+            CheckKind::Systemd(_) => "systemd",
         }
     }
 }
@@ -979,6 +996,29 @@ impl AlertRoute {
     }
 }
 
+/// Which D-Bus bus a systemd unit is reached on (`bus`, `bus_address`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SystemdBus {
+    /// `bus = "system"` (default): `$DBUS_SYSTEM_BUS_ADDRESS`, else
+    /// `unix:path=/run/dbus/system_bus_socket`.
+    System,
+    /// `bus = "user"`: the user's session bus (`$DBUS_SESSION_BUS_ADDRESS`, else
+    /// `$XDG_RUNTIME_DIR/bus`), where `systemd --user` lives.
+    User,
+    /// `bus_address`: an explicit `unix:path=...` (or `unix:abstract=...`) address.
+    Address(String),
+}
+
+impl std::fmt::Display for SystemdBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SystemdBus::System => f.write_str("the system bus"),
+            SystemdBus::User => f.write_str("the user bus"),
+            SystemdBus::Address(a) => write!(f, "the bus at {a}"),
+        }
+    }
+}
+
 /// `[alerts.NAME]`: one alert channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertChannel {
@@ -1104,4 +1144,14 @@ pub struct EmailChannel {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExecChannel {
     pub command: Argv,
+}
+
+/// `kind = "systemd"`: the unit is active (not failed, activating, inactive or missing),
+/// asked of systemd over D-Bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemdCheck {
+    /// The full unit name (`web.service`; a name without a unit type suffix has
+    /// `.service` appended, as systemctl does).
+    pub unit: String,
+    pub bus: SystemdBus,
 }

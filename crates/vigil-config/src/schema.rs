@@ -116,6 +116,7 @@ pub const ALERT_EVENTS: &[&str] = &[
     "watchdog",
 ];
 pub const SMTP_TLS: &[&str] = &["starttls", "implicit", "none"];
+pub const BUSES: &[&str] = &["system", "user"];
 
 /// Alert channel kinds, with their keys.
 pub static ALERT_KINDS: &[(&str, &Section)] = &[
@@ -133,9 +134,10 @@ pub static DRIVERS: &[(&str, &Section)] = &[
     ("command", &DRIVER_COMMAND),
     ("exec", &DRIVER_EXEC),
     ("docker", &DRIVER_DOCKER),
+    ("systemd", &DRIVER_SYSTEMD),
 ];
 /// Drivers the product contract names that are not implemented yet.
-pub const PLANNED_DRIVERS: &[&str] = &["systemd"];
+pub const PLANNED_DRIVERS: &[&str] = &[];
 pub const RESTART_POLICIES: &[&str] = &vigil_core::RestartPolicy::NAMES;
 pub const READY_MODES: &[&str] = &["started", "notify"];
 pub const ON_DAEMON_EXIT: &[&str] = &["stop", "leave"];
@@ -159,9 +161,10 @@ pub static CHECK_KINDS: &[(&str, &Section)] = &[
     ("process", &PROCESS),
     ("heartbeat", &HEARTBEAT),
     ("docker", &DOCKER),
+    ("systemd", &SYSTEMD),
 ];
 /// Check kinds the product contract names that are not implemented yet.
-pub const PLANNED_CHECK_KINDS: &[&str] = &["systemd"];
+pub const PLANNED_CHECK_KINDS: &[&str] = &[];
 
 /// Every section, in reference order.
 pub static SECTIONS: &[&Section] = &[
@@ -175,6 +178,7 @@ pub static SECTIONS: &[&Section] = &[
     &DRIVER_COMMAND,
     &DRIVER_DOCKER,
     &DRIVER_EXEC,
+    &DRIVER_SYSTEMD,
     &CHECK,
     &ON_FAILURE,
     &HTTP,
@@ -194,6 +198,7 @@ pub static SECTIONS: &[&Section] = &[
     &PROCESS,
     &HEARTBEAT,
     &DOCKER,
+    &SYSTEMD,
     &SCHEDULE,
     &ALERT,
     &ALERT_WEBHOOK,
@@ -498,7 +503,7 @@ pub static SERVICE: Section = Section {
             "driver",
             Ty::Driver,
             Dflt::Required,
-            "How the service is restarted: `\"command\"` (commands you give) or `\"exec\"` (Vigil supervises the process itself). `\"systemd\"` and `\"docker\"` are recognised but not available yet.",
+            "How the service is restarted: `\"command\"` (commands you give), `\"exec\"` (Vigil supervises the process itself), `\"docker\"` (a container over the Engine API) or `\"systemd\"` (a unit over D-Bus).",
         ),
         key(
             "guard",
@@ -754,6 +759,32 @@ pub static DRIVER_EXEC: Section = Section {
             Ty::OneOf(ON_DAEMON_EXIT),
             Dflt::Value("\"stop\""),
             "When `vigil run` exits: `\"stop\"` the process per `stop_signal`/`stop_timeout`, or `\"leave\"` it running (a later `vigil run` starts a new instance; it does not adopt the old one).",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static DRIVER_SYSTEMD: Section = Section {
+    id: "driver-systemd",
+    header: "[services.NAME]",
+    also: &[],
+    applies: Some("driver = \"systemd\""),
+    doc: "Vigil asks systemd over D-Bus to restart a unit (`RestartUnit`, mode `replace`) and follows the job to its end (`JobRemoved`): the restart succeeds when the job is `done` and the unit is active. Any other job result (`failed`, `timeout`, `dependency`, `canceled`, ...) fails the restart with the unit's `Result`. When systemd's own start limit trips (`Result=start-limit-hit`), the restart is recorded as failed with that reason and an ACTION REQUIRED alert; automatic restarts are not attempted again while the unit stays failed that way (a manual `vigil restart`, `systemctl reset-failed`, or `reset_failed = true` lift it). The service's uptime (for `grace`) is the unit's `ActiveEnterTimestamp`; `vigil status` shows the unit's state, `Result` and `NRestarts`.",
+    keys: &[
+        UNIT_KEY,
+        BUS_KEY,
+        BUS_ADDRESS_KEY,
+        key(
+            "reset_failed",
+            Ty::Bool,
+            Dflt::Value("false"),
+            "Call `ResetFailedUnit` before every guard-approved restart: clears the failed state and systemd's start-limit counter, so the guard alone limits restarts.",
+        ),
+        key(
+            "job_timeout",
+            POSITIVE,
+            Dflt::Value("\"90s\""),
+            "How long to wait for the restart job to finish; past it the restart counts as failed (the job may still be running in systemd).",
         ),
     ],
     planned: &[],
@@ -1166,6 +1197,36 @@ pub static DOCKER: Section = Section {
             "The daemon's socket. Only unix sockets are supported; `$DOCKER_HOST` is read when the check runs.",
         ),
     ],
+    planned: &[],
+};
+
+// Keys shared by the systemd check and the systemd driver.
+const UNIT_KEY: KeyDoc = key(
+    "unit",
+    Ty::String,
+    Dflt::Required,
+    "The unit, e.g. `\"web.service\"`. A name without a unit type suffix gets `.service` appended, as `systemctl` does.",
+);
+const BUS_KEY: KeyDoc = key(
+    "bus",
+    Ty::OneOf(BUSES),
+    Dflt::Value("\"system\""),
+    "The system manager (`\"system\"`: `$DBUS_SYSTEM_BUS_ADDRESS`, else `/run/dbus/system_bus_socket`) or the user's `systemd --user` (`\"user\"`: the session bus, `$DBUS_SESSION_BUS_ADDRESS`, else `$XDG_RUNTIME_DIR/bus`).",
+);
+const BUS_ADDRESS_KEY: KeyDoc = key(
+    "bus_address",
+    Ty::Other("D-Bus address"),
+    Dflt::None,
+    "An explicit bus address, e.g. `\"unix:path=/run/dbus/system_bus_socket\"` (or `unix:abstract=...`); overrides `bus`. One connection per address is shared by every check and driver.",
+);
+
+pub static SYSTEMD: Section = Section {
+    id: "check-systemd",
+    header: "[services.NAME.checks.CHECK]",
+    also: &[],
+    applies: Some("kind = \"systemd\""),
+    doc: "Asks systemd over D-Bus about a unit: it passes while the unit's `ActiveState` is `active` (or `reloading`). A failure says what was seen: `failed` with the unit's `Result` and `NRestarts`, `activating` and for how long, `inactive`, or that the unit is not loaded (missing, masked, bad unit file).",
+    keys: &[UNIT_KEY, BUS_KEY, BUS_ADDRESS_KEY],
     planned: &[],
 };
 

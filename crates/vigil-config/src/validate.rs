@@ -23,7 +23,7 @@ use vigil_core::{CheckName, ServiceName};
 use crate::model::{
     AlertRoute, Check, CheckKind, CommandDriver, Config, DockerDriver, DriverSpec, ExecCheck,
     HttpCheck, ListeningCheck, LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service,
-    Settings, Severity, StatusSet, TcpCheck,
+    Settings, Severity, StatusSet, SystemdDriver, TcpCheck,
 };
 use crate::schema::{self, Section};
 use crate::suggest;
@@ -261,6 +261,7 @@ fn service(
         Some(("command", _)) => command_driver(cx, &t).map(DriverSpec::Command),
         Some(("docker", _)) => docker_driver(cx, &t).map(DriverSpec::Docker),
         Some(("exec", _)) => exec::exec_driver(cx, &t).map(DriverSpec::Exec),
+        Some(("systemd", _)) => systemd_driver(cx, &t).map(DriverSpec::Systemd),
         _ => None,
     };
 
@@ -331,10 +332,17 @@ fn service_key_hint(key: &str, path: &KeyPath) -> Option<String> {
         || schema::CHECK_KINDS
             .iter()
             .any(|(_, s)| s.key(key).is_some());
-    if is_check_key
-        && schema::DRIVER_COMMAND.key(key).is_none()
-        && schema::DRIVER_EXEC.key(key).is_none()
-    {
+    let drivers: Vec<String> = schema::DRIVERS
+        .iter()
+        .filter(|(_, s)| s.key(key).is_some())
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
+    if !drivers.is_empty() {
+        Some(format!(
+            "unknown key `{key}` in [{path}]: it belongs to driver {}",
+            drivers.join(", ")
+        ))
+    } else if is_check_key {
         Some(format!(
             "unknown key `{key}` in [{path}]: `{key}` is a check key; put it in [{path}.checks.NAME]"
         ))
@@ -405,6 +413,19 @@ fn docker_driver(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<DockerDriver> {
         container: container?,
         docker_host,
         stop_timeout: stop_timeout?,
+    })
+}
+
+fn systemd_driver(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<SystemdDriver> {
+    let unit = t.required(cx, "unit", kinds::unit_name);
+    let bus = kinds::systemd_bus(cx, t);
+    let reset_failed = t.defaulted(cx, "reset_failed", boolean);
+    let job_timeout = t.defaulted(cx, "job_timeout", positive_duration);
+    Some(SystemdDriver {
+        unit: unit?,
+        bus: bus?,
+        reset_failed: reset_failed?,
+        job_timeout: job_timeout?,
     })
 }
 
@@ -510,6 +531,7 @@ fn check(
         Some(("process", _)) => kinds::process(cx, &t).map(CheckKind::Process),
         Some(("heartbeat", _)) => kinds::heartbeat(cx, &t).map(CheckKind::Heartbeat),
         Some(("docker", _)) => kinds::docker(cx, &t).map(CheckKind::Docker),
+        Some(("systemd", _)) => kinds::systemd(cx, &t).map(CheckKind::Systemd),
         _ => None,
     };
     if !name_valid {

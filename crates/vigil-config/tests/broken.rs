@@ -508,14 +508,42 @@ fn unknown_check_kind_with_suggestion() {
 }
 
 #[test]
-fn check_kind_not_available_yet() {
-    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"x.service\"\n");
+fn systemd_check_needs_a_unit() {
+    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"systemd\"\n");
     assert_only_error(
         &src,
-        5,
-        8,
-        "check kind \"systemd\" is not available yet (available: http, tcp, listening, exec, websocket, sockets, log, interface, file_age, clock, tls_cert, redis, postgres, mqtt, process, heartbeat, docker)",
+        4,
+        1,
+        "missing required key `unit` for kind \"systemd\" in [services.web.checks.d]",
     );
+}
+
+#[test]
+fn systemd_unit_name_is_checked() {
+    let src = format!("{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"web server\"\n");
+    assert_only_error(
+        &src,
+        6,
+        8,
+        "invalid unit name \"web server\": a unit name is letters, digits and ':', '_', '.', '\\', '@', '-'",
+    );
+}
+
+#[test]
+fn systemd_bus_address_must_be_a_unix_socket() {
+    let src = format!(
+        "{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"web\"\nbus_address = \"tcp:host=localhost,port=1\"\n"
+    );
+    assert_only_error(
+        &src,
+        7,
+        15,
+        "invalid bus_address \"tcp:host=localhost,port=1\": only unix sockets are supported: `unix:path=/run/dbus/system_bus_socket`",
+    );
+    let src = format!(
+        "{HEAD}[services.web.checks.d]\nkind = \"systemd\"\nunit = \"web\"\nbus = \"session\"\n"
+    );
+    assert_only_error(&src, 7, 7, "\"session\"");
 }
 
 #[test]
@@ -586,12 +614,28 @@ fn unknown_driver_with_suggestion() {
 }
 
 #[test]
-fn driver_not_available_yet() {
+fn systemd_driver_needs_a_unit() {
     assert_only_error(
-        "[services.web]\ndriver = \"systemd\"\nunit = \"web.service\"\n",
-        2,
-        10,
-        "driver \"systemd\" is not available yet (available: command, exec, docker)",
+        "[services.web]\ndriver = \"systemd\"\n",
+        1,
+        1,
+        "missing required key `unit`",
+    );
+}
+
+#[test]
+fn systemd_driver_keys_are_checked() {
+    assert_only_error(
+        "[services.web]\ndriver = \"systemd\"\nunit = \"web\"\njob_timeout = \"0s\"\n",
+        4,
+        15,
+        "must be greater than 0",
+    );
+    assert_only_error(
+        "[services.web]\ndriver = \"command\"\nrestart_command = [\"/bin/true\"]\nreset_failed = true\n",
+        4,
+        1,
+        "unknown key `reset_failed` in [services.web]: it belongs to driver \"systemd\"",
     );
 }
 

@@ -26,6 +26,7 @@ fn template(section: &Section) -> String {
             "[services.w]\ndriver = \"exec\"\ncommand = [\"/bin/true\"]\nwatchdog = \"1s\"\n{}\n"
                 .to_owned()
         }
+        "driver-systemd" => "[services.web]\ndriver = \"systemd\"\nunit = \"web\"\n{}\n".to_owned(),
         "checks" | "check-tcp" => check("kind = \"tcp\"\nhost = \"h\"\nport = 1"),
         "check-http" => check("kind = \"http\"\nurl = \"http://h\""),
         "check-listening" => check("kind = \"listening\"\nport = 1"),
@@ -50,6 +51,7 @@ fn template(section: &Section) -> String {
             "[alerts.a]\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n{}\n"
                 .to_owned()
         }
+        "check-systemd" => check("kind = \"systemd\"\nunit = \"u\""),
         "schedule" => format!("{SERVICE}[[services.web.schedule]]\ncron = \"0 * * * *\"\n{{}}\n"),
         other => panic!("no template for section {other}; add one"),
     }

@@ -54,7 +54,7 @@ fn complete_example_parses_into_the_expected_model() {
         }
     );
 
-    assert_eq!(config.services.len(), 3);
+    assert_eq!(config.services.len(), 4);
     assert_eq!(
         config.service("kms").unwrap().driver,
         DriverSpec::Docker(DockerDriver {
@@ -95,6 +95,15 @@ fn complete_example_parses_into_the_expected_model() {
         })
     );
     assert_eq!(worker.guard, config.default_guard);
+    assert_eq!(
+        config.service("encoder").unwrap().driver,
+        DriverSpec::Systemd(SystemdDriver {
+            unit: "camera-encoder.service".to_owned(),
+            bus: SystemdBus::System,
+            reset_failed: true,
+            job_timeout: secs(30),
+        })
+    );
     let cam = config.service("camera").unwrap();
     assert_eq!(cam.name.as_str(), "camera");
     assert_eq!(cam.after, [ServiceName::new("kms")]);
@@ -168,6 +177,7 @@ fn complete_example_parses_into_the_expected_model() {
             "uploader",
             "kms",
             "journal",
+            "units",
         ],
         "checks keep file order"
     );
@@ -506,6 +516,16 @@ fn complete_example_parses_into_the_expected_model() {
                 }),
                 pattern: Pattern(regex::Regex::new(r"(?i)dropped \d+ frames").unwrap()),
                 min_matches: 1,
+            })
+        )
+    );
+    assert_eq!(
+        cam.checks[20],
+        defaults(
+            "units",
+            CheckKind::Systemd(SystemdCheck {
+                unit: "camera-encoder.service".to_owned(),
+                bus: SystemdBus::Address("unix:path=/run/dbus/system_bus_socket".to_owned()),
             })
         )
     );

@@ -599,7 +599,7 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
     } else {
         RestartRequest::new(Source::Manual)
     };
-    let driver = Driver::new(&service.driver);
+    let driver = Driver::new(&service.driver, &ProbeContext::new());
     let decision = guard::request(
         &cx,
         &service.name,
@@ -714,7 +714,16 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             {
                 health.reset(now);
             }
-            let uptime = started_at.map(|t| now.saturating_since(t));
+            let uptime = if check.grace.is_zero() {
+                started_at.map(|t| now.saturating_since(t))
+            } else {
+                // The driver's uptime when it knows (systemd: ActiveEnterTimestamp).
+                match Driver::new(&service.driver, &probes).started_at().await {
+                    Some(Some(t)) => Some(now.saturating_since(t)),
+                    Some(None) => None,
+                    None => started_at.map(|t| now.saturating_since(t)),
+                }
+            };
             let obs =
                 health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
             crate::events::check_run(
@@ -776,7 +785,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                         "--no-restart: would restart group {} because check {check_name} is failing; the guard would say: {verdict}", group.name);
                     output::ActionReport::dry_run(&check_name, false, &verdict)
                 } else {
-                    let members = crate::group::members(config, group);
+                    let members = crate::group::members(config, group, &probes);
                     let decision =
                         crate::group::restart(&cx, group, &members, &probes, request).await?;
                     if let Some(rearm_at) = decision.given_up_until() {
@@ -826,26 +835,35 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                         detail: None,
                     })
                 } else {
-                    let driver = Driver::new(&service.driver);
-                    let timeout = service.driver.command_timeout();
-                    let action = match &repair {
-                        Some(argv) => Action::Repair(argv, timeout),
-                        None => Action::Restart(&driver),
+                    let driver = Driver::new(&service.driver, &probes);
+                    let blocked = match &repair {
+                        None => driver.restart_blocked().await,
+                        Some(_) => None,
                     };
-                    let decision =
-                        guard::request(&cx, &service.name, &service.guard, action, request).await?;
-                    crate::events::given_up(
-                        &AlertHub::none(),
-                        &service.name,
-                        request,
-                        &decision.verdict,
-                        decision.decided_at,
-                    );
-                    Some(output::ActionReport::performed(
-                        &check_name,
-                        repair.is_some(),
-                        &decision,
-                    ))
+                    if let Some(why) = blocked {
+                        crate::events::restart_blocked(&service.name, request, &why, true);
+                        Some(output::ActionReport::blocked(&check_name, &why))
+                    } else {
+                        let action = match &repair {
+                            Some(argv) => Action::Repair(argv, service.driver.command_timeout()),
+                            None => Action::Restart(&driver),
+                        };
+                        let decision =
+                            guard::request(&cx, &service.name, &service.guard, action, request)
+                                .await?;
+                        crate::events::given_up(
+                            &cx.alerts,
+                            &service.name,
+                            request,
+                            &decision.verdict,
+                            decision.decided_at,
+                        );
+                        Some(output::ActionReport::performed(
+                            &check_name,
+                            repair.is_some(),
+                            &decision,
+                        ))
+                    }
                 }
             }
         };

@@ -71,6 +71,8 @@ struct ServiceHandle {
     spec: Service,
     tx: mpsc::Sender<ServiceMsg>,
     started: watch::Sender<Option<Timestamp>>,
+    /// The service's driver as the check tasks see it (for the uptime of `grace`).
+    driver: watch::Sender<Driver>,
     cancel: CancellationToken,
     checks: BTreeMap<String, CheckTask>,
     schedules: CancellationToken,
@@ -277,13 +279,13 @@ impl Daemon {
         n_checks: usize,
     ) {
         let name = service.name.clone();
-        let driver = Driver::new(&service.driver);
-        // The driver's own start time when it has one (a container's StartedAt), else the
-        // last restart Vigil made. An exec service's uptime starts when its supervisor
-        // spawns it.
+        let actor_driver = Driver::new(&service.driver, &self.shared.probes);
+        // The driver's own start time when it has one (a container's StartedAt, a unit's
+        // ActiveEnterTimestamp), else the last restart Vigil made. An exec service's
+        // uptime starts when its supervisor spawns it.
         let is_exec = matches!(service.driver, vigil_config::model::DriverSpec::Exec(_));
-        let started_at = match driver.started_at().await {
-            Some(t) => Some(t),
+        let started_at = match actor_driver.started_at().await {
+            Some(t) => t,
             None if is_exec => None,
             None => {
                 let n = name.to_string();
@@ -296,6 +298,7 @@ impl Daemon {
             }
         };
         let (started, _) = watch::channel(started_at);
+        let (driver, _) = watch::channel(actor_driver.clone());
         let (tx, rx) = mpsc::channel(64);
         let cancel = self.root.child_token();
         if let vigil_config::model::DriverSpec::Exec(spec) = &service.driver {
@@ -315,7 +318,8 @@ impl Daemon {
             let actor = ServiceActor {
                 spec: service.clone(),
                 announced_given_up: None,
-                driver,
+                announced_blocked: false,
+                driver: actor_driver,
                 shared: self.shared.clone(),
                 started: started.clone(),
                 cancel: cancel.clone(),
@@ -332,6 +336,7 @@ impl Daemon {
             spec: service.clone(),
             tx,
             started,
+            driver,
             cancel,
             checks: BTreeMap::new(),
             schedules: CancellationToken::new(),
@@ -386,6 +391,7 @@ impl Daemon {
             shared: self.shared.clone(),
             tx: handle.tx.clone(),
             started: handle.started.subscribe(),
+            driver: handle.driver.subscribe(),
             cancel: cancel.clone(),
         };
         let label = format!("check {service}/{}", check.name);
@@ -579,6 +585,11 @@ impl Daemon {
                 tracing::info!(service = %service.name, event = "service_added", "service added");
                 continue;
             };
+            if handle.spec.driver != service.driver {
+                handle
+                    .driver
+                    .send_replace(Driver::new(&service.driver, &self.shared.probes));
+            }
             if handle.spec.driver != service.driver || handle.spec.guard != service.guard {
                 let _ = handle
                     .tx
@@ -725,7 +736,7 @@ impl GroupActor {
             tracing::warn!(group = %self.group.name, service = %msg.member, check = %msg.check,
                 event = "group_restart_wanted",
                 "check {}/{} is failing: restarting group {}", msg.member, msg.check, self.group.name);
-            let members = crate::group::members(&self.config, &self.group);
+            let members = crate::group::members(&self.config, &self.group, &self.shared.probes);
             let fut = crate::group::restart(
                 &self.shared.guard,
                 &self.group,
@@ -776,6 +787,9 @@ struct ServiceActor {
     /// The re-arm instant of the given-up episode already announced, so "ACTION REQUIRED"
     /// is raised once per episode rather than on every denied request.
     announced_given_up: Option<Timestamp>,
+    /// An automatic restart was already refused because the driver said it cannot succeed
+    /// (systemd's start limit); later refusals of the same episode log quietly.
+    announced_blocked: bool,
     driver: Driver,
     shared: Arc<Shared>,
     started: watch::Sender<Option<Timestamp>>,
@@ -839,7 +853,7 @@ impl ServiceActor {
             match msg {
                 ServiceMsg::Update(spec) => {
                     let driver_changed = spec.driver != self.spec.driver;
-                    self.driver = Driver::new(&spec.driver);
+                    self.driver = Driver::new(&spec.driver, &self.shared.probes);
                     self.spec = *spec;
                     if driver_changed {
                         self.follow_driver();
@@ -861,6 +875,21 @@ impl ServiceActor {
                     repair,
                     reply,
                 } => {
+                    // An automatic restart that cannot succeed is not attempted (never a
+                    // loop against systemd's start limit); a manual one always is.
+                    if repair.is_none() && request.source != Source::Manual {
+                        if let Some(why) = self.driver.restart_blocked().await {
+                            events::restart_blocked(
+                                &self.spec.name,
+                                request,
+                                &why,
+                                !self.announced_blocked,
+                            );
+                            self.announced_blocked = true;
+                            continue;
+                        }
+                        self.announced_blocked = false;
+                    }
                     if !self.handle_restart(request, repair, reply).await {
                         return;
                     }
@@ -965,6 +994,7 @@ struct CheckLoop {
     shared: Arc<Shared>,
     tx: mpsc::Sender<ServiceMsg>,
     started: watch::Receiver<Option<Timestamp>>,
+    driver: watch::Receiver<Driver>,
     cancel: CancellationToken,
 }
 
@@ -996,7 +1026,7 @@ impl CheckLoop {
                 self.save(None, "service restarted".to_owned(), now);
                 continue;
             }
-            let uptime = (*self.started.borrow()).map(|t| now.saturating_since(t));
+            let uptime = self.uptime(now).await;
             let obs = self.health.observe_after_grace(
                 run.verdict,
                 self.check.thresholds,
@@ -1024,6 +1054,22 @@ impl CheckLoop {
             if obs.wants_action && run.verdict == RunVerdict::Fail {
                 self.act(&run.reason).await;
             }
+        }
+    }
+
+    /// How long the service has been up, for `grace`: from the driver when it knows (a
+    /// systemd unit's `ActiveEnterTimestamp`, whoever started it), else since Vigil's last
+    /// successful restart. Asked only of checks with a grace period.
+    async fn uptime(&self, now: Timestamp) -> Option<Duration> {
+        let ledger = || (*self.started.borrow()).map(|t| now.saturating_since(t));
+        if self.check.grace.is_zero() {
+            return ledger();
+        }
+        let driver = self.driver.borrow().clone();
+        match driver.started_at().await {
+            Some(Some(t)) => Some(now.saturating_since(t)),
+            Some(None) => None,
+            None => ledger(),
         }
     }
 

@@ -151,6 +151,7 @@ pub async fn restart(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
                 state.describe()
             ),
             duration,
+            action_required: None,
         },
         Ok(state) => RestartReport {
             ok: false,
@@ -160,11 +161,13 @@ pub async fn restart(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
                 state.describe()
             ),
             duration,
+            action_required: None,
         },
         Err(e) => RestartReport {
             ok: false,
             detail: format!("docker restart {}: {e}", d.container),
             duration,
+            action_required: None,
         },
     }
 }
@@ -227,6 +230,7 @@ async fn own_op(
                 state.describe()
             ),
             duration,
+            action_required: None,
         },
         Ok(state) => RestartReport {
             ok: false,
@@ -236,11 +240,13 @@ async fn own_op(
                 state.describe()
             ),
             duration,
+            action_required: None,
         },
         Err(e) => RestartReport {
             ok: false,
             detail: format!("docker {what} {}: {e}", d.container),
             duration,
+            action_required: None,
         },
     }
 }

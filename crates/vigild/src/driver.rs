@@ -2,13 +2,19 @@
 //!
 //! Drivers act and report typed outcomes ([`RestartReport`]); they never retry and never
 //! decide. Every restart reaches a driver only through the guard (`guard.rs`).
+//!
+//! The systemd driver talks D-Bus through the shared connections of the daemon's
+//! [`ProbeContext`] (one per bus, shared with the `systemd` checks): `RestartUnit` with mode
+//! `replace`, then the job is followed to its `JobRemoved` within `job_timeout`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use vigil_checks::ProbeContext;
 use vigil_checks::process::{self, Exit, Leftovers, RunSpec};
-use vigil_config::model::{Argv, CommandDriver, DockerDriver, DriverSpec};
-use vigil_core::Timestamp;
+use vigil_checks::systemd::{Buses, JobEnd, JobKind, JobOutcome, UnitState};
+use vigil_config::model::{Argv, CommandDriver, DockerDriver, DriverSpec, SystemdDriver};
+use vigil_core::{Timestamp, format_duration};
 
 use crate::docker::{self, OwnRestarts};
 
@@ -19,6 +25,9 @@ pub struct RestartReport {
     /// One line: what ran and how it ended ("`systemctl restart x`: exit code 0 in 1.2s").
     pub detail: String,
     pub duration: Duration,
+    /// The service cannot be restarted again until someone acts (systemd's start limit
+    /// tripped): the reason, raised as an ACTION REQUIRED alert.
+    pub action_required: Option<String>,
 }
 
 /// A service's driver, built from its validated spec.
@@ -29,17 +38,33 @@ pub enum Driver {
     Docker(DockerDriver, Arc<OwnRestarts>),
     /// Owned by `vigil run`'s supervisor (`exec/`): a one-shot process cannot restart it.
     Exec,
+    Systemd(SystemdUnit),
+}
+
+/// `driver = "systemd"` with the shared bus connections.
+#[derive(Clone, Debug)]
+pub struct SystemdUnit {
+    spec: SystemdDriver,
+    buses: Buses,
 }
 
 /// What one-shot commands say about an exec service: the running daemon owns its process.
 pub const EXEC_OWNED_BY_DAEMON: &str = "exec services are supervised by `vigil run`, which owns their processes; this command cannot act on one without the daemon's control socket";
 
+/// systemd's `Result` when its start limit refused a start.
+const START_LIMIT_HIT: &str = "start-limit-hit";
+
 impl Driver {
-    pub fn new(spec: &DriverSpec) -> Driver {
+    /// `cx` provides the shared D-Bus connections of the systemd driver.
+    pub fn new(spec: &DriverSpec, cx: &ProbeContext) -> Driver {
         match spec {
             DriverSpec::Command(c) => Driver::Command(c.clone()),
             DriverSpec::Docker(d) => Driver::Docker(d.clone(), Arc::default()),
             DriverSpec::Exec(_) => Driver::Exec,
+            DriverSpec::Systemd(s) => Driver::Systemd(SystemdUnit {
+                spec: s.clone(),
+                buses: cx.buses().clone(),
+            }),
         }
     }
 
@@ -49,6 +74,7 @@ impl Driver {
             Driver::Command(c) => run_command(&c.restart, c.timeout).await,
             Driver::Docker(d, own) => docker::restart(d, own).await,
             Driver::Exec => exec_not_here(),
+            Driver::Systemd(u) => u.restart().await,
         }
     }
 
@@ -62,10 +88,12 @@ impl Driver {
                     ok: true,
                     detail: "no stop_command: restarted in the start phase".to_owned(),
                     duration: Duration::ZERO,
+                    action_required: None,
                 },
             },
             Driver::Docker(d, own) => docker::stop(d, own).await,
             Driver::Exec => exec_not_here(),
+            Driver::Systemd(u) => u.job(JobKind::Stop).await,
         }
     }
 
@@ -79,10 +107,12 @@ impl Driver {
             },
             Driver::Docker(d, own) => docker::start(d, own).await,
             Driver::Exec => exec_not_here(),
+            Driver::Systemd(u) => u.job(JobKind::Start).await,
         }
     }
 
-    /// Whether the service runs, when the driver can tell (`status_command`).
+    /// Whether the service runs, when the driver can tell (`status_command`; a unit's
+    /// `ActiveState`).
     pub async fn is_running(&self) -> Option<bool> {
         match self {
             Driver::Command(c) => {
@@ -91,19 +121,30 @@ impl Driver {
             }
             Driver::Docker(d, _) => docker::inspect(d).await.ok().map(|s| s.running),
             Driver::Exec => None,
+            Driver::Systemd(u) => u.state().await.ok().map(|s| s.is_active()),
         }
     }
 
-    /// When the service's current instance started, when the driver knows (Docker's
-    /// `State.StartedAt`); `None`: the daemon uses the last restart in the ledger.
-    pub async fn started_at(&self) -> Option<Timestamp> {
+    /// When the running instance started, for `grace`: `None` when the driver cannot tell
+    /// (Vigil's own record of its last restart is used then), `Some(None)` when the service
+    /// is not running. Docker: the container's `State.StartedAt`; systemd: the unit's
+    /// `ActiveEnterTimestamp`, so restarts by anyone (systemctl, `Restart=`, Docker's own
+    /// policy) count.
+    pub async fn started_at(&self) -> Option<Option<Timestamp>> {
         match self {
             Driver::Command(_) | Driver::Exec => None,
-            Driver::Docker(d, _) => docker::inspect(d)
-                .await
-                .ok()
-                .filter(|s| s.running)
-                .and_then(|s| s.started_at),
+            Driver::Docker(d, _) => {
+                let state = docker::inspect(d).await.ok()?;
+                Some(state.started_at.filter(|_| state.running))
+            }
+            Driver::Systemd(u) => {
+                let state = u.state().await.ok()?;
+                Some(if state.is_active() {
+                    state.active_enter
+                } else {
+                    None
+                })
+            }
         }
     }
 
@@ -111,11 +152,39 @@ impl Driver {
     /// health, exit code and restart count), or why it could not be read.
     pub async fn detail(&self) -> Option<String> {
         match self {
-            Driver::Command(_) | Driver::Exec => None,
+            Driver::Command(_) | Driver::Exec | Driver::Systemd(_) => None,
             Driver::Docker(d, _) => Some(match docker::inspect(d).await {
                 Ok(state) => state.describe(),
                 Err(e) => e,
             }),
+        }
+    }
+
+    /// Why an automatic restart must not be attempted now, if it must not: the unit sits
+    /// in `failed` with `Result=start-limit-hit` (systemd refuses to start it until someone
+    /// resets it), unless the driver resets it itself (`reset_failed = true`).
+    pub async fn restart_blocked(&self) -> Option<String> {
+        let Driver::Systemd(u) = self else {
+            return None;
+        };
+        if u.spec.reset_failed {
+            return None;
+        }
+        let state = u.state().await.ok()?;
+        (state.active_state == "failed" && state.result.as_deref() == Some(START_LIMIT_HIT))
+            .then(|| {
+                format!(
+                    "unit {} is failed with Result=start-limit-hit: systemd refuses to start it; run `systemctl reset-failed {}` or `vigil restart`, or set reset_failed = true",
+                    u.spec.unit, u.spec.unit
+                )
+            })
+    }
+
+    /// The unit's state for `vigil status` (systemd only).
+    pub async fn unit_state(&self) -> Option<Result<UnitState, String>> {
+        match self {
+            Driver::Command(_) | Driver::Docker(..) | Driver::Exec => None,
+            Driver::Systemd(u) => Some(u.state().await),
         }
     }
 }
@@ -126,6 +195,155 @@ fn exec_not_here() -> RestartReport {
         ok: false,
         detail: EXEC_OWNED_BY_DAEMON.to_owned(),
         duration: Duration::ZERO,
+        action_required: None,
+    }
+}
+
+impl SystemdUnit {
+    async fn state(&self) -> Result<UnitState, String> {
+        let unit = self.spec.unit.as_str();
+        self.buses
+            .with(
+                &self.spec.bus,
+                |bus| async move { bus.unit_state(unit).await },
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// A group restart's stop or start step: the job, followed to its end.
+    async fn job(&self, kind: JobKind) -> RestartReport {
+        let started = tokio::time::Instant::now();
+        let spec = &self.spec;
+        let unit = spec.unit.as_str();
+        let outcome = self
+            .buses
+            .with(&spec.bus, |bus| async move {
+                bus.job(kind, unit, spec.job_timeout).await
+            })
+            .await;
+        let duration = started.elapsed();
+        match outcome {
+            Err(e) => RestartReport {
+                ok: false,
+                detail: e.to_string(),
+                duration,
+                action_required: None,
+            },
+            Ok(job) if kind == JobKind::Stop => {
+                let done = matches!(&job.end, JobEnd::Removed(r) if r == "done");
+                RestartReport {
+                    ok: done,
+                    detail: format!(
+                        "StopUnit {}: {} in {}",
+                        job.unit,
+                        match &job.end {
+                            JobEnd::Removed(r) => format!("job {r}"),
+                            JobEnd::DeadlineExceeded => "job not finished".to_owned(),
+                        },
+                        latency(job.took)
+                    ),
+                    duration,
+                    action_required: None,
+                }
+            }
+            Ok(job) => judge_job(&job, spec.job_timeout, duration),
+        }
+    }
+
+    async fn restart(&self) -> RestartReport {
+        let started = tokio::time::Instant::now();
+        let spec = &self.spec;
+        let unit = spec.unit.as_str();
+        let outcome = self
+            .buses
+            .with(&spec.bus, |bus| async move {
+                if spec.reset_failed {
+                    match bus.reset_failed(unit).await {
+                        // Not loaded: nothing to reset; RestartUnit says what is wrong.
+                        Err(e) if e.error_name() == Some("org.freedesktop.systemd1.NoSuchUnit") => {
+                        }
+                        other => other?,
+                    }
+                }
+                bus.restart_unit(unit, spec.job_timeout).await
+            })
+            .await;
+        let duration = started.elapsed();
+        let mut report = match outcome {
+            Err(e) => RestartReport {
+                ok: false,
+                detail: e.to_string(),
+                duration,
+                action_required: None,
+            },
+            Ok(job) => judge_job(&job, spec.job_timeout, duration),
+        };
+        if spec.reset_failed {
+            report.detail = format!("ResetFailedUnit, then {}", report.detail);
+        }
+        report
+    }
+}
+
+/// The report for a restart job that ended (or ran past its deadline).
+fn judge_job(job: &JobOutcome, job_timeout: Duration, duration: Duration) -> RestartReport {
+    let head = format!("{} {}", job.kind.method(), job.unit);
+    let took = latency(job.took);
+    let unit_now = match &job.state {
+        Some(s) => format!(
+            "unit {} ({}){}",
+            s.active_state,
+            s.sub_state,
+            s.result_suffix()
+        ),
+        None => "unit state unknown".to_owned(),
+    };
+    let active = job.state.as_ref().is_some_and(UnitState::is_active);
+    let limit_hit = job
+        .state
+        .as_ref()
+        .is_some_and(|s| s.result.as_deref() == Some(START_LIMIT_HIT) && !s.is_active());
+    let (ok, detail) = match &job.end {
+        JobEnd::Removed(result) if result == "done" && active => {
+            (true, format!("{head}: job done in {took}, {unit_now}"))
+        }
+        JobEnd::Removed(result) if result == "done" => {
+            (false, format!("{head}: job done in {took}, but {unit_now}"))
+        }
+        JobEnd::Removed(_) if limit_hit => (
+            false,
+            format!(
+                "{head}: start-limit-hit: systemd's start limit refused the start (job failed in {took}); not retried automatically until the unit is reset"
+            ),
+        ),
+        JobEnd::Removed(result) => (false, format!("{head}: job {result} in {took}, {unit_now}")),
+        JobEnd::DeadlineExceeded => (
+            false,
+            format!(
+                "{head}: job not finished after {} (job_timeout; it may still be running in systemd), {unit_now}",
+                format_duration(job_timeout)
+            ),
+        ),
+    };
+    RestartReport {
+        ok,
+        detail,
+        duration,
+        action_required: limit_hit.then(|| {
+            format!(
+                "systemd's start limit tripped for {} (Result=start-limit-hit); automatic restarts stop until `systemctl reset-failed {}`, a manual `vigil restart`, or reset_failed = true",
+                job.unit, job.unit
+            )
+        }),
+    }
+}
+
+fn latency(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
     }
 }
 
@@ -146,6 +364,7 @@ pub async fn run_command(argv: &Argv, timeout: Duration) -> RestartReport {
             ok: false,
             detail: format!("`{argv}`: {e}"),
             duration: Duration::ZERO,
+            action_required: None,
         },
         Ok(out) => {
             let took = vigil_core::format_duration(out.duration);
@@ -172,6 +391,7 @@ pub async fn run_command(argv: &Argv, timeout: Duration) -> RestartReport {
                 ok,
                 detail,
                 duration: out.duration,
+                action_required: None,
             }
         }
     }
@@ -190,4 +410,121 @@ fn first_line(bytes: &[u8]) -> Option<String> {
         line.push('…');
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(active: &str, sub: &str, result: &str) -> UnitState {
+        UnitState {
+            unit: "web.service".to_owned(),
+            load_state: "loaded".to_owned(),
+            active_state: active.to_owned(),
+            sub_state: sub.to_owned(),
+            result: Some(result.to_owned()),
+            n_restarts: Some(0),
+            active_enter: None,
+            state_change: None,
+            invocation_id: String::new(),
+        }
+    }
+
+    fn job(end: JobEnd, state: UnitState) -> JobOutcome {
+        JobOutcome {
+            kind: JobKind::Restart,
+            unit: "web.service".to_owned(),
+            job: "/org/freedesktop/systemd1/job/7".to_owned(),
+            queued: Duration::from_micros(400),
+            end,
+            took: Duration::from_micros(2500),
+            state: Some(state),
+        }
+    }
+
+    const T: Duration = Duration::from_secs(90);
+
+    #[test]
+    fn done_and_active_is_ok() {
+        let r = judge_job(
+            &job(
+                JobEnd::Removed("done".into()),
+                state("active", "running", "success"),
+            ),
+            T,
+            Duration::ZERO,
+        );
+        assert!(r.ok);
+        assert_eq!(
+            r.detail,
+            "RestartUnit web.service: job done in 2.5ms, unit active (running) (Result=success, NRestarts=0)"
+        );
+        assert_eq!(r.action_required, None);
+    }
+
+    #[test]
+    fn done_but_dead_is_not_ok() {
+        let r = judge_job(
+            &job(
+                JobEnd::Removed("done".into()),
+                state("failed", "failed", "exit-code"),
+            ),
+            T,
+            Duration::ZERO,
+        );
+        assert!(!r.ok);
+        assert!(
+            r.detail
+                .ends_with("but unit failed (failed) (Result=exit-code, NRestarts=0)")
+        );
+    }
+
+    #[test]
+    fn start_limit_hit_requires_action() {
+        let r = judge_job(
+            &job(
+                JobEnd::Removed("failed".into()),
+                state("failed", "failed", "start-limit-hit"),
+            ),
+            T,
+            Duration::ZERO,
+        );
+        assert!(!r.ok);
+        assert!(
+            r.detail
+                .starts_with("RestartUnit web.service: start-limit-hit: ")
+        );
+        assert!(r.action_required.is_some());
+    }
+
+    #[test]
+    fn other_results_and_deadlines_are_reported() {
+        let r = judge_job(
+            &job(
+                JobEnd::Removed("dependency".into()),
+                state("inactive", "dead", "success"),
+            ),
+            T,
+            Duration::ZERO,
+        );
+        assert_eq!(
+            r.detail,
+            "RestartUnit web.service: job dependency in 2.5ms, unit inactive (dead) (Result=success, NRestarts=0)"
+        );
+        let r = judge_job(
+            &job(
+                JobEnd::DeadlineExceeded,
+                state("activating", "start-pre", "success"),
+            ),
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
+        assert!(!r.ok);
+        assert!(
+            r.detail
+                .starts_with("RestartUnit web.service: job not finished after 1s (job_timeout"),
+            "{}",
+            r.detail
+        );
+    }
 }

@@ -205,6 +205,35 @@ pub fn restart_finished(
             report.detail
         );
     }
+    if let Some(why) = &report.action_required {
+        tracing::error!(
+            service = %service,
+            event = "action_required",
+            "ACTION REQUIRED: {why}"
+        );
+    }
+}
+
+/// An automatic restart was not attempted because the driver says it cannot succeed
+/// (systemd's start limit tripped). `first` is the first refusal of the episode; later
+/// ones are logged at debug level so a failing check does not repeat it every run.
+pub fn restart_blocked(service: &ServiceName, request: RestartRequest, why: &str, first: bool) {
+    let source = request.source.as_str();
+    if first {
+        tracing::error!(
+            service = %service,
+            event = "restart_not_attempted",
+            source,
+            "Restart NOT ATTEMPTED: {why}"
+        );
+    } else {
+        tracing::debug!(
+            service = %service,
+            event = "restart_not_attempted",
+            source,
+            "Restart NOT ATTEMPTED: {why}"
+        );
+    }
 }
 
 /// A restart whose Vigil process died before recording its outcome.

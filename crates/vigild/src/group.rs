@@ -28,7 +28,7 @@ pub struct Member {
 }
 
 /// The members of `group`, in start order, with drivers built from `config`.
-pub fn members(config: &Config, group: &Group) -> Vec<Member> {
+pub fn members(config: &Config, group: &Group, probes: &ProbeContext) -> Vec<Member> {
     group
         .members
         .iter()
@@ -36,7 +36,7 @@ pub fn members(config: &Config, group: &Group) -> Vec<Member> {
             let s = config.service(name.as_str())?;
             Some(Member {
                 name: s.name.clone(),
-                driver: Driver::new(&s.driver),
+                driver: Driver::new(&s.driver, probes),
                 guard: s.guard.clone(),
                 ready: s
                     .ready_check
@@ -82,6 +82,7 @@ async fn sequence(
         ok: false,
         detail,
         duration: started.elapsed(),
+        action_required: None,
     };
     let mut stopped = Vec::new();
     for m in members.iter().rev() {
@@ -164,6 +165,7 @@ async fn sequence(
             vigil_core::format_duration(started.elapsed())
         ),
         duration: started.elapsed(),
+        action_required: None,
     }
 }
 

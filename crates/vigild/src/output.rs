@@ -139,6 +139,8 @@ pub struct ServiceStatus {
     pub checks: Vec<CheckStatus>,
     /// `driver = "exec"`: the supervised process as `vigil run` last reported it.
     pub exec: Option<ExecStatus>,
+    /// `driver = "systemd"`: the unit as systemd reports it; `null` for other drivers.
+    pub systemd: Option<SystemdStatus>,
 }
 
 #[derive(Serialize, Debug)]
@@ -155,6 +157,26 @@ pub struct ExecStatus {
     /// The `vigil run` that owns the process, and whether it is alive.
     pub vigil_pid: Option<u32>,
     pub daemon_running: bool,
+}
+
+/// A systemd unit's state in `vigil status`.
+#[derive(Serialize, Debug)]
+pub struct SystemdStatus {
+    pub unit: String,
+    /// `active`, `failed`, `inactive`, `activating`, ...; `null` when the bus could not be
+    /// asked (`error` says why).
+    pub active_state: Option<String>,
+    pub sub_state: Option<String>,
+    pub load_state: Option<String>,
+    /// The service's `Result` (`success`, `exit-code`, `start-limit-hit`, ...).
+    pub result: Option<String>,
+    /// Automatic restarts by systemd's own `Restart=`.
+    pub n_restarts: Option<u32>,
+    /// `ActiveEnterTimestamp`: when the unit last became active.
+    pub active_since: Option<String>,
+    /// Since `active_since`, while the unit is active (what `grace` counts).
+    pub uptime_secs: Option<u64>,
+    pub error: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -189,6 +211,7 @@ pub async fn status(
     only: Option<&str>,
 ) -> Result<StatusReport, LedgerError> {
     let now = clock::now();
+    let probes = vigil_checks::ProbeContext::new();
     let states = ledger.call(|l| l.check_states()).await?;
     let exec_states = ledger.call(|l| l.exec_states()).await?;
     let dangling = ledger.call(|l| l.dangling_intents(None)).await?;
@@ -276,28 +299,37 @@ pub async fn status(
             .iter()
             .filter_map(|s| s.schedule.next_after(now))
             .min();
-        let driver = crate::driver::Driver::new(&service.driver);
+        let driver = crate::driver::Driver::new(&service.driver, &probes);
         let driver_detail = driver.detail().await;
+        let unit = driver.unit_state().await;
         let exec = match &service.driver {
             vigil_config::model::DriverSpec::Exec(_) => {
                 Some(exec_status(exec_states.iter().find(|r| r.service == name)))
             }
             _ => None,
         };
-        let running = match &exec {
-            Some(e) if e.daemon_running => Some(matches!(
+        let running = match (&exec, &unit) {
+            (Some(e), _) if e.daemon_running => Some(matches!(
                 e.state.as_str(),
                 "running" | "starting" | "stopping"
             )),
-            Some(e) if e.state == "left-running" => e
+            (Some(e), _) if e.state == "left-running" => e
                 .pid
                 .map(|p| std::path::Path::new(&format!("/proc/{p}")).exists()),
-            Some(_) => None,
-            None => driver.is_running().await,
+            (Some(_), _) => None,
+            (None, Some(Ok(state))) => Some(state.is_active()),
+            (None, Some(Err(_))) => None,
+            (None, None) => driver.is_running().await,
         };
         let state = match &exec {
             Some(e) if e.daemon_running && e.state == "given-up" => "given-up",
             _ => state,
+        };
+        let systemd = match (&service.driver, unit) {
+            (vigil_config::model::DriverSpec::Systemd(spec), Some(state)) => {
+                Some(systemd_status(&spec.unit, state, now))
+            }
+            _ => None,
         };
         services.push(ServiceStatus {
             name: name.clone(),
@@ -325,6 +357,7 @@ pub async fn status(
                 .collect(),
             checks,
             exec,
+            systemd,
         });
     }
     Ok(StatusReport {
@@ -369,6 +402,40 @@ fn exec_status(row: Option<&crate::ledger::ExecStateRow>) -> ExecStatus {
         detail: r.detail.clone(),
         vigil_pid: Some(r.vigil_pid),
         daemon_running,
+    }
+}
+
+fn systemd_status(
+    unit: &str,
+    state: Result<vigil_checks::systemd::UnitState, String>,
+    now: Timestamp,
+) -> SystemdStatus {
+    match state {
+        Ok(s) => SystemdStatus {
+            unit: unit.to_owned(),
+            uptime_secs: s
+                .active_enter
+                .filter(|_| s.is_active())
+                .map(|t| now.saturating_since(t).as_secs()),
+            active_since: s.active_enter.map(|t| t.to_string()),
+            active_state: Some(s.active_state),
+            sub_state: Some(s.sub_state),
+            load_state: Some(s.load_state),
+            result: s.result,
+            n_restarts: s.n_restarts,
+            error: None,
+        },
+        Err(e) => SystemdStatus {
+            unit: unit.to_owned(),
+            active_state: None,
+            sub_state: None,
+            load_state: None,
+            result: None,
+            n_restarts: None,
+            active_since: None,
+            uptime_secs: None,
+            error: Some(e),
+        },
     }
 }
 
@@ -463,6 +530,45 @@ pub fn render_status(report: &StatusReport) -> String {
             })
         })
         .collect();
+    let unit_rows: Vec<Vec<(String, String)>> = report
+        .services
+        .iter()
+        .filter_map(|s| {
+            let u = s.systemd.as_ref()?;
+            let state = match (&u.active_state, &u.sub_state) {
+                (Some(a), Some(sub)) => format!("{a} ({sub})"),
+                _ => u.error.clone().unwrap_or_else(|| "?".to_owned()),
+            };
+            let painted = match u.active_state.as_deref() {
+                Some("active") => paint(&state, "32"),
+                Some("failed") => paint(&state, "31"),
+                Some(_) => paint(&state, "33"),
+                None => paint(&state, "31"),
+            };
+            let up = match u.uptime_secs {
+                Some(secs) => format_duration(std::time::Duration::from_secs(secs)),
+                None => "-".to_owned(),
+            };
+            Some(vec![
+                cell(s.name.clone()),
+                cell(u.unit.clone()),
+                (state, painted),
+                cell(u.result.clone().unwrap_or_else(|| "-".to_owned())),
+                cell(
+                    u.n_restarts
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                ),
+                cell(up),
+            ])
+        })
+        .collect();
+    if !unit_rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &["SERVICE", "UNIT", "ACTIVE", "RESULT", "NRESTARTS", "UP"],
+            &unit_rows,
+        ));
+    }
     if !check_rows.is_empty() {
         out.push('\n');
         out.push_str(&table(
@@ -751,6 +857,19 @@ impl ActionReport {
             dry_run: true,
             verdict: verdict.kind(),
             message: verdict.to_string(),
+            outcome: None,
+            detail: None,
+        }
+    }
+
+    /// An automatic restart not attempted because it cannot succeed (systemd's start limit).
+    pub fn blocked(check: &str, why: &str) -> ActionReport {
+        ActionReport {
+            check: check.to_owned(),
+            kind: "restart",
+            dry_run: false,
+            verdict: "not-attempted",
+            message: format!("Restart NOT ATTEMPTED: {why}"),
             outcome: None,
             detail: None,
         }

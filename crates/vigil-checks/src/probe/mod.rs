@@ -18,6 +18,7 @@ mod postgres;
 pub mod process;
 mod redis;
 pub mod sockets;
+pub mod systemd;
 mod tcp;
 mod tls;
 mod tls_cert;
@@ -116,6 +117,9 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
         CheckKind::Log(check) => with_deadline(log::label(check), timeout, log::probe(check)).await,
         CheckKind::Docker(check) => {
             with_deadline(docker::label(check), timeout, docker::probe(check)).await
+        }
+        CheckKind::Systemd(check) => {
+            with_deadline(systemd::label(check), timeout, systemd::probe(check, cx)).await
         }
         // The config refuses kinds this build does not implement (`schema::CHECK_KINDS`),
         // so this arm is only reachable through a hand-built spec.

@@ -416,6 +416,118 @@ pub(super) fn docker_host(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Opt
     }
 }
 
+pub(super) fn systemd(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<SystemdCheck> {
+    let unit = t.required(cx, "unit", unit_name);
+    let bus = systemd_bus(cx, t);
+    Some(SystemdCheck {
+        unit: unit?,
+        bus: bus?,
+    })
+}
+
+/// Unit type suffixes systemd knows; a name without one is a service.
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".target",
+    ".device",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".timer",
+    ".path",
+    ".slice",
+    ".scope",
+];
+
+/// A unit name as systemd accepts it (`[A-Za-z0-9:_.\\@-]`, at most 255 characters);
+/// `.service` is appended to a name without a type suffix, as `systemctl` does.
+pub(super) fn unit_name(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    let name = string(cx, v, path)?;
+    let reason = if name.is_empty() {
+        Some("must not be empty")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '\\' | '@' | '-'))
+    {
+        Some("a unit name is letters, digits and ':', '_', '.', '\\', '@', '-'")
+    } else if name.starts_with('.') || name.starts_with('@') {
+        Some("must start with a letter, a digit or one of ':', '_', '\\', '-'")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        let message = format!("invalid unit name {:?}: {reason}", shorten(&name));
+        cx.error(v.span(), path, message);
+        return None;
+    }
+    let full = if UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        name
+    } else {
+        format!("{name}.service")
+    };
+    if full.len() > 255 {
+        cx.error(
+            v.span(),
+            path,
+            format!(
+                "invalid unit name {:?}: longer than 255 characters",
+                shorten(&full)
+            ),
+        );
+        return None;
+    }
+    Some(full)
+}
+
+/// `bus` and `bus_address` (which overrides `bus`).
+pub(super) fn systemd_bus(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<SystemdBus> {
+    let bus = t.defaulted(cx, "bus", |cx, v, p| {
+        match value::one_of(cx, v, p, "bus", schema::BUSES)? {
+            "system" => Some(SystemdBus::System),
+            "user" => Some(SystemdBus::User),
+            _ => None,
+        }
+    });
+    let address = t.optional(cx, "bus_address", bus_address);
+    match address {
+        Some(a) => Some(SystemdBus::Address(a)),
+        None if t.get("bus_address").is_some() => None,
+        None => bus,
+    }
+}
+
+/// `unix:path=/absolute/path` or `unix:abstract=name` (what Vigil can connect to).
+fn bus_address(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+    let s = string(cx, v, path)?;
+    let first = s.split(';').next().unwrap_or_default();
+    let reason = match first.strip_prefix("unix:") {
+        Some(params) => {
+            let mut target = None;
+            for kv in params.split(',') {
+                match kv.split_once('=') {
+                    Some(("path", p)) if p.starts_with('/') => target = Some(()),
+                    Some(("path", _)) => target = None,
+                    Some(("abstract", a)) if !a.is_empty() => target = Some(()),
+                    _ => {}
+                }
+            }
+            target
+                .is_none()
+                .then_some("needs `path=/absolute/socket` or `abstract=name`: `unix:path=/run/dbus/system_bus_socket`")
+        }
+        None => Some("only unix sockets are supported: `unix:path=/run/dbus/system_bus_socket`"),
+    };
+    match reason {
+        None => Some(s),
+        Some(reason) => {
+            let message = format!("invalid bus_address {:?}: {reason}", shorten(&s));
+            cx.error(v.span(), path, message);
+            None
+        }
+    }
+}
+
 pub(super) fn heartbeat(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<HeartbeatCheck> {
     let ttl = t.required(cx, "ttl", positive_duration);
     Some(HeartbeatCheck { ttl: ttl? })

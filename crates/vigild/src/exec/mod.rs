@@ -313,6 +313,7 @@ impl Supervisor {
             ok: true,
             detail: format!("started pid {raw}: {}", self.spec.command),
             duration: t0.elapsed(),
+            action_required: None,
         })
     }
 
@@ -329,6 +330,7 @@ impl Supervisor {
                 ok: false,
                 detail,
                 duration: t0.elapsed(),
+                action_required: None,
             },
         }
     }
