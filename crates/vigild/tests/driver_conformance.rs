@@ -5,7 +5,8 @@
 //! - a failed restart is reported precisely (exit 1, the driver's reason).
 //!
 //! Beds: `command` and `exec` always; `docker` with `VIGIL_TEST_DOCKER=1` (a real dockerd,
-//! `bench/docker-up.sh`).
+//! `bench/docker-up.sh`); `systemd` with `VIGIL_TEST_SYSTEMD=1` (systemd 252 in nspawn,
+//! `bench/nspawn-up.sh`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A panic is a test failure.
 
@@ -393,4 +394,97 @@ fn docker_driver_conforms() {
     conformance(&docker_bed::DockerBed {
         names: std::sync::Mutex::default(),
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// systemd: units of systemd 252 in the nspawn test bed, over its system bus
+
+mod systemd_bed {
+    use vigil_checks::model::SystemdBus;
+    use vigil_checks::systemd::{Buses, JobKind};
+
+    use super::*;
+
+    pub fn address() -> String {
+        std::env::var("VIGIL_TEST_SYSTEMD_BUS").expect("VIGIL_TEST_SYSTEMD_BUS")
+    }
+
+    fn on_bus<T>(f: impl AsyncFnOnce(vigil_checks::systemd::Bus) -> T) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let bus = Buses::default()
+                    .get(&SystemdBus::Address(address()))
+                    .await
+                    .expect("the test bed's bus");
+                f(bus).await
+            })
+    }
+
+    fn run_job(kind: JobKind, unit: &str) {
+        on_bus(async |b| {
+            let _ = b.reset_failed(unit).await;
+            let _ = b.job(kind, unit, Duration::from_secs(30)).await;
+        });
+    }
+
+    pub struct SystemdBed;
+
+    impl SystemdBed {
+        fn keys(env: &Env, unit: String, job_timeout: &str) -> String {
+            std::fs::write(env.path("unit"), &unit).unwrap();
+            format!(
+                "driver = \"systemd\"\nunit = \"{unit}\"\nbus_address = \"{}\"\njob_timeout = \"{job_timeout}\"\n",
+                address()
+            )
+        }
+    }
+
+    impl Bed for SystemdBed {
+        fn healthy(&self, env: &Env) -> String {
+            let unit = format!("vigil-sleep@conf-{}.service", std::process::id());
+            run_job(JobKind::Start, &unit);
+            Self::keys(env, unit, "20s")
+        }
+        fn hanging(&self, env: &Env) -> String {
+            // ExecStartPre sleeps 3 s: the restart job outlives job_timeout.
+            let unit = "vigil-slow@3.service".to_owned();
+            run_job(JobKind::Start, &unit);
+            Self::keys(env, unit, "1s")
+        }
+        fn failing(&self, env: &Env) -> (String, String) {
+            // No such unit: systemd refuses the job. (A Type=simple unit that crashes right
+            // after its start is a job `done` to systemd: the health checks catch that.)
+            let unit = format!("vigil-conf-missing-{}.service", std::process::id());
+            (Self::keys(env, unit.clone(), "20s"), unit)
+        }
+        fn instance(&self, env: &Env) -> Option<String> {
+            let unit = std::fs::read_to_string(env.path("unit")).ok()?;
+            let state = on_bus(async |b| b.unit_state(&unit).await.ok())?;
+            state
+                .is_active()
+                .then(|| state.active_enter.map(|t| t.as_millis().to_string()))?
+        }
+        fn hang_outcome(&self) -> (i32, &'static str) {
+            (1, "job not finished after 1s")
+        }
+        fn cleanup(&self, env: &Env) {
+            if let Ok(unit) = std::fs::read_to_string(env.path("unit")) {
+                run_job(JobKind::Stop, &unit);
+            }
+        }
+    }
+}
+
+#[test]
+fn systemd_driver_conforms() {
+    if std::env::var("VIGIL_TEST_SYSTEMD").as_deref() != Ok("1") {
+        println!(
+            "skipped: set VIGIL_TEST_SYSTEMD=1 and VIGIL_TEST_SYSTEMD_BUS (see bench/nspawn-up.sh)"
+        );
+        return;
+    }
+    conformance(&systemd_bed::SystemdBed);
 }
