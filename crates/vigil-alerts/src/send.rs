@@ -52,15 +52,35 @@ impl std::fmt::Debug for Sender {
 
 /// One HTTP client for every webhook and Slack channel: no proxy from the environment, no
 /// redirects (a redirect could carry the body elsewhere), rustls with ring.
+///
+/// On a host without CA certificates (a minimal container) the system roots cannot be
+/// loaded: the client then trusts no root, so `http://` receivers still work and an
+/// `https://` one fails each delivery with a certificate error that says so — Vigil never
+/// refuses to start over it.
 pub fn http_client() -> reqwest::Client {
     vigil_checks::install_crypto_provider();
-    reqwest::Client::builder()
-        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+    let builder = || {
+        reqwest::Client::builder()
+            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(30))
+    };
+    match builder().build() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, event = "alert_tls_roots",
+                "cannot load the system's CA certificates; https alert receivers will fail certificate checks");
+            match builder().tls_certs_only([]).build() {
+                Ok(client) => client,
+                Err(error) => {
+                    // Only a broken TLS backend gets here; there is no client to run with.
+                    eprintln!("vigil: cannot build an HTTP client for alerts: {error}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
 }
 
 impl Sender {
