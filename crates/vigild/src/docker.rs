@@ -131,45 +131,15 @@ pub async fn inspect(d: &DockerDriver) -> Result<ContainerState, String> {
 /// Restarts the container (Docker stops it with `stop_timeout`, then starts it) and
 /// reports how it went and in what state it came back.
 pub async fn restart(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
-    let started = tokio::time::Instant::now();
-    own.in_flight.store(true, Ordering::SeqCst);
-    let result = restart_inner(d).await;
-    own.last_done_ns.store(
-        clock::now().as_millis().saturating_mul(1_000_000),
-        Ordering::SeqCst,
-    );
-    own.in_flight.store(false, Ordering::SeqCst);
-    let duration = started.elapsed();
-    let took = vigil_core::format_duration(duration);
-    match result {
-        Ok(state) if state.running => RestartReport {
-            ok: true,
-            detail: format!(
-                "docker restart {} (t={}s) in {took}: {}",
-                d.container,
-                d.stop_timeout.as_secs(),
-                state.describe()
-            ),
-            duration,
-            action_required: None,
-        },
-        Ok(state) => RestartReport {
-            ok: false,
-            detail: format!(
-                "docker restart {} in {took}, but it is not running: {}",
-                d.container,
-                state.describe()
-            ),
-            duration,
-            action_required: None,
-        },
-        Err(e) => RestartReport {
-            ok: false,
-            detail: format!("docker restart {}: {e}", d.container),
-            duration,
-            action_required: None,
-        },
-    }
+    let secs = d.stop_timeout.as_secs();
+    own_op(
+        d,
+        own,
+        &format!("restart {} (t={secs}s)", d.container),
+        &format!("restart?t={secs}"),
+        true,
+    )
+    .await
 }
 
 /// Stops the container (a group restart's stop phase), as Vigil's own act.
@@ -177,7 +147,7 @@ pub async fn stop(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
     own_op(
         d,
         own,
-        "stop",
+        &format!("stop {}", d.container),
         &format!("stop?t={}", d.stop_timeout.as_secs()),
         false,
     )
@@ -186,11 +156,12 @@ pub async fn stop(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
 
 /// Starts the container (a group restart's start phase).
 pub async fn start(d: &DockerDriver, own: &OwnRestarts) -> RestartReport {
-    own_op(d, own, "start", "start", true).await
+    own_op(d, own, &format!("start {}", d.container), "start", true).await
 }
 
-/// `POST /containers/{c}/{op}`, marked as Vigil's own so its events are not deaths;
-/// 304 (already stopped/started) counts as done.
+/// `POST /containers/{c}/{op}` (restart, stop, start), marked as Vigil's own so its
+/// events are not deaths; 304 (already stopped/started) counts as done. `what` names the
+/// operation in the report ("restart kms (t=10s)").
 async fn own_op(
     d: &DockerDriver,
     own: &OwnRestarts,
@@ -224,48 +195,22 @@ async fn own_op(
     match result {
         Ok(state) if state.running == want_running => RestartReport {
             ok: true,
-            detail: format!(
-                "docker {what} {} in {took}: {}",
-                d.container,
-                state.describe()
-            ),
+            detail: format!("docker {what} in {took}: {}", state.describe()),
             duration,
             action_required: None,
         },
         Ok(state) => RestartReport {
             ok: false,
-            detail: format!(
-                "docker {what} {} in {took}, but it is {}",
-                d.container,
-                state.describe()
-            ),
+            detail: format!("docker {what} in {took}, but it is {}", state.describe()),
             duration,
             action_required: None,
         },
         Err(e) => RestartReport {
             ok: false,
-            detail: format!("docker {what} {}: {e}", d.container),
+            detail: format!("docker {what}: {e}"),
             duration,
             action_required: None,
         },
-    }
-}
-
-async fn restart_inner(d: &DockerDriver) -> Result<ContainerState, String> {
-    let socket = socket(d);
-    let version = negotiate(&socket).await?;
-    let path = format!(
-        "/v{version}/containers/{}/restart?t={}",
-        api::segment(&d.container),
-        d.stop_timeout.as_secs()
-    );
-    let (status, body) = api::request(&socket, "POST", &path, None)
-        .await
-        .map_err(|e| unreachable(&socket, &e))?;
-    match status {
-        204 | 200 => inspect(d).await,
-        404 => Err(format!("no such container: {}", d.container)),
-        _ => Err(format!("{status} {}", api::error_message(&body))),
     }
 }
 
