@@ -86,11 +86,33 @@ pub async fn request(
     action: Action<'_>,
     request: RestartRequest,
 ) -> Result<Decision, GuardError> {
-    request_with_evidence(cx, service, policy, action, request, None).await
+    request_with_evidence(
+        cx,
+        service,
+        policy,
+        action,
+        request,
+        None,
+        IntentSync::BeforeAction,
+    )
+    .await
+}
+
+/// When the intent of an allowed restart reaches the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntentSync {
+    /// Committed and fsynced before the action (the default for every request).
+    BeforeAction,
+    /// Committed to the WAL before the action, so it survives a crash of Vigil (the case
+    /// the intent exists for), and fsynced with the outcome's commit right after. Only for
+    /// restarting a process Vigil itself runs: a power loss that loses the intent also
+    /// ended the process the action started, so the ledger never under-counts a restart
+    /// whose effect survived. Keeps a disk flush off the crash-to-restart path.
+    WithOutcome,
 }
 
 /// [`request`], storing `evidence` (e.g. what a hung process was doing) with the ledger
-/// entry of the verdict, whatever it is.
+/// entry of the verdict, whatever it is, and committing the intent per `sync`.
 pub async fn request_with_evidence(
     cx: &GuardContext,
     service: &ServiceName,
@@ -98,6 +120,7 @@ pub async fn request_with_evidence(
     action: Action<'_>,
     request: RestartRequest,
     evidence: Option<String>,
+    sync: IntentSync,
 ) -> Result<Decision, GuardError> {
     let lock_path = lock::lock_path(&cx.state_dir, service.as_str());
     let waited_from = tokio::time::Instant::now();
@@ -122,16 +145,27 @@ pub async fn request_with_evidence(
         cx.ledger
             .call(move |ledger| -> Result<_, LedgerError> {
                 let now = clock::now();
-                for dangling in ledger.dangling_intents(Some(&name))? {
-                    ledger.resolve_interrupted(dangling.id, now)?;
-                    events::interrupted_restart(&dangling);
-                }
-                let history = ledger.counted_restarts(&name, policy.window_start(now))?;
-                let verdict = decide(&policy, &history, request, now);
-                let id =
-                    ledger.record_verdict(&name, request.source, request.forced, &verdict, now)?;
-                if let Some(text) = &evidence {
-                    ledger.set_evidence(id, text)?;
+                let relaxed = sync == IntentSync::WithOutcome;
+                let (verdict, id) = ledger.transaction(relaxed, |ledger| {
+                    for dangling in ledger.dangling_intents(Some(&name))? {
+                        ledger.resolve_interrupted(dangling.id, now)?;
+                        events::interrupted_restart(&dangling);
+                    }
+                    let history = ledger.counted_restarts(&name, policy.window_start(now))?;
+                    let verdict = decide(&policy, &history, request, now);
+                    let id = ledger.record_verdict(
+                        &name,
+                        request.source,
+                        request.forced,
+                        &verdict,
+                        now,
+                        evidence.as_deref(),
+                    )?;
+                    Ok((verdict, id))
+                })?;
+                if relaxed && !verdict.is_allowed() {
+                    // No outcome commit follows a refusal.
+                    ledger.sync()?;
                 }
                 let intent = verdict.is_allowed().then_some(id);
                 Ok((verdict, now, intent))
@@ -225,11 +259,16 @@ async fn record_refusal(
     let verdict = verdict.clone();
     cx.ledger
         .call(move |ledger| {
-            let id = ledger.record_verdict(&name, request.source, request.forced, &verdict, now)?;
-            match &evidence {
-                Some(text) => ledger.set_evidence(id, text),
-                None => Ok(()),
-            }
+            ledger
+                .record_verdict(
+                    &name,
+                    request.source,
+                    request.forced,
+                    &verdict,
+                    now,
+                    evidence.as_deref(),
+                )
+                .map(drop)
         })
         .await
 }

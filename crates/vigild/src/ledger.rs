@@ -22,7 +22,7 @@ use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
 use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -62,7 +62,23 @@ pub const FILE_NAME: &str = "ledger.db";
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    counted: std::cell::RefCell<CountedCache>,
 }
+
+/// The counted restarts per service as last read, so that a guard decision in a crash
+/// storm does not re-read thousands of rows. Coherent across processes through `PRAGMA
+/// data_version`, which changes exactly when another connection committed; this
+/// connection's own writes to counted rows update or drop the cached entry.
+#[derive(Default)]
+struct CountedCache {
+    data_version: i64,
+    /// Per service: the window start the rows were read for, and the rows (by `at`).
+    services: std::collections::HashMap<String, (i64, Vec<RestartRecord>)>,
+}
+
+/// Cached rows per service beyond which the front (rows older than the window) is
+/// dropped.
+const COUNTED_CACHE_PRUNE: usize = 4096;
 
 /// One row of restart history, as `vigil history` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,6 +210,7 @@ impl Ledger {
         let mut ledger = Ledger {
             conn,
             path: path.to_owned(),
+            counted: Default::default(),
         };
         ledger.configure()?;
         ledger.migrate()?;
@@ -322,6 +339,18 @@ impl Ledger {
             )
             .map_err(&err)?;
         }
+        if version < 5 {
+            // v5: partial indexes for the guard's two queries per decision, so a decision
+            // costs the same on a ledger with a year of history as on a new one (before,
+            // the dangling-intent probe scanned the whole table).
+            tx.execute_batch(
+                "CREATE INDEX restarts_counted ON restarts(service, at) WHERE counts = 1;
+                CREATE INDEX restarts_dangling ON restarts(service)
+                    WHERE verdict = 'allowed' AND outcome IS NULL;
+                PRAGMA user_version = 5;",
+            )
+            .map_err(&err)?;
+        }
         tx.commit().map_err(&err)?;
         Ok(())
     }
@@ -329,6 +358,40 @@ impl Ledger {
     /// The restarts that count against `service`'s budget and were requested at or after
     /// `since` (restarts stamped in the future, after a clock step back, are included).
     pub fn counted_restarts(&self, service: &str, since: Timestamp) -> Result<Vec<RestartRecord>> {
+        let err = sql_err(&self.path);
+        let version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(&err)?;
+        let since_ms = since.as_millis();
+        {
+            let mut cache = self.counted.borrow_mut();
+            if cache.data_version != version {
+                cache.services.clear();
+                cache.data_version = version;
+            }
+            if let Some((read_since, rows)) = cache.services.get_mut(service)
+                && *read_since <= since_ms
+            {
+                let first = rows.partition_point(|r| r.at.as_millis() < since_ms);
+                if rows.len() > COUNTED_CACHE_PRUNE {
+                    rows.drain(..first);
+                    *read_since = since_ms;
+                    return Ok(rows.clone());
+                }
+                return Ok(rows[first..].to_vec());
+            }
+        }
+        let rows = self.read_counted(service, since)?;
+        self.counted
+            .borrow_mut()
+            .services
+            .insert(service.to_owned(), (since_ms, rows.clone()));
+        Ok(rows)
+    }
+
+    fn read_counted(&self, service: &str, since: Timestamp) -> Result<Vec<RestartRecord>> {
         let err = sql_err(&self.path);
         let mut stmt = self
             .conn
@@ -371,6 +434,9 @@ impl Ledger {
     /// Records one verdict; only allowed ones count against the budget. For an allowed
     /// restart this is the *intent*, committed before the restart is performed; the
     /// returned row id is for [`Ledger::record_outcome`].
+    ///
+    /// `evidence` (e.g. what a hung process was doing) is stored with the row, in the same
+    /// commit.
     pub fn record_verdict(
         &self,
         service: &str,
@@ -378,13 +444,16 @@ impl Ledger {
         forced: bool,
         verdict: &Verdict,
         at: Timestamp,
+        evidence: Option<&str>,
     ) -> Result<i64> {
         let err = sql_err(&self.path);
         self.conn
-            .execute(
-                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
+            .prepare_cached(
+                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid, evidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     service,
                     at.as_millis(),
                     source.as_str(),
@@ -393,11 +462,61 @@ impl Ledger {
                     verdict.reason().unwrap_or(""),
                     verdict.to_string(),
                     verdict.is_allowed(),
-                    std::process::id()
-                ],
-            )
+                    std::process::id(),
+                    evidence
+                ])
+            })
             .map_err(&err)?;
+        if verdict.is_allowed()
+            && let Some((_, rows)) = self.counted.borrow_mut().services.get_mut(service)
+        {
+            // After any equal `at`, as the index (service, at, rowid) orders them.
+            let record = RestartRecord { at, source, forced };
+            let i = rows.partition_point(|r| r.at <= at);
+            rows.insert(i, record);
+        }
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Runs `f` in one `IMMEDIATE` transaction: one lock, one commit, and no other
+    /// connection's write between its reads and its writes. With `relaxed` the commit runs
+    /// with `synchronous = NORMAL`: it reaches the WAL (it survives a crash of Vigil)
+    /// without waiting for the disk; the next `FULL` commit on this connection, or
+    /// [`Ledger::sync`], makes it durable against power loss too.
+    pub fn transaction<R>(&self, relaxed: bool, f: impl FnOnce(&Self) -> Result<R>) -> Result<R> {
+        let err = sql_err(&self.path);
+        if relaxed {
+            self.conn
+                .execute_batch("PRAGMA synchronous = NORMAL")
+                .map_err(&err)?;
+        }
+        let result = self
+            .conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(&err)
+            .and_then(|()| f(self))
+            .and_then(|r| self.conn.execute_batch("COMMIT").map_err(&err).map(|()| r));
+        if result.is_err() {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            // What `f` wrote is gone; so is what it cached.
+            self.counted.borrow_mut().services.clear();
+        }
+        if relaxed {
+            self.conn
+                .execute_batch("PRAGMA synchronous = FULL")
+                .map_err(&err)?;
+        }
+        result
+    }
+
+    /// Makes every commit so far durable against power loss (a checkpoint fsyncs the
+    /// WAL first).
+    pub fn sync(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(sql_err(&self.path))
     }
 
     /// Allowed restarts without an outcome, oldest first (all services when `None`).
@@ -405,11 +524,18 @@ impl Ledger {
         let err = sql_err(&self.path);
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, service, at, source, pid FROM restarts
-                 WHERE verdict = 'allowed' AND outcome IS NULL AND (?1 IS NULL OR service = ?1)
-                 ORDER BY id",
-            )
+            .prepare_cached(match service {
+                // Two statements, not `(?1 IS NULL OR service = ?1)`: that form cannot use
+                // the partial index and scans the whole table.
+                Some(_) => {
+                    "SELECT id, service, at, source, pid FROM restarts
+                     WHERE service = ?1 AND verdict = 'allowed' AND outcome IS NULL ORDER BY id"
+                }
+                None => {
+                    "SELECT id, service, at, source, pid FROM restarts
+                     WHERE verdict = 'allowed' AND outcome IS NULL AND ?1 IS NULL ORDER BY id"
+                }
+            })
             .map_err(&err)?;
         let rows = stmt
             .query_map(params![service], |r| {
@@ -445,6 +571,7 @@ impl Ledger {
     /// `vigil reset`: the service's past restarts stop counting (they stay in the history)
     /// and a `reset` row records who did it and when.
     pub fn reset(&mut self, service: &str, at: Timestamp) -> Result<usize> {
+        self.counted.borrow_mut().services.remove(service);
         let path = self.path.clone();
         let err = sql_err(&path);
         let tx = self
@@ -525,17 +652,6 @@ impl Ledger {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
     }
 
-    /// Attaches evidence (e.g. a hung process's state) to a restart row.
-    pub fn set_evidence(&self, id: i64, text: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE restarts SET evidence = ?2 WHERE id = ?1",
-                params![id, text],
-            )
-            .map_err(sql_err(&self.path))?;
-        Ok(())
-    }
-
     /// Saves many exec states in one transaction.
     pub fn save_exec_states<'a>(
         &mut self,
@@ -543,11 +659,22 @@ impl Ledger {
     ) -> Result<()> {
         let path = self.path.clone();
         let err = sql_err(&path);
-        let tx = self.conn.transaction().map_err(&err)?;
-        for row in rows {
-            save_exec_row(&tx, row).map_err(&err)?;
-        }
-        tx.commit().map_err(&err)
+        // Runtime state, not a decision: no fsync of its own (see `relaxed`).
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(&err)?;
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            for row in rows {
+                save_exec_row(&tx, row)?;
+            }
+            tx.commit()
+        })()
+        .map_err(&err);
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL")
+            .map_err(&err)?;
+        result
     }
 
     /// Every exec service's last written runtime state.
@@ -667,15 +794,24 @@ impl Ledger {
     ) -> Result<()> {
         let path = self.path.clone();
         let err = sql_err(&path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        // Observations, not decisions: no fsync of their own (see `relaxed`).
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL")
             .map_err(&err)?;
-        for row in rows {
-            save_row(&tx, row).map_err(&err)?;
-        }
-        tx.commit().map_err(&err)?;
-        Ok(())
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for row in rows {
+                save_row(&tx, row)?;
+            }
+            tx.commit()
+        })()
+        .map_err(&err);
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL")
+            .map_err(&err)?;
+        result
     }
 
     /// `vigil heartbeat SERVICE/CHECK`: remembers the latest heartbeat (and how many).
@@ -742,6 +878,144 @@ mod tests {
     use super::*;
     use vigil_core::{GuardPolicy, RestartRequest, decide};
 
+    fn allowed(ledger: &Ledger, service: &str, at: Timestamp) {
+        let verdict = decide(
+            &GuardPolicy {
+                cooldown: Duration::ZERO,
+                max_restarts: 1000,
+                ..GuardPolicy::default()
+            },
+            &[],
+            RestartRequest::new(Source::Exit),
+            at,
+        );
+        assert!(verdict.is_allowed());
+        ledger
+            .record_verdict(service, Source::Exit, false, &verdict, at, None)
+            .unwrap();
+    }
+
+    fn counted_at(ledger: &Ledger, service: &str, since: i64) -> Vec<i64> {
+        ledger
+            .counted_restarts(service, Timestamp::from_secs(since))
+            .unwrap()
+            .iter()
+            .map(|r| r.at.as_millis() / 1000)
+            .collect()
+    }
+
+    /// The counted-restarts cache must never hide what another process wrote: a daemon's
+    /// guard and a CLI's `restart`/`reset` share the ledger.
+    #[test]
+    fn counted_restarts_stay_coherent_with_other_connections_and_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemon = Ledger::open(dir.path()).unwrap();
+        let mut cli = Ledger::open(dir.path()).unwrap();
+        allowed(&daemon, "web", Timestamp::from_secs(100));
+        assert_eq!(counted_at(&daemon, "web", 0), [100]);
+        // Own write: appended in order, also between equal and later times.
+        allowed(&daemon, "web", Timestamp::from_secs(300));
+        allowed(&daemon, "web", Timestamp::from_secs(200));
+        assert_eq!(counted_at(&daemon, "web", 0), [100, 200, 300]);
+        assert_eq!(counted_at(&daemon, "web", 150), [200, 300]);
+        // Another connection's restart and reset are seen at once.
+        allowed(&cli, "web", Timestamp::from_secs(400));
+        assert_eq!(counted_at(&daemon, "web", 150), [200, 300, 400]);
+        cli.reset("web", Timestamp::from_secs(500)).unwrap();
+        assert!(counted_at(&daemon, "web", 0).is_empty());
+        // Own reset drops the cached rows too.
+        allowed(&daemon, "web", Timestamp::from_secs(600));
+        assert_eq!(counted_at(&daemon, "web", 0), [600]);
+        daemon.reset("web", Timestamp::from_secs(700)).unwrap();
+        assert!(counted_at(&daemon, "web", 0).is_empty());
+        // A window reaching further back than what was read re-reads.
+        allowed(&cli, "api", Timestamp::from_secs(10));
+        allowed(&cli, "api", Timestamp::from_secs(20));
+        assert_eq!(counted_at(&daemon, "api", 15), [20]);
+        assert_eq!(counted_at(&daemon, "api", 5), [10, 20]);
+        // Skipped and denied verdicts never count.
+        let skipped = Verdict::Skipped(vigil_core::Skip::Lock {
+            waited: Duration::from_secs(1),
+        });
+        daemon
+            .record_verdict(
+                "api",
+                Source::Exit,
+                false,
+                &skipped,
+                Timestamp::from_secs(30),
+                None,
+            )
+            .unwrap();
+        assert_eq!(counted_at(&daemon, "api", 5), [10, 20]);
+    }
+
+    /// A relaxed transaction is committed (another process sees it at once) and leaves
+    /// the connection at `synchronous = FULL` for every later commit, also when it fails.
+    #[test]
+    fn relaxed_transactions_commit_and_restore_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Ledger::open(dir.path()).unwrap();
+        let cli = Ledger::open(dir.path()).unwrap();
+        let sync = |l: &Ledger| -> i64 {
+            l.conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(sync(&daemon), 2, "FULL");
+        daemon
+            .transaction(true, |l| {
+                assert_eq!(sync(l), 1, "NORMAL inside");
+                allowed(l, "web", Timestamp::from_secs(100));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(sync(&daemon), 2);
+        assert_eq!(counted_at(&cli, "web", 0), [100]);
+        assert_eq!(counted_at(&daemon, "web", 0), [100]);
+        let failed: Result<()> = daemon.transaction(true, |l| {
+            allowed(l, "web", Timestamp::from_secs(200));
+            Err(LedgerError::TooNew {
+                path: l.path.clone(),
+                found: 99,
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(sync(&daemon), 2);
+        assert!(daemon.conn.is_autocommit(), "rolled back");
+        assert_eq!(counted_at(&cli, "web", 0), [100], "the failed one is gone");
+        assert_eq!(counted_at(&daemon, "web", 0), [100], "also from the cache");
+        daemon.sync().unwrap();
+    }
+
+    /// The guard's two reads per decision use their partial indexes, so a decision does
+    /// not slow down as the history grows (the dangling-intent probe once scanned it all).
+    #[test]
+    fn guard_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = ledger
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let rows = stmt
+                .query_map(params!["web", 0], |r| r.get::<_, String>(3))
+                .unwrap();
+            rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+        };
+        let counted = plan(
+            "SELECT at, source, forced FROM restarts
+             WHERE service = ?1 AND counts = 1 AND at >= ?2 ORDER BY at",
+        );
+        assert!(counted.contains("restarts_counted"), "{counted}");
+        let dangling = plan(
+            "SELECT id, service, at, source, pid FROM restarts
+             WHERE service = ?1 AND verdict = 'allowed' AND outcome IS NULL AND ?2 = ?2 ORDER BY id",
+        );
+        assert!(dangling.contains("restarts_dangling"), "{dangling}");
+    }
+
     #[test]
     fn intents_outcomes_and_reset_round_trip() {
         let dir = tempfile::tempdir().unwrap();
@@ -754,7 +1028,7 @@ mod tests {
             now,
         );
         let id = ledger
-            .record_verdict("web", Source::Health, false, &verdict, now)
+            .record_verdict("web", Source::Health, false, &verdict, now, None)
             .unwrap();
         assert_eq!(ledger.dangling_intents(None).unwrap().len(), 1);
         ledger
@@ -895,6 +1169,8 @@ mod tests {
         conn.execute_batch(
             "DROP TABLE alert_deliveries;
              DROP TABLE exec_state;
+             DROP INDEX restarts_counted;
+             DROP INDEX restarts_dangling;
              ALTER TABLE restarts DROP COLUMN evidence;
              INSERT INTO restarts (service, at, source, verdict, message, counts, outcome, pid)
                 VALUES ('web', 1000, 'health', 'allowed', 'Restart ALLOWED (1/5 per hour)', 1, 'ok', 7);

@@ -39,15 +39,24 @@ pub async fn acquire(path: &Path, timeout: Duration) -> Result<Option<RestartLoc
         path: path.to_owned(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(open_err)?;
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+    };
+    // The directory exists after the first lock: try the open alone first.
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(open_err)?;
+            }
+            open()
+        }
+        other => other,
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(open_err)?;
+    .map_err(open_err)?;
     let deadline = Instant::now() + timeout;
     // Poll with a short, growing pause: contention is rare and brief, and a poll keeps the
     // wait cancellable (a blocking flock in a thread could not be abandoned on shutdown).

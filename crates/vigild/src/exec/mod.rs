@@ -35,7 +35,7 @@ use crate::clock;
 use crate::daemon::ServiceMsg;
 use crate::driver::RestartReport;
 use crate::events;
-use crate::guard::{self, Action, Decision, GuardContext};
+use crate::guard::{self, Action, Decision, GuardContext, IntentSync};
 use crate::ledger::ExecStateRow;
 
 use self::notify::{Message, NotifySocket};
@@ -393,6 +393,15 @@ impl Supervisor {
             inst.spawned.elapsed(),
         );
         self.after_exit(cause, &how, evidence);
+        // restart_delay = 0: ask the guard now rather than on the timer, whose millisecond
+        // granularity would add up to a millisecond to every crash-to-restart.
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.at <= Instant::now())
+        {
+            self.try_restart().await;
+        }
     }
 
     /// Applies the restart policy to an exit and schedules the deferred restart.
@@ -702,9 +711,16 @@ impl Supervisor {
         }
         let why = format!("restart after {}", p.source);
         let action = Action::Run(Box::pin(self.replace(&why)));
-        let result =
-            guard::request_with_evidence(&cx, &name, &policy, action, request, p.evidence.clone())
-                .await;
+        let result = guard::request_with_evidence(
+            &cx,
+            &name,
+            &policy,
+            action,
+            request,
+            p.evidence.clone(),
+            IntentSync::WithOutcome,
+        )
+        .await;
         let decision = match result {
             Ok(d) => d,
             Err(error) => {
