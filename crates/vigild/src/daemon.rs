@@ -101,7 +101,7 @@ pub struct Daemon {
     shared: Arc<Shared>,
     services: BTreeMap<ServiceName, ServiceHandle>,
     root: CancellationToken,
-    tasks: JoinSet<String>,
+    tasks: JoinSet<()>,
     api_view: watch::Sender<Arc<ApiView>>,
     /// Set when started by systemd (`NOTIFY_SOCKET`).
     notifier: Option<Arc<Notifier>>,
@@ -172,20 +172,20 @@ impl Daemon {
             let socket = config.vigil.control_socket.clone();
             let guard = daemon.shared.guard.clone();
             let cancel = daemon.root.child_token();
-            daemon.tasks.spawn(async move {
-                api::serve(listener, socket, view_rx, guard, cancel).await;
-                "control socket".to_owned()
-            });
+            daemon.spawn_labeled(
+                "control socket".to_owned(),
+                api::serve(listener, socket, view_rx, guard, cancel),
+            );
         }
         if let Some(notifier) = daemon.notifier.clone() {
             let liveness = daemon.shared.liveness.clone();
             let ledger = daemon.shared.guard.ledger.clone();
             let cancel = daemon.root.child_token();
             let services = config.services.len();
-            daemon.tasks.spawn(async move {
-                crate::sdnotify::watchdog_loop(notifier, liveness, ledger, services, cancel).await;
-                "systemd watchdog".to_owned()
-            });
+            daemon.spawn_labeled(
+                "systemd watchdog".to_owned(),
+                crate::sdnotify::watchdog_loop(notifier, liveness, ledger, services, cancel),
+            );
         }
         daemon.notify(&format!(
             "READY=1\nSTATUS=running {} service(s), {n_checks} check(s)",
@@ -311,9 +311,9 @@ impl Daemon {
                 self.root.clone(),
             );
             let label = format!("exec service {name}");
-            self.spawn_labeled(label, async move {
-                sup.run(rx).await;
-            });
+            // The supervisor's own future, not one wrapping it: every async block that
+            // moves a future in and awaits it stores it twice (kilobytes per service).
+            self.spawn_labeled(label, sup.run(rx));
         } else {
             let actor = ServiceActor {
                 spec: service.clone(),
@@ -328,9 +328,7 @@ impl Daemon {
                 deferred: None,
             };
             let label = format!("service {name}");
-            self.spawn_labeled(label, async move {
-                actor.run(rx).await;
-            });
+            self.spawn_labeled(label, actor.run(rx));
         }
         let mut handle = ServiceHandle {
             spec: service.clone(),
@@ -395,9 +393,7 @@ impl Daemon {
             cancel: cancel.clone(),
         };
         let label = format!("check {service}/{}", check.name);
-        self.spawn_labeled(label, async move {
-            task.run(first_delay).await;
-        });
+        self.spawn_labeled(label, task.run(first_delay));
         CheckTask {
             spec: check.clone(),
             cancel,
@@ -417,9 +413,7 @@ impl Daemon {
             let cancel = cancel.clone();
             let service = service.clone();
             let label = format!("schedule {service}#{i}");
-            self.spawn_labeled(label, async move {
-                schedule_loop(service, schedule, tx, cancel).await;
-            });
+            self.spawn_labeled(label, schedule_loop(service, schedule, tx, cancel));
         }
         cancel
     }
@@ -428,11 +422,7 @@ impl Daemon {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let l = label.clone();
-        let handle = self.tasks.spawn(async move {
-            fut.await;
-            l
-        });
+        let handle = self.tasks.spawn(fut);
         self.labels.insert(handle.id(), label);
     }
 
@@ -451,8 +441,8 @@ impl Daemon {
                     // Tasks only end on cancellation (or a removed service's exec
                     // supervisor, after stopping its process); anything else is a bug.
                     match res {
-                        Ok((id, label)) => {
-                            self.labels.remove(&id);
+                        Ok((id, ())) => {
+                            let label = self.labels.remove(&id).unwrap_or_default();
                             if !label.starts_with("exec service ") {
                                 tracing::warn!(task = %label, "task ended unexpectedly");
                             }
