@@ -4,6 +4,7 @@
 #   crash-tmpfs  the same with the ledger on /dev/shm (the fsync of the intent removed)
 #   watchdog     hang detection: SIGSTOP a pinging service, time until it is dead
 #   idle         500 idle supervised processes: start-all time, Vigil's PSS and CPU
+# Then bench/exec-systemd.sh: the same scenarios under systemd in nspawn (SYSTEMD=0 skips).
 # Environment: SCENARIOS, CRASHES (1000), HANGS (50), IDLE_N (500), IDLE_MEASURE (60),
 # OUT (bench-out), CARGO_TARGET_DIR. Needs gcc and python3 (>= 3.9 for os.pidfd_open).
 set -euo pipefail
@@ -14,4 +15,9 @@ export CARGO_TARGET_DIR
 cargo build --release -q -p vigild -p vigil-test-helpers
 export VIGIL="$CARGO_TARGET_DIR/release/vigil" HELPERS="$CARGO_TARGET_DIR/release"
 export OUT=${OUT:-$ROOT/bench-out}
-exec python3 "$ROOT/bench/exec.py"
+python3 "$ROOT/bench/exec.py"
+# The same scenarios with systemd 252 as the supervisor (nspawn test bed), in the same run.
+if [ "${SYSTEMD:-1}" = 1 ]; then
+  SCENARIOS=$(echo "${SCENARIOS:-crash watchdog idle}" | sed 's/crash-tmpfs//') \
+    bash "$ROOT/bench/exec-systemd.sh"
+fi
