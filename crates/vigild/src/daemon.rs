@@ -51,7 +51,8 @@ pub enum ServiceMsg {
         request: RestartRequest,
         /// `None`: restart through the driver; `Some(check)`: run that check's repair
         /// command instead.
-        repair: Option<vigil_config::model::Argv>,
+        /// Boxed: every service's channel allocates room for 32 messages up front.
+        repair: Option<Box<vigil_config::model::Argv>>,
         reply: Option<oneshot::Sender<Decision>>,
     },
     /// The service's definition changed on reload (driver or guard policy).
@@ -892,7 +893,7 @@ impl ServiceActor {
     async fn handle_restart(
         &mut self,
         request: RestartRequest,
-        repair: Option<vigil_config::model::Argv>,
+        repair: Option<Box<vigil_config::model::Argv>>,
         reply: Option<oneshot::Sender<Decision>>,
     ) -> bool {
         let action = match &repair {
@@ -1118,7 +1119,7 @@ impl CheckLoop {
                 );
                 return;
             }
-            OnFailure::Exec(argv) => Some(argv.clone()),
+            OnFailure::Exec(argv) => Some(Box::new(argv.clone())),
             OnFailure::RestartGroup => {
                 let route = self
                     .shared

@@ -149,7 +149,9 @@ impl<S: Subscriber> Layer<S> for LineLayer {
                 Value::Object(obj).to_string()
             }
         };
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
+        // One write per line (stderr is unbuffered: `writeln!` would make two).
+        let mut line = line;
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
