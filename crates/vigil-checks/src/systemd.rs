@@ -325,23 +325,30 @@ impl Bus {
                 }
             }
         };
-        let (load, active, sub, entered, changed, invocation, result, restarts) = tokio::join!(
-            get("LoadState"),
-            get("ActiveState"),
-            get("SubState"),
+        // The three states from one `ListUnitsByNames` answer: one snapshot of systemd's
+        // state. Three separate `Get`s could straddle a transition and read, say,
+        // `ActiveState = active` with `SubState = failed`.
+        let names = vec![unit.to_owned()];
+        let (listed, entered, changed, invocation, result, restarts) = tokio::join!(
+            self.manager.list_units_by_names(names),
             get("ActiveEnterTimestamp"),
             get("StateChangeTimestamp"),
             get("InvocationID"),
             get_service("Result"),
             get_service("NRestarts"),
         );
-        let fail = |e: zbus::fdo::Error| SystemdError::call(what())(e.into());
-        let text = |v: OwnedVariant| String::try_from(v).unwrap_or_default();
+        let listed = listed.map_err(SystemdError::call(what()))?;
+        let Some((_, _, load_state, active_state, sub_state, ..)) = listed.into_iter().next()
+        else {
+            return Err(SystemdError::call(what())(zbus::Error::Failure(
+                "ListUnitsByNames answered with no unit".to_owned(),
+            )));
+        };
         Ok(UnitState {
             unit: unit.to_owned(),
-            load_state: text(load.map_err(fail)?),
-            active_state: text(active.map_err(fail)?),
-            sub_state: text(sub.map_err(fail)?),
+            load_state,
+            active_state,
+            sub_state,
             result: result.and_then(|v| String::try_from(v).ok()),
             n_restarts: restarts.and_then(|v| u32::try_from(v).ok()),
             active_enter: timestamp(entered.ok()),
