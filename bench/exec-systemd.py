@@ -18,7 +18,7 @@ inside); the host talks to the container's systemd over its system bus with busc
 unit and file created here is removed at the end, also on failure (the container is shared
 with the test suite). Results: $OUT/exec/systemd-*.json and a Markdown summary on stdout.
 """
-import ast, json, os, random, select, signal, subprocess, sys, time
+import json, os, random, select, signal, subprocess, sys, time
 
 BUS = os.environ["VIGIL_TEST_SYSTEMD_BUS"]
 LEADER = int(os.environ["VIGIL_TEST_SYSTEMD_LEADER"])  # the container's PID 1, host pid
@@ -34,7 +34,6 @@ SCENARIOS = os.environ.get("SCENARIOS", "crash watchdog idle").split()
 # systemd's 250 ms timer grid (see bench_watchdog); 0 (default): exactly exec.py's waits.
 WD_RANDOM_PHASE = os.environ.get("WD_RANDOM_PHASE", "0") == "1"
 os.makedirs(f"{OUT}/exec", exist_ok=True)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # What the container sees as /opt/vigil-bench and /etc/systemd/system.
 CT_DIR = "/opt/vigil-bench"
@@ -46,19 +45,11 @@ IDLE_TEMPLATE = "vigil-bench-idle@.service"
 IDLE_TARGET = "vigil-bench-idle.target"
 UNIT_FILES = [CRASH_UNIT, WD_UNIT, IDLE_TEMPLATE, IDLE_TARGET]
 
-# The crasher's source and the statistics, taken from bench/exec.py itself so that both
-# sides are computed the same way (exec.py runs its benchmarks on import, so only these
-# definitions are picked out of its syntax tree and executed).
-_EXEC_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exec.py")
-_WANTED = {"CRASHER_C", "pct", "summary", "crash_figures"}
-_tree = ast.parse(open(_EXEC_PY).read(), _EXEC_PY)
-_tree.body = [n for n in _tree.body
-              if (isinstance(n, ast.FunctionDef) and n.name in _WANTED)
-              or (isinstance(n, ast.Assign) and any(getattr(t, "id", None) in _WANTED for t in n.targets))]
-_ns = {"statistics": __import__("statistics")}
-exec(compile(_tree, _EXEC_PY, "exec"), _ns)
-CRASHER_C, pct, summary, crash_figures = (_ns[k] for k in ("CRASHER_C", "pct", "summary", "crash_figures"))
-assert all(callable(f) for f in (pct, summary, crash_figures)) and "main" in CRASHER_C
+# The crasher, the statistics and the /proc helpers are bench/exec.py's own, so that both
+# sides are built and computed the same way.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from exec import (CRASHER_C, children, cpu_secs, crash_figures, rollup, rss_kib,  # noqa: E402
+                  summary, wait_for)
 
 
 def loadavg():
@@ -142,27 +133,6 @@ def cleanup():
 
 # ---------------------------------------------------------------- /proc, seen from the host
 
-def wait_for(what, cond, limit=60.0, step=0.005):
-    end = time.time() + limit
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-def children(pid):
-    n = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                n.extend(f.read().split())
-    except OSError:
-        pass
-    return n
-
-
 def comm(pid):
     try:
         with open(f"/proc/{pid}/comm") as f:
@@ -203,11 +173,6 @@ def host_pid(ct_pid):
     return None
 
 
-def cpu_secs(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
 
 def run_secs(pid):
     """CPU time from the scheduler (ns resolution; utime + stime count 10 ms ticks, too
@@ -219,22 +184,6 @@ def run_secs(pid):
     return total / 1e9
 
 
-def rollup(pid):
-    out = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
-                out[parts[0][:-1]] = int(parts[1])
-    return out
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
 
 
 def journald():

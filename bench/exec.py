@@ -8,8 +8,10 @@ Markdown summary on stdout.
 """
 import json, os, select, signal, statistics, subprocess, sys, tempfile, time
 
-VIGIL = os.environ["VIGIL"]
-HELPERS = os.environ["HELPERS"]
+# .get: bench/exec-systemd.py imports this module for its crasher, statistics and /proc
+# helpers, without a vigil binary.
+VIGIL = os.environ.get("VIGIL", "vigil")
+HELPERS = os.environ.get("HELPERS", "")
 OUT = os.environ.get("OUT", "bench-out")
 CRASHES = int(os.environ.get("CRASHES", "1000"))
 HANGS = int(os.environ.get("HANGS", "50"))
@@ -289,32 +291,37 @@ def bench_idle():
             "loadavg": open("/proc/loadavg").read().split()[:3]}
 
 
-results = []
-for s in SCENARIOS:
-    print(f"[exec bench] {s} (load {open('/proc/loadavg').read().split()[0]})", file=sys.stderr)
-    r = {"crash": lambda: bench_crash(False), "crash-tmpfs": lambda: bench_crash(True),
-         "watchdog": bench_watchdog, "idle": bench_idle}[s]()
-    with open(f"{OUT}/exec/{s}.json", "w") as f:
-        json.dump(r, f, indent=2)
-    results.append(r)
-    print(json.dumps(r), file=sys.stderr)
+def main():
+    results = []
+    for s in SCENARIOS:
+        print(f"[exec bench] {s} (load {open('/proc/loadavg').read().split()[0]})", file=sys.stderr)
+        r = {"crash": lambda: bench_crash(False), "crash-tmpfs": lambda: bench_crash(True),
+             "watchdog": bench_watchdog, "idle": bench_idle}[s]()
+        with open(f"{OUT}/exec/{s}.json", "w") as f:
+            json.dump(r, f, indent=2)
+        results.append(r)
+        print(json.dumps(r), file=sys.stderr)
 
-print("| scenario | figure | target | result |\n|---|---|---|---|")
-for r in results:
-    if r["scenario"].startswith("crash"):
-        l = r["latency_ms"]
-        where = "ledger on /dev/shm (no fsync cost)" if r["scenario"] == "crash-tmpfs" else "ledger on disk"
-        print(f"| {r['scenario']} ({where}, n={l['n']}, load {' '.join(r['loadavg'])}) | crash-to-restart (exit stamp to next start stamp) median / p99 / max | <1 ms / <5 ms | {l['median']:.2f} / {l['p99']:.2f} / {l['max']:.2f} ms |")
-        c = r["cycle_ms"]
-        print(f"| {r['scenario']} | whole cycle (start to start) median / p99 | - | {c['median']:.2f} / {c['p99']:.2f} ms |")
-        v = r["vigil_internal_ms"]
-        if v["n"]:
-            print(f"| {r['scenario']} | of which inside Vigil (exit observed to spawn returned) median / p99 | - | {v['median']:.2f} / {v['p99']:.2f} ms |")
-    elif r["scenario"] == "watchdog":
-        l = r["lateness_ms"]
-        print(f"| watchdog ({r['watchdog_ms']} ms, n={l['n']}, load {' '.join(r['loadavg'])}) | death after last ping + watchdog, median / p99 / max | p99 < 20 ms | {l['median']:.1f} / {l['p99']:.1f} / {l['max']:.1f} ms |")
-    else:
-        print(f"| idle {r['services']} (load {' '.join(r['loadavg'])}) | start all | < 1 s | {r['start_all_s']:.3f} s |")
-        print(f"| idle {r['services']} | Vigil PSS (max over {r['measure_s']:.0f} s) | < 8 MiB | {r['pss_mib_max']:.1f} MiB (anon {r['pss_anon_mib']:.1f}, file {r['pss_file_mib']:.1f}; RSS {r['rss_mib_max']:.1f}) |")
-        print(f"| idle {r['services']} | Vigil CPU | < 0.1 % | {r['cpu_percent']:.3f} % |")
-        print(f"| idle {r['services']} | stop all (SIGTERM to vigil until exit) | - | {r['stop_all_s']:.2f} s, {r['leftover_sleeps']} left |")
+    print("| scenario | figure | target | result |\n|---|---|---|---|")
+    for r in results:
+        if r["scenario"].startswith("crash"):
+            l = r["latency_ms"]
+            where = "ledger on /dev/shm (no fsync cost)" if r["scenario"] == "crash-tmpfs" else "ledger on disk"
+            print(f"| {r['scenario']} ({where}, n={l['n']}, load {' '.join(r['loadavg'])}) | crash-to-restart (exit stamp to next start stamp) median / p99 / max | <1 ms / <5 ms | {l['median']:.2f} / {l['p99']:.2f} / {l['max']:.2f} ms |")
+            c = r["cycle_ms"]
+            print(f"| {r['scenario']} | whole cycle (start to start) median / p99 | - | {c['median']:.2f} / {c['p99']:.2f} ms |")
+            v = r["vigil_internal_ms"]
+            if v["n"]:
+                print(f"| {r['scenario']} | of which inside Vigil (exit observed to spawn returned) median / p99 | - | {v['median']:.2f} / {v['p99']:.2f} ms |")
+        elif r["scenario"] == "watchdog":
+            l = r["lateness_ms"]
+            print(f"| watchdog ({r['watchdog_ms']} ms, n={l['n']}, load {' '.join(r['loadavg'])}) | death after last ping + watchdog, median / p99 / max | p99 < 20 ms | {l['median']:.1f} / {l['p99']:.1f} / {l['max']:.1f} ms |")
+        else:
+            print(f"| idle {r['services']} (load {' '.join(r['loadavg'])}) | start all | < 1 s | {r['start_all_s']:.3f} s |")
+            print(f"| idle {r['services']} | Vigil PSS (max over {r['measure_s']:.0f} s) | < 8 MiB | {r['pss_mib_max']:.1f} MiB (anon {r['pss_anon_mib']:.1f}, file {r['pss_file_mib']:.1f}; RSS {r['rss_mib_max']:.1f}) |")
+            print(f"| idle {r['services']} | Vigil CPU | < 0.1 % | {r['cpu_percent']:.3f} % |")
+            print(f"| idle {r['services']} | stop all (SIGTERM to vigil until exit) | - | {r['stop_all_s']:.2f} s, {r['leftover_sleeps']} left |")
+
+
+if __name__ == "__main__":
+    main()
