@@ -654,27 +654,16 @@ impl Ledger {
 
     /// Saves many exec states in one transaction.
     pub fn save_exec_states<'a>(
-        &mut self,
+        &self,
         rows: impl IntoIterator<Item = &'a ExecStateRow>,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let err = sql_err(&path);
-        // Runtime state, not a decision: no fsync of its own (see `relaxed`).
-        self.conn
-            .execute_batch("PRAGMA synchronous = NORMAL")
-            .map_err(&err)?;
-        let result = (|| {
-            let tx = self.conn.transaction()?;
-            for row in rows {
-                save_exec_row(&tx, row)?;
-            }
-            tx.commit()
-        })()
-        .map_err(&err);
-        self.conn
-            .execute_batch("PRAGMA synchronous = FULL")
-            .map_err(&err)?;
-        result
+        // Runtime state, not a decision: no fsync of its own (see `transaction`).
+        let err = sql_err(&self.path);
+        self.transaction(true, |l| {
+            rows.into_iter()
+                .try_for_each(|row| save_exec_row(&l.conn, row))
+                .map_err(&err)
+        })
     }
 
     /// Every exec service's last written runtime state.
@@ -787,31 +776,18 @@ impl Ledger {
         save_row(&self.conn, row).map_err(sql_err(&self.path))
     }
 
-    /// Saves many check states in one transaction (one fsync).
+    /// Saves many check states in one transaction.
     pub fn save_check_states<'a>(
-        &mut self,
+        &self,
         rows: impl IntoIterator<Item = &'a CheckStateRow>,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let err = sql_err(&path);
-        // Observations, not decisions: no fsync of their own (see `relaxed`).
-        self.conn
-            .execute_batch("PRAGMA synchronous = NORMAL")
-            .map_err(&err)?;
-        let result = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for row in rows {
-                save_row(&tx, row)?;
-            }
-            tx.commit()
-        })()
-        .map_err(&err);
-        self.conn
-            .execute_batch("PRAGMA synchronous = FULL")
-            .map_err(&err)?;
-        result
+        // Observations, not decisions: no fsync of their own (see `transaction`).
+        let err = sql_err(&self.path);
+        self.transaction(true, |l| {
+            rows.into_iter()
+                .try_for_each(|row| save_row(&l.conn, row))
+                .map_err(&err)
+        })
     }
 
     /// `vigil heartbeat SERVICE/CHECK`: remembers the latest heartbeat (and how many).
