@@ -326,17 +326,39 @@ fn restart_group_spans(
         .collect()
 }
 
+/// The kinds (quoted) whose section documents `key`.
+fn owners(kinds: &[(&str, &Section)], key: &str) -> Vec<String> {
+    kinds
+        .iter()
+        .filter(|(_, s)| s.key(key).is_some())
+        .map(|(name, _)| format!("{name:?}"))
+        .collect()
+}
+
+/// For an unknown key of a table of kind `kind`: the hint that it belongs to other kinds,
+/// if it does.
+pub(crate) fn other_kind_hint(
+    what: &str,
+    kind: &str,
+    kinds: &[(&str, &Section)],
+    key: &str,
+) -> Option<String> {
+    let owners = owners(kinds, key);
+    (!owners.is_empty()).then(|| {
+        format!(
+            "key `{key}` does not apply to {what} {kind:?} (it belongs to kind {})",
+            owners.join(", ")
+        )
+    })
+}
+
 /// A key of some check kind written directly in the service table is a misplaced check.
 fn service_key_hint(key: &str, path: &KeyPath) -> Option<String> {
     let is_check_key = schema::CHECK.key(key).is_some()
         || schema::CHECK_KINDS
             .iter()
             .any(|(_, s)| s.key(key).is_some());
-    let drivers: Vec<String> = schema::DRIVERS
-        .iter()
-        .filter(|(_, s)| s.key(key).is_some())
-        .map(|(name, _)| format!("{name:?}"))
-        .collect();
+    let drivers = owners(schema::DRIVERS, key);
     if !drivers.is_empty() {
         Some(format!(
             "unknown key `{key}` in [{path}]: it belongs to driver {}",
@@ -484,17 +506,7 @@ fn check(
     if let Some((kind_name, section)) = kind {
         t.add_section(section);
         t.reject_unknown(cx, &|key| {
-            let owners: Vec<String> = schema::CHECK_KINDS
-                .iter()
-                .filter(|(_, s)| s.key(key).is_some())
-                .map(|(n, _)| format!("{n:?}"))
-                .collect();
-            (!owners.is_empty()).then(|| {
-                format!(
-                    "key `{key}` does not apply to check kind {kind_name:?} (it belongs to kind {})",
-                    owners.join(", ")
-                )
-            })
+            other_kind_hint("check kind", kind_name, schema::CHECK_KINDS, key)
         });
     }
 

@@ -78,17 +78,7 @@ fn channel(
     if let Some((kind_name, section)) = kind {
         t.add_section(section);
         t.reject_unknown(cx, &|key| {
-            let owners: Vec<String> = schema::ALERT_KINDS
-                .iter()
-                .filter(|(_, s)| s.key(key).is_some())
-                .map(|(n, _)| format!("{n:?}"))
-                .collect();
-            (!owners.is_empty()).then(|| {
-                format!(
-                    "key `{key}` does not apply to alert kind {kind_name:?} (it belongs to kind {})",
-                    owners.join(", ")
-                )
-            })
+            super::other_kind_hint("alert kind", kind_name, schema::ALERT_KINDS, key)
         });
     }
     let events = t.optional(cx, "events", events);
