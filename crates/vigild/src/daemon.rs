@@ -68,8 +68,9 @@ struct CheckTask {
     cancel: CancellationToken,
 }
 
+/// A running service as the daemon holds it. Its definition is not kept here: the
+/// daemon's one `Config` has it (one copy per service, not one per holder).
 struct ServiceHandle {
-    spec: Service,
     tx: mpsc::Sender<ServiceMsg>,
     started: watch::Sender<Option<Timestamp>>,
     /// The service's driver as the check tasks see it (for the uptime of `grace`).
@@ -98,7 +99,8 @@ pub struct GroupMsg {
 
 pub struct Daemon {
     config_path: PathBuf,
-    config: Config,
+    /// Shared with the control socket's view and the group actors, never copied.
+    config: Arc<Config>,
     shared: Arc<Shared>,
     services: BTreeMap<ServiceName, ServiceHandle>,
     root: CancellationToken,
@@ -121,6 +123,7 @@ impl Daemon {
             config.vigil.control_socket_group.as_deref(),
         )?;
         raise_fd_limit();
+        let config = Arc::new(config);
         let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
         for intent in ledger.call(|l| l.dangling_intents(None)).await? {
             tracing::warn!(
@@ -144,7 +147,7 @@ impl Daemon {
             groups: std::sync::RwLock::default(),
         });
         let (api_view, view_rx) = watch::channel(Arc::new(ApiView {
-            config: Arc::new(config.clone()),
+            config: config.clone(),
             services: BTreeMap::new(),
         }));
         let mut daemon = Daemon {
@@ -202,7 +205,26 @@ impl Daemon {
             daemon.shared.guard.ledger.path().display(),
             config.vigil.control_socket.display()
         );
+        daemon.release_startup_pages();
         Ok(daemon)
+    }
+
+    /// A little after startup or a reload, drops the pages only that needed (see
+    /// `memory.rs`). A detached task: it ends on its own, unlike the supervised ones.
+    fn release_startup_pages(&self) {
+        let cancel = self.root.child_token();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(crate::memory::RELEASE_AFTER) => {
+                    match crate::memory::release_startup_pages() {
+                        Ok(r) => tracing::debug!(event = "pages_released", code_kib = r.code_kib, mappings = r.mappings,
+                            "released {} KiB of startup-only code and data pages", r.code_kib),
+                        Err(error) => tracing::debug!(event = "pages_released", %error, "cannot release startup pages"),
+                    }
+                }
+            }
+        });
     }
 
     /// One actor per `[groups.NAME]`: serializes the group's restarts and tells members
@@ -212,7 +234,7 @@ impl Daemon {
         self.group_actors.cancel();
         self.group_actors = self.root.child_token();
         let mut routes = BTreeMap::new();
-        let config = Arc::new(self.config.clone());
+        let config = self.config.clone();
         for group in &self.config.groups {
             let (tx, rx) = mpsc::channel(64);
             let members: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>> = group
@@ -250,7 +272,7 @@ impl Daemon {
     /// Shows the API the running config and the actors' inboxes.
     fn publish_api_view(&self) {
         self.api_view.send_replace(Arc::new(ApiView {
-            config: Arc::new(self.config.clone()),
+            config: self.config.clone(),
             services: self
                 .services
                 .iter()
@@ -332,7 +354,6 @@ impl Daemon {
             self.spawn_labeled(label, actor.run(rx));
         }
         let mut handle = ServiceHandle {
-            spec: service.clone(),
             tx,
             started,
             driver,
@@ -568,6 +589,7 @@ impl Daemon {
         let saved = self.saved_check_states().await;
         let n_checks: usize = new.services.iter().map(|s| s.checks.len()).sum();
         let mut index = 0usize;
+        let old = self.config.clone();
         for service in &new.services {
             let Some(mut handle) = self.services.remove(&service.name) else {
                 self.start_service(service, &saved, &mut index, n_checks)
@@ -576,12 +598,15 @@ impl Daemon {
                 tracing::info!(service = %service.name, event = "service_added", "service added");
                 continue;
             };
-            if handle.spec.driver != service.driver {
+            // Its previous definition (always there: handles and config change together).
+            let was = old.service(service.name.as_str());
+            let driver_changed = was.is_none_or(|w| w.driver != service.driver);
+            if driver_changed {
                 handle
                     .driver
                     .send_replace(Driver::new(&service.driver, &self.shared.probes));
             }
-            if handle.spec.driver != service.driver || handle.spec.guard != service.guard {
+            if driver_changed || was.is_none_or(|w| w.guard != service.guard) {
                 let _ = handle
                     .tx
                     .send(ServiceMsg::Update(Box::new(service.clone())))
@@ -617,12 +642,11 @@ impl Daemon {
                 gone.cancel.cancel();
                 changed += 1;
             }
-            if handle.spec.schedules != service.schedules {
+            if was.is_none_or(|w| w.schedules != service.schedules) {
                 handle.schedules.cancel();
                 handle.schedules = self.spawn_schedules(&service.name, &handle, &service.schedules);
                 changed += 1;
             }
-            handle.spec = service.clone();
             self.services.insert(service.name.clone(), handle);
         }
         if new.vigil.control_socket != self.config.vigil.control_socket
@@ -649,7 +673,7 @@ impl Daemon {
                 new.alerts.len()
             );
         }
-        self.config = new;
+        self.config = Arc::new(new);
         self.publish_api_view();
         self.start_groups();
         self.notify(&format!(
@@ -667,6 +691,7 @@ impl Daemon {
             changed,
             "configuration reloaded: {kept} check(s) unchanged (state kept), {changed} change(s) applied"
         );
+        self.release_startup_pages();
     }
 }
 

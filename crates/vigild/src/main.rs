@@ -18,6 +18,7 @@ mod heartbeat;
 mod ledger;
 mod lock;
 mod log;
+mod memory;
 mod output;
 mod sdnotify;
 

@@ -734,3 +734,49 @@ every = "100ms"
     assert_eq!(entries[0]["source"], "health", "{entries:?}");
     assert_eq!(entries[0]["outcome"], "ok", "{entries:?}");
 }
+
+/// A few seconds after startup the daemon drops the code pages only startup used
+/// (`memory.rs`); whatever runs next maps its code back in. A crash after the release is
+/// still restarted through the guard and `status` still answers.
+#[test]
+fn after_releasing_startup_pages_the_daemon_keeps_supervising() {
+    let env = Env::new();
+    env.write_config(
+        r#"log_level = "debug"
+
+[services.app]
+driver = "exec"
+command = ["/bin/sleep", "100000"]
+restart = "always"
+restart_delay = "0"
+"#,
+    );
+    let daemon = env.start_daemon(&[]);
+    let running = wait_state(&env, "app", "running");
+    let first = running["pid"].as_u64().expect("pid") as u32;
+    let log = daemon.wait_log("of startup-only code", LONG);
+    let line = log
+        .lines()
+        .find(|l| l.contains("of startup-only code"))
+        .expect("release line");
+    let released: u64 = line
+        .split("released ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no KiB count in {line:?}"));
+    assert!(released > 0, "{line}");
+    signal(first, Signal::KILL);
+    let again = wait_until(LONG, "a new instance after the release", || {
+        let e = exec_of(&status(&env), "app");
+        let pid = e["pid"].as_u64()? as u32;
+        (e["state"] == "running" && pid != first).then_some(pid)
+    });
+    assert!(alive(again));
+    let restarts: Vec<_> = entries_for(&env, "app")
+        .into_iter()
+        .filter(|e| e["source"] == "exit")
+        .collect();
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    assert_eq!(restarts[0]["verdict"], "allowed", "{restarts:?}");
+}

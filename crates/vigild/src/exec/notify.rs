@@ -125,11 +125,18 @@ impl NotifySocket {
         &self.address
     }
 
-    /// Resolves when datagrams may be waiting; [`NotifySocket::drain`] reads them.
-    pub async fn readable(&self) {
-        if self.sock.readable().await.is_err() {
-            std::future::pending::<()>().await;
+    /// `Ready` when datagrams may be waiting ([`NotifySocket::drain`] reads them);
+    /// otherwise the task is woken when they arrive.
+    pub fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.sock.poll_recv_ready(cx) {
+            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(()),
+            std::task::Poll::Ready(Err(_)) | std::task::Poll::Pending => std::task::Poll::Pending,
         }
+    }
+
+    #[cfg(test)]
+    pub async fn readable(&self) {
+        std::future::poll_fn(|cx| self.poll_readable(cx)).await;
     }
 
     /// Every datagram waiting now (at most 64 per call, so one chatty service cannot

@@ -141,6 +141,14 @@ impl Pipe {
         }
     }
 
+    /// [`Pipe::readable`] for a hand-written poll loop.
+    pub fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.fd.poll_read_ready(cx) {
+            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(()),
+            std::task::Poll::Ready(Err(_)) | std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
     /// Reads what is available; `false` once the pipe is closed (EOF or error).
     pub fn pump(&mut self, service: &ServiceName, recent: &mut VecDeque<String>) -> bool {
         thread_local! {

@@ -33,6 +33,16 @@ impl PidFd {
         }
     }
 
+    /// [`PidFd::exited`] for a hand-written poll loop: `Ready` once the process has exited
+    /// (and from then on); otherwise the task is woken when it does.
+    pub fn poll_exited(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.0.poll_read_ready(cx) {
+            std::task::Poll::Ready(Ok(_)) => std::task::Poll::Ready(()),
+            // Like `exited`: an error (never seen for a pidfd) means never.
+            std::task::Poll::Ready(Err(_)) | std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
     /// Reaps the exited process. `None` if it has not exited (or was reaped elsewhere).
     pub fn reap(&self) -> Option<Termination> {
         let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
