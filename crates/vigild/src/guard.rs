@@ -140,38 +140,42 @@ pub async fn request_with_evidence(
     };
 
     let name = service.to_string();
+    let relaxed = sync == IntentSync::WithOutcome;
     let (verdict, now, intent) = {
         let policy = policy.clone();
-        cx.ledger
-            .call(move |ledger| -> Result<_, LedgerError> {
-                let now = clock::now();
-                let relaxed = sync == IntentSync::WithOutcome;
-                let (verdict, id) = ledger.transaction(relaxed, |ledger| {
-                    for dangling in ledger.dangling_intents(Some(&name))? {
-                        ledger.resolve_interrupted(dangling.id, now)?;
-                        events::interrupted_restart(&dangling);
-                    }
-                    let history = ledger.counted_restarts(&name, policy.window_start(now))?;
-                    let verdict = decide(&policy, &history, request, now);
-                    let id = ledger.record_verdict(
-                        &name,
-                        request.source,
-                        request.forced,
-                        &verdict,
-                        now,
-                        evidence.as_deref(),
-                    )?;
-                    Ok((verdict, id))
-                })?;
-                if relaxed && !verdict.is_allowed() {
-                    // No outcome commit follows a refusal.
-                    ledger.sync()?;
+        let decide = move |ledger: &mut crate::ledger::Ledger| -> Result<_, LedgerError> {
+            let now = clock::now();
+            let (verdict, id) = ledger.transaction(relaxed, |ledger| {
+                for dangling in ledger.dangling_intents(Some(&name))? {
+                    ledger.resolve_interrupted(dangling.id, now)?;
+                    events::interrupted_restart(&dangling);
                 }
-                let intent = verdict.is_allowed().then_some(id);
-                Ok((verdict, now, intent))
-            })
-            .await?
+                let history = ledger.counted_restarts(&name, policy.window_start(now))?;
+                let verdict = decide(&policy, &history, request, now);
+                let id = ledger.record_verdict(
+                    &name,
+                    request.source,
+                    request.forced,
+                    &verdict,
+                    now,
+                    evidence.as_deref(),
+                )?;
+                Ok((verdict, id))
+            })?;
+            let intent = verdict.is_allowed().then_some(id);
+            Ok((verdict, now, intent))
+        };
+        if relaxed {
+            // Nothing in it waits for the disk: decided in place when the ledger is idle.
+            cx.ledger.call_now_or_queued(decide).await?
+        } else {
+            cx.ledger.call(decide).await?
+        }
     };
+    if relaxed && intent.is_none() {
+        // No outcome commit follows a refusal: make it durable now, off this thread.
+        cx.ledger.call(|ledger| ledger.sync()).await?;
+    }
     events::verdict(&cx.alerts, service, request, &verdict);
 
     let Some(intent) = intent else {

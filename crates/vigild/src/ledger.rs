@@ -482,12 +482,13 @@ impl Ledger {
     /// connection's write between its reads and its writes. With `relaxed` the commit runs
     /// with `synchronous = NORMAL`: it reaches the WAL (it survives a crash of Vigil)
     /// without waiting for the disk; the next `FULL` commit on this connection, or
-    /// [`Ledger::sync`], makes it durable against power loss too.
+    /// [`Ledger::sync`], makes it durable against power loss too. Nor does it run an
+    /// automatic checkpoint (which would fsync): the next full commit does.
     pub fn transaction<R>(&self, relaxed: bool, f: impl FnOnce(&Self) -> Result<R>) -> Result<R> {
         let err = sql_err(&self.path);
         if relaxed {
             self.conn
-                .execute_batch("PRAGMA synchronous = NORMAL")
+                .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
                 .map_err(&err)?;
         }
         let result = self
@@ -504,9 +505,7 @@ impl Ledger {
             self.counted.borrow_mut().services.clear();
         }
         if relaxed {
-            self.conn
-                .execute_batch("PRAGMA synchronous = FULL")
-                .map_err(&err)?;
+            self.conn.execute_batch(RESTORE_SYNC).map_err(&err)?;
         }
         result
     }
@@ -938,10 +937,17 @@ mod tests {
                 .query_row("PRAGMA synchronous", [], |r| r.get(0))
                 .unwrap()
         };
+        let autocheckpoint = |l: &Ledger| -> i64 {
+            l.conn
+                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+                .unwrap()
+        };
         assert_eq!(sync(&daemon), 2, "FULL");
+        assert_eq!(autocheckpoint(&daemon), 1000);
         daemon
             .transaction(true, |l| {
                 assert_eq!(sync(l), 1, "NORMAL inside");
+                assert_eq!(autocheckpoint(l), 0, "no checkpoint (an fsync) inside");
                 allowed(l, "web", Timestamp::from_secs(100));
                 Ok(())
             })
@@ -958,6 +964,7 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(sync(&daemon), 2);
+        assert_eq!(autocheckpoint(&daemon), 1000);
         assert!(daemon.conn.is_autocommit(), "rolled back");
         assert_eq!(counted_at(&cli, "web", 0), [100], "the failed one is gone");
         assert_eq!(counted_at(&daemon, "web", 0), [100], "also from the cache");
@@ -1038,6 +1045,63 @@ mod tests {
         drop(ledger);
         let ledger = Ledger::open(dir.path()).unwrap();
         assert_eq!(ledger.history(None, None).unwrap().len(), 2);
+    }
+
+    /// `call_now_or_queued` runs in place only when nothing is queued: it never
+    /// overtakes a job sent before it, and it sees that job's writes.
+    #[tokio::test]
+    async fn a_call_in_place_never_overtakes_queued_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = LedgerHandle::spawn(dir.path()).unwrap();
+        let here = std::thread::current().id();
+        // Idle: in place, on this thread.
+        let ran_on = handle
+            .call_now_or_queued(|_| std::thread::current().id())
+            .await;
+        assert_eq!(ran_on, here);
+        // A slow job queued first: the next call must wait for it and see its write.
+        let queued = || {
+            handle
+                .cell
+                .queued
+                .load(std::sync::atomic::Ordering::Acquire)
+        };
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let h = handle.clone();
+        let slow = tokio::spawn(async move {
+            h.call(move |l| {
+                gate.recv().unwrap();
+                allowed(l, "web", Timestamp::from_secs(100));
+            })
+            .await;
+        });
+        while queued() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let h = handle.clone();
+        let after = tokio::spawn(async move {
+            h.call_now_or_queued(|l| {
+                let seen = l.counted_restarts("web", Timestamp::from_secs(0));
+                (std::thread::current().id(), seen.unwrap().len())
+            })
+            .await
+        });
+        while queued() < 2 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        slow.await.unwrap();
+        let (ran_on, seen) = after.await.unwrap();
+        assert_ne!(
+            ran_on, here,
+            "queued behind the slow job, on the ledger thread"
+        );
+        assert_eq!(seen, 1, "after the slow job's write");
+        // Idle again: in place again.
+        let ran_on = handle
+            .call_now_or_queued(|_| std::thread::current().id())
+            .await;
+        assert_eq!(ran_on, here);
     }
 
     #[tokio::test]
@@ -1218,6 +1282,9 @@ mod tests {
     }
 }
 
+/// Back to every commit fsynced, and checkpoints at SQLite's default WAL size.
+const RESTORE_SYNC: &str = "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000";
+
 /// A cloneable handle to a ledger owned by one dedicated thread.
 ///
 /// SQLite calls block; the daemon's async tasks send closures to the ledger thread
@@ -1227,10 +1294,32 @@ mod tests {
 /// so that the process always reads its own writes. Other processes may see check states
 /// up to that long after the run. The thread ends when the last handle is dropped, after
 /// finishing every queued call and flushing, so a graceful shutdown never loses a write.
+///
+/// The connection sits behind a mutex the thread takes for each message, so that
+/// [`LedgerHandle::call_now_or_queued`] can run a short, fsync-free job in place when the
+/// thread is idle with nothing queued: two cross-CPU wake-ups fewer on an exec service's
+/// crash-to-restart path.
 #[derive(Clone)]
 pub struct LedgerHandle {
     tx: std::sync::mpsc::Sender<Msg>,
     path: PathBuf,
+    cell: std::sync::Arc<LedgerCell>,
+}
+
+struct LedgerCell {
+    ledger: std::sync::Mutex<Ledger>,
+    /// Jobs sent and not finished yet: a job run in place must not overtake them.
+    queued: std::sync::atomic::AtomicUsize,
+}
+
+impl LedgerCell {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // A job that panicked left no transaction open (rusqlite rolls back on drop);
+        // the connection stays usable.
+        self.ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// How long check-state writes may wait to be batched.
@@ -1298,12 +1387,18 @@ impl PendingStates {
 impl LedgerHandle {
     /// Opens the ledger and starts its thread.
     pub fn spawn(state_dir: &Path) -> Result<LedgerHandle> {
-        let mut ledger = Ledger::open(state_dir)?;
+        let ledger = Ledger::open(state_dir)?;
         let path = ledger.path().to_owned();
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+        let cell = std::sync::Arc::new(LedgerCell {
+            ledger: std::sync::Mutex::new(ledger),
+            queued: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let shared = cell.clone();
         std::thread::Builder::new()
             .name("vigil-ledger".to_owned())
             .spawn(move || {
+                let cell = shared;
                 use std::sync::mpsc::RecvTimeoutError;
                 let mut pending = PendingStates::default();
                 loop {
@@ -1313,8 +1408,12 @@ impl LedgerHandle {
                     };
                     match msg {
                         Ok(Msg::Job(job)) => {
+                            let mut ledger = cell.lock();
                             pending.flush(&mut ledger);
                             job(&mut ledger);
+                            drop(ledger);
+                            cell.queued
+                                .fetch_sub(1, std::sync::atomic::Ordering::Release);
                         }
                         Ok(Msg::CheckState(row)) => {
                             if pending.since.is_none() {
@@ -1331,14 +1430,16 @@ impl LedgerHandle {
                             pending.exec.insert(row.service.clone(), row);
                         }
                         Ok(Msg::FlushExec(reply)) => {
-                            pending.flush_exec(&mut ledger);
+                            pending.flush_exec(&mut cell.lock());
                             let _ = reply.send(());
                         }
                         Err(RecvTimeoutError::Timeout) => {
+                            let mut ledger = cell.lock();
                             pending.flush_exec(&mut ledger);
                             pending.flush(&mut ledger);
                         }
                         Err(RecvTimeoutError::Disconnected) => {
+                            let mut ledger = cell.lock();
                             pending.flush_exec(&mut ledger);
                             pending.flush(&mut ledger);
                             return;
@@ -1350,7 +1451,7 @@ impl LedgerHandle {
                 path: path.clone(),
                 source,
             })?;
-        Ok(LedgerHandle { tx, path })
+        Ok(LedgerHandle { tx, path, cell })
     }
 
     pub fn path(&self) -> &Path {
@@ -1385,7 +1486,40 @@ impl LedgerHandle {
                 tracing::warn!(%error, channel = %row.channel, "cannot record an alert delivery");
             }
         });
-        let _ = self.tx.send(Msg::Job(job));
+        self.send_job(job);
+    }
+
+    /// Queues a job, counted until the thread has run it.
+    fn send_job(&self, job: Job) -> bool {
+        self.cell
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if self.tx.send(Msg::Job(job)).is_ok() {
+            true
+        } else {
+            self.cell
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            false
+        }
+    }
+
+    /// Runs `f` right here when the ledger thread is idle and no job is queued (the
+    /// common case), else queues it like [`LedgerHandle::call`]. Either way `f` runs after
+    /// every job this process queued before. Only for jobs that never fsync (in place,
+    /// `f` blocks the caller's thread, an async runtime's, for as long as it runs) and
+    /// that do not read check or exec states (their queued writes are not flushed first).
+    pub async fn call_now_or_queued<R, F>(&self, f: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Ledger) -> R + Send + 'static,
+    {
+        if self.cell.queued.load(std::sync::atomic::Ordering::Acquire) == 0
+            && let Ok(mut ledger) = self.cell.ledger.try_lock()
+        {
+            return f(&mut ledger);
+        }
+        self.call(f).await
     }
 
     /// Runs `f` on the ledger thread and returns its result.
@@ -1399,7 +1533,7 @@ impl LedgerHandle {
             let _ = reply.send(f(ledger));
         });
         // The ledger thread only stops when every handle is gone, and we hold one.
-        if self.tx.send(Msg::Job(job)).is_err() {
+        if !self.send_job(job) {
             unreachable_ledger();
         }
         match rx.await {
