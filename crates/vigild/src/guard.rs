@@ -173,8 +173,8 @@ pub async fn request_with_evidence(
         }
     };
     if relaxed && intent.is_none() {
-        // No outcome commit follows a refusal: make it durable now, off this thread.
-        cx.ledger.call(|ledger| ledger.sync()).await?;
+        // No outcome commit follows a refusal: the ledger thread makes it durable.
+        cx.ledger.sync_soon();
     }
     events::verdict(&cx.alerts, service, request, &verdict);
 
@@ -197,9 +197,19 @@ pub async fn request_with_evidence(
     {
         let detail = report.detail.clone();
         let ok = report.ok;
-        cx.ledger
-            .call(move |ledger| ledger.record_outcome(intent, ok, &detail, finished_at))
-            .await?;
+        let record = move |ledger: &mut crate::ledger::Ledger| {
+            ledger.transaction(relaxed, |l| {
+                l.record_outcome(intent, ok, &detail, finished_at)
+            })
+        };
+        if relaxed {
+            // Intent and outcome reach the WAL here; the ledger thread fsyncs them next,
+            // while the supervisor goes on (a crash loop's next exit is not held up).
+            cx.ledger.call_now_or_queued(record).await?;
+            cx.ledger.sync_soon();
+        } else {
+            cx.ledger.call(record).await?;
+        }
     }
     events::restart_finished(&cx.alerts, service, request, &verdict, &report);
     drop(held);

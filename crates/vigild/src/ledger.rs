@@ -482,7 +482,7 @@ impl Ledger {
     /// connection's write between its reads and its writes. With `relaxed` the commit runs
     /// with `synchronous = NORMAL`: it reaches the WAL (it survives a crash of Vigil)
     /// without waiting for the disk; the next `FULL` commit on this connection, or
-    /// [`Ledger::sync`], makes it durable against power loss too. Nor does it run an
+    /// [`sync_wal`], makes it durable against power loss too. Nor does it run an
     /// automatic checkpoint (which would fsync): the next full commit does.
     pub fn transaction<R>(&self, relaxed: bool, f: impl FnOnce(&Self) -> Result<R>) -> Result<R> {
         let err = sql_err(&self.path);
@@ -510,9 +510,9 @@ impl Ledger {
         result
     }
 
-    /// Makes every commit so far durable against power loss (a checkpoint fsyncs the
-    /// WAL first).
-    pub fn sync(&self) -> Result<()> {
+    /// Copies the WAL into the database file as far as readers allow, syncing both (what
+    /// SQLite's automatic checkpoint does after a full commit).
+    pub fn checkpoint(&self) -> Result<()> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(sql_err(&self.path))
@@ -968,7 +968,11 @@ mod tests {
         assert!(daemon.conn.is_autocommit(), "rolled back");
         assert_eq!(counted_at(&cli, "web", 0), [100], "the failed one is gone");
         assert_eq!(counted_at(&daemon, "web", 0), [100], "also from the cache");
-        daemon.sync().unwrap();
+        // What the ledger thread does after a relaxed commit; nothing pending without
+        // a WAL.
+        assert!(wal_path(&daemon.path).exists());
+        sync_wal(&daemon.path).unwrap();
+        sync_wal(&dir.path().join("absent.db")).unwrap();
     }
 
     /// The guard's two reads per decision use their partial indexes, so a decision does
@@ -1102,6 +1106,37 @@ mod tests {
             .call_now_or_queued(|_| std::thread::current().id())
             .await;
         assert_eq!(ran_on, here);
+    }
+
+    /// Relaxed commits skip SQLite's automatic checkpoint; the ledger thread's WAL flushes
+    /// checkpoint now and then, so a long crash loop does not grow the WAL without bound.
+    #[tokio::test]
+    async fn relaxed_commits_with_flushes_keep_the_wal_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = LedgerHandle::spawn(dir.path()).unwrap();
+        for i in 0..1500 {
+            handle
+                .call_now_or_queued(move |l| {
+                    l.transaction(true, |l| {
+                        allowed(l, "crash", Timestamp::from_secs(i));
+                        Ok(())
+                    })
+                })
+                .await
+                .unwrap();
+            handle.sync_soon();
+            // At a crash loop's pace (a restart takes a millisecond) the thread keeps up:
+            // a queued job runs after every flush sent before it.
+            handle.call(|_| ()).await;
+        }
+        let wal = std::fs::metadata(wal_path(handle.path())).unwrap().len();
+        // Without checkpoints: 1500 commits of about four 4 KiB pages each, 26 MiB.
+        assert!(wal < 6 << 20, "WAL is {wal} bytes");
+        let rows = handle
+            .call(|l| l.counted_restarts("crash", Timestamp::from_secs(0)))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1500);
     }
 
     #[tokio::test]
@@ -1282,6 +1317,29 @@ mod tests {
     }
 }
 
+/// Every this many WAL flushes after relaxed commits, a checkpoint instead (a restart
+/// writes a few pages: about SQLite's default of 1000 WAL pages per checkpoint).
+const CHECKPOINT_EVERY: u64 = 200;
+
+/// The write-ahead log next to the database file.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// Makes every commit so far durable against power loss. In WAL mode a commit is frames
+/// appended to the WAL, so one `fdatasync` of that file covers every commit a relaxed
+/// transaction left unsynced (what a checkpoint already moved to the database file was
+/// synced by that checkpoint). No WAL file: nothing is pending.
+pub fn sync_wal(db: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(wal_path(db)) {
+        Ok(f) => f.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Back to every commit fsynced, and checkpoints at SQLite's default WAL size.
 const RESTORE_SYNC: &str = "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000";
 
@@ -1336,6 +1394,9 @@ enum Msg {
     ExecState(ExecStateRow),
     /// Write the pending exec states now, then answer.
     FlushExec(tokio::sync::oneshot::Sender<()>),
+    /// fdatasync the WAL: outside the connection's lock and not counted as a queued
+    /// job, so a decision in place never waits for it.
+    SyncWal,
 }
 
 /// Check states waiting for the next batched write, newest per check.
@@ -1395,10 +1456,12 @@ impl LedgerHandle {
             queued: std::sync::atomic::AtomicUsize::new(0),
         });
         let shared = cell.clone();
+        let wal_of = path.clone();
         std::thread::Builder::new()
             .name("vigil-ledger".to_owned())
             .spawn(move || {
                 let cell = shared;
+                let mut syncs: u64 = 0;
                 use std::sync::mpsc::RecvTimeoutError;
                 let mut pending = PendingStates::default();
                 loop {
@@ -1428,6 +1491,22 @@ impl LedgerHandle {
                                 pending.since = Some(crate::clock::monotonic());
                             }
                             pending.exec.insert(row.service.clone(), row);
+                        }
+                        Ok(Msg::SyncWal) => {
+                            // Relaxed commits skip SQLite's automatic checkpoint; without
+                            // one now and then a long crash loop would grow the WAL forever.
+                            syncs += 1;
+                            let result = if syncs.is_multiple_of(CHECKPOINT_EVERY) {
+                                cell.lock().checkpoint()
+                            } else {
+                                sync_wal(&wal_of).map_err(|source| LedgerError::StateDir {
+                                    path: wal_path(&wal_of),
+                                    source,
+                                })
+                            };
+                            if let Err(error) = result {
+                                tracing::warn!(%error, "cannot flush the ledger's write-ahead log");
+                            }
                         }
                         Ok(Msg::FlushExec(reply)) => {
                             pending.flush_exec(&mut cell.lock());
@@ -1502,6 +1581,12 @@ impl LedgerHandle {
                 .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             false
         }
+    }
+
+    /// Makes every commit so far durable soon: the ledger thread fsyncs the WAL next,
+    /// while this caller goes on (see [`sync_wal`]).
+    pub fn sync_soon(&self) {
+        let _ = self.tx.send(Msg::SyncWal);
     }
 
     /// Runs `f` right here when the ledger thread is idle and no job is queued (the
