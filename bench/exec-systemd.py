@@ -4,8 +4,9 @@ beside systemd's own (in the nspawn container) measured in the same run"): the s
 of bench/exec.py, with systemd 252 as the supervisor, inside the container that
 bench/nspawn-up.sh boots.
 
-  systemd-crash     a statically linked crasher (exit 1 at once), Restart=always,
+  systemd-crash     exec.py's crasher without libc (exit 1 at once), Restart=always,
                     RestartSec=0: crash-to-restart (exit stamp to next start stamp), cycle
+  systemd-crash-glibc  the same with exec.py's static glibc crasher
   systemd-watchdog  vigil-notify-client pinging every 20 ms, WatchdogSec=200ms,
                     Restart=on-watchdog: SIGSTOP it, time from (last ping + 200 ms) until dead
   systemd-idle      IDLE_N instances of a template unit running `sleep` (outputs into the
@@ -29,7 +30,7 @@ CRASHES = int(os.environ.get("CRASHES", "1000"))
 HANGS = int(os.environ.get("HANGS", "50"))
 IDLE_N = int(os.environ.get("IDLE_N", "500"))
 IDLE_MEASURE = int(os.environ.get("IDLE_MEASURE", "60"))
-SCENARIOS = os.environ.get("SCENARIOS", "crash watchdog idle").split()
+SCENARIOS = os.environ.get("SCENARIOS", "crash crash-glibc watchdog idle").split()
 # 1: add a random 0-250 ms to each hang's wait, so the hangs fall at random phases of
 # systemd's 250 ms timer grid (see bench_watchdog); 0 (default): exactly exec.py's waits.
 WD_RANDOM_PHASE = os.environ.get("WD_RANDOM_PHASE", "0") == "1"
@@ -48,7 +49,7 @@ UNIT_FILES = [CRASH_UNIT, WD_UNIT, IDLE_TEMPLATE, IDLE_TARGET]
 # The crasher, the statistics and the /proc helpers are bench/exec.py's own, so that both
 # sides are built and computed the same way.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exec import (CRASHER_C, children, cpu_secs, crash_figures, rollup, rss_kib,  # noqa: E402
+from exec import (children, cpu_secs, crash_figures, crasher, rollup, rss_kib,  # noqa: E402
                   summary, wait_for)
 
 
@@ -220,16 +221,15 @@ def measure_idle(pids, seconds, watch=()):
 
 # ---------------------------------------------------------------- scenarios
 
-def bench_crash():
-    """The crasher of bench/exec.py as a unit with Restart=always, RestartSec=0 and no start
+def bench_crash(kind="nolibc"):
+    """A crasher of bench/exec.py as a unit with Restart=always, RestartSec=0 and no start
     limit: crash-to-restart is from one instance's exit stamp to the next one's start stamp
     (the exit, systemd's SIGCHLD handling, the auto-restart timer, the restart job, the
-    fork and the exec)."""
-    src = os.path.join(HOST_DIR, "crash.c")
-    with open(src, "w") as f:
-        f.write(CRASHER_C)
-    subprocess.run(["gcc", "-O2", "-static", "-o", os.path.join(HOST_DIR, "crash"), src], check=True)
+    fork and the exec; with the glibc crasher also glibc's start-up)."""
+    crasher(HOST_DIR, kind)
     starts = os.path.join(HOST_DIR, "starts")
+    if os.path.exists(starts):
+        os.remove(starts)
     write_unit(CRASH_UNIT, f'''[Unit]
 Description=Vigil bench: crash loop
 StartLimitIntervalSec=0
@@ -255,7 +255,8 @@ StandardError=null
     stop(CRASH_UNIT)
     wait_for("crash unit stopped", lambda: unit_prop(CRASH_UNIT, "Unit", "ActiveState") in ("inactive", "failed"), step=0.05)
     gaps, cycles = crash_figures(starts, CRASHES)
-    return {"scenario": "systemd-crash", "supervisor": "systemd " + manager_prop("Version"),
+    return {"scenario": "systemd-crash" + ("" if kind == "nolibc" else "-" + kind), "crasher": kind,
+            "supervisor": "systemd " + manager_prop("Version"),
             "latency_ms": summary(gaps), "cycle_ms": summary(cycles),
             "systemd_nrestarts": n_restarts, "systemd_result": result, "loadavg": loadavg()}
 
@@ -398,7 +399,8 @@ os.makedirs(HOST_DIR)
 try:
     for s in SCENARIOS:
         print(f"[exec-systemd bench] {s} (load {open('/proc/loadavg').read().split()[0]})", file=sys.stderr)
-        r = {"crash": bench_crash, "watchdog": bench_watchdog, "idle": bench_idle}[s]()
+        r = {"crash": bench_crash, "crash-glibc": lambda: bench_crash("glibc"),
+             "watchdog": bench_watchdog, "idle": bench_idle}[s]()
         with open(f"{OUT}/exec/systemd-{s}.json", "w") as f:
             json.dump(r, f, indent=2)
         results.append(r)
@@ -408,11 +410,12 @@ finally:
 
 print("| scenario | figure | target | result |\n|---|---|---|---|")
 for r in results:
-    if r["scenario"] == "systemd-crash":
+    if r["scenario"].startswith("systemd-crash"):
         l = r["latency_ms"]
-        print(f"| systemd-crash (systemd {r['supervisor'].split()[1]}, n={l['n']}, load {' '.join(r['loadavg'])}) | crash-to-restart (exit stamp to next start stamp) median / p99 / max | <1 ms / <5 ms | {l['median']:.2f} / {l['p99']:.2f} / {l['max']:.2f} ms |")
+        which = "static glibc crasher (counts its start-up)" if r["crasher"] == "glibc" else "crasher without libc"
+        print(f"| {r['scenario']} (systemd {r['supervisor'].split()[1]}, {which}, n={l['n']}, load {' '.join(r['loadavg'])}) | crash-to-restart (exit stamp to next start stamp) median / p99 / max | <1 ms / <5 ms | {l['median']:.2f} / {l['p99']:.2f} / {l['max']:.2f} ms |")
         c = r["cycle_ms"]
-        print(f"| systemd-crash | whole cycle (start to start) median / p99 | - | {c['median']:.2f} / {c['p99']:.2f} ms |")
+        print(f"| {r['scenario']} | whole cycle (start to start) median / p99 | - | {c['median']:.2f} / {c['p99']:.2f} ms |")
     elif r["scenario"] == "systemd-watchdog":
         l = r["lateness_ms"]
         print(f"| systemd-watchdog ({r['watchdog_ms']} ms, {'random phase, ' if r['random_phase'] else ''}n={l['n']}, load {' '.join(r['loadavg'])}) | death after last ping + watchdog, median / p99 / max | p99 < 20 ms | {l['median']:.1f} / {l['p99']:.1f} / {l['max']:.1f} ms |")

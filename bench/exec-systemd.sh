@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # systemd's own figures beside bench/exec.sh's (issue 3), see bench/exec-systemd.py:
-#   crash     crash-to-restart latency, Restart=always, RestartSec=0
+#   crash     crash-to-restart latency, Restart=always, RestartSec=0 (crasher without libc)
+#   crash-glibc  the same with the static glibc crasher
 #   watchdog  hang detection: SIGSTOP a pinging Type=notify service, WatchdogSec=200ms
 #   idle      500 idle units: start-all time, PSS and CPU of PID 1 and journald
 # all with systemd 252 as the supervisor, in the test bed of bench/nspawn-up.sh.
 #
 # Brings the bed up unless it is already up (and then tears it down on exit; a bed that
 # was already up is left as it was), builds vigil-notify-client (release) and runs the
-# scenarios. Environment: SCENARIOS ("crash watchdog idle"), CRASHES (1000), HANGS (50),
+# scenarios. Environment: SCENARIOS ("crash crash-glibc watchdog idle"), CRASHES (1000), HANGS (50),
 # IDLE_N (500), IDLE_MEASURE (60), WD_RANDOM_PHASE (0), OUT (bench-out), CARGO_TARGET_DIR.
 # Needs gcc (static libc) and python3 (>= 3.9 for os.pidfd_open). Results:
 # $OUT/exec/systemd-*.json and a Markdown table on stdout.

@@ -17,7 +17,7 @@ CRASHES = int(os.environ.get("CRASHES", "1000"))
 HANGS = int(os.environ.get("HANGS", "50"))
 IDLE_N = int(os.environ.get("IDLE_N", "500"))
 IDLE_MEASURE = int(os.environ.get("IDLE_MEASURE", "60"))
-SCENARIOS = os.environ.get("SCENARIOS", "crash crash-tmpfs watchdog idle").split()
+SCENARIOS = os.environ.get("SCENARIOS", "crash crash-glibc crash-tmpfs watchdog idle").split()
 os.makedirs(f"{OUT}/exec", exist_ok=True)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -136,12 +136,55 @@ int main(int argc, char **argv) {
 '''
 
 
-def crasher(d):
+CRASHER_NOLIBC_C = r'''/* The crasher without libc (x86_64 Linux): "S <ns>" at its first instruction, "E <ns>"
+   just before exit_group(1), through raw system calls. A static glibc program spends a
+   few hundred microseconds before main probing the CPU (CPUID, which traps to the
+   hypervisor on a VM): the program's own start-up, not its supervisor's restart. */
+#define SYS_write 1
+#define SYS_open 2
+#define SYS_clock_gettime 228
+#define SYS_exit_group 231
+struct ts { long sec; long nsec; };
+static long sys3(long n, long a, long b, long c) {
+  long r;
+  __asm__ volatile ("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+  return r;
+}
+static void stamp(long fd, char tag) {
+  struct ts t;
+  sys3(SYS_clock_gettime, 0 /* CLOCK_REALTIME */, (long)&t, 0);
+  unsigned long ns = (unsigned long)t.sec * 1000000000UL + (unsigned long)t.nsec;
+  char buf[32]; int i = 31; buf[i--] = '\n';
+  do { buf[i--] = (char)('0' + ns % 10); ns /= 10; } while (ns);
+  buf[i--] = ' '; buf[i] = tag;
+  sys3(SYS_write, fd, (long)&buf[i], 32 - i);
+}
+__attribute__((used)) static void start_c(long *sp) {
+  char **argv = (char **)(sp + 1);
+  long fd = sys3(SYS_open, (long)argv[1], 02000 | 01 | 0100 /* O_APPEND|O_WRONLY|O_CREAT */, 0644);
+  stamp(fd, 'S');
+  stamp(fd, 'E');
+  sys3(SYS_exit_group, 1, 0, 0);
+}
+__asm__(".globl _start\n_start:\n  mov %rsp, %rdi\n  and $-16, %rsp\n  call start_c\n  hlt\n");
+'''
+
+# kind -> (source, extra gcc flags). "nolibc" is the headline crasher; "glibc" (static)
+# also counts glibc's start-up before main.
+CRASHERS = {
+    "nolibc": (CRASHER_NOLIBC_C, ["-nostdlib", "-fno-stack-protector", "-fno-pie", "-no-pie"]),
+    "glibc": (CRASHER_C, []),
+}
+
+
+def crasher(d, kind="nolibc"):
+    """Builds the crasher of `kind` as d/crash; returns its path."""
+    source, flags = CRASHERS[kind]
     src = os.path.join(d, "crash.c")
     binp = os.path.join(d, "crash")
     with open(src, "w") as f:
-        f.write(CRASHER_C)
-    subprocess.run(["gcc", "-O2", "-static", "-o", binp, src], check=True)
+        f.write(source)
+    subprocess.run(["gcc", "-O2", "-static", *flags, "-o", binp, src], check=True)
     return binp
 
 
@@ -158,14 +201,14 @@ def crash_figures(path, n):
     return gaps, cycles
 
 
-def bench_crash(tmpfs):
+def bench_crash(tmpfs, kind="nolibc"):
     """A process that stamps its start and its exit (exit 1 at once), restart = always,
     restart_delay = 0: crash-to-restart is from one instance's exit stamp to the next
     one's start stamp (the exit itself, Vigil noticing it, the policy, the guard with its
-    ledger intent, the spawn and the exec)."""
+    ledger intent, the spawn and the exec; with the glibc crasher also glibc's start-up)."""
     d = tempfile.mkdtemp(prefix="vigil-bench-crash-")
     state = tempfile.mkdtemp(prefix="vigil-bench-state-", dir="/dev/shm") if tmpfs else os.path.join(d, "state")
-    binp = crasher(d)
+    binp = crasher(d, kind)
     starts = os.path.join(d, "starts")
     cfg = f'''[defaults.guard]
 cooldown = "0s"
@@ -196,7 +239,8 @@ stderr = "null"
         for line in f:
             if '"since_exit_us"' in line:
                 internal.append(json.loads(line)["since_exit_us"] / 1000)
-    res = {"scenario": "crash-tmpfs" if tmpfs else "crash", "state_dir": state,
+    name = "crash-tmpfs" if tmpfs else ("crash" if kind == "nolibc" else "crash-" + kind)
+    res = {"scenario": name, "crasher": kind, "state_dir": state,
            "latency_ms": summary(gaps), "cycle_ms": summary(cycles),
            "vigil_internal_ms": summary(internal[:CRASHES]),
            "loadavg": open("/proc/loadavg").read().split()[:3]}
@@ -296,6 +340,7 @@ def main():
     for s in SCENARIOS:
         print(f"[exec bench] {s} (load {open('/proc/loadavg').read().split()[0]})", file=sys.stderr)
         r = {"crash": lambda: bench_crash(False), "crash-tmpfs": lambda: bench_crash(True),
+             "crash-glibc": lambda: bench_crash(False, "glibc"),
              "watchdog": bench_watchdog, "idle": bench_idle}[s]()
         with open(f"{OUT}/exec/{s}.json", "w") as f:
             json.dump(r, f, indent=2)
@@ -307,6 +352,7 @@ def main():
         if r["scenario"].startswith("crash"):
             l = r["latency_ms"]
             where = "ledger on /dev/shm (no fsync cost)" if r["scenario"] == "crash-tmpfs" else "ledger on disk"
+            where += ", static glibc crasher (counts its start-up)" if r["crasher"] == "glibc" else ", crasher without libc"
             print(f"| {r['scenario']} ({where}, n={l['n']}, load {' '.join(r['loadavg'])}) | crash-to-restart (exit stamp to next start stamp) median / p99 / max | <1 ms / <5 ms | {l['median']:.2f} / {l['p99']:.2f} / {l['max']:.2f} ms |")
             c = r["cycle_ms"]
             print(f"| {r['scenario']} | whole cycle (start to start) median / p99 | - | {c['median']:.2f} / {c['p99']:.2f} ms |")

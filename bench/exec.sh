@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks of `driver = "exec"` (issue 3), see bench/exec.py:
-#   crash        crash-to-restart latency, restart_delay = 0 (ledger on disk)
-#   crash-tmpfs  the same with the ledger on /dev/shm (the fsync of the intent removed)
+#   crash        crash-to-restart latency, restart_delay = 0 (ledger on disk), a crasher
+#                without libc (stamps at its first instruction)
+#   crash-glibc  the same with a static glibc crasher (also counts glibc's start-up)
+#   crash-tmpfs  the same as crash with the ledger on /dev/shm (no disk flush at all)
 #   watchdog     hang detection: SIGSTOP a pinging service, time until it is dead
 #   idle         500 idle supervised processes: start-all time, Vigil's PSS and CPU
 # Then bench/exec-systemd.sh: the same scenarios under systemd in nspawn (SYSTEMD=0 skips).
@@ -18,6 +20,6 @@ export OUT=${OUT:-$ROOT/bench-out}
 python3 "$ROOT/bench/exec.py"
 # The same scenarios with systemd 252 as the supervisor (nspawn test bed), in the same run.
 if [ "${SYSTEMD:-1}" = 1 ]; then
-  SCENARIOS=$(echo "${SCENARIOS:-crash watchdog idle}" | sed 's/crash-tmpfs//') \
+  SCENARIOS=$(echo "${SCENARIOS:-crash crash-glibc watchdog idle}" | sed 's/crash-tmpfs//') \
     bash "$ROOT/bench/exec-systemd.sh"
 fi
