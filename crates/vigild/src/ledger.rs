@@ -510,6 +510,19 @@ impl Ledger {
         result
     }
 
+    /// Runs `f` with SQLite's busy handler off: a write another process holds fails at
+    /// once with SQLITE_BUSY instead of waiting up to [`BUSY_TIMEOUT`].
+    fn without_busy_wait<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        self.conn
+            .busy_timeout(Duration::ZERO)
+            .map_err(sql_err(&self.path))?;
+        let result = f(self);
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(sql_err(&self.path))?;
+        result
+    }
+
     /// Copies the WAL into the database file as far as readers allow, syncing both (what
     /// SQLite's automatic checkpoint does after a full commit).
     pub fn checkpoint(&self) -> Result<()> {
@@ -1059,9 +1072,8 @@ mod tests {
         let handle = LedgerHandle::spawn(dir.path()).unwrap();
         let here = std::thread::current().id();
         // Idle: in place, on this thread.
-        let ran_on = handle
-            .call_now_or_queued(|_| std::thread::current().id())
-            .await;
+        let this_thread = |_: &mut Ledger| Ok(std::thread::current().id());
+        let ran_on = handle.call_now_or_queued(this_thread).await.unwrap();
         assert_eq!(ran_on, here);
         // A slow job queued first: the next call must wait for it and see its write.
         let queued = || {
@@ -1085,8 +1097,8 @@ mod tests {
         let h = handle.clone();
         let after = tokio::spawn(async move {
             h.call_now_or_queued(|l| {
-                let seen = l.counted_restarts("web", Timestamp::from_secs(0));
-                (std::thread::current().id(), seen.unwrap().len())
+                let seen = l.counted_restarts("web", Timestamp::from_secs(0))?;
+                Ok((std::thread::current().id(), seen.len()))
             })
             .await
         });
@@ -1095,17 +1107,60 @@ mod tests {
         }
         release.send(()).unwrap();
         slow.await.unwrap();
-        let (ran_on, seen) = after.await.unwrap();
+        let (ran_on, seen) = after.await.unwrap().unwrap();
         assert_ne!(
             ran_on, here,
             "queued behind the slow job, on the ledger thread"
         );
         assert_eq!(seen, 1, "after the slow job's write");
-        // Idle again: in place again.
-        let ran_on = handle
-            .call_now_or_queued(|_| std::thread::current().id())
-            .await;
+        // Idle again (the thread counts a job done just after answering): in place again.
+        while queued() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let ran_on = handle.call_now_or_queued(this_thread).await.unwrap();
         assert_eq!(ran_on, here);
+    }
+
+    /// In place, a write another process holds is not waited for on the caller's (the
+    /// runtime's) thread: the call goes to the ledger thread, which waits for it.
+    #[tokio::test]
+    async fn a_busy_ledger_is_waited_for_on_the_ledger_thread_not_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = LedgerHandle::spawn(dir.path()).unwrap();
+        let here = std::thread::current().id();
+        let other = Ledger::open(dir.path()).unwrap();
+        other.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let h = handle.clone();
+        let call = tokio::spawn(async move {
+            h.call_now_or_queued(|l| {
+                l.transaction(true, |l| {
+                    allowed(l, "web", Timestamp::from_secs(100));
+                    Ok(std::thread::current().id())
+                })
+            })
+            .await
+        });
+        // The call tried in place, got SQLITE_BUSY at once and queued itself (waiting in
+        // place would block this thread, which holds the other write, until the timeout).
+        while handle
+            .cell
+            .queued
+            .load(std::sync::atomic::Ordering::Acquire)
+            < 1
+        {
+            tokio::task::yield_now().await;
+        }
+        allowed(&other, "web", Timestamp::from_secs(50));
+        other.conn.execute_batch("COMMIT").unwrap();
+        let ran_on = call.await.unwrap().unwrap();
+        assert_ne!(ran_on, here);
+        assert_eq!(counted_at(&other, "web", 0), [50, 100]);
+        // And the connection waits for busy writes again afterwards.
+        let timeout: i64 = handle
+            .call(|l| l.conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(timeout, BUSY_TIMEOUT.as_millis() as i64);
     }
 
     /// Relaxed commits skip SQLite's automatic checkpoint; the ledger thread's WAL flushes
@@ -1594,15 +1649,24 @@ impl LedgerHandle {
     /// every job this process queued before. Only for jobs that never fsync (in place,
     /// `f` blocks the caller's thread, an async runtime's, for as long as it runs) and
     /// that do not read check or exec states (their queued writes are not flushed first).
-    pub async fn call_now_or_queued<R, F>(&self, f: F) -> R
+    ///
+    /// In place SQLite does not wait for another process's write (no busy timeout): `f`
+    /// failing with SQLITE_BUSY is run again on the ledger thread, which waits. So `f` must
+    /// be safe to repeat after a busy failure (a transaction that never began is).
+    pub async fn call_now_or_queued<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Ledger) -> R + Send + 'static,
+        F: Fn(&mut Ledger) -> Result<R> + Send + 'static,
     {
         if self.cell.queued.load(std::sync::atomic::Ordering::Acquire) == 0
             && let Ok(mut ledger) = self.cell.ledger.try_lock()
         {
-            return f(&mut ledger);
+            let result = ledger.without_busy_wait(&f);
+            drop(ledger);
+            match result {
+                Err(LedgerError::Sqlite { source, .. }) if is_busy(&source) => {}
+                other => return other,
+            }
         }
         self.call(f).await
     }
