@@ -840,74 +840,81 @@ impl ServiceActor {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<ServiceMsg>) {
-        self.follow_driver();
-        loop {
-            let deferred_until = self.deferred.as_ref().map(|(_, at)| {
-                let wait = at.saturating_since(clock::now());
-                Instant::now() + wait
-            });
-            let msg = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return,
-                msg = rx.recv() => match msg { Some(m) => m, None => return },
-                _ = async {
-                    match deferred_until {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let Some((request, _)) = self.deferred.take() else { continue };
-                    if self.driver.is_running().await == Some(true) {
-                        tracing::info!(service = %self.spec.name, event = "deferred_dropped",
-                            "the service runs again: the deferred restart (source {}) is no longer needed", request.source);
-                        continue;
-                    }
-                    ServiceMsg::Restart { request, repair: None, reply: None }
-                }
-            };
-            match msg {
-                ServiceMsg::Update(spec) => {
-                    let driver_changed = spec.driver != self.spec.driver;
-                    self.driver = Driver::new(&spec.driver, &self.shared.probes);
-                    self.spec = *spec;
-                    if driver_changed {
-                        self.follow_driver();
-                    }
-                    tracing::info!(service = %self.spec.name, event = "service_updated", "driver/guard settings updated");
-                }
-                ServiceMsg::Restarted(at) => {
-                    self.started.send_replace(Some(at));
-                }
-                ServiceMsg::Reset => {
-                    // `vigil reset` through the API: a deferred restart may go now.
-                    self.announced_given_up = None;
-                    if let Some((_, at)) = &mut self.deferred {
-                        *at = clock::now();
-                    }
-                }
-                ServiceMsg::Restart {
-                    request,
-                    repair,
-                    reply,
-                } => {
-                    // An automatic restart that cannot succeed is not attempted (never a
-                    // loop against systemd's start limit); a manual one always is.
-                    if repair.is_none() && request.source != Source::Manual {
-                        if let Some(why) = self.driver.restart_blocked().await {
-                            events::restart_blocked(
-                                &self.spec.name,
-                                request,
-                                &why,
-                                !self.announced_blocked,
-                            );
-                            self.announced_blocked = true;
+    /// Not an `async fn`, which would store `self` twice; see `exec::Supervisor::run`.
+    #[expect(clippy::manual_async_fn, reason = "an async fn would store self twice")]
+    fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ServiceMsg>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            self.follow_driver();
+            loop {
+                let deferred_until = self.deferred.as_ref().map(|(_, at)| {
+                    let wait = at.saturating_since(clock::now());
+                    Instant::now() + wait
+                });
+                let msg = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return,
+                    msg = rx.recv() => match msg { Some(m) => m, None => return },
+                    _ = async {
+                        match deferred_until {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        let Some((request, _)) = self.deferred.take() else { continue };
+                        if self.driver.is_running().await == Some(true) {
+                            tracing::info!(service = %self.spec.name, event = "deferred_dropped",
+                                "the service runs again: the deferred restart (source {}) is no longer needed", request.source);
                             continue;
                         }
-                        self.announced_blocked = false;
+                        ServiceMsg::Restart { request, repair: None, reply: None }
                     }
-                    if !self.handle_restart(request, repair, reply).await {
-                        return;
+                };
+                match msg {
+                    ServiceMsg::Update(spec) => {
+                        let driver_changed = spec.driver != self.spec.driver;
+                        self.driver = Driver::new(&spec.driver, &self.shared.probes);
+                        self.spec = *spec;
+                        if driver_changed {
+                            self.follow_driver();
+                        }
+                        tracing::info!(service = %self.spec.name, event = "service_updated", "driver/guard settings updated");
+                    }
+                    ServiceMsg::Restarted(at) => {
+                        self.started.send_replace(Some(at));
+                    }
+                    ServiceMsg::Reset => {
+                        // `vigil reset` through the API: a deferred restart may go now.
+                        self.announced_given_up = None;
+                        if let Some((_, at)) = &mut self.deferred {
+                            *at = clock::now();
+                        }
+                    }
+                    ServiceMsg::Restart {
+                        request,
+                        repair,
+                        reply,
+                    } => {
+                        // An automatic restart that cannot succeed is not attempted (never a
+                        // loop against systemd's start limit); a manual one always is.
+                        if repair.is_none() && request.source != Source::Manual {
+                            if let Some(why) = self.driver.restart_blocked().await {
+                                events::restart_blocked(
+                                    &self.spec.name,
+                                    request,
+                                    &why,
+                                    !self.announced_blocked,
+                                );
+                                self.announced_blocked = true;
+                                continue;
+                            }
+                            self.announced_blocked = false;
+                        }
+                        if !self.handle_restart(request, repair, reply).await {
+                            return;
+                        }
                     }
                 }
             }
@@ -1015,60 +1022,65 @@ struct CheckLoop {
 }
 
 impl CheckLoop {
-    async fn run(mut self, first_delay: Duration) {
-        let mut due = Instant::now() + first_delay;
-        let watching_since = clock::now();
-        self.started.mark_unchanged();
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(due) => {}
-            }
-            self.beat.tick();
-            let run = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return,
-                run = self.run_once(watching_since) => run,
-            };
-            // Fixed rate: the next run is due `every` after this one was due, never in the past.
-            due = (due + self.interval()).max(Instant::now());
-            let now = clock::now();
-            if self.started.has_changed().unwrap_or(false) {
-                // The service was restarted: forget the old instance's failures. A run that
-                // straddled the restart says nothing about the new instance.
-                self.started.mark_unchanged();
-                self.health.reset(now);
-                self.save(None, "service restarted".to_owned(), now);
-                continue;
-            }
-            let uptime = self.uptime(now).await;
-            let obs = self.health.observe_after_grace(
-                run.verdict,
-                self.check.thresholds,
-                self.check.grace,
-                uptime,
-                now,
-            );
-            events::check_run(
-                &mut self.alerts,
-                &self.service,
-                self.check.name.as_str(),
-                run.verdict,
-                &run.reason,
-                &obs,
-                self.health.status,
-            );
-            if obs.in_grace.is_none() {
-                let unchanged = self.saved.is_some_and(|(at, verdict)| {
-                    verdict == Some(run.verdict) && at.elapsed() < save_every(self.check.every)
-                });
-                if obs.transition.is_some() || !unchanged {
-                    self.save(Some(run.verdict), run.reason.clone(), now);
+    /// Not an `async fn`, which would store `self` twice (as captured and as a moved-in
+    /// local); see `exec::Supervisor::run`.
+    #[expect(clippy::manual_async_fn, reason = "an async fn would store self twice")]
+    fn run(mut self, first_delay: Duration) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let mut due = Instant::now() + first_delay;
+            let watching_since = clock::now();
+            self.started.mark_unchanged();
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(due) => {}
                 }
-            }
-            if obs.wants_action && run.verdict == RunVerdict::Fail {
-                self.act(&run.reason).await;
+                self.beat.tick();
+                let run = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return,
+                    run = self.run_once(watching_since) => run,
+                };
+                // Fixed rate: the next run is due `every` after this one was due, never in the past.
+                due = (due + self.interval()).max(Instant::now());
+                let now = clock::now();
+                if self.started.has_changed().unwrap_or(false) {
+                    // The service was restarted: forget the old instance's failures. A run that
+                    // straddled the restart says nothing about the new instance.
+                    self.started.mark_unchanged();
+                    self.health.reset(now);
+                    self.save(None, "service restarted".to_owned(), now);
+                    continue;
+                }
+                let uptime = self.uptime(now).await;
+                let obs = self.health.observe_after_grace(
+                    run.verdict,
+                    self.check.thresholds,
+                    self.check.grace,
+                    uptime,
+                    now,
+                );
+                events::check_run(
+                    &mut self.alerts,
+                    &self.service,
+                    self.check.name.as_str(),
+                    run.verdict,
+                    &run.reason,
+                    &obs,
+                    self.health.status,
+                );
+                if obs.in_grace.is_none() {
+                    let unchanged = self.saved.is_some_and(|(at, verdict)| {
+                        verdict == Some(run.verdict) && at.elapsed() < save_every(self.check.every)
+                    });
+                    if obs.transition.is_some() || !unchanged {
+                        self.save(Some(run.verdict), run.reason.clone(), now);
+                    }
+                }
+                if obs.wants_action && run.verdict == RunVerdict::Fail {
+                    self.act(&run.reason).await;
+                }
             }
         }
     }
