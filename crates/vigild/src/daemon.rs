@@ -205,26 +205,14 @@ impl Daemon {
             daemon.shared.guard.ledger.path().display(),
             config.vigil.control_socket.display()
         );
-        daemon.release_startup_pages();
+        daemon.release_unused_pages();
         Ok(daemon)
     }
 
-    /// A little after startup or a reload, drops the pages only that needed (see
-    /// `memory.rs`). A detached task: it ends on its own, unlike the supervised ones.
-    fn release_startup_pages(&self) {
-        let cancel = self.root.child_token();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = tokio::time::sleep(crate::memory::RELEASE_AFTER) => {
-                    match crate::memory::release_startup_pages() {
-                        Ok(r) => tracing::debug!(event = "pages_released", code_kib = r.code_kib, mappings = r.mappings,
-                            "released {} KiB of startup-only code and data pages", r.code_kib),
-                        Err(error) => tracing::debug!(event = "pages_released", %error, "cannot release startup pages"),
-                    }
-                }
-            }
-        });
+    /// Code pages not in use are given back a little after startup and after bursts
+    /// of activity (see `memory.rs`). A detached task: the supervised ones must not end.
+    fn release_unused_pages(&self) {
+        tokio::spawn(crate::memory::release_loop(self.root.child_token()));
     }
 
     /// One actor per `[groups.NAME]`: serializes the group's restarts and tells members
@@ -691,7 +679,6 @@ impl Daemon {
             changed,
             "configuration reloaded: {kept} check(s) unchanged (state kept), {changed} change(s) applied"
         );
-        self.release_startup_pages();
     }
 }
 

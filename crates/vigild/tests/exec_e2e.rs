@@ -735,11 +735,11 @@ every = "100ms"
     assert_eq!(entries[0]["outcome"], "ok", "{entries:?}");
 }
 
-/// A few seconds after startup the daemon drops the code pages only startup used
+/// A few seconds after startup the daemon drops the code pages it is not running
 /// (`memory.rs`); whatever runs next maps its code back in. A crash after the release is
 /// still restarted through the guard and `status` still answers.
 #[test]
-fn after_releasing_startup_pages_the_daemon_keeps_supervising() {
+fn after_releasing_code_pages_the_daemon_keeps_supervising() {
     let env = Env::new();
     env.write_config(
         r#"log_level = "debug"
@@ -754,10 +754,10 @@ restart_delay = "0"
     let daemon = env.start_daemon(&[]);
     let running = wait_state(&env, "app", "running");
     let first = running["pid"].as_u64().expect("pid") as u32;
-    let log = daemon.wait_log("of startup-only code", LONG);
+    let log = daemon.wait_log("of code and read-only data pages", LONG);
     let line = log
         .lines()
-        .find(|l| l.contains("of startup-only code"))
+        .find(|l| l.contains("of code and read-only data pages"))
         .expect("release line");
     let released: u64 = line
         .split("released ")
