@@ -322,6 +322,15 @@ def bench_idle():
         time.sleep(1)
     c1, w1 = cpu_secs(v.p.pid), time.time()
     parts = rollup(v.p.pid)
+    # After activity: one service is SIGKILLed and restarted. The restart maps code back
+    # in (PSS right after); Vigil gives it back at its next 30 s look (PSS 35 s later).
+    victim = children(v.p.pid)[0]
+    os.kill(int(victim), signal.SIGKILL)
+    wait_for("the restart", lambda: len(children(v.p.pid)) >= IDLE_N and victim not in children(v.p.pid), limit=30)
+    time.sleep(1)
+    pss_after_crash = pss_kib(v.p.pid) / 1024
+    time.sleep(35)
+    pss_after_35s = pss_kib(v.p.pid) / 1024
     t_stop0 = time.time()
     v.stop()
     t_stop = time.time() - t_stop0
@@ -331,6 +340,7 @@ def bench_idle():
             "rss_mib_max": max(s[1] for s in samples) / 1024,
             "pss_anon_mib": parts.get("Pss_Anon", 0) / 1024, "pss_file_mib": parts.get("Pss_File", 0) / 1024,
             "cpu_percent": 100 * (c1 - c0) / (w1 - w0), "measure_s": w1 - w0,
+            "pss_mib_after_crash": pss_after_crash, "pss_mib_35s_after_crash": pss_after_35s,
             "stop_all_s": t_stop, "leftover_sleeps": len(leftover),
             "loadavg": open("/proc/loadavg").read().split()[:3]}
 
@@ -366,6 +376,7 @@ def main():
             print(f"| idle {r['services']} (load {' '.join(r['loadavg'])}) | start all | < 1 s | {r['start_all_s']:.3f} s |")
             print(f"| idle {r['services']} | Vigil PSS (max over {r['measure_s']:.0f} s) | < 8 MiB | {r['pss_mib_max']:.1f} MiB (anon {r['pss_anon_mib']:.1f}, file {r['pss_file_mib']:.1f}; RSS {r['rss_mib_max']:.1f}) |")
             print(f"| idle {r['services']} | Vigil CPU | < 0.1 % | {r['cpu_percent']:.3f} % |")
+            print(f"| idle {r['services']} | Vigil PSS 1 s / 35 s after one service crashed and was restarted | - | {r['pss_mib_after_crash']:.1f} / {r['pss_mib_35s_after_crash']:.1f} MiB |")
             print(f"| idle {r['services']} | stop all (SIGTERM to vigil until exit) | - | {r['stop_all_s']:.2f} s, {r['leftover_sleeps']} left |")
 
 

@@ -5,7 +5,8 @@
 #   crash-glibc  the same with a static glibc crasher (also counts glibc's start-up)
 #   crash-tmpfs  the same as crash with the ledger on /dev/shm (no disk flush at all)
 #   watchdog     hang detection: SIGSTOP a pinging service, time until it is dead
-#   idle         500 idle supervised processes: start-all time, Vigil's PSS and CPU
+#   idle         500 idle supervised processes: start-all time, Vigil's PSS and CPU,
+#                and PSS after one of them crashed and was restarted
 # Then bench/exec-systemd.sh: the same scenarios under systemd in nspawn (SYSTEMD=0 skips).
 # Environment: SCENARIOS, CRASHES (1000), HANGS (50), IDLE_N (500), IDLE_MEASURE (60),
 # OUT (bench-out), CARGO_TARGET_DIR. Needs gcc and python3 (>= 3.9 for os.pidfd_open).
