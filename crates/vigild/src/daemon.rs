@@ -205,14 +205,10 @@ impl Daemon {
             daemon.shared.guard.ledger.path().display(),
             config.vigil.control_socket.display()
         );
-        daemon.release_unused_pages();
+        // Code pages not in use are given back a little after startup and after bursts of
+        // activity (`memory.rs`). Detached: the supervised tasks must not end, this one does.
+        tokio::spawn(crate::memory::release_loop(daemon.root.child_token()));
         Ok(daemon)
-    }
-
-    /// Code pages not in use are given back a little after startup and after bursts
-    /// of activity (see `memory.rs`). A detached task: the supervised ones must not end.
-    fn release_unused_pages(&self) {
-        tokio::spawn(crate::memory::release_loop(self.root.child_token()));
     }
 
     /// One actor per `[groups.NAME]`: serializes the group's restarts and tells members

@@ -104,7 +104,8 @@ pub enum IntentSync {
     /// Committed and fsynced before the action (the default for every request).
     BeforeAction,
     /// Committed to the WAL before the action, so it survives a crash of Vigil (the case
-    /// the intent exists for), and fsynced with the outcome's commit right after. Only for
+    /// the intent exists for); the outcome too, and the ledger thread fsyncs the WAL right
+    /// after (see [`ledger_job`]). Only for
     /// restarting a process Vigil itself runs: a power loss that loses the intent also
     /// ended the process the action started, so the ledger never under-counts a restart
     /// whose effect survived. Keeps a disk flush off the crash-to-restart path.
@@ -165,12 +166,7 @@ pub async fn request_with_evidence(
             let intent = verdict.is_allowed().then_some(id);
             Ok((verdict, now, intent))
         };
-        if relaxed {
-            // Nothing in it waits for the disk: decided in place when the ledger is idle.
-            cx.ledger.call_now_or_queued(decide).await?
-        } else {
-            cx.ledger.call(decide).await?
-        }
+        ledger_job(cx, relaxed, decide).await?
     };
     if relaxed && intent.is_none() {
         // No outcome commit follows a refusal: the ledger thread makes it durable.
@@ -202,13 +198,11 @@ pub async fn request_with_evidence(
                 l.record_outcome(intent, ok, &detail, finished_at)
             })
         };
+        ledger_job(cx, relaxed, record).await?;
         if relaxed {
-            // Intent and outcome reach the WAL here; the ledger thread fsyncs them next,
-            // while the supervisor goes on (a crash loop's next exit is not held up).
-            cx.ledger.call_now_or_queued(record).await?;
+            // Intent and outcome are in the WAL; the ledger thread fsyncs them next, while
+            // the supervisor goes on (a crash loop's next exit is not held up).
             cx.ledger.sync_soon();
-        } else {
-            cx.ledger.call(record).await?;
         }
     }
     events::restart_finished(&cx.alerts, service, request, &verdict, &report);
@@ -219,6 +213,20 @@ pub async fn request_with_evidence(
         decided_at: now,
         finished_at: Some(finished_at),
     })
+}
+
+/// Runs a decision's or an outcome's ledger job: with `relaxed` (nothing in it waits for
+/// the disk) in place when the ledger is idle, else on the ledger thread.
+async fn ledger_job<R, F>(cx: &GuardContext, relaxed: bool, f: F) -> Result<R, LedgerError>
+where
+    R: Send + 'static,
+    F: Fn(&mut crate::ledger::Ledger) -> Result<R, LedgerError> + Send + 'static,
+{
+    if relaxed {
+        cx.ledger.call_now_or_queued(f).await
+    } else {
+        cx.ledger.call(f).await
+    }
 }
 
 /// What the guard would say now, without the lock and without recording anything
