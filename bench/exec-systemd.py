@@ -19,7 +19,7 @@ inside); the host talks to the container's systemd over its system bus with busc
 unit and file created here is removed at the end, also on failure (the container is shared
 with the test suite). Results: $OUT/exec/systemd-*.json and a Markdown summary on stdout.
 """
-import json, os, random, select, signal, subprocess, sys, time
+import json, os, random, subprocess, sys, time
 
 BUS = os.environ["VIGIL_TEST_SYSTEMD_BUS"]
 LEADER = int(os.environ["VIGIL_TEST_SYSTEMD_LEADER"])  # the container's PID 1, host pid
@@ -49,8 +49,8 @@ UNIT_FILES = [CRASH_UNIT, WD_UNIT, IDLE_TEMPLATE, IDLE_TARGET]
 # The crasher, the statistics and the /proc helpers are bench/exec.py's own, so that both
 # sides are built and computed the same way.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exec import (children, cpu_secs, crash_figures, crasher, rollup, rss_kib,  # noqa: E402
-                  summary, wait_for)
+from exec import (children, cpu_secs, crash_figures, crasher, hang, main_pids,  # noqa: E402
+                  rollup, rss_kib, summary, wait_for)
 
 
 def loadavg():
@@ -290,12 +290,7 @@ StandardOutput=null
     seen = set()
     for i in range(HANGS):
         def newpid():
-            try:
-                with open(pidf) as f:
-                    ps = [int(l.split()[1]) for l in f if l.startswith("main ")]
-            except OSError:
-                return None
-            for p in ps:
+            for p in main_pids(pidf):
                 if p not in seen:
                     h = host_pid(p)
                     if h is not None:
@@ -303,21 +298,15 @@ StandardOutput=null
             return None
         pid, hpid = wait_for("a new instance", newpid, limit=30)
         seen.add(pid)
-        fd = os.pidfd_open(hpid)
         # Let it ping a while (random phase against the 20 ms ping period). The instance
         # was started right after systemd's previous watchdog firing, i.e. at a fixed
         # phase of its 250 ms grid, so these waits hit that grid at nearly fixed phases
         # too: WD_RANDOM_PHASE=1 spreads them.
-        time.sleep(0.3 + (i % 7) * 0.013 + (random.uniform(0, 0.25) if WD_RANDOM_PHASE else 0))
-        os.kill(hpid, signal.SIGSTOP)
-        if not select.select([fd], [], [], 10)[0]:
-            not_dead += 1
-        t_dead = time.time_ns()
-        phase.append(time.monotonic_ns() % 250_000_000 / 1e6)
-        os.close(fd)
-        with open(pings) as f:
-            last = int(f.read().split()[-1])
-        late.append((t_dead - last) / 1e6 - wd_ms)
+        wait = 0.3 + (i % 7) * 0.013 + (random.uniform(0, 0.25) if WD_RANDOM_PHASE else 0)
+        lateness, died, mono_dead = hang(hpid, wait, pings, wd_ms)
+        not_dead += not died
+        phase.append(mono_dead % 250_000_000 / 1e6)
+        late.append(lateness)
     n_restarts = int(unit_prop(WD_UNIT, "Service", "NRestarts"))  # before StopUnit resets it
     stop(WD_UNIT)
     wait_for("watchdog unit stopped", lambda: unit_prop(WD_UNIT, "Unit", "ActiveState") in ("inactive", "failed"), step=0.05)

@@ -247,6 +247,30 @@ stderr = "null"
     return res
 
 
+def main_pids(path):
+    """The pids vigil-notify-client logged as "main PID" lines in its pid file."""
+    try:
+        with open(path) as f:
+            return [int(l.split()[1]) for l in f if l.startswith("main ")]
+    except OSError:
+        return []
+
+
+def hang(pid, wait_s, pings, wd_ms):
+    """Lets the pinging `pid` run for wait_s, SIGSTOPs it and waits (pidfd, up to 10 s)
+    until it is dead. Returns (lateness in ms: death - (last ping + wd_ms), whether it
+    died, the moment of death in CLOCK_MONOTONIC ns)."""
+    fd = os.pidfd_open(pid)
+    time.sleep(wait_s)
+    os.kill(pid, signal.SIGSTOP)
+    died = bool(select.select([fd], [], [], 10)[0])
+    t_dead, mono_dead = time.time_ns(), time.monotonic_ns()
+    os.close(fd)
+    with open(pings) as f:
+        last = int(f.read().split()[-1])
+    return (t_dead - last) / 1e6 - wd_ms, died, mono_dead
+
+
 def bench_watchdog():
     """A service pinging every 20 ms with watchdog = 200 ms is SIGSTOPped; the lateness is
     the time from (last ping + watchdog) until the process is dead (seen via a pidfd)."""
@@ -274,27 +298,11 @@ stdout = "null"
     seen = set()
     for i in range(HANGS):
         def newpid():
-            try:
-                with open(pidf) as f:
-                    ps = [int(l.split()[1]) for l in f if l.startswith("main ")]
-            except OSError:
-                return None
-            for p in ps:
-                if p not in seen and os.path.exists(f"/proc/{p}"):
-                    return p
-            return None
+            return next((p for p in main_pids(pidf) if p not in seen and os.path.exists(f"/proc/{p}")), None)
         pid = wait_for("a new instance", newpid, limit=30)
         seen.add(pid)
-        fd = os.pidfd_open(pid)
         # Let it ping a while (random phase against the 20 ms ping period).
-        time.sleep(0.3 + (i % 7) * 0.013)
-        os.kill(pid, signal.SIGSTOP)
-        select.select([fd], [], [], 10)
-        t_dead = time.time_ns()
-        os.close(fd)
-        with open(pings) as f:
-            last = int(f.read().split()[-1])
-        late.append((t_dead - last) / 1e6 - wd_ms)
+        late.append(hang(pid, 0.3 + (i % 7) * 0.013, pings, wd_ms)[0])
     v.stop()
     return {"scenario": "watchdog", "watchdog_ms": wd_ms, "lateness_ms": summary(late),
             "loadavg": open("/proc/loadavg").read().split()[:3]}
