@@ -25,16 +25,10 @@ BUS = os.environ["VIGIL_TEST_SYSTEMD_BUS"]
 LEADER = int(os.environ["VIGIL_TEST_SYSTEMD_LEADER"])  # the container's PID 1, host pid
 HELPERS = os.environ["HELPERS"]
 ROOTFS = os.environ.get("ROOTFS", "/var/cache/vigil-nspawn/rootfs")
-OUT = os.environ.get("OUT", "bench-out")
-CRASHES = int(os.environ.get("CRASHES", "1000"))
-HANGS = int(os.environ.get("HANGS", "50"))
-IDLE_N = int(os.environ.get("IDLE_N", "500"))
-IDLE_MEASURE = int(os.environ.get("IDLE_MEASURE", "60"))
 SCENARIOS = os.environ.get("SCENARIOS", "crash crash-glibc watchdog idle").split()
 # 1: add a random 0-250 ms to each hang's wait, so the hangs fall at random phases of
 # systemd's 250 ms timer grid (see bench_watchdog); 0 (default): exactly exec.py's waits.
 WD_RANDOM_PHASE = os.environ.get("WD_RANDOM_PHASE", "0") == "1"
-os.makedirs(f"{OUT}/exec", exist_ok=True)
 
 # What the container sees as /opt/vigil-bench and /etc/systemd/system.
 CT_DIR = "/opt/vigil-bench"
@@ -49,8 +43,10 @@ UNIT_FILES = [CRASH_UNIT, WD_UNIT, IDLE_TEMPLATE, IDLE_TARGET]
 # The crasher, the statistics and the /proc helpers are bench/exec.py's own, so that both
 # sides are built and computed the same way.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exec import (children, cpu_secs, crash_figures, crasher, hang, main_pids,  # noqa: E402
-                  rollup, rss_kib, summary, wait_for)
+# OUT, CRASHES, HANGS, IDLE_N and IDLE_MEASURE are read from the environment there too.
+from exec import (CRASHES, HANGS, IDLE_MEASURE, IDLE_N, OUT, children, cpu_secs,  # noqa: E402
+                  crash_figures, crasher, hang, main_pids, rollup, rss_kib, summary,
+                  wait_for)
 
 
 def loadavg():
