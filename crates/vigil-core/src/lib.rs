@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod guard;
 pub mod health;
 pub mod ids;
+pub mod outcome;
 pub mod restart_policy;
 pub mod retry;
 pub mod schedule;
@@ -21,6 +22,7 @@ pub mod time;
 
 pub use guard::{Denial, GuardPolicy, RestartRecord, RestartRequest, Skip, Verdict, decide};
 pub use ids::{CheckName, ServiceName};
+pub use outcome::RestartReport;
 pub use restart_policy::{ExitCause, RestartPolicy, SuccessStatus, Termination};
 pub use signal::Signal;
 pub use time::{Timestamp, format_duration};

@@ -9,9 +9,9 @@ use vigil_core::guard::{Denial, Skip};
 use vigil_core::health::HealthStatus;
 use vigil_core::{RestartRequest, Source, Timestamp, Verdict, decide, format_duration};
 
-use crate::clock;
 use crate::guard::Decision;
 use crate::ledger::{DeliveryRow, HistoryRow, LedgerError, LedgerHandle};
+use crate::platform::clock;
 
 pub const JSON_VERSION: u32 = 1;
 
@@ -299,7 +299,7 @@ pub async fn status(
             .iter()
             .filter_map(|s| s.schedule.next_after(now))
             .min();
-        let driver = crate::driver::Driver::new(&service.driver, &probes);
+        let driver = crate::drivers::Driver::new(&service.driver, &probes);
         let driver_detail = driver.detail().await;
         let unit = driver.unit_state().await;
         let exec = match &service.driver {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::api::CLIENT_READ_TIMEOUT;
+use crate::control::server::CLIENT_READ_TIMEOUT;
 
 /// A daemon that answered on its control socket.
 pub struct DaemonClient {

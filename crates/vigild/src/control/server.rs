@@ -34,9 +34,10 @@ use tokio_util::sync::CancellationToken;
 use vigil_config::model::{CheckKind, Config};
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 
-use crate::daemon::ServiceMsg;
 use crate::guard::{self, GuardContext};
-use crate::{clock, output};
+use crate::platform::clock;
+use crate::render as output;
+use crate::service::protocol::ServiceMsg;
 
 /// What the API serves from: the running configuration and each service actor's inbox.
 /// The daemon publishes a new view on every (re)load.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use vigil_core::health::HealthStatus;
 
-use crate::clock;
 use crate::ledger::LedgerHandle;
+use crate::platform::clock;
 
 /// Where and how often to notify systemd (from `NOTIFY_SOCKET`, `WATCHDOG_USEC`,
 /// `WATCHDOG_PID`).

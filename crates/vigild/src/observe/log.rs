@@ -16,7 +16,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use vigil_config::model::{LogFormat, LogLevel};
 
-use crate::clock;
+use crate::platform::clock;
 
 /// Installs the global logger. Safe to call once per process.
 pub fn init(format: LogFormat, level: LogLevel) {

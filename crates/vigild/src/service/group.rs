@@ -7,7 +7,12 @@
 //! each member's start is recorded in the member's ledger with source `group` (forced:
 //! the group's decision authorized it), under the member's lock.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use vigil_checks::ProbeContext;
 use vigil_checks::runner::run_check;
@@ -16,8 +21,12 @@ use vigil_core::guard::GuardPolicy;
 use vigil_core::health::RunVerdict;
 use vigil_core::{RestartRequest, ServiceName, Source};
 
-use crate::driver::{Driver, RestartReport};
+use crate::drivers::{Driver, RestartReport};
 use crate::guard::{self, Action, Decision, GuardContext, GuardError};
+use crate::observe::events;
+use crate::platform::clock;
+use crate::service::RESTART_SHUTDOWN_GRACE;
+use crate::service::protocol::{GroupMsg, ServiceMsg};
 
 /// One member, as the sequence needs it.
 pub struct Member {
@@ -193,5 +202,66 @@ fn list(names: &[&str]) -> String {
         "none".to_owned()
     } else {
         names.join(", ")
+    }
+}
+
+/// The owner of one restart group's requests: one at a time, through the group's guard.
+pub struct GroupActor {
+    pub group: vigil_config::model::Group,
+    pub config: Arc<Config>,
+    pub members: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>>,
+    pub guard: GuardContext,
+    pub probes: Arc<ProbeContext>,
+    pub cancel: CancellationToken,
+}
+
+impl GroupActor {
+    pub async fn run(self, mut rx: mpsc::Receiver<GroupMsg>) {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                msg = rx.recv() => match msg { Some(m) => m, None => return },
+            };
+            tracing::warn!(group = %self.group.name, service = %msg.member, check = %msg.check,
+                event = "group_restart_wanted",
+                "check {}/{} is failing: restarting group {}", msg.member, msg.check, self.group.name);
+            let members = members(&self.config, &self.group, &self.probes);
+            let fut = restart(
+                &self.guard,
+                &self.group,
+                &members,
+                &self.probes,
+                RestartRequest::new(Source::Health),
+            );
+            let outcome = tokio::select! {
+                res = fut => res,
+                _ = async { self.cancel.cancelled().await; tokio::time::sleep(RESTART_SHUTDOWN_GRACE).await } => return,
+            };
+            match outcome {
+                Ok(decision) => {
+                    if let Some(rearm_at) = decision.given_up_until() {
+                        let _ = rearm_at;
+                        events::given_up(
+                            &self.guard.alerts,
+                            &self.group.ledger_key(),
+                            RestartRequest::new(Source::Health),
+                            &decision.verdict,
+                            decision.decided_at,
+                        );
+                    }
+                    if decision.verdict.is_allowed() {
+                        let at = decision.finished_at.unwrap_or_else(clock::now);
+                        for tx in self.members.values() {
+                            let _ = tx.send(ServiceMsg::Restarted(at)).await;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(group = %self.group.name, event = "guard_error", %error,
+                    "group restart request failed")
+                }
+            }
+        }
     }
 }

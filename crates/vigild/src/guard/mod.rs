@@ -13,6 +13,8 @@
 //! Architecture Invariant: nothing restarts a service except through [`request`]. The
 //! decision itself stays in `vigil_core`; this module only sequences I/O around it.
 
+pub mod lock;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,12 +22,12 @@ use vigil_config::model::Argv;
 use vigil_core::guard::Denial;
 use vigil_core::{GuardPolicy, RestartRequest, ServiceName, Skip, Timestamp, Verdict, decide};
 
-use crate::alerting::AlertHub;
-use crate::clock;
-use crate::driver::{self, Driver, RestartReport};
-use crate::events;
+use self::lock::LockError;
+use crate::drivers::{self, Driver, RestartReport};
 use crate::ledger::{LedgerError, LedgerHandle};
-use crate::lock::{self, LockError};
+use crate::observe::alerting::AlertHub;
+use crate::observe::events;
+use crate::platform::clock;
 
 /// What the guard needs: the ledger, where the lock files live, and where alerts go.
 #[derive(Clone)]
@@ -186,7 +188,7 @@ pub async fn request_with_evidence(
 
     let report = match action {
         Action::Restart(driver) => driver.restart().await,
-        Action::Repair(argv, timeout) => driver::run_command(argv, timeout).await,
+        Action::Repair(argv, timeout) => drivers::run_command(argv, timeout).await,
         Action::Run(fut) => fut.await,
     };
     let finished_at = clock::now();

@@ -11,10 +11,10 @@ use vigil_core::guard::{Denial, Skip};
 use vigil_core::health::{HealthStatus, Observation, RunVerdict};
 use vigil_core::{RestartRequest, ServiceName, Timestamp, Verdict, format_duration};
 
-use crate::alerting::AlertHub;
-use crate::clock;
-use crate::driver::RestartReport;
+use crate::drivers::RestartReport;
 use crate::ledger::Intent;
+use crate::observe::alerting::AlertHub;
+use crate::platform::clock;
 
 fn alert(event: AlertEvent, service: &ServiceName, check: Option<&str>, message: String) -> Alert {
     Alert {

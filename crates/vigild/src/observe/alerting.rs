@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use vigil_alerts::{Alert, Alerter, Delivery, DeliveryLog, Deps};
 use vigil_config::model::Config;
 
-use crate::clock;
 use crate::ledger::{DeliveryRow, LedgerHandle};
+use crate::platform::clock;
 
 /// How long shutdown waits for alert deliveries in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

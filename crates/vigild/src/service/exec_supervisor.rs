@@ -12,11 +12,6 @@
 //! kill go through `guard::request` with source `exit`/`watchdog` and are deferred, never
 //! dropped, until the guard allows them.
 
-pub mod notify;
-pub mod output;
-pub mod proc;
-pub mod spawn;
-
 use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
@@ -31,16 +26,16 @@ use vigil_core::{
     ExitCause, GuardPolicy, RestartRequest, ServiceName, Signal, Source, Timestamp, Verdict,
 };
 
-use crate::clock;
-use crate::daemon::ServiceMsg;
-use crate::driver::RestartReport;
-use crate::events;
+use crate::drivers::RestartReport;
 use crate::guard::{self, Action, Decision, GuardContext, IntentSync};
 use crate::ledger::ExecStateRow;
+use crate::observe::events;
+use crate::platform::clock;
+use crate::service::protocol::ServiceMsg;
 
-use self::notify::{Message, NotifySocket};
-use self::output::{Pipe, Stream};
-use self::proc::PidFd;
+use crate::drivers::exec::notify::{self, Message, NotifySocket};
+use crate::drivers::exec::pipes::{Pipe, Stream};
+use crate::drivers::exec::proc::{self, PidFd};
 
 /// While given up, how often the guard is asked (without recording) whether the budget
 /// has re-armed (a window entry expired, or `vigil reset` ran).
@@ -322,7 +317,8 @@ impl Supervisor {
             .unwrap_or_default();
         let t0 = Instant::now();
         let spawned =
-            spawn::spawn(&self.spec, &socket, self.watchdog_interval()).map_err(|e| e.to_string());
+            crate::drivers::exec::spawn::spawn(&self.spec, &socket, self.watchdog_interval())
+                .map_err(|e| e.to_string());
         let spawned = match spawned {
             Ok(s) => s,
             Err(detail) => {
@@ -999,7 +995,7 @@ mod tests {
         let guard = GuardContext {
             ledger: crate::ledger::LedgerHandle::spawn(dir.path()).unwrap(),
             state_dir: dir.path().to_path_buf(),
-            alerts: crate::alerting::AlertHub::none(),
+            alerts: crate::observe::alerting::AlertHub::none(),
         };
         let (started, _) = watch::channel(None);
         let sup = Supervisor::new(

@@ -11,12 +11,16 @@ use vigil_config::model::{CheckKind, Config, LogFormat, OnFailure};
 use vigil_core::health::RunVerdict;
 use vigil_core::{RestartRequest, Source, Timestamp};
 
-use crate::alerting::AlertHub;
+use crate::control::client;
 use crate::daemon::Daemon;
+use crate::drivers::Driver;
+use crate::exit;
 use crate::guard::{self, Action, GuardContext};
 use crate::ledger::{CheckStateRow, LedgerHandle};
-use crate::output::{self, CheckReport, ServiceCheckReport};
-use crate::{client, clock, driver::Driver, exit, log};
+use crate::observe::alerting::AlertHub;
+use crate::observe::log;
+use crate::platform::clock;
+use crate::render::{self as output, CheckReport, ServiceCheckReport};
 
 /// Vigil keeps Linux services alive without ever making things worse.
 #[derive(Parser, Debug)]
@@ -230,7 +234,7 @@ fn systemd_unit(config_path: &Path) -> u8 {
     };
     print!(
         "{}",
-        crate::sdnotify::unit_file(&quote(&exe), &quote(&config))
+        crate::observe::sdnotify::unit_file(&quote(&exe), &quote(&config))
     );
     exit::OK
 }
@@ -590,7 +594,7 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
         });
     }
     if matches!(service.driver, vigil_config::model::DriverSpec::Exec(_)) {
-        eprintln!("{}: {}", service.name, crate::driver::EXEC_OWNED_BY_DAEMON);
+        eprintln!("{}: {}", service.name, crate::drivers::EXEC_OWNED_BY_DAEMON);
         return Ok(exit::FAILED);
     }
     let cx = guard_context(config)?;
@@ -608,7 +612,7 @@ async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
         request,
     )
     .await?;
-    crate::events::given_up(
+    crate::observe::events::given_up(
         &AlertHub::none(),
         &service.name,
         request,
@@ -670,7 +674,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                 match &c.kind {
                     CheckKind::Heartbeat(spec) => {
                         let now = clock::now();
-                        crate::heartbeat::evaluate(
+                        crate::checks::heartbeat::evaluate(
                             ledger,
                             service,
                             c.name.as_str(),
@@ -726,8 +730,8 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             };
             let obs =
                 health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
-            crate::events::check_run(
-                &mut crate::events::CheckAlerts::none(),
+            crate::observe::events::check_run(
+                &mut crate::observe::events::CheckAlerts::none(),
                 &service.name,
                 check.name.as_str(),
                 run.verdict,
@@ -785,12 +789,13 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                         "--no-restart: would restart group {} because check {check_name} is failing; the guard would say: {verdict}", group.name);
                     output::ActionReport::dry_run(&check_name, false, &verdict)
                 } else {
-                    let members = crate::group::members(config, group, &probes);
+                    let members = crate::service::group::members(config, group, &probes);
                     let decision =
-                        crate::group::restart(&cx, group, &members, &probes, request).await?;
+                        crate::service::group::restart(&cx, group, &members, &probes, request)
+                            .await?;
                     if let Some(rearm_at) = decision.given_up_until() {
                         let _ = rearm_at;
-                        crate::events::given_up(
+                        crate::observe::events::given_up(
                             &cx.alerts,
                             &group.ledger_key(),
                             request,
@@ -824,13 +829,13 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                     && matches!(service.driver, vigil_config::model::DriverSpec::Exec(_))
                 {
                     tracing::warn!(service = %service.name, check = %check_name, event = "exec_not_owned",
-                        "check {check_name} is failing, but {}", crate::driver::EXEC_OWNED_BY_DAEMON);
+                        "check {check_name} is failing, but {}", crate::drivers::EXEC_OWNED_BY_DAEMON);
                     Some(output::ActionReport {
                         check: check_name.clone(),
                         kind: "restart",
                         dry_run: true,
                         verdict: "skipped",
-                        message: crate::driver::EXEC_OWNED_BY_DAEMON.to_owned(),
+                        message: crate::drivers::EXEC_OWNED_BY_DAEMON.to_owned(),
                         outcome: None,
                         detail: None,
                     })
@@ -841,7 +846,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                         Some(_) => None,
                     };
                     if let Some(why) = blocked {
-                        crate::events::restart_blocked(&service.name, request, &why, true);
+                        crate::observe::events::restart_blocked(&service.name, request, &why, true);
                         Some(output::ActionReport::blocked(&check_name, &why))
                     } else {
                         let action = match &repair {
@@ -851,7 +856,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
                         let decision =
                             guard::request(&cx, &service.name, &service.guard, action, request)
                                 .await?;
-                        crate::events::given_up(
+                        crate::observe::events::given_up(
                             &cx.alerts,
                             &service.name,
                             request,

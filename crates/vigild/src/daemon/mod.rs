@@ -1,0 +1,557 @@
+//! `vigil run`: the long-running daemon.
+//!
+//! Task tree (one owner per mutable state, messages in between):
+//! - one **service actor** per service owns its driver and guard policy and performs every
+//!   restart request for it, one at a time, through `guard::request`;
+//! - one **check task** per check owns that check's health (`CheckHealth`) and runs on its
+//!   own timer (no global tick); a failing critical check sends a restart request to its
+//!   service actor;
+//! - one **schedule task** per `[[services.X.schedule]]` entry sends `schedule` requests;
+//! - the ledger thread (`LedgerHandle`) owns the SQLite connection;
+//! - the **API task** serves the control socket (`api.rs`); it sees the running config and
+//!   each actor's inbox through a published [`ApiView`], refreshed on every reload.
+//!
+//! The main loop only handles signals: SIGHUP reloads (validate fully, then apply: unchanged
+//! checks keep their tasks and state), SIGTERM/SIGINT shut down gracefully (checks cancelled
+//! at once, in-flight restarts get a bounded grace), a second signal exits immediately.
+
+mod check_loop;
+mod reload;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use vigil_checks::ProbeContext;
+use vigil_config::model::{Check, Config, ScheduleEntry, Service};
+use vigil_core::health::{CheckHealth, HealthStatus};
+use vigil_core::{ServiceName, Timestamp};
+
+use crate::control::server::{self as api, ApiView};
+use crate::drivers::Driver;
+use crate::guard::GuardContext;
+use crate::ledger::LedgerHandle;
+use crate::observe::alerting::AlertHub;
+use crate::observe::events;
+use crate::observe::sdnotify::{Liveness, Notifier};
+use crate::service::actor::ServiceActor;
+use crate::service::group::GroupActor;
+use crate::service::protocol::{GroupMsg, ServiceMsg};
+
+use self::check_loop::CheckLoop;
+use self::schedule::schedule_loop;
+
+/// How long shutdown waits for all tasks before naming the stragglers and exiting anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+struct CheckTask {
+    spec: Check,
+    cancel: CancellationToken,
+}
+
+/// A running service as the daemon holds it. Its definition is not kept here: the
+/// daemon's one `Config` has it (one copy per service, not one per holder).
+struct ServiceHandle {
+    tx: mpsc::Sender<ServiceMsg>,
+    started: watch::Sender<Option<Timestamp>>,
+    /// The service's driver as the check tasks see it (for the uptime of `grace`).
+    driver: watch::Sender<Driver>,
+    cancel: CancellationToken,
+    checks: BTreeMap<String, CheckTask>,
+    schedules: CancellationToken,
+}
+
+/// Everything the daemon's tasks share.
+struct Shared {
+    guard: GuardContext,
+    probes: Arc<ProbeContext>,
+    /// Loops tick here; the systemd watchdog is fed only while all are fresh.
+    liveness: Arc<Liveness>,
+    /// Each group member's way to its group's actor (`on_failure = "restart-group"`);
+    /// replaced on reload.
+    groups: std::sync::RwLock<BTreeMap<ServiceName, mpsc::Sender<GroupMsg>>>,
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    /// Shared with the control socket's view and the group actors, never copied.
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    services: BTreeMap<ServiceName, ServiceHandle>,
+    root: CancellationToken,
+    tasks: JoinSet<()>,
+    api_view: watch::Sender<Arc<ApiView>>,
+    /// Set when started by systemd (`NOTIFY_SOCKET`).
+    notifier: Option<Arc<Notifier>>,
+    /// Cancels the group actors (they are rebuilt on every reload).
+    group_actors: CancellationToken,
+    /// What each running task is, to name the stragglers at the shutdown deadline.
+    labels: std::collections::HashMap<tokio::task::Id, String>,
+}
+
+impl Daemon {
+    /// Opens the ledger and starts every task.
+    pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Daemon> {
+        // First, so a second daemon on the same state refuses before it runs any check.
+        let listener = api::bind(
+            &config.vigil.control_socket,
+            config.vigil.control_socket_group.as_deref(),
+        )?;
+        raise_fd_limit();
+        let config = Arc::new(config);
+        let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
+        for intent in ledger.call(|l| l.dangling_intents(None)).await? {
+            tracing::warn!(
+                service = %intent.service,
+                event = "dangling_intent",
+                "restart allowed at {} (source {}) by vigil pid {} has no recorded outcome: a vigil process died mid-restart or is restarting it right now; it will be resolved under the service's lock",
+                intent.at,
+                intent.source,
+                intent.pid
+            );
+        }
+        let alerts = AlertHub::start(&config, ledger.clone());
+        let shared = Arc::new(Shared {
+            guard: GuardContext {
+                ledger,
+                state_dir: config.vigil.state_dir.clone(),
+                alerts,
+            },
+            probes: Arc::new(ProbeContext::new()),
+            liveness: Arc::new(Liveness::default()),
+            groups: std::sync::RwLock::default(),
+        });
+        let (api_view, view_rx) = watch::channel(Arc::new(ApiView {
+            config: config.clone(),
+            services: BTreeMap::new(),
+        }));
+        let mut daemon = Daemon {
+            config_path,
+            config: config.clone(),
+            shared,
+            services: BTreeMap::new(),
+            root: CancellationToken::new(),
+            tasks: JoinSet::new(),
+            api_view,
+            notifier: Notifier::from_env().map(Arc::new),
+            group_actors: CancellationToken::new(),
+            labels: std::collections::HashMap::new(),
+        };
+        let saved = daemon.saved_check_states().await;
+        let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
+        let mut index = 0usize;
+        for service in &config.services {
+            daemon
+                .start_service(service, &saved, &mut index, n_checks)
+                .await;
+        }
+        daemon.publish_api_view();
+        daemon.start_groups();
+        {
+            let socket = config.vigil.control_socket.clone();
+            let guard = daemon.shared.guard.clone();
+            let cancel = daemon.root.child_token();
+            daemon.spawn_labeled(
+                "control socket".to_owned(),
+                api::serve(listener, socket, view_rx, guard, cancel),
+            );
+        }
+        if let Some(notifier) = daemon.notifier.clone() {
+            let liveness = daemon.shared.liveness.clone();
+            let ledger = daemon.shared.guard.ledger.clone();
+            let cancel = daemon.root.child_token();
+            let services = config.services.len();
+            daemon.spawn_labeled(
+                "systemd watchdog".to_owned(),
+                crate::observe::sdnotify::watchdog_loop(
+                    notifier, liveness, ledger, services, cancel,
+                ),
+            );
+        }
+        daemon.notify(&format!(
+            "READY=1\nSTATUS=running {} service(s), {n_checks} check(s)",
+            config.services.len()
+        ));
+        tracing::info!(
+            event = "started",
+            services = config.services.len(),
+            checks = n_checks,
+            "vigil running: {} service(s), {} check(s), ledger {}, control socket {}",
+            config.services.len(),
+            n_checks,
+            daemon.shared.guard.ledger.path().display(),
+            config.vigil.control_socket.display()
+        );
+        // Code pages not in use are given back a little after startup and after bursts of
+        // activity (`memory.rs`). Detached: the supervised tasks must not end, this one does.
+        tokio::spawn(crate::platform::memory::release_loop(
+            daemon.root.child_token(),
+        ));
+        Ok(daemon)
+    }
+
+    /// One actor per `[groups.NAME]`: serializes the group's restarts and tells members
+    /// when they were restarted. Rebuilt from scratch on reload (groups hold no state
+    /// beyond the ledger).
+    fn start_groups(&mut self) {
+        self.group_actors.cancel();
+        self.group_actors = self.root.child_token();
+        let mut routes = BTreeMap::new();
+        let config = self.config.clone();
+        for group in &self.config.groups {
+            let (tx, rx) = mpsc::channel(64);
+            let members: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>> = group
+                .members
+                .iter()
+                .filter_map(|m| Some((m.clone(), self.services.get(m)?.tx.clone())))
+                .collect();
+            for m in &group.members {
+                routes.insert(m.clone(), tx.clone());
+            }
+            let actor = GroupActor {
+                group: group.clone(),
+                config: config.clone(),
+                members,
+                guard: self.shared.guard.clone(),
+                probes: self.shared.probes.clone(),
+                cancel: self.group_actors.clone(),
+            };
+            // Not in the task set: a reload ends these on purpose.
+            tokio::spawn(actor.run(rx));
+        }
+        *self
+            .shared
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = routes;
+    }
+
+    /// Tells systemd, when it started us.
+    fn notify(&self, message: &str) {
+        if let Some(n) = &self.notifier {
+            n.send(message);
+        }
+    }
+
+    /// Shows the API the running config and the actors' inboxes.
+    fn publish_api_view(&self) {
+        self.api_view.send_replace(Arc::new(ApiView {
+            config: self.config.clone(),
+            services: self
+                .services
+                .iter()
+                .map(|(name, handle)| (name.clone(), handle.tx.clone()))
+                .collect(),
+        }));
+    }
+
+    async fn saved_check_states(&self) -> BTreeMap<(String, String), CheckHealth> {
+        match self.shared.guard.ledger.call(|l| l.check_states()).await {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|r| ((r.service, r.check), r.health))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read saved check states; starting from unknown");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    async fn start_service(
+        &mut self,
+        service: &Service,
+        saved: &BTreeMap<(String, String), CheckHealth>,
+        index: &mut usize,
+        n_checks: usize,
+    ) {
+        let name = service.name.clone();
+        let actor_driver = Driver::new(&service.driver, &self.shared.probes);
+        // The driver's own start time when it has one (a container's StartedAt, a unit's
+        // ActiveEnterTimestamp), else the last restart Vigil made. An exec service's
+        // uptime starts when its supervisor spawns it.
+        let is_exec = matches!(service.driver, vigil_config::model::DriverSpec::Exec(_));
+        let started_at = match actor_driver.started_at().await {
+            Some(t) => t,
+            None if is_exec => None,
+            None => {
+                let n = name.to_string();
+                self.shared
+                    .guard
+                    .ledger
+                    .call(move |l| l.last_successful_restart(&n))
+                    .await
+                    .unwrap_or(None)
+            }
+        };
+        let (started, _) = watch::channel(started_at);
+        let (driver, _) = watch::channel(actor_driver.clone());
+        let (tx, rx) = mpsc::channel(64);
+        let cancel = self.root.child_token();
+        if let vigil_config::model::DriverSpec::Exec(spec) = &service.driver {
+            let sup = crate::service::exec_supervisor::Supervisor::new(
+                service,
+                spec.clone(),
+                self.shared.guard.clone(),
+                started.clone(),
+                cancel.clone(),
+                self.root.clone(),
+            );
+            let label = format!("exec service {name}");
+            // The supervisor's own future, not one wrapping it: every async block that
+            // moves a future in and awaits it stores it twice (kilobytes per service).
+            self.spawn_labeled(label, sup.run(rx));
+        } else {
+            let actor = ServiceActor {
+                spec: service.clone(),
+                announced_given_up: None,
+                announced_blocked: false,
+                driver: actor_driver,
+                guard: self.shared.guard.clone(),
+                probes: self.shared.probes.clone(),
+                started: started.clone(),
+                cancel: cancel.clone(),
+                inbox: tx.clone(),
+                follower: None,
+                deferred: None,
+            };
+            let label = format!("service {name}");
+            self.spawn_labeled(label, actor.run(rx));
+        }
+        let mut handle = ServiceHandle {
+            tx,
+            started,
+            driver,
+            cancel,
+            checks: BTreeMap::new(),
+            schedules: CancellationToken::new(),
+        };
+        for check in &service.checks {
+            let initial = saved
+                .get(&(name.to_string(), check.name.to_string()))
+                .copied()
+                .unwrap_or_default();
+            let offset = stagger(*index, n_checks, check.every);
+            *index += 1;
+            let task = self.spawn_check(&name, &handle, check, initial, offset);
+            handle.checks.insert(check.name.to_string(), task);
+        }
+        handle.schedules = self.spawn_schedules(&name, &handle, &service.schedules);
+        self.services.insert(name, handle);
+    }
+
+    fn spawn_check(
+        &mut self,
+        service: &ServiceName,
+        handle: &ServiceHandle,
+        check: &Check,
+        initial: CheckHealth,
+        first_delay: Duration,
+    ) -> CheckTask {
+        let cancel = handle.cancel.child_token();
+        // A check loop wakes at least every interval plus its run (timeouts and retries);
+        // sending a restart request may wait for a busy actor's inbox: a minute of slack.
+        let attempts = check.retries.max(1);
+        let max_gap = check.every
+            + check.timeout * attempts
+            + check.retry_delay * (attempts - 1)
+            + Duration::from_secs(60);
+        let beat = self
+            .shared
+            .liveness
+            .register(format!("check {service}/{}", check.name), max_gap);
+        let task = CheckLoop {
+            beat,
+            service: service.clone(),
+            check: check.clone(),
+            alerts: events::CheckAlerts {
+                hub: self.shared.guard.alerts.clone(),
+                announced: matches!(
+                    initial.status,
+                    HealthStatus::Failing | HealthStatus::Warning
+                ),
+            },
+            health: initial,
+            saved: None,
+            shared: self.shared.clone(),
+            tx: handle.tx.clone(),
+            started: handle.started.subscribe(),
+            driver: handle.driver.subscribe(),
+            cancel: cancel.clone(),
+        };
+        let label = format!("check {service}/{}", check.name);
+        self.spawn_labeled(label, task.run(first_delay));
+        CheckTask {
+            spec: check.clone(),
+            cancel,
+        }
+    }
+
+    fn spawn_schedules(
+        &mut self,
+        service: &ServiceName,
+        handle: &ServiceHandle,
+        schedules: &[ScheduleEntry],
+    ) -> CancellationToken {
+        let cancel = handle.cancel.child_token();
+        for (i, entry) in schedules.iter().enumerate() {
+            let schedule = entry.schedule.clone();
+            let tx = handle.tx.clone();
+            let cancel = cancel.clone();
+            let service = service.clone();
+            let label = format!("schedule {service}#{i}");
+            self.spawn_labeled(label, schedule_loop(service, schedule, tx, cancel));
+        }
+        cancel
+    }
+
+    fn spawn_labeled<F>(&mut self, label: String, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handle = self.tasks.spawn(fut);
+        self.labels.insert(handle.id(), label);
+    }
+
+    /// Runs until SIGTERM/SIGINT; handles SIGHUP reloads on the way.
+    pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!(event = "shutdown", signal = "SIGTERM", "SIGTERM received: shutting down"); break; }
+                _ = int.recv() => { tracing::info!(event = "shutdown", signal = "SIGINT", "SIGINT received: shutting down"); break; }
+                _ = hup.recv() => self.reload().await,
+                Some(res) = self.tasks.join_next_with_id() => {
+                    // Tasks only end on cancellation (or a removed service's exec
+                    // supervisor, after stopping its process); anything else is a bug.
+                    match res {
+                        Ok((id, ())) => {
+                            let label = self.labels.remove(&id).unwrap_or_default();
+                            if !label.starts_with("exec service ") {
+                                tracing::warn!(task = %label, "task ended unexpectedly");
+                            }
+                        }
+                        Err(error) => {
+                            self.labels.remove(&error.id());
+                            tracing::error!(%error, "task panicked");
+                        }
+                    }
+                }
+            }
+        }
+        // A second signal means "now": exit without waiting.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!(
+                event = "shutdown_forced",
+                "second signal: exiting immediately"
+            );
+            std::process::exit(i32::from(crate::exit::INTERRUPTED));
+        });
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Cancels everything and waits (bounded) for the tasks, naming stragglers.
+    pub async fn shutdown(mut self) {
+        self.notify("STOPPING=1\nSTATUS=stopping");
+        let started = Instant::now();
+        self.root.cancel();
+        // Exec services get their stop_timeout (then SIGKILL) plus a margin to be reaped.
+        let exec_stop = self
+            .config
+            .services
+            .iter()
+            .filter_map(|s| match &s.driver {
+                vigil_config::model::DriverSpec::Exec(e) => {
+                    Some(e.stop_timeout + Duration::from_secs(2))
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default();
+        let limit = SHUTDOWN_DEADLINE.max(exec_stop);
+        let deadline = started + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(Ok((id, _)))) => {
+                    self.labels.remove(&id);
+                }
+                Ok(Some(Err(error))) => {
+                    self.labels.remove(&error.id());
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    let mut names: Vec<&str> = self.labels.values().map(String::as_str).collect();
+                    names.sort_unstable();
+                    tracing::error!(
+                        event = "shutdown_stragglers",
+                        remaining = self.tasks.len(),
+                        "{} task(s) still running after {}; exiting anyway: {}",
+                        self.tasks.len(),
+                        vigil_core::format_duration(limit),
+                        names.join(", ")
+                    );
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        // Restarts have ended (or were abandoned): send what is grouped, bounded.
+        self.shared.guard.alerts.shutdown().await;
+        tracing::info!(
+            event = "stopped",
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "vigil stopped cleanly"
+        );
+    }
+}
+
+/// Each exec service holds about four descriptors (pidfd, two output pipes, its notify
+/// socket): raise the soft `RLIMIT_NOFILE` to the hard limit, as systemd does for itself,
+/// so hundreds of services fit under a default soft limit of 1024.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum
+        && let Err(error) = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+    {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
+}
+
+fn stagger(index: usize, total: usize, every: Duration) -> Duration {
+    if total <= 1 {
+        return Duration::ZERO;
+    }
+    // Within the first second (or `every`, if shorter): fast first verdicts, and checks
+    // sharing an interval stay evenly spread instead of firing in the same millisecond.
+    let span = every.min(Duration::from_secs(1));
+    let frac = u32::try_from(index % total).unwrap_or(0);
+    let total = u32::try_from(total).unwrap_or(u32::MAX);
+    span / total * frac
+}
+
+/// How often a check whose verdict does not change is re-saved (for `vigil status`'s age and
+/// counters): five runs, within 1-10 s. Any change of verdict or status is saved at once.
+fn save_every(every: Duration) -> Duration {
+    (every * 5).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}

@@ -1,0 +1,47 @@
+//! Schedule tasks: each `[[services.X.schedule]]` entry fires restart requests with
+//! source `schedule`.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use vigil_core::{RestartRequest, ServiceName, Source};
+
+use crate::platform::clock;
+use crate::service::protocol::ServiceMsg;
+
+/// Fires one schedule entry: each firing is a restart request with source `schedule`.
+pub(super) async fn schedule_loop(
+    service: ServiceName,
+    schedule: vigil_core::schedule::Schedule,
+    tx: mpsc::Sender<ServiceMsg>,
+    cancel: CancellationToken,
+) {
+    let mut after = clock::now();
+    while let Some(next) = schedule.next_after(after) {
+        // Sleep in bounded steps against the wall clock, so a clock step or suspend cannot
+        // make a firing early or hours late.
+        loop {
+            let now = clock::now();
+            if now >= next {
+                break;
+            }
+            let left = next.saturating_since(now).min(Duration::from_secs(30));
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(left) => {}
+            }
+        }
+        tracing::info!(service = %service, event = "schedule_fired", "=== Scheduled Restart Triggered: {} ===", schedule.describe());
+        let msg = ServiceMsg::Restart {
+            request: RestartRequest::new(Source::Schedule),
+            repair: None,
+            reply: None,
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+        after = next.max(clock::now());
+    }
+}

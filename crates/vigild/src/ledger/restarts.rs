@@ -1,0 +1,314 @@
+//! The guard's side of the ledger: the restarts that count against a budget (cached per
+//! service), verdict rows (an allowed one is the restart's intent), outcomes, dangling
+//! intents and their resolution, resets, and the history `vigil history` shows.
+
+use rusqlite::params;
+use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
+
+use super::{Ledger, Result, sql_err, ts};
+
+/// The counted restarts per service as last read, so that a guard decision in a crash
+/// storm does not re-read thousands of rows. Coherent across processes through `PRAGMA
+/// data_version`, which changes exactly when another connection committed; this
+/// connection's own writes to counted rows update or drop the cached entry.
+#[derive(Default)]
+pub(super) struct CountedCache {
+    data_version: i64,
+    /// Per service: the window start the rows were read for, and the rows (by `at`).
+    pub(super) services: std::collections::HashMap<String, (i64, Vec<RestartRecord>)>,
+}
+
+/// Cached rows per service beyond which the front (rows older than the window) is
+/// dropped.
+const COUNTED_CACHE_PRUNE: usize = 4096;
+
+/// One row of restart history, as `vigil history` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub id: i64,
+    pub service: String,
+    pub at: Timestamp,
+    pub source: String,
+    pub forced: bool,
+    /// `allowed`, `skipped`, `denied` or `reset`.
+    pub verdict: String,
+    /// `cooldown`, `backoff`, `lock`, `limit`, or empty.
+    pub reason: String,
+    /// The verdict in words, with its numbers.
+    pub message: String,
+    /// `ok`, `failed`, `interrupted`, or `None` while in flight.
+    pub outcome: Option<String>,
+    pub outcome_detail: Option<String>,
+    pub finished_at: Option<Timestamp>,
+    pub pid: u32,
+    /// What a hung process was doing when the watchdog fired (source `watchdog`).
+    pub evidence: Option<String>,
+}
+
+/// An allowed restart with no recorded outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Intent {
+    pub id: i64,
+    pub service: String,
+    pub at: Timestamp,
+    pub source: String,
+    pub pid: u32,
+}
+
+impl Ledger {
+    /// The restarts that count against `service`'s budget and were requested at or after
+    /// `since` (restarts stamped in the future, after a clock step back, are included).
+    pub fn counted_restarts(&self, service: &str, since: Timestamp) -> Result<Vec<RestartRecord>> {
+        let err = sql_err(&self.path);
+        let version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(&err)?;
+        let since_ms = since.as_millis();
+        {
+            let mut cache = self.counted.borrow_mut();
+            if cache.data_version != version {
+                cache.services.clear();
+                cache.data_version = version;
+            }
+            if let Some((read_since, rows)) = cache.services.get_mut(service)
+                && *read_since <= since_ms
+            {
+                let first = rows.partition_point(|r| r.at.as_millis() < since_ms);
+                if rows.len() > COUNTED_CACHE_PRUNE {
+                    rows.drain(..first);
+                    *read_since = since_ms;
+                    return Ok(rows.clone());
+                }
+                return Ok(rows[first..].to_vec());
+            }
+        }
+        let rows = self.read_counted(service, since)?;
+        self.counted
+            .borrow_mut()
+            .services
+            .insert(service.to_owned(), (since_ms, rows.clone()));
+        Ok(rows)
+    }
+
+    fn read_counted(&self, service: &str, since: Timestamp) -> Result<Vec<RestartRecord>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT at, source, forced FROM restarts
+                 WHERE service = ?1 AND counts = 1 AND at >= ?2 ORDER BY at",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![service, since.as_millis()], |r| {
+                let source: String = r.get(1)?;
+                Ok(RestartRecord {
+                    at: Timestamp::from_millis(r.get(0)?),
+                    source: Source::parse(&source).unwrap_or(Source::Manual),
+                    forced: r.get(2)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    /// Records how an allowed restart ended.
+    pub fn record_outcome(
+        &self,
+        id: i64,
+        ok: bool,
+        detail: &str,
+        finished_at: Timestamp,
+    ) -> Result<()> {
+        let err = sql_err(&self.path);
+        self.conn
+            .execute(
+                "UPDATE restarts SET outcome = ?2, outcome_detail = ?3, finished_at = ?4 WHERE id = ?1",
+                params![id, if ok { "ok" } else { "failed" }, detail, finished_at.as_millis()],
+            )
+            .map_err(&err)?;
+        Ok(())
+    }
+
+    /// Records one verdict; only allowed ones count against the budget. For an allowed
+    /// restart this is the *intent*, committed before the restart is performed; the
+    /// returned row id is for [`Ledger::record_outcome`].
+    ///
+    /// `evidence` (e.g. what a hung process was doing) is stored with the row, in the same
+    /// commit.
+    pub fn record_verdict(
+        &self,
+        service: &str,
+        source: Source,
+        forced: bool,
+        verdict: &Verdict,
+        at: Timestamp,
+        evidence: Option<&str>,
+    ) -> Result<i64> {
+        let err = sql_err(&self.path);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid, evidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    service,
+                    at.as_millis(),
+                    source.as_str(),
+                    forced,
+                    verdict.kind(),
+                    verdict.reason().unwrap_or(""),
+                    verdict.to_string(),
+                    verdict.is_allowed(),
+                    std::process::id(),
+                    evidence
+                ])
+            })
+            .map_err(&err)?;
+        if verdict.is_allowed()
+            && let Some((_, rows)) = self.counted.borrow_mut().services.get_mut(service)
+        {
+            // After any equal `at`, as the index (service, at, rowid) orders them.
+            let record = RestartRecord { at, source, forced };
+            let i = rows.partition_point(|r| r.at <= at);
+            rows.insert(i, record);
+        }
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Allowed restarts without an outcome, oldest first (all services when `None`).
+    pub fn dangling_intents(&self, service: Option<&str>) -> Result<Vec<Intent>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(match service {
+                // Two statements, not `(?1 IS NULL OR service = ?1)`: that form cannot use
+                // the partial index and scans the whole table.
+                Some(_) => {
+                    "SELECT id, service, at, source, pid FROM restarts
+                     WHERE service = ?1 AND verdict = 'allowed' AND outcome IS NULL ORDER BY id"
+                }
+                None => {
+                    "SELECT id, service, at, source, pid FROM restarts
+                     WHERE verdict = 'allowed' AND outcome IS NULL AND ?1 IS NULL ORDER BY id"
+                }
+            })
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![service], |r| {
+                Ok(Intent {
+                    id: r.get(0)?,
+                    service: r.get(1)?,
+                    at: Timestamp::from_millis(r.get(2)?),
+                    source: r.get(3)?,
+                    pid: r.get(4)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    /// Marks a dangling intent as interrupted. Call only while holding the service's
+    /// restart lock, which proves no live process is still performing it. The restart keeps
+    /// counting against the budget: it may well have happened.
+    pub fn resolve_interrupted(&self, id: i64, at: Timestamp) -> Result<()> {
+        let err = sql_err(&self.path);
+        self.conn
+            .execute(
+                "UPDATE restarts SET outcome = 'interrupted',
+                    outcome_detail = 'vigil process ' || pid || ' died during the restart; outcome unknown',
+                    finished_at = ?2
+                 WHERE id = ?1 AND outcome IS NULL",
+                params![id, at.as_millis()],
+            )
+            .map_err(&err)?;
+        Ok(())
+    }
+
+    /// `vigil reset`: the service's past restarts stop counting (they stay in the history)
+    /// and a `reset` row records who did it and when.
+    pub fn reset(&mut self, service: &str, at: Timestamp) -> Result<usize> {
+        self.counted.borrow_mut().services.remove(service);
+        let path = self.path.clone();
+        let err = sql_err(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let cleared = tx
+            .execute(
+                "UPDATE restarts SET counts = 0 WHERE service = ?1 AND counts = 1",
+                params![service],
+            )
+            .map_err(&err)?;
+        tx.execute(
+            "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid)
+             VALUES (?1, ?2, 'manual', 0, 'reset', '', ?3, 0, ?4)",
+            params![
+                service,
+                at.as_millis(),
+                format!("Restart history reset ({cleared} restart(s) no longer count)"),
+                std::process::id()
+            ],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(cleared)
+    }
+
+    /// The end of the last successful restart: the start of the current instance as far
+    /// as the ledger knows (used for `grace` with the command driver).
+    pub fn last_successful_restart(&self, service: &str) -> Result<Option<Timestamp>> {
+        let err = sql_err(&self.path);
+        self.conn
+            .query_row(
+                "SELECT MAX(finished_at) FROM restarts WHERE service = ?1 AND outcome = 'ok'",
+                params![service],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(ts)
+            .map_err(&err)
+    }
+
+    /// History rows, newest last, optionally for one service and since an instant.
+    pub fn history(
+        &self,
+        service: Option<&str>,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<HistoryRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, service, at, source, forced, verdict, reason, message, outcome,
+                        outcome_detail, finished_at, pid, evidence
+                 FROM restarts
+                 WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR at >= ?2)
+                 ORDER BY at, id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![service, since.map(Timestamp::as_millis)], |r| {
+                Ok(HistoryRow {
+                    id: r.get(0)?,
+                    service: r.get(1)?,
+                    at: Timestamp::from_millis(r.get(2)?),
+                    source: r.get(3)?,
+                    forced: r.get(4)?,
+                    verdict: r.get(5)?,
+                    reason: r.get(6)?,
+                    message: r.get(7)?,
+                    outcome: r.get(8)?,
+                    outcome_detail: r.get(9)?,
+                    finished_at: ts(r.get(10)?),
+                    pid: r.get(11)?,
+                    evidence: r.get(12)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+}

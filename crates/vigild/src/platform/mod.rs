@@ -1,0 +1,17 @@
+//! What Vigil needs from the machine it runs on, kept apart from the logic: the clock (the
+//! only place time is read) and the memory tuning of a long-running daemon.
+
+pub mod clock;
+pub mod memory;
+
+/// glibc gives every thread that allocates its own malloc arena (up to 8 per core), and an
+/// arena keeps its high-water mark resident; for a daemon that mostly waits, two arenas cut
+/// the idle RSS by several MiB at no measurable CPU cost.
+#[allow(unsafe_code)]
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator tunable; it is called first thing in main,
+    // before any other thread exists, with a documented parameter and a valid value.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
