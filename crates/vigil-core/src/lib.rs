@@ -10,9 +10,11 @@
 //! and clippy's `disallowed-methods` bans clock reads here.
 
 pub mod backoff;
+pub mod event;
 pub mod guard;
 pub mod health;
 pub mod ids;
+pub mod lifecycle;
 pub mod outcome;
 pub mod restart_policy;
 pub mod retry;
@@ -25,7 +27,7 @@ pub use ids::{CheckName, ServiceName};
 pub use outcome::RestartReport;
 pub use restart_policy::{ExitCause, RestartPolicy, SuccessStatus, Termination};
 pub use signal::Signal;
-pub use time::{Timestamp, format_duration};
+pub use time::{Moment, Timestamp, format_duration};
 
 /// Why a restart was requested. Stored in the ledger as [`Source::as_str`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

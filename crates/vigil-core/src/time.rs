@@ -71,6 +71,41 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// A point on the monotonic clock: the time since an epoch the edge chose (the daemon
+/// takes its own start). The lifecycle's timers (watchdog deadlines, stop escalation,
+/// deferred restarts) use it, so a wall-clock step can neither fire a watchdog early nor
+/// hold a restart back; the guard's budget stays in wall time ([`Timestamp`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Moment(Duration);
+
+impl Moment {
+    pub const ZERO: Moment = Moment(Duration::ZERO);
+
+    pub const fn from_duration(since_epoch: Duration) -> Moment {
+        Moment(since_epoch)
+    }
+
+    pub const fn since_epoch(self) -> Duration {
+        self.0
+    }
+
+    /// Time from `earlier` to `self`; zero if `earlier` is not before `self`.
+    pub fn saturating_since(self, earlier: Moment) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    pub fn saturating_add(self, d: Duration) -> Moment {
+        Moment(self.0.saturating_add(d))
+    }
+}
+
+impl std::ops::Add<Duration> for Moment {
+    type Output = Moment;
+    fn add(self, d: Duration) -> Moment {
+        self.saturating_add(d)
+    }
+}
+
 /// Formats a duration the way Vigil's messages and config do: `90s`, `5m`, `1h 30m`,
 /// `250ms`. Up to ten minutes stays in whole seconds so that verdicts read like the seed
 /// ("need 120s, wait 30s more").
