@@ -6,6 +6,7 @@
 //! everything the runner saw.
 //!
 //! - never two driver operations at once for a service, never two processes at once;
+//! - every allowed restart ends with its outcome recorded, even across a shutdown;
 //! - a stop in progress is never interrupted by a restart (no guard request and no spawn
 //!   between a stop signal and the process's exit);
 //! - given-up is announced exactly once per episode;
@@ -89,12 +90,14 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::OpFail),
         1 => Just(Action::Recover),
         3 => Just(Action::Tick),
+        1 => Just(Action::Shutdown),
     ]
 }
 
 fn script(policy: GuardPolicy, driving: Driving) -> Script {
     Script {
         policy,
+        guard_delay: Duration::ZERO,
         driving,
         check: CheckSpec {
             retry: RetryPolicy {
@@ -214,6 +217,11 @@ fn invariants(runner: &Runner) -> Result<(), TestCaseError> {
             expect_given_up = None;
         }
     }
+    if runner.machine.is_finished() {
+        // Every permit ended with an outcome, even when Vigil stopped mid-request.
+        prop_assert_eq!(permits, 0, "a permit was never finished");
+        prop_assert_eq!(ops, 0, "a driver operation was never awaited");
+    }
     Ok(())
 }
 
@@ -225,8 +233,10 @@ proptest! {
         policy in policy(),
         driving in driving(),
         actions in prop::collection::vec((pause(), action()), 0..40),
+        guard_delay in prop_oneof![Just(0u64), 0u64..3000],
     ) {
-        let script = script(policy, driving);
+        let mut script = script(policy, driving);
+        script.guard_delay = Duration::from_millis(guard_delay);
         let runner = run(&script, &actions, secs(7200))?;
         invariants(&runner)?;
     }

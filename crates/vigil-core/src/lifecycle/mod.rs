@@ -916,6 +916,19 @@ impl Machine {
             return;
         };
         let (id, kind) = (op.id, op.op);
+        if self.shutting_down && !remote && kind.brings_up() {
+            // Vigil is stopping its processes: starting one now would only be stopped.
+            self.complete(RestartReport {
+                ok: false,
+                detail: "not performed: vigil is stopping".to_owned(),
+                duration: Duration::ZERO,
+                action_required: None,
+            });
+            if self.op.is_none() {
+                self.finish_shutdown();
+            }
+            return;
+        }
         if remote || kind == Op::Repair {
             op.stage = Stage::Driver;
             self.effects.push_back(Effect::RunOp { id, op: kind });
@@ -1297,12 +1310,10 @@ impl Machine {
             self.effects.push_back(Effect::Detach);
             self.emit(Event::LeftRunning { pid });
         }
-        // An operation waiting on the guard or a probe is abandoned; one running in the
-        // driver finishes (the edge bounds how long it waits for it).
-        if self
-            .op
-            .as_ref()
-            .is_some_and(|op| matches!(op.stage, Stage::Guard | Stage::Probe))
+        // A deferred restart's probe is abandoned. An operation waiting on the guard or
+        // running in the driver finishes (the edge bounds how long it waits): an allowed
+        // one holds a permit and its intent is recorded, so it must end with an outcome.
+        if self.op.as_ref().is_some_and(|op| op.stage == Stage::Probe)
             && let Some(op) = self.op.take()
         {
             self.settle(op.id, Settled::Dropped("vigil is stopping".to_owned()));

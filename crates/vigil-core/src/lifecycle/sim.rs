@@ -11,6 +11,7 @@
 //! ```text
 //! policy cooldown=120s max=5 window=1h          # the guard policy (SPEC §2 defaults)
 //! backoff initial=30s factor=2 max=5m reset=10m
+//! guard delay=2s                               # the guard answers 2s late (a held lock)
 //! check attempts=3 delay=5s failure=1 success=1 grace=30s
 //! driver remote op=2s                           # command/systemd/docker: ops take 2s
 //! driver exec restart=on-failure delay=0s notify watchdog=30s stop_timeout=10s
@@ -77,6 +78,8 @@ pub enum Driving {
 #[derive(Clone, Debug)]
 pub struct Script {
     pub policy: GuardPolicy,
+    /// How long the guard takes to answer (its lock held elsewhere); 0 by default.
+    pub guard_delay: Duration,
     pub driving: Driving,
     pub check: CheckSpec,
     pub steps: Vec<Step>,
@@ -173,6 +176,7 @@ fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
 pub fn parse(text: &str) -> Result<Script, String> {
     let mut script = Script {
         policy: GuardPolicy::default(),
+        guard_delay: Duration::ZERO,
         driving: Driving::Remote {
             op: Duration::from_secs(1),
         },
@@ -222,6 +226,14 @@ pub fn parse(text: &str) -> Result<Script, String> {
                         }
                     }
                     s.policy.backoff = Some(b);
+                }
+                "guard" => {
+                    for (k, v) in settings(&words[1..]) {
+                        match k {
+                            "delay" => s.guard_delay = duration(v)?,
+                            _ => return Err(format!("unknown guard key `{k}`")),
+                        }
+                    }
                 }
                 "check" => {
                     for (k, v) in settings(&words[1..]) {
@@ -626,6 +638,8 @@ impl World {
 #[derive(Clone, Debug)]
 enum Later {
     OpDone(RestartReport),
+    /// The guard decides the request now (after its delay).
+    Ask(RequestId, RestartRequest),
 }
 
 /// Runs `script` on the pure machine and returns its trace.
@@ -655,6 +669,7 @@ pub enum Seen {
 pub struct Runner {
     pub machine: Machine,
     pub guard: GuardSim,
+    guard_delay: Duration,
     check: CheckSim,
     pub world: World,
     driving: Driving,
@@ -674,6 +689,7 @@ impl Runner {
         Runner {
             machine: Machine::new(script.model(), Moment::ZERO),
             guard: GuardSim::new(script.policy.clone()),
+            guard_delay: script.guard_delay,
             check: CheckSim::new(script.check),
             world: World::new(),
             driving: script.driving.clone(),
@@ -718,9 +734,10 @@ impl Runner {
             }
             self.now = self.now.max(next);
             if later == Some(next) {
-                if let Some((_, item)) = self.later.pop_first() {
-                    let Later::OpDone(report) = item;
-                    self.give(Input::OpDone(report));
+                match self.later.pop_first() {
+                    Some((_, Later::OpDone(report))) => self.give(Input::OpDone(report)),
+                    Some((_, Later::Ask(id, request))) => self.decide(id, request),
+                    None => {}
                 }
             } else {
                 same = if same.0 == next {
@@ -803,6 +820,20 @@ impl Runner {
         Ok(())
     }
 
+    /// The guard decides `request` now and answers.
+    fn decide(&mut self, id: RequestId, request: RestartRequest) {
+        let now = self.now;
+        let (answer, event) = self.guard.ask(request, wall(now));
+        self.trace.push(trace_event(now, &event));
+        if let GuardAnswer::Decided { verdict, .. } = &answer
+            && verdict.is_allowed()
+        {
+            self.asked.push_back((id, request, verdict.clone()));
+        }
+        self.give(Input::Guard(answer));
+        self.drain();
+    }
+
     /// Carries out every effect, feeding answers back at once.
     fn drain(&mut self) {
         let now = self.now;
@@ -810,14 +841,13 @@ impl Runner {
             self.seen.push((now, Seen::Effect(effect.clone())));
             match effect {
                 Effect::AskGuard { id, request, .. } => {
-                    let (answer, event) = self.guard.ask(request, wall(now));
-                    self.trace.push(trace_event(now, &event));
-                    if let GuardAnswer::Decided { verdict, .. } = &answer
-                        && verdict.is_allowed()
-                    {
-                        self.asked.push_back((id, request, verdict.clone()));
+                    if self.guard_delay.is_zero() {
+                        self.decide(id, request);
+                    } else {
+                        self.seq += 1;
+                        self.later
+                            .insert((now + self.guard_delay, self.seq), Later::Ask(id, request));
                     }
-                    self.give(Input::Guard(answer));
                 }
                 Effect::RunOp { op, .. } => {
                     let took = match self.driving {

@@ -1,4 +1,106 @@
-//! Check runs that are not network or process probes: `heartbeat` checks are evaluated
-//! from pushes recorded in the ledger.
+//! A check's run and what it means, shared by the daemon's check loops and one-shot
+//! `vigil check`: [`run_once`] runs the probe (with retries), or for a `heartbeat` check
+//! reads the ledger; [`fold`] folds the run into the check's health and names the events
+//! it produces and whether the check's action is wanted.
+//!
+//! Must not: act (the caller sends the request to the service's actor) or read the clock.
 
 pub mod heartbeat;
+
+use std::time::Duration;
+
+use vigil_checks::runner::run_check;
+use vigil_checks::{CheckRun, ProbeContext};
+use vigil_config::model::{Check, CheckKind};
+use vigil_core::event::Event;
+use vigil_core::health::{CheckHealth, HealthStatus, Observation, RunVerdict};
+use vigil_core::{ServiceName, Timestamp};
+
+use crate::ledger::LedgerHandle;
+
+/// One run: a probe (with retries), or for a heartbeat check a ledger read.
+/// `watching_since`: when monitoring began (the daemon's check loop), for a heartbeat's
+/// grace before its first push; `None` in one-shot runs.
+pub async fn run_once(
+    service: &ServiceName,
+    check: &Check,
+    probes: &ProbeContext,
+    ledger: &LedgerHandle,
+    watching_since: Option<Timestamp>,
+    now: Timestamp,
+) -> CheckRun {
+    let CheckKind::Heartbeat(spec) = &check.kind else {
+        return run_check(check, probes).await;
+    };
+    heartbeat::evaluate(
+        ledger,
+        service.as_str(),
+        check.name.as_str(),
+        spec,
+        watching_since,
+        now,
+    )
+    .await
+    .unwrap_or_else(|error| CheckRun {
+        verdict: RunVerdict::Fail,
+        attempts: Vec::new(),
+        reason: format!("cannot read heartbeats: {error}"),
+    })
+}
+
+/// What one run did to a check.
+pub struct Folded {
+    pub obs: Observation,
+    /// The event to publish about it.
+    pub event: Event,
+    /// The check's action (restart, repair, group restart) is wanted now.
+    pub wants_action: bool,
+}
+
+/// Folds `run` into `health`. `announced`: a failing or warning status was announced
+/// (alerted) and no recovery yet; a change to passing after it is a recovery.
+pub fn fold(
+    health: &mut CheckHealth,
+    announced: &mut bool,
+    check: &Check,
+    run: &CheckRun,
+    uptime: Option<Duration>,
+    now: Timestamp,
+) -> Folded {
+    let obs = health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
+    let name = check.name.to_string();
+    let event = match (obs.in_grace, obs.transition) {
+        (Some(left), _) => Event::CheckGrace {
+            check: name,
+            left,
+            reason: run.reason.clone(),
+        },
+        (None, Some((from, to))) => {
+            let recovered = to == HealthStatus::Passing && *announced;
+            match to {
+                HealthStatus::Failing | HealthStatus::Warning => *announced = true,
+                HealthStatus::Passing => *announced = false,
+                HealthStatus::Unknown => {}
+            }
+            Event::CheckStatus {
+                check: name,
+                verdict: run.verdict,
+                from,
+                to,
+                reason: run.reason.clone(),
+                recovered,
+            }
+        }
+        (None, None) => Event::CheckRun {
+            check: name,
+            verdict: run.verdict,
+            status: health.status,
+            reason: run.reason.clone(),
+        },
+    };
+    Folded {
+        wants_action: obs.wants_action && run.verdict == RunVerdict::Fail,
+        obs,
+        event,
+    }
+}

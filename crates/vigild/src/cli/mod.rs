@@ -1,26 +1,31 @@
 //! Command-line interface (SPEC §6): parsing, and the one-shot commands that work directly
 //! on the ledger without a daemon (the seed's cron mode), concurrently with one.
+//!
+//! `check.rs` and `restart.rs` are the one-shot commands that act: they drive the same
+//! service actors as the daemon (`service::oneshot`).
+
+mod check;
+mod restart;
+
+use self::check::check;
+use self::restart::restart;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use vigil_checks::ProbeContext;
-use vigil_checks::runner::run_check;
-use vigil_config::model::{CheckKind, Config, LogFormat, OnFailure};
-use vigil_core::health::RunVerdict;
-use vigil_core::{RestartRequest, Source, Timestamp};
+use vigil_config::model::{CheckKind, Config, LogFormat};
+use vigil_core::Timestamp;
 
 use crate::control::client;
 use crate::daemon::Daemon;
-use crate::drivers::Driver;
 use crate::exit;
-use crate::guard::{self, Action, GuardContext};
-use crate::ledger::{CheckStateRow, LedgerHandle};
-use crate::observe::alerting::AlertHub;
+use crate::guard::{self, GuardContext};
+use crate::ledger::LedgerHandle;
+use crate::observe::bus::Events;
 use crate::observe::log;
 use crate::platform::clock;
-use crate::render::{self as output, CheckReport, ServiceCheckReport};
+use crate::render as output;
 
 /// Vigil keeps Linux services alive without ever making things worse.
 #[derive(Parser, Debug)]
@@ -534,7 +539,7 @@ fn guard_context(config: &Config) -> anyhow::Result<GuardContext> {
         ledger: LedgerHandle::spawn(&config.vigil.state_dir)?,
         state_dir: config.vigil.state_dir.clone(),
         // One-shot commands only log; alerts are the daemon's.
-        alerts: AlertHub::none(),
+        events: Events::log_only(),
     })
 }
 
@@ -565,352 +570,4 @@ fn from_daemon(e: client::ClientError) -> anyhow::Error {
     } else {
         anyhow::Error::new(e)
     }
-}
-
-async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
-    let service = service_or_usage(config, &args.service)?;
-    if let Some(daemon) = daemon_client(config)? {
-        let (body, answer) = daemon
-            .restart(service.name.as_str(), args.force)
-            .await
-            .map_err(from_daemon)?;
-        if args.json {
-            print!("{body}");
-        } else {
-            println!("{}: {}", answer.service, answer.message);
-            if let (Some(outcome), Some(detail)) = (&answer.outcome, &answer.detail) {
-                let status = if outcome == "ok" {
-                    "restarted"
-                } else {
-                    "restart FAILED"
-                };
-                println!("{}: {status}: {detail}", answer.service);
-            }
-        }
-        return Ok(if answer.outcome.as_deref() == Some("ok") {
-            exit::OK
-        } else {
-            exit::FAILED
-        });
-    }
-    if matches!(service.driver, vigil_config::model::DriverSpec::Exec(_)) {
-        eprintln!("{}: {}", service.name, crate::drivers::EXEC_OWNED_BY_DAEMON);
-        return Ok(exit::FAILED);
-    }
-    let cx = guard_context(config)?;
-    let request = if args.force {
-        RestartRequest::forced(Source::Manual)
-    } else {
-        RestartRequest::new(Source::Manual)
-    };
-    let driver = Driver::new(&service.driver, &ProbeContext::new());
-    let decision = guard::request(
-        &cx,
-        &service.name,
-        &service.guard,
-        Action::Restart(&driver),
-        request,
-    )
-    .await?;
-    crate::observe::events::given_up(
-        &AlertHub::none(),
-        &service.name,
-        request,
-        &decision.verdict,
-        decision.decided_at,
-    );
-    let code = if decision.restarted() {
-        exit::OK
-    } else {
-        exit::FAILED
-    };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&output::decision_json(&service.name, &decision))?
-        );
-    } else {
-        println!("{}: {}", service.name, decision.verdict);
-        if let Some(report) = &decision.report {
-            let status = if report.ok {
-                "restarted"
-            } else {
-                "restart FAILED"
-            };
-            println!("{}: {status}: {}", service.name, report.detail);
-        }
-    }
-    Ok(code)
-}
-
-/// One pass of every selected check, with retries, persisted health, and actions.
-async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
-    let mut selected = Vec::new();
-    for name in &args.services {
-        selected.push(service_or_usage(config, name)?);
-    }
-    if selected.is_empty() {
-        selected = config.services.iter().collect();
-    }
-    let cx = guard_context(config)?;
-    let probes = ProbeContext::new();
-    let saved: std::collections::BTreeMap<(String, String), CheckStateRow> = cx
-        .ledger
-        .call(|l| l.check_states())
-        .await?
-        .into_iter()
-        .map(|r| ((r.service.clone(), r.check.clone()), r))
-        .collect();
-
-    let mut reports = Vec::new();
-    let mut any_failing = false;
-    for service in selected {
-        tracing::info!(service = %service.name, event = "check_start", "=== Health Check Start: {} ===", service.name);
-        // All checks of a service run concurrently; services one after another keep the
-        // log readable.
-        let runs = futures_join_all(service.checks.iter().map(|c| {
-            let (ledger, probes, service) = (&cx.ledger, &probes, service.name.as_str());
-            async move {
-                match &c.kind {
-                    CheckKind::Heartbeat(spec) => {
-                        let now = clock::now();
-                        crate::checks::heartbeat::evaluate(
-                            ledger,
-                            service,
-                            c.name.as_str(),
-                            spec,
-                            None,
-                            now,
-                        )
-                        .await
-                        .unwrap_or_else(|e| vigil_checks::CheckRun {
-                            verdict: RunVerdict::Fail,
-                            attempts: Vec::new(),
-                            reason: format!("cannot read heartbeats: {e}"),
-                        })
-                    }
-                    _ => run_check(c, probes).await,
-                }
-            }
-        }))
-        .await;
-        let started_at = {
-            let n = service.name.to_string();
-            cx.ledger
-                .call(move |l| l.last_successful_restart(&n))
-                .await?
-        };
-        let mut check_reports = Vec::new();
-        let mut wants: Option<(String, Option<vigil_config::model::Argv>)> = None;
-        let mut wants_group = false;
-        for (check, run) in service.checks.iter().zip(runs) {
-            let now = clock::now();
-            let mut health = saved
-                .get(&(service.name.to_string(), check.name.to_string()))
-                .map(|r| r.health)
-                .unwrap_or_default();
-            // A restart since the saved state: the new instance starts unknown.
-            let last_run = saved
-                .get(&(service.name.to_string(), check.name.to_string()))
-                .and_then(|r| r.last_run);
-            if let (Some(start), Some(last_run)) = (started_at, last_run)
-                && start > last_run
-            {
-                health.reset(now);
-            }
-            let uptime = if check.grace.is_zero() {
-                started_at.map(|t| now.saturating_since(t))
-            } else {
-                // The driver's uptime when it knows (systemd: ActiveEnterTimestamp).
-                match Driver::new(&service.driver, &probes).started_at().await {
-                    Some(Some(t)) => Some(now.saturating_since(t)),
-                    Some(None) => None,
-                    None => started_at.map(|t| now.saturating_since(t)),
-                }
-            };
-            let obs =
-                health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
-            crate::observe::events::check_run(
-                &mut crate::observe::events::CheckAlerts::none(),
-                &service.name,
-                check.name.as_str(),
-                run.verdict,
-                &run.reason,
-                &obs,
-                health.status,
-            );
-            if obs.in_grace.is_none() {
-                let row = CheckStateRow {
-                    service: service.name.to_string(),
-                    check: check.name.to_string(),
-                    health,
-                    last_verdict: Some(run.verdict),
-                    last_reason: run.reason.clone(),
-                    last_run: Some(now),
-                };
-                cx.ledger.call(move |l| l.save_check_state(&row)).await?;
-            }
-            let failing = matches!(health.status, vigil_core::health::HealthStatus::Failing);
-            any_failing |= failing;
-            if obs.wants_action && run.verdict == RunVerdict::Fail && wants.is_none() {
-                match &check.on_failure {
-                    OnFailure::Restart => wants = Some((check.name.to_string(), None)),
-                    OnFailure::Exec(argv) => {
-                        wants = Some((check.name.to_string(), Some(argv.clone())))
-                    }
-                    OnFailure::RestartGroup => {
-                        wants = Some((check.name.to_string(), None));
-                        wants_group = true;
-                    }
-                    OnFailure::Alert => {}
-                }
-            }
-            check_reports.push(CheckReport {
-                name: check.name.to_string(),
-                kind: check.kind.as_str(),
-                verdict: run.verdict.as_str(),
-                status: health.status.as_str(),
-                reason: run.reason.clone(),
-                attempts: run.attempts.len(),
-                in_grace_secs: obs.in_grace.map(|d| d.as_secs()),
-            });
-        }
-        let action = match wants {
-            None => None,
-            Some((check_name, _)) if wants_group => {
-                let group = config
-                    .group_of(service.name.as_str())
-                    .ok_or_else(|| anyhow::anyhow!("{} is in no restart group", service.name))?;
-                let request = RestartRequest::new(Source::Health);
-                let mut report = if args.no_restart {
-                    let verdict =
-                        guard::preview(&cx, &group.ledger_key(), &group.guard, request).await?;
-                    tracing::info!(service = %service.name, check = %check_name, event = "dry_run",
-                        "--no-restart: would restart group {} because check {check_name} is failing; the guard would say: {verdict}", group.name);
-                    output::ActionReport::dry_run(&check_name, false, &verdict)
-                } else {
-                    let members = crate::service::group::members(config, group, &probes);
-                    let decision =
-                        crate::service::group::restart(&cx, group, &members, &probes, request)
-                            .await?;
-                    if let Some(rearm_at) = decision.given_up_until() {
-                        let _ = rearm_at;
-                        crate::observe::events::given_up(
-                            &cx.alerts,
-                            &group.ledger_key(),
-                            request,
-                            &decision.verdict,
-                            decision.decided_at,
-                        );
-                    }
-                    output::ActionReport::performed(&check_name, false, &decision)
-                };
-                report.kind = "restart-group";
-                Some(report)
-            }
-            Some((check_name, repair)) => {
-                let request = RestartRequest::new(Source::Health);
-                if args.no_restart {
-                    let verdict =
-                        guard::preview(&cx, &service.name, &service.guard, request).await?;
-                    let what = if repair.is_some() {
-                        "run the repair command"
-                    } else {
-                        "restart"
-                    };
-                    tracing::info!(service = %service.name, check = %check_name, event = "dry_run",
-                        "--no-restart: would {what} {} because check {check_name} is failing; the guard would say: {verdict}", service.name);
-                    Some(output::ActionReport::dry_run(
-                        &check_name,
-                        repair.is_some(),
-                        &verdict,
-                    ))
-                } else if repair.is_none()
-                    && matches!(service.driver, vigil_config::model::DriverSpec::Exec(_))
-                {
-                    tracing::warn!(service = %service.name, check = %check_name, event = "exec_not_owned",
-                        "check {check_name} is failing, but {}", crate::drivers::EXEC_OWNED_BY_DAEMON);
-                    Some(output::ActionReport {
-                        check: check_name.clone(),
-                        kind: "restart",
-                        dry_run: true,
-                        verdict: "skipped",
-                        message: crate::drivers::EXEC_OWNED_BY_DAEMON.to_owned(),
-                        outcome: None,
-                        detail: None,
-                    })
-                } else {
-                    let driver = Driver::new(&service.driver, &probes);
-                    let blocked = match &repair {
-                        None => driver.restart_blocked().await,
-                        Some(_) => None,
-                    };
-                    if let Some(why) = blocked {
-                        crate::observe::events::restart_blocked(&service.name, request, &why, true);
-                        Some(output::ActionReport::blocked(&check_name, &why))
-                    } else {
-                        let action = match &repair {
-                            Some(argv) => Action::Repair(argv, service.driver.command_timeout()),
-                            None => Action::Restart(&driver),
-                        };
-                        let decision =
-                            guard::request(&cx, &service.name, &service.guard, action, request)
-                                .await?;
-                        crate::observe::events::given_up(
-                            &cx.alerts,
-                            &service.name,
-                            request,
-                            &decision.verdict,
-                            decision.decided_at,
-                        );
-                        Some(output::ActionReport::performed(
-                            &check_name,
-                            repair.is_some(),
-                            &decision,
-                        ))
-                    }
-                }
-            }
-        };
-        let failing_here = check_reports.iter().any(|c| c.status == "failing");
-        let verdict_line = if failing_here { "FAILED" } else { "PASSED" };
-        tracing::info!(service = %service.name, event = "check_end", "=== Health Check {verdict_line}: {} ===", service.name);
-        reports.push(ServiceCheckReport {
-            service: service.name.to_string(),
-            checks: check_reports,
-            action,
-        });
-    }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&output::check_json(&reports, any_failing))?
-        );
-    } else {
-        print!("{}", output::render_check(&reports));
-    }
-    Ok(if any_failing { exit::FAILED } else { exit::OK })
-}
-
-/// Awaits futures concurrently, keeping their order (a tiny `join_all`).
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let futs: Vec<_> = futs.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> = futs.into_iter().enumerate().collect();
-    std::future::poll_fn(|cx| {
-        pending.retain_mut(|(i, fut)| match fut.as_mut().poll(cx) {
-            std::task::Poll::Ready(out) => {
-                outputs[*i] = Some(out);
-                false
-            }
-            std::task::Poll::Pending => true,
-        });
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }

@@ -37,7 +37,7 @@ use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 use crate::guard::{self, GuardContext};
 use crate::platform::clock;
 use crate::render as output;
-use crate::service::protocol::ServiceMsg;
+use crate::service::protocol::{Outcome, ServiceMsg};
 
 /// What the API serves from: the running configuration and each service actor's inbox.
 /// The daemon publishes a new view on every (re)load.
@@ -311,20 +311,23 @@ async fn restart(
     };
     let (reply, answer) = oneshot::channel();
     inbox
-        .send(ServiceMsg::Restart {
-            request,
-            repair: None,
-            reply: Some(reply),
-        })
+        .send(ServiceMsg::restart(request, Some(reply)))
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"))?;
-    let decision = answer.await.map_err(|_| {
+    let outcome = answer.await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon stopped before the restart request was decided",
         )
     })?;
-    Ok(json(&output::decision_json(&service, &decision)))
+    match outcome {
+        Outcome::Decided(decision) => Ok(json(&output::decision_json(&service, &decision))),
+        Outcome::Failed(why) => Err(ApiError::internal(format!("{service}: {why}"))),
+        other => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{service}: {}", other.describe()),
+        )),
+    }
 }
 
 async fn reset(State(st): State<AppState>, UrlPath(name): UrlPath<String>) -> ApiResult {

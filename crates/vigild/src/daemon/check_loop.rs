@@ -1,5 +1,6 @@
-//! One check on its own timer: runs the probe (with retries), folds the verdict into the
-//! check's health, saves its state, raises its alerts, and asks for its action.
+//! One check on its own timer: runs the check, folds the verdict into the check's health
+//! (`checks::fold`), saves its state, publishes its event, and asks the service's actor
+//! (or its group's) for the check's action.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,18 +9,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_config::model::{Check, CheckKind, OnFailure};
+use vigil_core::event::Event;
 use vigil_core::health::{CheckHealth, RunVerdict};
+use vigil_core::lifecycle::Op;
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 
-use vigil_checks::runner::run_check;
-
-use crate::checks::heartbeat;
-use crate::drivers::Driver;
+use crate::checks;
+use crate::drivers::Reader;
 use crate::ledger::CheckStateRow;
-use crate::observe::events;
 use crate::observe::sdnotify::BeatHandle;
 use crate::platform::clock;
-use crate::service::protocol::{GroupMsg, ServiceMsg};
+use crate::service::protocol::ServiceMsg;
 
 use super::{Shared, save_every};
 
@@ -29,7 +29,8 @@ pub(super) struct CheckLoop {
     pub(super) beat: BeatHandle,
     pub(super) service: ServiceName,
     pub(super) check: Check,
-    pub(super) alerts: events::CheckAlerts,
+    /// A failing or warning status was announced and no recovery yet.
+    pub(super) announced: bool,
     pub(super) health: CheckHealth,
     /// When the state was last queued for the ledger, and with which verdict: unchanged
     /// verdicts are re-saved only every [`save_every`], so 1,000 checks at 1 s do not cost
@@ -38,13 +39,13 @@ pub(super) struct CheckLoop {
     pub(super) shared: Arc<Shared>,
     pub(super) tx: mpsc::Sender<ServiceMsg>,
     pub(super) started: watch::Receiver<Option<Timestamp>>,
-    pub(super) driver: watch::Receiver<Driver>,
+    pub(super) reader: watch::Receiver<Reader>,
     pub(super) cancel: CancellationToken,
 }
 
 impl CheckLoop {
     /// Not an `async fn`, which would store `self` twice (as captured and as a moved-in
-    /// local); see `exec::Supervisor::run`.
+    /// local); see `service/actor.rs`.
     #[expect(clippy::manual_async_fn, reason = "an async fn would store self twice")]
     pub(super) fn run(
         mut self,
@@ -64,7 +65,14 @@ impl CheckLoop {
                 let run = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return,
-                    run = self.run_once(watching_since) => run,
+                    run = checks::run_once(
+                        &self.service,
+                        &self.check,
+                        &self.shared.probes,
+                        &self.shared.guard.ledger,
+                        Some(watching_since),
+                        clock::now(),
+                    ) => run,
                 };
                 // Fixed rate: the next run is due `every` after this one was due, never in the past.
                 due = (due + self.interval()).max(Instant::now());
@@ -78,31 +86,27 @@ impl CheckLoop {
                     continue;
                 }
                 let uptime = self.uptime(now).await;
-                let obs = self.health.observe_after_grace(
-                    run.verdict,
-                    self.check.thresholds,
-                    self.check.grace,
+                let folded = checks::fold(
+                    &mut self.health,
+                    &mut self.announced,
+                    &self.check,
+                    &run,
                     uptime,
                     now,
                 );
-                events::check_run(
-                    &mut self.alerts,
-                    &self.service,
-                    self.check.name.as_str(),
-                    run.verdict,
-                    &run.reason,
-                    &obs,
-                    self.health.status,
-                );
-                if obs.in_grace.is_none() {
+                self.shared
+                    .guard
+                    .events
+                    .publish(&self.service, folded.event);
+                if folded.obs.in_grace.is_none() {
                     let unchanged = self.saved.is_some_and(|(at, verdict)| {
                         verdict == Some(run.verdict) && at.elapsed() < save_every(self.check.every)
                     });
-                    if obs.transition.is_some() || !unchanged {
+                    if folded.obs.transition.is_some() || !unchanged {
                         self.save(Some(run.verdict), run.reason.clone(), now);
                     }
                 }
-                if obs.wants_action && run.verdict == RunVerdict::Fail {
+                if folded.wants_action {
                     self.act(&run.reason).await;
                 }
             }
@@ -117,8 +121,8 @@ impl CheckLoop {
         if self.check.grace.is_zero() {
             return ledger();
         }
-        let driver = self.driver.borrow().clone();
-        match driver.started_at().await {
+        let reader = self.reader.borrow().clone();
+        match reader.started_at().await {
             Some(Some(t)) => Some(now.saturating_since(t)),
             Some(None) => None,
             None => ledger(),
@@ -142,45 +146,26 @@ impl CheckLoop {
         }
     }
 
-    /// One run: a probe (with retries), or for a heartbeat check a ledger read.
-    async fn run_once(&self, watching_since: Timestamp) -> vigil_checks::CheckRun {
-        let CheckKind::Heartbeat(spec) = &self.check.kind else {
-            return run_check(&self.check, &self.shared.probes).await;
-        };
-        let ledger = &self.shared.guard.ledger;
-        let (service, check) = (self.service.as_str(), self.check.name.as_str());
-        match heartbeat::evaluate(
-            ledger,
-            service,
-            check,
-            spec,
-            Some(watching_since),
-            clock::now(),
-        )
-        .await
-        {
-            Ok(run) => run,
-            Err(error) => vigil_checks::CheckRun {
-                verdict: RunVerdict::Fail,
-                attempts: Vec::new(),
-                reason: format!("cannot read heartbeats: {error}"),
-            },
-        }
-    }
-
     async fn act(&self, reason: &str) {
-        let repair = match &self.check.on_failure {
-            OnFailure::Restart => None,
+        let health = RestartRequest::new(Source::Health);
+        let msg = match &self.check.on_failure {
+            OnFailure::Restart => ServiceMsg::restart(health, None),
             OnFailure::Alert => {
-                tracing::warn!(
-                    service = %self.service,
-                    check = %self.check.name,
-                    event = "failing_alert_only",
-                    "check failing, on_failure = alert: not restarting ({reason})"
+                self.shared.guard.events.publish(
+                    &self.service,
+                    Event::FailingAlertOnly {
+                        check: self.check.name.to_string(),
+                        reason: reason.to_owned(),
+                    },
                 );
                 return;
             }
-            OnFailure::Exec(argv) => Some(Box::new(argv.clone())),
+            OnFailure::Exec(argv) => ServiceMsg::Request {
+                op: Op::Repair,
+                guard: Some(health),
+                repair: Some(Box::new(argv.clone())),
+                reply: None,
+            },
             OnFailure::RestartGroup => {
                 let route = self
                     .shared
@@ -189,21 +174,14 @@ impl CheckLoop {
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&self.service)
                     .cloned();
-                if let Some(group) = route {
-                    let _ = group
-                        .send(GroupMsg {
-                            member: self.service.clone(),
-                            check: self.check.name.to_string(),
-                        })
-                        .await;
+                if let Some((group, inbox)) = route {
+                    tracing::warn!(group = %group, service = %self.service, check = %self.check.name,
+                        event = "group_restart_wanted",
+                        "check {}/{} is failing: restarting group {group}", self.service, self.check.name);
+                    let _ = inbox.send(ServiceMsg::restart(health, None)).await;
                 }
                 return;
             }
-        };
-        let msg = ServiceMsg::Restart {
-            request: RestartRequest::new(Source::Health),
-            repair,
-            reply: None,
         };
         let _ = self.tx.send(msg).await;
     }

@@ -1,14 +1,15 @@
 //! `vigil run`: the long-running daemon.
 //!
 //! Task tree (one owner per mutable state, messages in between):
-//! - one **service actor** per service owns its driver and guard policy and performs every
-//!   restart request for it, one at a time, through `guard::request`;
+//! - one **service actor** per service (`service/actor.rs`) owns its driver and drives
+//!   its lifecycle machine: every request for the service goes through it, one driver
+//!   operation at a time, each restart through the guard; one per restart group too;
 //! - one **check task** per check owns that check's health (`CheckHealth`) and runs on its
 //!   own timer (no global tick); a failing critical check sends a restart request to its
 //!   service actor;
 //! - one **schedule task** per `[[services.X.schedule]]` entry sends `schedule` requests;
 //! - the ledger thread (`LedgerHandle`) owns the SQLite connection;
-//! - the **API task** serves the control socket (`api.rs`); it sees the running config and
+//! - the **API task** serves the control socket (`control/server.rs`); it sees the running config and
 //!   each actor's inbox through a published [`ApiView`], refreshed on every reload.
 //!
 //! The main loop only handles signals: SIGHUP reloads (validate fully, then apply: unchanged
@@ -34,18 +35,21 @@ use vigil_core::health::{CheckHealth, HealthStatus};
 use vigil_core::{ServiceName, Timestamp};
 
 use crate::control::server::{self as api, ApiView};
-use crate::drivers::Driver;
+use crate::drivers::{self, Driver, DriverContext, Reader};
 use crate::guard::GuardContext;
 use crate::ledger::LedgerHandle;
 use crate::observe::alerting::AlertHub;
-use crate::observe::events;
+use crate::observe::bus::Events;
 use crate::observe::sdnotify::{Liveness, Notifier};
-use crate::service::actor::ServiceActor;
-use crate::service::group::GroupActor;
-use crate::service::protocol::{GroupMsg, ServiceMsg};
+use crate::platform::clock::Clock;
+use crate::service::actor::{Deps, ServiceActor};
+use crate::service::group::{self, GroupDriver};
+use crate::service::protocol::ServiceMsg;
 
 use self::check_loop::CheckLoop;
 use self::schedule::schedule_loop;
+
+pub use self::reload::{ConfigDiff, ServiceChange};
 
 /// How long shutdown waits for all tasks before naming the stragglers and exiting anyway.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -60,8 +64,8 @@ struct CheckTask {
 struct ServiceHandle {
     tx: mpsc::Sender<ServiceMsg>,
     started: watch::Sender<Option<Timestamp>>,
-    /// The service's driver as the check tasks see it (for the uptime of `grace`).
-    driver: watch::Sender<Driver>,
+    /// The service's state as the check tasks read it (for the uptime of `grace`).
+    reader: watch::Sender<Reader>,
     cancel: CancellationToken,
     checks: BTreeMap<String, CheckTask>,
     schedules: CancellationToken,
@@ -70,12 +74,27 @@ struct ServiceHandle {
 /// Everything the daemon's tasks share.
 struct Shared {
     guard: GuardContext,
+    /// The alert router (a subscriber of the guard's event bus), for reload and shutdown.
+    alerts: AlertHub,
+    drivers: DriverContext,
     probes: Arc<ProbeContext>,
+    clock: Clock,
     /// Loops tick here; the systemd watchdog is fed only while all are fresh.
     liveness: Arc<Liveness>,
     /// Each group member's way to its group's actor (`on_failure = "restart-group"`);
     /// replaced on reload.
-    groups: std::sync::RwLock<BTreeMap<ServiceName, mpsc::Sender<GroupMsg>>>,
+    groups: std::sync::RwLock<BTreeMap<ServiceName, (ServiceName, mpsc::Sender<ServiceMsg>)>>,
+}
+
+impl Shared {
+    fn deps(&self) -> Deps {
+        Deps {
+            gate: Arc::new(self.guard.clone()),
+            events: self.guard.events.clone(),
+            clock: self.clock.clone(),
+            ledger: Some(self.guard.ledger.clone()),
+        }
+    }
 }
 
 pub struct Daemon {
@@ -117,13 +136,23 @@ impl Daemon {
             );
         }
         let alerts = AlertHub::start(&config, ledger.clone());
+        let clock = Clock::real();
+        let events = Events::new(alerts.clone());
+        let probes = Arc::new(ProbeContext::new());
         let shared = Arc::new(Shared {
             guard: GuardContext {
                 ledger,
                 state_dir: config.vigil.state_dir.clone(),
-                alerts,
+                events: events.clone(),
             },
-            probes: Arc::new(ProbeContext::new()),
+            alerts,
+            drivers: DriverContext {
+                probes: probes.clone(),
+                state_dir: config.vigil.state_dir.clone(),
+                events,
+            },
+            probes,
+            clock,
             liveness: Arc::new(Liveness::default()),
             groups: std::sync::RwLock::default(),
         });
@@ -143,12 +172,21 @@ impl Daemon {
             group_actors: CancellationToken::new(),
             labels: std::collections::HashMap::new(),
         };
+        // Every driver is built before anything starts: one that cannot be built (an exec
+        // service's notify socket) stops the daemon with the reason.
+        let mut built = Vec::new();
+        for service in &config.services {
+            built.push(
+                drivers::build(service, &daemon.shared.drivers)
+                    .map_err(|e| anyhow::anyhow!("service {}: {e}", service.name))?,
+            );
+        }
         let saved = daemon.saved_check_states().await;
         let n_checks: usize = config.services.iter().map(|s| s.checks.len()).sum();
         let mut index = 0usize;
-        for service in &config.services {
+        for (service, driver) in config.services.iter().zip(built) {
             daemon
-                .start_service(service, &saved, &mut index, n_checks)
+                .start_service(service, driver, &saved, &mut index, n_checks)
                 .await;
         }
         daemon.publish_api_view();
@@ -189,39 +227,41 @@ impl Daemon {
             config.vigil.control_socket.display()
         );
         // Code pages not in use are given back a little after startup and after bursts of
-        // activity (`memory.rs`). Detached: the supervised tasks must not end, this one does.
+        // activity (`platform/memory.rs`). Detached: the supervised tasks must not end,
+        // this one does.
         tokio::spawn(crate::platform::memory::release_loop(
             daemon.root.child_token(),
         ));
         Ok(daemon)
     }
 
-    /// One actor per `[groups.NAME]`: serializes the group's restarts and tells members
-    /// when they were restarted. Rebuilt from scratch on reload (groups hold no state
-    /// beyond the ledger).
+    /// One actor per `[groups.NAME]`, driving the group's lifecycle through its members'
+    /// actors. Rebuilt from scratch on reload (groups hold no state beyond the ledger).
     fn start_groups(&mut self) {
         self.group_actors.cancel();
         self.group_actors = self.root.child_token();
         let mut routes = BTreeMap::new();
-        let config = self.config.clone();
-        for group in &self.config.groups {
-            let (tx, rx) = mpsc::channel(64);
-            let members: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>> = group
-                .members
-                .iter()
-                .filter_map(|m| Some((m.clone(), self.services.get(m)?.tx.clone())))
-                .collect();
-            for m in &group.members {
-                routes.insert(m.clone(), tx.clone());
-            }
-            let actor = GroupActor {
-                group: group.clone(),
-                config: config.clone(),
+        for g in &self.config.groups {
+            let members = group::members(&self.config, g, |name| {
+                self.services.get(name).map(|h| h.tx.clone())
+            });
+            let driver = GroupDriver {
+                name: g.name.clone(),
                 members,
-                guard: self.shared.guard.clone(),
-                probes: self.shared.probes.clone(),
-                cancel: self.group_actors.clone(),
+                ready_timeout: g.ready_timeout,
+                probes: (*self.shared.probes).clone(),
             };
+            let (tx, rx) = mpsc::channel(64);
+            for m in &g.members {
+                routes.insert(m.clone(), (g.name.clone(), tx.clone()));
+            }
+            let actor = ServiceActor::for_group(
+                g,
+                Driver::Remote(Arc::new(driver)),
+                self.shared.deps(),
+                self.group_actors.clone(),
+                self.root.clone(),
+            );
             // Not in the task set: a reload ends these on purpose.
             tokio::spawn(actor.run(rx));
         }
@@ -267,17 +307,18 @@ impl Daemon {
     async fn start_service(
         &mut self,
         service: &Service,
+        driver: Driver,
         saved: &BTreeMap<(String, String), CheckHealth>,
         index: &mut usize,
         n_checks: usize,
     ) {
         let name = service.name.clone();
-        let actor_driver = Driver::new(&service.driver, &self.shared.probes);
+        let reader = Reader::new(&service.driver, &self.shared.probes);
         // The driver's own start time when it has one (a container's StartedAt, a unit's
         // ActiveEnterTimestamp), else the last restart Vigil made. An exec service's
-        // uptime starts when its supervisor spawns it.
-        let is_exec = matches!(service.driver, vigil_config::model::DriverSpec::Exec(_));
-        let started_at = match actor_driver.started_at().await {
+        // uptime starts when its actor spawns it.
+        let is_exec = matches!(driver, Driver::Process(_));
+        let started_at = match reader.started_at().await {
             Some(t) => t,
             None if is_exec => None,
             None => {
@@ -291,43 +332,24 @@ impl Daemon {
             }
         };
         let (started, _) = watch::channel(started_at);
-        let (driver, _) = watch::channel(actor_driver.clone());
+        let (reader, _) = watch::channel(reader);
         let (tx, rx) = mpsc::channel(64);
         let cancel = self.root.child_token();
-        if let vigil_config::model::DriverSpec::Exec(spec) = &service.driver {
-            let sup = crate::service::exec_supervisor::Supervisor::new(
-                service,
-                spec.clone(),
-                self.shared.guard.clone(),
-                started.clone(),
-                cancel.clone(),
-                self.root.clone(),
-            );
-            let label = format!("exec service {name}");
-            // The supervisor's own future, not one wrapping it: every async block that
-            // moves a future in and awaits it stores it twice (kilobytes per service).
-            self.spawn_labeled(label, sup.run(rx));
-        } else {
-            let actor = ServiceActor {
-                spec: service.clone(),
-                announced_given_up: None,
-                announced_blocked: false,
-                driver: actor_driver,
-                guard: self.shared.guard.clone(),
-                probes: self.shared.probes.clone(),
-                started: started.clone(),
-                cancel: cancel.clone(),
-                inbox: tx.clone(),
-                follower: None,
-                deferred: None,
-            };
-            let label = format!("service {name}");
-            self.spawn_labeled(label, actor.run(rx));
-        }
+        let actor = ServiceActor::new(
+            service,
+            driver,
+            self.shared.deps(),
+            started.clone(),
+            cancel.clone(),
+            self.root.clone(),
+        );
+        // The actor's own future, not one wrapping it: every async block that moves a
+        // future in and awaits it stores it twice (kilobytes per service).
+        self.spawn_labeled(format!("service {name}"), actor.run(rx));
         let mut handle = ServiceHandle {
             tx,
             started,
-            driver,
+            reader,
             cancel,
             checks: BTreeMap::new(),
             schedules: CancellationToken::new(),
@@ -370,19 +392,16 @@ impl Daemon {
             beat,
             service: service.clone(),
             check: check.clone(),
-            alerts: events::CheckAlerts {
-                hub: self.shared.guard.alerts.clone(),
-                announced: matches!(
-                    initial.status,
-                    HealthStatus::Failing | HealthStatus::Warning
-                ),
-            },
+            announced: matches!(
+                initial.status,
+                HealthStatus::Failing | HealthStatus::Warning
+            ),
             health: initial,
             saved: None,
             shared: self.shared.clone(),
             tx: handle.tx.clone(),
             started: handle.started.subscribe(),
-            driver: handle.driver.subscribe(),
+            reader: handle.reader.subscribe(),
             cancel: cancel.clone(),
         };
         let label = format!("check {service}/{}", check.name);
@@ -405,8 +424,9 @@ impl Daemon {
             let tx = handle.tx.clone();
             let cancel = cancel.clone();
             let service = service.clone();
+            let events = self.shared.guard.events.clone();
             let label = format!("schedule {service}#{i}");
-            self.spawn_labeled(label, schedule_loop(service, schedule, tx, cancel));
+            self.spawn_labeled(label, schedule_loop(service, schedule, tx, events, cancel));
         }
         cancel
     }
@@ -431,12 +451,13 @@ impl Daemon {
                 _ = int.recv() => { tracing::info!(event = "shutdown", signal = "SIGINT", "SIGINT received: shutting down"); break; }
                 _ = hup.recv() => self.reload().await,
                 Some(res) = self.tasks.join_next_with_id() => {
-                    // Tasks only end on cancellation (or a removed service's exec
-                    // supervisor, after stopping its process); anything else is a bug.
+                    // Tasks only end on cancellation (or a removed service's actor,
+                    // after stopping it); anything else is a bug.
                     match res {
                         Ok((id, ())) => {
                             let label = self.labels.remove(&id).unwrap_or_default();
-                            if !label.starts_with("exec service ") {
+                            // A removed service's actor ends after stopping it.
+                            if !label.starts_with("service ") {
                                 tracing::warn!(task = %label, "task ended unexpectedly");
                             }
                         }
@@ -510,7 +531,7 @@ impl Daemon {
             }
         }
         // Restarts have ended (or were abandoned): send what is grouped, bounded.
-        self.shared.guard.alerts.shutdown().await;
+        self.shared.alerts.shutdown().await;
         tracing::info!(
             event = "stopped",
             duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

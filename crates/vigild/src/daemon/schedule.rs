@@ -7,6 +7,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{RestartRequest, ServiceName, Source};
 
+use vigil_core::event::Event;
+
+use crate::observe::bus::Events;
 use crate::platform::clock;
 use crate::service::protocol::ServiceMsg;
 
@@ -15,6 +18,7 @@ pub(super) async fn schedule_loop(
     service: ServiceName,
     schedule: vigil_core::schedule::Schedule,
     tx: mpsc::Sender<ServiceMsg>,
+    events: Events,
     cancel: CancellationToken,
 ) {
     let mut after = clock::now();
@@ -33,12 +37,13 @@ pub(super) async fn schedule_loop(
                 _ = tokio::time::sleep(left) => {}
             }
         }
-        tracing::info!(service = %service, event = "schedule_fired", "=== Scheduled Restart Triggered: {} ===", schedule.describe());
-        let msg = ServiceMsg::Restart {
-            request: RestartRequest::new(Source::Schedule),
-            repair: None,
-            reply: None,
-        };
+        events.publish(
+            &service,
+            Event::ScheduleFired {
+                schedule: schedule.describe(),
+            },
+        );
+        let msg = ServiceMsg::restart(RestartRequest::new(Source::Schedule), None);
         if tx.send(msg).await.is_err() {
             return;
         }

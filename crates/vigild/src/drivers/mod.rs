@@ -1,32 +1,225 @@
-//! Drivers: how a service is restarted, stopped and started, and how long it has been up.
+//! Drivers: how a service is restarted, stopped and started, and how its state is read.
 //!
 //! Drivers act and report typed outcomes ([`RestartReport`]); they never retry and never
-//! decide. Every restart reaches a driver only through the guard (`guard/`).
+//! decide. A service's acting driver is built once, by [`build`], from its spec and the
+//! shared clients of a [`DriverContext`], and owned by the service's actor: every
+//! operation on the service (a restart, a group's stop and start) goes through that owner,
+//! so the driver always knows which events are its own (a container's `die` during
+//! Vigil's restart). Reading a service's state ([`Reader`]: is it up, since when, a unit's
+//! state for `vigil status`) acts on nothing and may be done from anywhere.
 //!
 //! - `command`: the user's argv commands (`restart_command`, ...), through the one spawn
 //!   site for commands that run to completion;
-//! - `systemd`: a unit over D-Bus, through the shared connections of the [`ProbeContext`];
+//! - `systemd`: a unit over D-Bus, through the shared bus connections;
 //! - `docker`: a container over the Engine API, and its event follower;
-//! - `exec`: the pieces of native supervision (spawn, pidfds, pipes, the notify socket).
+//! - `exec`: a process Vigil spawns and supervises itself.
 
 pub mod command;
 pub mod docker;
 pub mod exec;
 pub mod systemd;
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use vigil_checks::ProbeContext;
 use vigil_checks::systemd::{JobKind, UnitState};
-use vigil_config::model::{CommandDriver, DockerDriver, DriverSpec};
-use vigil_core::Timestamp;
+use vigil_config::model::{CommandDriver, DockerDriver, DriverSpec, ExecDriver, Service};
+use vigil_core::lifecycle::{Notify, Op};
+use vigil_core::restart_policy::Termination;
+use vigil_core::{ServiceName, Signal, Timestamp};
 
 pub use vigil_core::RestartReport;
 
 pub use self::command::run_command;
 use self::docker::OwnRestarts;
+use self::exec::ExecProcess;
 use self::systemd::SystemdUnit;
+use crate::observe::bus::Events;
+
+/// A future a driver hands out.
+pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The shared clients drivers are built with: the D-Bus connections (one per bus, shared
+/// with the `systemd` checks), where exec services' notify sockets live, and where their
+/// events go.
+#[derive(Clone)]
+pub struct DriverContext {
+    pub probes: Arc<ProbeContext>,
+    pub state_dir: PathBuf,
+    pub events: Events,
+}
+
+/// The acting driver of one service, owned by its actor.
+pub enum Driver {
+    /// Operations that run to completion with their own deadlines (command, systemd,
+    /// docker).
+    Remote(Arc<dyn RemoteDriver>),
+    /// A process Vigil supervises itself (exec).
+    Process(Box<dyn ProcessDriver>),
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Driver::Remote(_) => f.write_str("Driver::Remote"),
+            Driver::Process(_) => f.write_str("Driver::Process"),
+        }
+    }
+}
+
+/// A driver whose operations run to completion.
+pub trait RemoteDriver: Send + Sync {
+    /// Restart, start or stop the service, within the driver's own deadline.
+    fn run(&self, op: Op) -> DriverFuture<'_, RestartReport>;
+    /// Whether the service runs, when the driver can tell.
+    fn is_running(&self) -> DriverFuture<'_, Option<bool>>;
+    /// Why an automatic restart cannot succeed now, if it cannot (systemd's start limit).
+    fn restart_blocked(&self) -> DriverFuture<'_, Option<String>>;
+    /// Starts following the driver's own events (Docker's event stream) until `cancel`.
+    fn follow(
+        &self,
+        service: &ServiceName,
+        cancel: CancellationToken,
+    ) -> Option<mpsc::Receiver<DriverEvent>>;
+}
+
+/// What a process driver observed.
+#[derive(Debug)]
+pub enum ProcessEvent {
+    /// The leader exited: call [`ProcessDriver::reap`].
+    Exited,
+    /// sd_notify messages from the service's own processes.
+    Notify(Vec<Notify>),
+}
+
+/// A process Vigil spawns and supervises (the edge of `driver = "exec"`).
+pub trait ProcessDriver: Send {
+    /// Spawns the service; the new leader's pid.
+    fn spawn(&mut self) -> Result<i32, String>;
+    /// Sends `signal` to the process group of `pid` (if it is the current process).
+    fn signal(&mut self, pid: i32, signal: Signal);
+    /// The next thing the process did (its output is routed on the way).
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<ProcessEvent>;
+    /// After [`ProcessEvent::Exited`]: reaps the leader, empties its group, drains its
+    /// output; how it ended.
+    fn reap(&mut self) -> Pin<Box<dyn Future<Output = Option<Termination>> + Send + '_>>;
+    /// What the hung process `pid` is doing.
+    fn evidence(&self, pid: i32, since_ping: Duration, interval: Duration) -> String;
+    /// Forgets a process that would not die.
+    fn abandon(&mut self);
+    /// Leaves the process running past Vigil's exit.
+    fn detach(&mut self);
+    /// Uses a changed definition from the next spawn on.
+    fn reconfigure(&mut self, spec: &DriverSpec);
+    /// The definition it runs, for the lifecycle's process spec.
+    fn exec_spec(&self) -> Option<&ExecDriver>;
+}
+
+/// Why a driver could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot bind the exec service's NOTIFY_SOCKET: {0}")]
+    NotifySocket(std::io::Error),
+}
+
+/// Builds a service's acting driver: the one factory.
+pub fn build(service: &Service, cx: &DriverContext) -> Result<Driver, BuildError> {
+    Ok(match &service.driver {
+        DriverSpec::Exec(spec) => Driver::Process(Box::new(ExecProcess::new(
+            service.name.clone(),
+            spec.clone(),
+            &cx.state_dir,
+            cx.events.clone(),
+        )?)),
+        spec => Driver::Remote(Arc::new(Remote {
+            reader: Reader::new(spec, &cx.probes),
+            own: Arc::default(),
+        })),
+    })
+}
+
+/// The acting side of the command, systemd and docker drivers.
+struct Remote {
+    reader: Reader,
+    /// Docker: what the driver and its event follower share about Vigil's own operations.
+    own: Arc<OwnRestarts>,
+}
+
+impl RemoteDriver for Remote {
+    fn run(&self, op: Op) -> DriverFuture<'_, RestartReport> {
+        Box::pin(async move {
+            match (&self.reader, op) {
+                (Reader::Command(c), Op::Restart | Op::Repair) => {
+                    run_command(&c.restart, c.timeout).await
+                }
+                // A command driver without `stop_command` has nothing to run for a stop
+                // (its `restart_command` does the work in the start phase).
+                (Reader::Command(c), Op::Stop) => match &c.stop {
+                    Some(stop) => run_command(stop, c.timeout).await,
+                    None => RestartReport {
+                        ok: true,
+                        detail: "no stop_command: restarted in the start phase".to_owned(),
+                        duration: Duration::ZERO,
+                        action_required: None,
+                    },
+                },
+                // `start_command` after a `stop_command`, else `restart_command`.
+                (Reader::Command(c), Op::Start) => match (&c.stop, &c.start) {
+                    (Some(_), Some(start)) => run_command(start, c.timeout).await,
+                    _ => run_command(&c.restart, c.timeout).await,
+                },
+                (Reader::Docker(d), Op::Restart | Op::Repair) => {
+                    docker::restart(d, &self.own).await
+                }
+                (Reader::Docker(d), Op::Stop) => docker::stop(d, &self.own).await,
+                (Reader::Docker(d), Op::Start) => docker::start(d, &self.own).await,
+                (Reader::Systemd(u), Op::Restart | Op::Repair) => u.restart().await,
+                (Reader::Systemd(u), Op::Stop) => u.job(JobKind::Stop).await,
+                (Reader::Systemd(u), Op::Start) => u.job(JobKind::Start).await,
+                (Reader::Exec, _) => RestartReport {
+                    ok: false,
+                    detail: "an exec service is driven by its process driver".to_owned(),
+                    duration: Duration::ZERO,
+                    action_required: None,
+                },
+            }
+        })
+    }
+
+    fn is_running(&self) -> DriverFuture<'_, Option<bool>> {
+        Box::pin(self.reader.is_running())
+    }
+
+    fn restart_blocked(&self) -> DriverFuture<'_, Option<String>> {
+        Box::pin(self.reader.restart_blocked())
+    }
+
+    fn follow(
+        &self,
+        service: &ServiceName,
+        cancel: CancellationToken,
+    ) -> Option<mpsc::Receiver<DriverEvent>> {
+        let Reader::Docker(spec) = &self.reader else {
+            return None;
+        };
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(docker::follow_events(
+            service.clone(),
+            spec.clone(),
+            self.own.clone(),
+            tx,
+            cancel,
+        ));
+        Some(rx)
+    }
+}
 
 /// What a driver's own event source (Docker's event stream) tells the service's owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,15 +227,17 @@ pub enum DriverEvent {
     /// The service died and neither Vigil nor the engine is bringing it back: a restart
     /// request with source `exit`.
     Died,
+    /// The service (re)started at this time, whoever started it.
+    Started(Option<Timestamp>),
 }
 
-/// A service's driver, built from its validated spec.
+/// A read-only look at a service through its driver kind: whether it runs, since when,
+/// and what `vigil status` shows. Acts on nothing, so it may be built anywhere.
 #[derive(Clone, Debug)]
-pub enum Driver {
+pub enum Reader {
     Command(CommandDriver),
-    /// The container, and what the driver and the event follower share about it.
-    Docker(DockerDriver, Arc<OwnRestarts>),
-    /// Owned by `vigil run`'s supervisor (`exec/`): a one-shot process cannot restart it.
+    Docker(DockerDriver),
+    /// The daemon's actor knows an exec service's process; this reader knows nothing.
     Exec,
     Systemd(SystemdUnit),
 }
@@ -50,60 +245,17 @@ pub enum Driver {
 /// What one-shot commands say about an exec service: the running daemon owns its process.
 pub const EXEC_OWNED_BY_DAEMON: &str = "exec services are supervised by `vigil run`, which owns their processes; this command cannot act on one without the daemon's control socket";
 
-impl Driver {
+impl Reader {
     /// `cx` provides the shared D-Bus connections of the systemd driver.
-    pub fn new(spec: &DriverSpec, cx: &ProbeContext) -> Driver {
+    pub fn new(spec: &DriverSpec, cx: &ProbeContext) -> Reader {
         match spec {
-            DriverSpec::Command(c) => Driver::Command(c.clone()),
-            DriverSpec::Docker(d) => Driver::Docker(d.clone(), Arc::default()),
-            DriverSpec::Exec(_) => Driver::Exec,
-            DriverSpec::Systemd(s) => Driver::Systemd(SystemdUnit {
+            DriverSpec::Command(c) => Reader::Command(c.clone()),
+            DriverSpec::Docker(d) => Reader::Docker(d.clone()),
+            DriverSpec::Exec(_) => Reader::Exec,
+            DriverSpec::Systemd(s) => Reader::Systemd(SystemdUnit {
                 spec: s.clone(),
                 buses: cx.buses().clone(),
             }),
-        }
-    }
-
-    /// Restarts the service and waits for the driver's own deadline.
-    pub async fn restart(&self) -> RestartReport {
-        match self {
-            Driver::Command(c) => run_command(&c.restart, c.timeout).await,
-            Driver::Docker(d, own) => docker::restart(d, own).await,
-            Driver::Exec => exec_not_here(),
-            Driver::Systemd(u) => u.restart().await,
-        }
-    }
-
-    /// Stops the service for a group restart. A command driver without `stop_command`
-    /// has nothing to run here (its `restart_command` does the work in the start phase).
-    pub async fn stop(&self) -> RestartReport {
-        match self {
-            Driver::Command(c) => match &c.stop {
-                Some(stop) => run_command(stop, c.timeout).await,
-                None => RestartReport {
-                    ok: true,
-                    detail: "no stop_command: restarted in the start phase".to_owned(),
-                    duration: Duration::ZERO,
-                    action_required: None,
-                },
-            },
-            Driver::Docker(d, own) => docker::stop(d, own).await,
-            Driver::Exec => exec_not_here(),
-            Driver::Systemd(u) => u.job(JobKind::Stop).await,
-        }
-    }
-
-    /// Starts the service in a group restart: `start_command` after a `stop_command`,
-    /// else `restart_command`; a container is started.
-    pub async fn start(&self) -> RestartReport {
-        match self {
-            Driver::Command(c) => match (&c.stop, &c.start) {
-                (Some(_), Some(start)) => run_command(start, c.timeout).await,
-                _ => run_command(&c.restart, c.timeout).await,
-            },
-            Driver::Docker(d, own) => docker::start(d, own).await,
-            Driver::Exec => exec_not_here(),
-            Driver::Systemd(u) => u.job(JobKind::Start).await,
         }
     }
 
@@ -111,13 +263,13 @@ impl Driver {
     /// `ActiveState`).
     pub async fn is_running(&self) -> Option<bool> {
         match self {
-            Driver::Command(c) => {
+            Reader::Command(c) => {
                 let status = c.status.as_ref()?;
                 Some(run_command(status, c.timeout).await.ok)
             }
-            Driver::Docker(d, _) => docker::inspect(d).await.ok().map(|s| s.running),
-            Driver::Exec => None,
-            Driver::Systemd(u) => u.state().await.ok().map(|s| s.is_active()),
+            Reader::Docker(d) => docker::inspect(d).await.ok().map(|s| s.running),
+            Reader::Exec => None,
+            Reader::Systemd(u) => u.state().await.ok().map(|s| s.is_active()),
         }
     }
 
@@ -128,12 +280,12 @@ impl Driver {
     /// policy) count.
     pub async fn started_at(&self) -> Option<Option<Timestamp>> {
         match self {
-            Driver::Command(_) | Driver::Exec => None,
-            Driver::Docker(d, _) => {
+            Reader::Command(_) | Reader::Exec => None,
+            Reader::Docker(d) => {
                 let state = docker::inspect(d).await.ok()?;
                 Some(state.started_at.filter(|_| state.running))
             }
-            Driver::Systemd(u) => {
+            Reader::Systemd(u) => {
                 let state = u.state().await.ok()?;
                 Some(if state.is_active() {
                     state.active_enter
@@ -148,8 +300,8 @@ impl Driver {
     /// health, exit code and restart count), or why it could not be read.
     pub async fn detail(&self) -> Option<String> {
         match self {
-            Driver::Command(_) | Driver::Exec | Driver::Systemd(_) => None,
-            Driver::Docker(d, _) => Some(match docker::inspect(d).await {
+            Reader::Command(_) | Reader::Exec | Reader::Systemd(_) => None,
+            Reader::Docker(d) => Some(match docker::inspect(d).await {
                 Ok(state) => state.describe(),
                 Err(e) => e,
             }),
@@ -160,7 +312,7 @@ impl Driver {
     /// in `failed` with `Result=start-limit-hit` (systemd refuses to start it until someone
     /// resets it), unless the driver resets it itself (`reset_failed = true`).
     pub async fn restart_blocked(&self) -> Option<String> {
-        let Driver::Systemd(u) = self else {
+        let Reader::Systemd(u) = self else {
             return None;
         };
         if u.spec.reset_failed {
@@ -179,18 +331,8 @@ impl Driver {
     /// The unit's state for `vigil status` (systemd only).
     pub async fn unit_state(&self) -> Option<Result<UnitState, String>> {
         match self {
-            Driver::Command(_) | Driver::Docker(..) | Driver::Exec => None,
-            Driver::Systemd(u) => Some(u.state().await),
+            Reader::Command(_) | Reader::Docker(..) | Reader::Exec => None,
+            Reader::Systemd(u) => Some(u.state().await),
         }
-    }
-}
-
-/// What a driver operation on an exec service outside its supervisor reports.
-fn exec_not_here() -> RestartReport {
-    RestartReport {
-        ok: false,
-        detail: EXEC_OWNED_BY_DAEMON.to_owned(),
-        duration: Duration::ZERO,
-        action_required: None,
     }
 }

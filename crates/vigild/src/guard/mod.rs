@@ -1,51 +1,45 @@
 //! The guard at the edge: the one gate every restart passes, from every source and every
 //! process (SPEC §2).
 //!
-//! Order of operations for one request:
-//! 1. take the service's cross-process restart lock (`lock.rs`), at most `lock_timeout`;
-//!    not acquired → `skipped(lock)`, recorded;
-//! 2. resolve intents left by a Vigil that died mid-restart (safe: we hold the lock);
-//! 3. read the counted restarts in the window and call the pure `vigil_core::decide`;
-//! 4. allowed → commit the intent, perform the action, commit the outcome; otherwise
-//!    record the refusal;
-//! 5. release the lock.
+//! A request is two steps, so the lifecycle machine can drive what happens in between:
+//! 1. [`begin`]: take the service's cross-process restart lock (`lock.rs`), at most
+//!    `lock_timeout` (not acquired → `skipped(lock)`, recorded); resolve intents left by a
+//!    Vigil that died mid-restart (safe: we hold the lock); read the counted restarts in
+//!    the window and call the pure `vigil_core::decide`; record the verdict (an allowed
+//!    one is the restart's *intent*, committed before anything acts). A refusal releases
+//!    the lock; an allowed request returns a [`Permit`] that keeps it.
+//! 2. [`finish`]: record the outcome and release the lock.
 //!
-//! Architecture Invariant: nothing restarts a service except through [`request`]. The
+//! [`request`] does both around one action, for callers that act in one step (a group's
+//! stop/start sequence).
+//!
+//! Architecture Invariant: nothing restarts a service except through a [`Permit`]. The
 //! decision itself stays in `vigil_core`; this module only sequences I/O around it.
 
 pub mod lock;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
-use vigil_config::model::Argv;
+use vigil_core::event::Event;
 use vigil_core::guard::Denial;
-use vigil_core::{GuardPolicy, RestartRequest, ServiceName, Skip, Timestamp, Verdict, decide};
+use vigil_core::{
+    GuardPolicy, RestartReport, RestartRequest, ServiceName, Skip, Timestamp, Verdict, decide,
+};
 
-use self::lock::LockError;
-use crate::drivers::{self, Driver, RestartReport};
+use self::lock::{LockError, RestartLock};
 use crate::ledger::{LedgerError, LedgerHandle};
-use crate::observe::alerting::AlertHub;
-use crate::observe::events;
+use crate::observe::bus::Events;
 use crate::platform::clock;
 
-/// What the guard needs: the ledger, where the lock files live, and where alerts go.
+/// What the guard needs: the ledger, where the lock files live, and where events go.
 #[derive(Clone)]
 pub struct GuardContext {
     pub ledger: LedgerHandle,
     pub state_dir: PathBuf,
-    pub alerts: AlertHub,
-}
-
-/// What an allowed request performs.
-pub enum Action<'a> {
-    /// Restart through the service's driver.
-    Restart(&'a Driver),
-    /// Run a check's repair command (`on_failure = { exec = [...] }`) instead.
-    Repair(&'a Argv, Duration),
-    /// Performed by the caller: an exec supervisor (re)starting the process it owns, a
-    /// group restart's stop/start sequence, a member's start.
-    Run(std::pin::Pin<Box<dyn std::future::Future<Output = RestartReport> + Send + 'a>>),
+    pub events: Events,
 }
 
 /// The guard's verdict and, when allowed, how the action went.
@@ -70,6 +64,14 @@ impl Decision {
     pub fn restarted(&self) -> bool {
         self.report.as_ref().is_some_and(|r| r.ok)
     }
+
+    /// How long until asking again could be allowed, for a refusal (`None`: allowed, or
+    /// the guard cannot tell).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.verdict
+            .retry_at(self.decided_at)
+            .map(|t| t.saturating_since(self.decided_at))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,51 +82,143 @@ pub enum GuardError {
     Lock(#[from] LockError),
 }
 
-/// Passes one restart request through the guard and, if allowed, performs it.
-pub async fn request(
-    cx: &GuardContext,
-    service: &ServiceName,
-    policy: &GuardPolicy,
-    action: Action<'_>,
+/// An allowed restart in progress: the service's lock is held and its intent recorded
+/// until [`finish`]. Dropped unfinished (Vigil stopping mid-restart), the lock is released
+/// and the intent stays without outcome, to be reported as interrupted.
+#[derive(Debug)]
+pub struct Permit {
+    /// `None` for a permit of the simulated gate (tests).
+    lock: Option<RestartLock>,
+    intent: i64,
+    service: ServiceName,
     request: RestartRequest,
-) -> Result<Decision, GuardError> {
-    request_with_evidence(
-        cx,
-        service,
-        policy,
-        action,
-        request,
-        None,
-        IntentSync::BeforeAction,
-    )
-    .await
+    verdict: Verdict,
+    decided_at: Timestamp,
+    relaxed: bool,
 }
 
-/// When the intent of an allowed restart reaches the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IntentSync {
-    /// Committed and fsynced before the action (the default for every request).
-    BeforeAction,
-    /// Committed to the WAL before the action, so it survives a crash of Vigil (the case
-    /// the intent exists for); the outcome too, and the ledger thread fsyncs the WAL right
-    /// after (see [`ledger_job`]). Only for
-    /// restarting a process Vigil itself runs: a power loss that loses the intent also
-    /// ended the process the action started, so the ledger never under-counts a restart
-    /// whose effect survived. Keeps a disk flush off the crash-to-restart path.
-    WithOutcome,
+impl Permit {
+    /// A permit that holds no lock and no ledger row, for a simulated gate.
+    pub fn simulated(
+        service: ServiceName,
+        request: RestartRequest,
+        verdict: Verdict,
+        decided_at: Timestamp,
+    ) -> Permit {
+        Permit {
+            lock: None,
+            intent: 0,
+            service,
+            request,
+            verdict,
+            decided_at,
+            relaxed: false,
+        }
+    }
+
+    pub fn verdict(&self) -> &Verdict {
+        &self.verdict
+    }
+
+    pub fn request(&self) -> RestartRequest {
+        self.request
+    }
+
+    pub fn decided_at(&self) -> Timestamp {
+        self.decided_at
+    }
+
+    pub fn service(&self) -> &ServiceName {
+        &self.service
+    }
 }
 
-/// [`request`], storing `evidence` (e.g. what a hung process was doing) with the ledger
-/// entry of the verdict, whatever it is, and committing the intent per `sync`.
-pub async fn request_with_evidence(
+/// The first step's result.
+#[derive(Debug)]
+pub enum Begun {
+    Refused(Decision),
+    Allowed(Permit),
+}
+
+/// What a service actor asks the guard through: the ledger in the daemon and the CLI, an
+/// in-memory guard in simulated-time tests.
+pub trait Gate: Send + Sync {
+    fn begin<'a>(
+        &'a self,
+        service: &'a ServiceName,
+        policy: &'a GuardPolicy,
+        request: RestartRequest,
+        evidence: Option<String>,
+        relaxed: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<Begun, GuardError>> + Send + 'a>>;
+
+    fn finish<'a>(
+        &'a self,
+        permit: Permit,
+        report: RestartReport,
+    ) -> Pin<Box<dyn Future<Output = Result<Decision, GuardError>> + Send + 'a>>;
+
+    /// A given-up episode re-armed by itself: record it (idempotent).
+    fn rearmed<'a>(
+        &'a self,
+        _service: &'a ServiceName,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async {})
+    }
+}
+
+impl Gate for GuardContext {
+    fn begin<'a>(
+        &'a self,
+        service: &'a ServiceName,
+        policy: &'a GuardPolicy,
+        request: RestartRequest,
+        evidence: Option<String>,
+        relaxed: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<Begun, GuardError>> + Send + 'a>> {
+        Box::pin(begin(self, service, policy, request, evidence, relaxed))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        permit: Permit,
+        report: RestartReport,
+    ) -> Pin<Box<dyn Future<Output = Result<Decision, GuardError>> + Send + 'a>> {
+        Box::pin(finish(self, permit, report))
+    }
+
+    fn rearmed<'a>(
+        &'a self,
+        service: &'a ServiceName,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let name = service.to_string();
+            let now = clock::now();
+            if let Err(error) = self
+                .ledger
+                .call(move |l| l.close_expired_episode(&name, now))
+                .await
+            {
+                tracing::warn!(service = %service, %error, "cannot record the re-arm");
+            }
+        })
+    }
+}
+
+/// Step 1: lock, decide, record. See the module docs.
+///
+/// `relaxed`: commit the verdict to the WAL without an fsync of its own; the ledger
+/// thread fsyncs it right after (see `ledger/in_place.rs`). Only for restarting a process
+/// Vigil itself runs: a power loss that loses the intent also ended the process the
+/// restart started, so the ledger never under-counts a restart whose effect survived.
+pub async fn begin(
     cx: &GuardContext,
     service: &ServiceName,
     policy: &GuardPolicy,
-    action: Action<'_>,
     request: RestartRequest,
     evidence: Option<String>,
-    sync: IntentSync,
-) -> Result<Decision, GuardError> {
+    relaxed: bool,
+) -> Result<Begun, GuardError> {
     let lock_path = lock::lock_path(&cx.state_dir, service.as_str());
     let waited_from = tokio::time::Instant::now();
     let Some(held) = lock::acquire(&lock_path, policy.lock_timeout).await? else {
@@ -132,30 +226,50 @@ pub async fn request_with_evidence(
             waited: waited_from.elapsed(),
         });
         let now = clock::now();
-        record_refusal(cx, service, request, &verdict, now, evidence).await?;
-        events::verdict(&cx.alerts, service, request, &verdict);
-        return Ok(Decision {
+        let (name, v) = (service.to_string(), verdict.clone());
+        cx.ledger
+            .call(move |l| {
+                l.record_verdict(
+                    &name,
+                    request.source,
+                    request.forced,
+                    &v,
+                    now,
+                    evidence.as_deref(),
+                )
+                .map(drop)
+            })
+            .await?;
+        cx.events.publish(
+            service,
+            Event::Verdict {
+                request,
+                verdict: verdict.clone(),
+                repeat: None,
+            },
+        );
+        return Ok(Begun::Refused(Decision {
             verdict,
             report: None,
             decided_at: now,
             finished_at: None,
-        });
+        }));
     };
 
     let name = service.to_string();
-    let relaxed = sync == IntentSync::WithOutcome;
-    let (verdict, now, intent) = {
+    let decision = {
         let policy = policy.clone();
         let decide = move |ledger: &mut crate::ledger::Ledger| -> Result<_, LedgerError> {
             let now = clock::now();
-            let (verdict, id) = ledger.transaction(relaxed, |ledger| {
-                for dangling in ledger.dangling_intents(Some(&name))? {
+            ledger.transaction(relaxed, |ledger| {
+                let interrupted = ledger.dangling_intents(Some(&name))?;
+                for dangling in &interrupted {
                     ledger.resolve_interrupted(dangling.id, now)?;
-                    events::interrupted_restart(&dangling);
                 }
+                ledger.close_expired_episode(&name, now)?;
                 let history = ledger.counted_restarts(&name, policy.window_start(now))?;
                 let verdict = decide(&policy, &history, request, now);
-                let id = ledger.record_verdict(
+                let recorded = ledger.record_verdict(
                     &name,
                     request.source,
                     request.forced,
@@ -163,38 +277,66 @@ pub async fn request_with_evidence(
                     now,
                     evidence.as_deref(),
                 )?;
-                Ok((verdict, id))
-            })?;
-            let intent = verdict.is_allowed().then_some(id);
-            Ok((verdict, now, intent))
+                Ok((verdict, now, recorded, interrupted))
+            })
         };
         ledger_job(cx, relaxed, decide).await?
     };
-    if relaxed && intent.is_none() {
+    let (verdict, now, recorded, interrupted) = decision;
+    for dangling in interrupted {
+        cx.events.publish(
+            service,
+            Event::RestartInterrupted {
+                intent: dangling.id,
+                allowed_at: dangling.at,
+                source: dangling.source,
+                pid: dangling.pid,
+            },
+        );
+    }
+    if relaxed && !verdict.is_allowed() {
         // No outcome commit follows a refusal: the ledger thread makes it durable.
         cx.ledger.sync_soon();
     }
-    events::verdict(&cx.alerts, service, request, &verdict);
-
-    let Some(intent) = intent else {
+    cx.events.publish(
+        service,
+        Event::Verdict {
+            request,
+            verdict: verdict.clone(),
+            repeat: recorded.repeat,
+        },
+    );
+    if !verdict.is_allowed() {
         drop(held);
-        return Ok(Decision {
+        return Ok(Begun::Refused(Decision {
             verdict,
             report: None,
             decided_at: now,
             finished_at: None,
-        });
-    };
+        }));
+    }
+    Ok(Begun::Allowed(Permit {
+        lock: Some(held),
+        intent: recorded.id,
+        service: service.clone(),
+        request,
+        verdict,
+        decided_at: now,
+        relaxed,
+    }))
+}
 
-    let report = match action {
-        Action::Restart(driver) => driver.restart().await,
-        Action::Repair(argv, timeout) => drivers::run_command(argv, timeout).await,
-        Action::Run(fut) => fut.await,
-    };
+/// Step 2: records how the permitted action went and releases the lock.
+pub async fn finish(
+    cx: &GuardContext,
+    permit: Permit,
+    report: RestartReport,
+) -> Result<Decision, GuardError> {
     let finished_at = clock::now();
+    let relaxed = permit.relaxed;
     {
         let detail = report.detail.clone();
-        let ok = report.ok;
+        let (ok, intent) = (report.ok, permit.intent);
         let record = move |ledger: &mut crate::ledger::Ledger| {
             ledger.transaction(relaxed, |l| {
                 l.record_outcome(intent, ok, &detail, finished_at)
@@ -203,18 +345,57 @@ pub async fn request_with_evidence(
         ledger_job(cx, relaxed, record).await?;
         if relaxed {
             // Intent and outcome are in the WAL; the ledger thread fsyncs them next, while
-            // the supervisor goes on (a crash loop's next exit is not held up).
+            // the caller goes on (a crash loop's next exit is not held up).
             cx.ledger.sync_soon();
         }
     }
-    events::restart_finished(&cx.alerts, service, request, &verdict, &report);
-    drop(held);
+    let action_required = report.action_required.clone();
+    cx.events.publish(
+        &permit.service,
+        Event::RestartFinished {
+            request: permit.request,
+            verdict: permit.verdict.clone(),
+            report: report.clone(),
+        },
+    );
+    if let Some(why) = action_required {
+        cx.events
+            .publish(&permit.service, Event::ActionRequired { why });
+    }
+    let Permit {
+        lock,
+        verdict,
+        decided_at,
+        ..
+    } = permit;
+    drop(lock);
     Ok(Decision {
         verdict,
         report: Some(report),
-        decided_at: now,
+        decided_at,
         finished_at: Some(finished_at),
     })
+}
+
+/// Passes one request through the guard and, if allowed, performs `action` under the
+/// permit (a group's whole stop/start sequence).
+pub async fn request<F>(
+    cx: &GuardContext,
+    service: &ServiceName,
+    policy: &GuardPolicy,
+    request: RestartRequest,
+    action: F,
+) -> Result<Decision, GuardError>
+where
+    F: Future<Output = RestartReport>,
+{
+    match begin(cx, service, policy, request, None, false).await? {
+        Begun::Refused(decision) => Ok(decision),
+        Begun::Allowed(permit) => {
+            let report = action.await;
+            finish(cx, permit, report).await
+        }
+    }
 }
 
 /// Runs a decision's or an outcome's ledger job: with `relaxed` (nothing in it waits for
@@ -269,30 +450,4 @@ pub async fn reset(
         .await?;
     drop(held);
     Ok(Some(cleared))
-}
-
-async fn record_refusal(
-    cx: &GuardContext,
-    service: &ServiceName,
-    request: RestartRequest,
-    verdict: &Verdict,
-    now: Timestamp,
-    evidence: Option<String>,
-) -> Result<(), LedgerError> {
-    let name = service.to_string();
-    let verdict = verdict.clone();
-    cx.ledger
-        .call(move |ledger| {
-            ledger
-                .record_verdict(
-                    &name,
-                    request.source,
-                    request.forced,
-                    &verdict,
-                    now,
-                    evidence.as_deref(),
-                )
-                .map(drop)
-        })
-        .await
 }

@@ -41,13 +41,13 @@ use vigil_core::Timestamp;
 pub use self::deliveries::DeliveryRow;
 pub use self::handle::{CHECK_STATE_FLUSH, LedgerHandle};
 pub use self::in_place::sync_wal;
-pub use self::restarts::{HistoryRow, Intent};
+pub use self::restarts::{HistoryRow, Intent, Recorded};
 pub use self::states::{CheckStateRow, ExecStateRow};
 
 use self::restarts::CountedCache;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {

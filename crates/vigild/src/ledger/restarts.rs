@@ -3,6 +3,7 @@
 //! intents and their resolution, resets, and the history `vigil history` shows.
 
 use rusqlite::params;
+use vigil_core::guard::Denial;
 use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
 
 use super::{Ledger, Result, sql_err, ts};
@@ -30,7 +31,7 @@ pub struct HistoryRow {
     pub at: Timestamp,
     pub source: String,
     pub forced: bool,
-    /// `allowed`, `skipped`, `denied` or `reset`.
+    /// `allowed`, `skipped`, `denied`, `reset` or `rearmed`.
     pub verdict: String,
     /// `cooldown`, `backoff`, `lock`, `limit`, or empty.
     pub reason: String,
@@ -43,6 +44,27 @@ pub struct HistoryRow {
     pub pid: u32,
     /// What a hung process was doing when the watchdog fired (source `watchdog`).
     pub evidence: Option<String>,
+    /// For the first denial of a given-up episode: how many more denials the episode
+    /// counted, and the last one's time.
+    pub repeats: u32,
+    pub last_at: Option<Timestamp>,
+}
+
+/// What [`Ledger::record_verdict`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// The row: for an allowed restart, its intent (for [`Ledger::record_outcome`]).
+    pub id: i64,
+    /// A denial inside an open given-up episode was counted on the episode's first row
+    /// (`id` is that row): the episode's denials so far, this one included.
+    pub repeat: Option<u32>,
+}
+
+/// The latest row of a service that opens or closes a given-up episode.
+struct EpisodeRow {
+    id: i64,
+    verdict: String,
+    rearm_at: Option<Timestamp>,
 }
 
 /// An allowed restart with no recorded outcome.
@@ -136,6 +158,11 @@ impl Ledger {
     /// restart this is the *intent*, committed before the restart is performed; the
     /// returned row id is for [`Ledger::record_outcome`].
     ///
+    /// A denial while the service's latest episode row is a denial that has not re-armed
+    /// yet is the same given-up episode: it is counted on that row (`repeats`), not
+    /// stored as a row of its own, so a check failing every 2 s while given up does not
+    /// write 1,800 rows an hour.
+    ///
     /// `evidence` (e.g. what a hung process was doing) is stored with the row, in the same
     /// commit.
     pub fn record_verdict(
@@ -146,37 +173,126 @@ impl Ledger {
         verdict: &Verdict,
         at: Timestamp,
         evidence: Option<&str>,
-    ) -> Result<i64> {
+    ) -> Result<Recorded> {
         let err = sql_err(&self.path);
+        let rearm_at = match verdict {
+            Verdict::Denied(Denial::Limit { rearm_at, .. }) => Some(*rearm_at),
+            _ => None,
+        };
+        if let Some(rearm_at) = rearm_at
+            && let Some(episode) = self.latest_episode_row(service)?
+            && episode.verdict == "denied"
+            && episode.rearm_at.is_some_and(|r| at < r)
+        {
+            self.conn
+                .prepare_cached(
+                    "UPDATE restarts SET repeats = repeats + 1, last_at = ?2,
+                        rearm_at = MAX(rearm_at, ?3)
+                     WHERE id = ?1 RETURNING repeats",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![episode.id, at.as_millis(), rearm_at.as_millis()],
+                        |r| r.get::<_, u32>(0),
+                    )
+                })
+                .map_err(&err)
+                .map(|repeats| Recorded {
+                    id: episode.id,
+                    repeat: Some(repeats.saturating_add(1)),
+                })
+        } else {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO restarts (service, at, source, forced, verdict, reason, message,
+                        counts, pid, evidence, rearm_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        service,
+                        at.as_millis(),
+                        source.as_str(),
+                        forced,
+                        verdict.kind(),
+                        verdict.reason().unwrap_or(""),
+                        verdict.to_string(),
+                        verdict.is_allowed(),
+                        std::process::id(),
+                        evidence,
+                        rearm_at.map(Timestamp::as_millis),
+                    ])
+                })
+                .map_err(&err)?;
+            if verdict.is_allowed()
+                && let Some((_, rows)) = self.counted.borrow_mut().services.get_mut(service)
+            {
+                // After any equal `at`, as the index (service, at, rowid) orders them.
+                let record = RestartRecord { at, source, forced };
+                let i = rows.partition_point(|r| r.at <= at);
+                rows.insert(i, record);
+            }
+            Ok(Recorded {
+                id: self.conn.last_insert_rowid(),
+                repeat: None,
+            })
+        }
+    }
+
+    /// The service's latest row that opens or closes a given-up episode (an allowed
+    /// restart, a denial, a reset, a re-arm).
+    fn latest_episode_row(&self, service: &str) -> Result<Option<EpisodeRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, verdict, rearm_at FROM restarts
+                 WHERE service = ?1 AND verdict IN ('allowed', 'denied', 'reset', 'rearmed')
+                 ORDER BY at DESC, id DESC LIMIT 1",
+            )
+            .map_err(&err)?;
+        let mut rows = stmt
+            .query_map(params![service], |r| {
+                Ok(EpisodeRow {
+                    id: r.get(0)?,
+                    verdict: r.get(1)?,
+                    rearm_at: ts(r.get(2)?),
+                })
+            })
+            .map_err(&err)?;
+        rows.next().transpose().map_err(&err)
+    }
+
+    /// Records the end of a given-up episode that re-armed by itself (its budget freed
+    /// at `rearm_at`, at or before `now`) as a `rearmed` row at that instant. Idempotent:
+    /// a closed episode, or one still running, records nothing.
+    pub fn close_expired_episode(&self, service: &str, now: Timestamp) -> Result<()> {
+        let Some(episode) = self.latest_episode_row(service)? else {
+            return Ok(());
+        };
+        let Some(rearm_at) = episode.rearm_at.filter(|r| *r <= now) else {
+            return Ok(());
+        };
+        if episode.verdict != "denied" {
+            return Ok(());
+        }
         self.conn
             .prepare_cached(
-                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message, counts, pid, evidence)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message,
+                    counts, pid)
+                 SELECT service, ?2, source, 0, 'rearmed', '', ?3, 0, ?4
+                 FROM restarts WHERE id = ?1",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
-                    service,
-                    at.as_millis(),
-                    source.as_str(),
-                    forced,
-                    verdict.kind(),
-                    verdict.reason().unwrap_or(""),
-                    verdict.to_string(),
-                    verdict.is_allowed(),
-                    std::process::id(),
-                    evidence
+                    episode.id,
+                    rearm_at.as_millis(),
+                    "Restart budget re-armed: automatic restarts resume",
+                    std::process::id()
                 ])
             })
-            .map_err(&err)?;
-        if verdict.is_allowed()
-            && let Some((_, rows)) = self.counted.borrow_mut().services.get_mut(service)
-        {
-            // After any equal `at`, as the index (service, at, rowid) orders them.
-            let record = RestartRecord { at, source, forced };
-            let i = rows.partition_point(|r| r.at <= at);
-            rows.insert(i, record);
-        }
-        Ok(self.conn.last_insert_rowid())
+            .map_err(sql_err(&self.path))?;
+        Ok(())
     }
 
     /// Allowed restarts without an outcome, oldest first (all services when `None`).
@@ -284,7 +400,7 @@ impl Ledger {
             .conn
             .prepare_cached(
                 "SELECT id, service, at, source, forced, verdict, reason, message, outcome,
-                        outcome_detail, finished_at, pid, evidence
+                        outcome_detail, finished_at, pid, evidence, repeats, last_at
                  FROM restarts
                  WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR at >= ?2)
                  ORDER BY at, id",
@@ -306,6 +422,8 @@ impl Ledger {
                     finished_at: ts(r.get(10)?),
                     pid: r.get(11)?,
                     evidence: r.get(12)?,
+                    repeats: r.get(13)?,
+                    last_at: ts(r.get(14)?),
                 })
             })
             .map_err(&err)?;

@@ -1,6 +1,7 @@
 //! The ledger's tables, created and migrated in `PRAGMA user_version` steps (v1 restarts
 //! and check states, v2 heartbeats, v3 evidence and exec state, v4 alert deliveries, v5
-//! the partial indexes behind the guard's two queries), each tested from older files.
+//! the partial indexes behind the guard's two queries, v6 given-up episodes counted on
+//! their first denial), each tested from older files.
 
 use super::{Ledger, LedgerError, Result, SCHEMA_VERSION, sql_err};
 
@@ -118,6 +119,20 @@ impl Ledger {
                 CREATE INDEX restarts_dangling ON restarts(service)
                     WHERE verdict = 'allowed' AND outcome IS NULL;
                 PRAGMA user_version = 5;",
+            )
+            .map_err(&err)?;
+        }
+        if version < 6 {
+            // v6: within one given-up episode, repeated denials are counted on its first
+            // denial row (`repeats`, `last_at`) instead of one row each; `rearm_at` says
+            // when the episode ends. The index finds a service's latest episode row.
+            tx.execute_batch(
+                "ALTER TABLE restarts ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE restarts ADD COLUMN last_at INTEGER;
+                ALTER TABLE restarts ADD COLUMN rearm_at INTEGER;
+                CREATE INDEX restarts_episodes ON restarts(service, at)
+                    WHERE verdict IN ('allowed', 'denied', 'reset', 'rearmed');
+                PRAGMA user_version = 6;",
             )
             .map_err(&err)?;
         }

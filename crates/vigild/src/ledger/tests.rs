@@ -171,7 +171,8 @@ fn intents_outcomes_and_reset_round_trip() {
     );
     let id = ledger
         .record_verdict("web", Source::Health, false, &verdict, now, None)
-        .unwrap();
+        .unwrap()
+        .id;
     assert_eq!(ledger.dangling_intents(None).unwrap().len(), 1);
     ledger
         .record_outcome(
@@ -443,7 +444,11 @@ fn a_version_2_ledger_gains_alert_deliveries_keeping_its_rows() {
              DROP TABLE exec_state;
              DROP INDEX restarts_counted;
              DROP INDEX restarts_dangling;
+             DROP INDEX restarts_episodes;
              ALTER TABLE restarts DROP COLUMN evidence;
+             ALTER TABLE restarts DROP COLUMN repeats;
+             ALTER TABLE restarts DROP COLUMN last_at;
+             ALTER TABLE restarts DROP COLUMN rearm_at;
              INSERT INTO restarts (service, at, source, verdict, message, counts, outcome, pid)
                 VALUES ('web', 1000, 'health', 'allowed', 'Restart ALLOWED (1/5 per hour)', 1, 'ok', 7);
              INSERT INTO heartbeats (service, name, at) VALUES ('web', 'beat', 5000);

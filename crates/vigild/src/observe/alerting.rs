@@ -1,19 +1,25 @@
-//! The daemon's side of alerting: the handle `events.rs` raises alerts through, and the
-//! ledger as the alert delivery log.
+//! The daemon's side of alerting: the alert router as a subscriber of the event bus, and
+//! the ledger as the alert delivery log.
 //!
-//! Owns which [`Alerter`] is current (a reload swaps it; the old one sends what it has
-//! grouped and ends on its own) and how deliveries reach the ledger (queued, never
-//! awaited). Must not: decide what is alerted (that is `events.rs`, from the same facts it
-//! logs) or wait on anything: [`AlertHub::raise`] runs on the hot path.
+//! Owns which events become which alerts (the `impl Subscriber`: the same facts the log
+//! shows, never a second source of them), which [`Alerter`] is current (a reload swaps
+//! it; the old one sends what it has grouped and ends on its own) and how deliveries
+//! reach the ledger (queued, never awaited). Must not wait on anything: publishing runs
+//! on the hot path.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use vigil_alerts::{Alert, Alerter, Delivery, DeliveryLog, Deps};
-use vigil_config::model::Config;
+use vigil_alerts::{Alert, Alerter, Delivery, DeliveryLog, Deps, Numbers, Outcome};
+use vigil_config::model::{AlertEvent, Config};
+use vigil_core::Verdict;
+use vigil_core::event::Event;
+use vigil_core::guard::{Denial, Skip};
+use vigil_core::health::HealthStatus;
 
 use crate::ledger::{DeliveryRow, LedgerHandle};
+use crate::observe::bus::{Published, Subscriber};
 use crate::platform::clock;
 
 /// How long shutdown waits for alert deliveries in flight.
@@ -109,5 +115,115 @@ impl DeliveryLog for LedgerLog {
             error: d.error,
             pid: 0,
         });
+    }
+}
+
+/// Which events are alerts, and what they say.
+impl Subscriber for AlertHub {
+    fn publish(&self, p: &Published<'_>) {
+        let base = |event: AlertEvent, message: String| Alert {
+            event,
+            service: p.service.to_string(),
+            check: p.event.check().map(str::to_owned),
+            at: p.at,
+            message,
+            source: None,
+            status: None,
+            outcome: None,
+            numbers: Numbers::default(),
+        };
+        match p.event {
+            Event::Verdict {
+                request,
+                verdict: verdict @ Verdict::Skipped(skip),
+                ..
+            } => self.raise(|| {
+                let mut a = base(AlertEvent::Skipped, verdict.to_string());
+                a.source = Some(request.source.as_str());
+                if let Skip::Cooldown { wait, .. } | Skip::Backoff { wait, .. } = skip {
+                    a.numbers.wait = Some(*wait);
+                }
+                a
+            }),
+            Event::GivenUp { request, verdict } => self.raise(|| {
+                let mut a = base(
+                    AlertEvent::GivenUp,
+                    format!("{}; {verdict}", p.event.message(p.at)),
+                );
+                a.source = Some(request.source.as_str());
+                if let Verdict::Denied(Denial::Limit {
+                    count,
+                    max,
+                    window,
+                    rearm_at,
+                }) = verdict
+                {
+                    a.numbers = Numbers {
+                        count: Some(*count),
+                        max: Some(*max),
+                        window: Some(*window),
+                        rearm_at: Some(*rearm_at),
+                        ..Numbers::default()
+                    };
+                }
+                a
+            }),
+            Event::RestartFinished {
+                request,
+                verdict,
+                report,
+            } => self.raise(|| {
+                let (text, outcome) = if report.ok {
+                    ("Restart complete", Outcome::Ok)
+                } else {
+                    ("Restart FAILED", Outcome::Failed)
+                };
+                let source = request.source.as_str();
+                let mut a = base(
+                    AlertEvent::Restarted,
+                    format!("{text}: {} ({verdict}, source {source})", report.detail),
+                );
+                a.source = Some(source);
+                a.outcome = Some(outcome);
+                a.numbers.duration = Some(report.duration);
+                if let Verdict::Allowed {
+                    count, max, window, ..
+                } = verdict
+                {
+                    a.numbers.count = Some(*count);
+                    a.numbers.max = Some(*max);
+                    a.numbers.window = Some(*window);
+                }
+                a
+            }),
+            Event::CheckStatus { to, recovered, .. } => {
+                let event = match to {
+                    HealthStatus::Failing => Some(AlertEvent::Failing),
+                    HealthStatus::Warning => Some(AlertEvent::Warning),
+                    HealthStatus::Passing if *recovered => Some(AlertEvent::Recovered),
+                    _ => None,
+                };
+                if let Some(event) = event {
+                    self.raise(|| {
+                        let mut a = base(event, p.event.message(p.at));
+                        a.status = Some(to.as_str());
+                        a
+                    });
+                }
+            }
+            Event::WatchdogTimeout {
+                pid,
+                signal,
+                evidence,
+            } => self.raise(|| {
+                base(
+                    AlertEvent::Watchdog,
+                    format!(
+                        "Watchdog timeout: pid {pid} killed with {signal}. Hang evidence:\n{evidence}"
+                    ),
+                )
+            }),
+            _ => {}
+        }
     }
 }

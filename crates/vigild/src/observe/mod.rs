@@ -1,7 +1,8 @@
-//! What Vigil tells the world: every logged fact (`events`), the log line formats (`log`),
+//! What Vigil tells the world: the event bus every fact about a service is published on
+//! (`bus`), the log line formats (`log`),
 //! alert delivery (`alerting`), and Vigil as a systemd service (`sdnotify`).
 
 pub mod alerting;
-pub mod events;
+pub mod bus;
 pub mod log;
 pub mod sdnotify;

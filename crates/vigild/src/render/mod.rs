@@ -299,7 +299,7 @@ pub async fn status(
             .iter()
             .filter_map(|s| s.schedule.next_after(now))
             .min();
-        let driver = crate::drivers::Driver::new(&service.driver, &probes);
+        let driver = crate::drivers::Reader::new(&service.driver, &probes);
         let driver_detail = driver.detail().await;
         let unit = driver.unit_state().await;
         let exec = match &service.driver {
@@ -661,6 +661,11 @@ pub struct HistoryEntry<'a> {
     pub pid: u32,
     /// Hang evidence of a watchdog restart.
     pub evidence: Option<&'a str>,
+    /// For the first denial of a given-up episode: the episode's denials in all (this
+    /// one included), and the last one's time. Later denials are counted here, not
+    /// stored as entries of their own.
+    pub denials: Option<u32>,
+    pub last_denial_at: Option<String>,
 }
 
 pub fn history_json<'a>(rows: &'a [HistoryRow], deliveries: &'a [DeliveryRow]) -> HistoryJson<'a> {
@@ -700,6 +705,8 @@ pub fn history_json<'a>(rows: &'a [HistoryRow], deliveries: &'a [DeliveryRow]) -
                 finished_at: r.finished_at.map(|t| t.to_string()),
                 pid: r.pid,
                 evidence: r.evidence.as_deref(),
+                denials: (r.verdict == "denied").then_some(r.repeats.saturating_add(1)),
+                last_denial_at: r.last_at.map(|t| t.to_string()),
             })
             .collect(),
     }
@@ -762,6 +769,13 @@ fn render_restarts(rows: &[HistoryRow]) -> String {
                 }
             });
             let mut message = r.message.clone();
+            if r.repeats > 0 {
+                message.push_str(&format!(
+                    " — denied {} times in this given-up episode, last at {}",
+                    r.repeats.saturating_add(1),
+                    r.last_at.map(|t| t.to_string()).unwrap_or_default()
+                ));
+            }
             if let Some(detail) = &r.outcome_detail {
                 message.push_str(" — ");
                 message.push_str(detail);
@@ -872,6 +886,28 @@ impl ActionReport {
             message: format!("Restart NOT ATTEMPTED: {why}"),
             outcome: None,
             detail: None,
+        }
+    }
+
+    /// What a request's [`Outcome`](crate::service::protocol::Outcome) was.
+    pub fn from_outcome(
+        check: &str,
+        repair: bool,
+        outcome: &crate::service::protocol::Outcome,
+    ) -> ActionReport {
+        use crate::service::protocol::Outcome;
+        match outcome {
+            Outcome::Decided(d) => ActionReport::performed(check, repair, d),
+            Outcome::NotAttempted(why) => ActionReport::blocked(check, why),
+            other => ActionReport {
+                check: check.to_owned(),
+                kind: if repair { "repair" } else { "restart" },
+                dry_run: false,
+                verdict: "not-attempted",
+                message: other.describe(),
+                outcome: None,
+                detail: None,
+            },
         }
     }
 

@@ -2,42 +2,46 @@
 //! then members stop in reverse start order and start in order, each waiting for its
 //! `ready_check` before the next.
 //!
-//! Owns: the stop/start sequence and its report. Must not: bypass the guard — the group's
-//! decision is taken under the group's own lock and budget (`@NAME` in the ledger), and
-//! each member's start is recorded in the member's ledger with source `group` (forced:
-//! the group's decision authorized it), under the member's lock.
+//! A group is driven like a service: a [`ServiceActor`](super::actor::ServiceActor) named
+//! `@NAME` (its ledger key, which no service name can be) with the group's guard policy,
+//! whose driver is [`GroupDriver`]: its "restart" is the whole stop/start sequence. So a
+//! group gets the same lifecycle as a service (one sequence at a time, repeated requests
+//! merged, given-up announced once per episode) from the same machine.
+//!
+//! Owns: the sequence and its report. Must not: touch a member's driver — each step is a
+//! request to the member's own actor (the one owner of its driver, so a container's `die`
+//! during the group's stop is known as Vigil's own); each member's start is a forced
+//! request with source `group` through the member's own guard (the group's decision
+//! authorized it), recorded in the member's ledger under the member's lock.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-
 use vigil_checks::ProbeContext;
 use vigil_checks::runner::run_check;
 use vigil_config::model::{Check, Config, Group};
-use vigil_core::guard::GuardPolicy;
 use vigil_core::health::RunVerdict;
-use vigil_core::{RestartRequest, ServiceName, Source};
+use vigil_core::lifecycle::Op;
+use vigil_core::{RestartReport, RestartRequest, ServiceName, Source};
 
-use crate::drivers::{Driver, RestartReport};
-use crate::guard::{self, Action, Decision, GuardContext, GuardError};
-use crate::observe::events;
-use crate::platform::clock;
-use crate::service::RESTART_SHUTDOWN_GRACE;
-use crate::service::protocol::{GroupMsg, ServiceMsg};
+use crate::drivers::{DriverEvent, DriverFuture, RemoteDriver};
+use crate::service::protocol::{Outcome, ServiceMsg};
 
-/// One member, as the sequence needs it.
+/// One member, as the sequence needs it: its actor's inbox and its ready check.
+#[derive(Clone)]
 pub struct Member {
     pub name: ServiceName,
-    pub driver: Driver,
-    pub guard: GuardPolicy,
+    pub inbox: mpsc::Sender<ServiceMsg>,
     pub ready: Option<Check>,
 }
 
-/// The members of `group`, in start order, with drivers built from `config`.
-pub fn members(config: &Config, group: &Group, probes: &ProbeContext) -> Vec<Member> {
+/// The members of `group` in start order, reached through `inbox_of`.
+pub fn members(
+    config: &Config,
+    group: &Group,
+    inbox_of: impl Fn(&ServiceName) -> Option<mpsc::Sender<ServiceMsg>>,
+) -> Vec<Member> {
     group
         .members
         .iter()
@@ -45,8 +49,7 @@ pub fn members(config: &Config, group: &Group, probes: &ProbeContext) -> Vec<Mem
             let s = config.service(name.as_str())?;
             Some(Member {
                 name: s.name.clone(),
-                driver: Driver::new(&s.driver, probes),
-                guard: s.guard.clone(),
+                inbox: inbox_of(&s.name)?,
                 ready: s
                     .ready_check
                     .as_ref()
@@ -57,125 +60,142 @@ pub fn members(config: &Config, group: &Group, probes: &ProbeContext) -> Vec<Mem
         .collect()
 }
 
-/// Asks the group's guard, and when allowed runs the whole sequence under its lock.
-pub async fn restart(
-    cx: &GuardContext,
-    group: &Group,
-    members: &[Member],
-    probes: &ProbeContext,
-    request: RestartRequest,
-) -> Result<Decision, GuardError> {
-    tracing::info!(group = %group.name, event = "group_restart_requested",
-        "group {}: restart of all members requested (source {}): {}",
-        group.name, request.source,
-        members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "));
-    let sequence = sequence(cx, group, members, probes);
-    guard::request(
-        cx,
-        &group.ledger_key(),
-        &group.guard,
-        Action::Run(Box::pin(sequence)),
-        request,
-    )
-    .await
+/// A group's "driver": its operations are sequences over the members' actors.
+pub struct GroupDriver {
+    /// The group's name (`[groups.NAME]`), for messages.
+    pub name: ServiceName,
+    pub members: Vec<Member>,
+    pub ready_timeout: Duration,
+    pub probes: ProbeContext,
 }
 
-async fn sequence(
-    cx: &GuardContext,
-    group: &Group,
-    members: &[Member],
-    probes: &ProbeContext,
-) -> RestartReport {
-    let started = tokio::time::Instant::now();
-    let fail = |detail: String| RestartReport {
-        ok: false,
-        detail,
-        duration: started.elapsed(),
-        action_required: None,
+impl RemoteDriver for GroupDriver {
+    fn run(&self, op: Op) -> DriverFuture<'_, RestartReport> {
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            let result = match op {
+                Op::Restart | Op::Repair => self.sequence(true, true).await,
+                Op::Stop => self.sequence(true, false).await,
+                Op::Start => self.sequence(false, true).await,
+            };
+            let (ok, detail) = match result {
+                Ok(detail) => (true, detail),
+                Err(detail) => (false, detail),
+            };
+            RestartReport {
+                ok,
+                detail,
+                duration: started.elapsed(),
+                action_required: None,
+            }
+        })
+    }
+
+    fn is_running(&self) -> DriverFuture<'_, Option<bool>> {
+        Box::pin(async { None })
+    }
+
+    fn restart_blocked(&self) -> DriverFuture<'_, Option<String>> {
+        Box::pin(async { None })
+    }
+
+    fn follow(
+        &self,
+        _service: &ServiceName,
+        _cancel: CancellationToken,
+    ) -> Option<mpsc::Receiver<DriverEvent>> {
+        None
+    }
+}
+
+impl GroupDriver {
+    /// Stops members in reverse start order (`stop`), then starts them in order (`start`),
+    /// each start waiting for the member's ready check.
+    async fn sequence(&self, stop: bool, start: bool) -> Result<String, String> {
+        let started = tokio::time::Instant::now();
+        let group = &self.name;
+        let mut stopped = Vec::new();
+        if stop {
+            for m in self.members.iter().rev() {
+                let outcome = ask(m, Op::Stop, None).await;
+                tracing::info!(group = %group, service = %m.name, event = "group_member_stopped",
+                    ok = outcome.succeeded(), "group {group}: stop {}: {}", m.name, outcome.describe());
+                if !outcome.succeeded() {
+                    return Err(format!(
+                        "stopping {} failed: {}; stopped before it: {}; nothing was started",
+                        m.name,
+                        outcome.describe(),
+                        list(&stopped)
+                    ));
+                }
+                stopped.push(m.name.as_str());
+            }
+        }
+        let mut up = Vec::new();
+        if start {
+            for (i, m) in self.members.iter().enumerate() {
+                let not_started = || {
+                    list(
+                        &self.members[i + 1..]
+                            .iter()
+                            .map(|m| m.name.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                };
+                let outcome = ask(m, Op::Start, Some(RestartRequest::forced(Source::Group))).await;
+                if !outcome.succeeded() {
+                    return Err(format!(
+                        "starting {} failed: {}; started before it: {}; not started: {}",
+                        m.name,
+                        outcome.describe(),
+                        list(&up),
+                        not_started()
+                    ));
+                }
+                if let Some(check) = &m.ready {
+                    if let Err(reason) = wait_ready(check, self.ready_timeout, &self.probes).await {
+                        return Err(format!(
+                            "{} started but its ready_check {} did not pass within {}: {reason}; not started: {}",
+                            m.name,
+                            check.name,
+                            vigil_core::format_duration(self.ready_timeout),
+                            not_started()
+                        ));
+                    }
+                    tracing::info!(group = %group, service = %m.name, event = "group_member_ready",
+                        "group {group}: {} is ready ({} passes)", m.name, check.name);
+                }
+                up.push(m.name.as_str());
+            }
+        }
+        let took = vigil_core::format_duration(started.elapsed());
+        Ok(match (stop, start) {
+            (true, true) => format!(
+                "group {group}: stopped {}; started {} in {took}",
+                list(&stopped),
+                list(&up)
+            ),
+            (true, false) => format!("stopped {} in {took}", list(&stopped)),
+            _ => format!("started {} in {took}", list(&up)),
+        })
+    }
+}
+
+/// One step of the sequence: a request to a member's actor, answered when done.
+async fn ask(member: &Member, op: Op, guard: Option<RestartRequest>) -> Outcome {
+    let (reply, answer) = oneshot::channel();
+    let msg = ServiceMsg::Request {
+        op,
+        guard,
+        repair: None,
+        reply: Some(reply),
     };
-    let mut stopped = Vec::new();
-    for m in members.iter().rev() {
-        let report = m.driver.stop().await;
-        tracing::info!(group = %group.name, service = %m.name, event = "group_member_stopped",
-            ok = report.ok, "group {}: stop {}: {}", group.name, m.name, report.detail);
-        if !report.ok {
-            return fail(format!(
-                "stopping {} failed: {}; stopped before it: {}; nothing was started",
-                m.name,
-                report.detail,
-                list(&stopped)
-            ));
-        }
-        stopped.push(m.name.as_str());
+    if member.inbox.send(msg).await.is_err() {
+        return Outcome::Dropped(format!("{} is not running under vigil", member.name));
     }
-    let mut up = Vec::new();
-    for (i, m) in members.iter().enumerate() {
-        let driver = &m.driver;
-        let decision = guard::request(
-            cx,
-            &m.name,
-            &m.guard,
-            Action::Run(Box::pin(driver.start())),
-            RestartRequest::forced(Source::Group),
-        )
-        .await;
-        let not_started = || {
-            list(
-                &members[i + 1..]
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>(),
-            )
-        };
-        match decision {
-            Ok(d) if d.restarted() => {}
-            Ok(d) => {
-                let why = d
-                    .report
-                    .map(|r| r.detail)
-                    .unwrap_or_else(|| d.verdict.to_string());
-                return fail(format!(
-                    "starting {} failed: {why}; started before it: {}; not started: {}",
-                    m.name,
-                    list(&up),
-                    not_started()
-                ));
-            }
-            Err(e) => {
-                return fail(format!(
-                    "starting {} failed: {e}; not started: {}",
-                    m.name,
-                    not_started()
-                ));
-            }
-        }
-        if let Some(check) = &m.ready {
-            if let Err(reason) = wait_ready(check, group.ready_timeout, probes).await {
-                return fail(format!(
-                    "{} started but its ready_check {} did not pass within {}: {reason}; not started: {}",
-                    m.name,
-                    check.name,
-                    vigil_core::format_duration(group.ready_timeout),
-                    not_started()
-                ));
-            }
-            tracing::info!(group = %group.name, service = %m.name, event = "group_member_ready",
-                "group {}: {} is ready ({} passes)", group.name, m.name, check.name);
-        }
-        up.push(m.name.as_str());
-    }
-    RestartReport {
-        ok: true,
-        detail: format!(
-            "group {}: stopped {}; started {} in {}",
-            group.name,
-            list(&stopped),
-            list(&up),
-            vigil_core::format_duration(started.elapsed())
-        ),
-        duration: started.elapsed(),
-        action_required: None,
-    }
+    answer
+        .await
+        .unwrap_or_else(|_| Outcome::Dropped(format!("{} stopped before answering", member.name)))
 }
 
 /// Runs `check` until it passes, at most `limit`.
@@ -202,66 +222,5 @@ fn list(names: &[&str]) -> String {
         "none".to_owned()
     } else {
         names.join(", ")
-    }
-}
-
-/// The owner of one restart group's requests: one at a time, through the group's guard.
-pub struct GroupActor {
-    pub group: vigil_config::model::Group,
-    pub config: Arc<Config>,
-    pub members: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>>,
-    pub guard: GuardContext,
-    pub probes: Arc<ProbeContext>,
-    pub cancel: CancellationToken,
-}
-
-impl GroupActor {
-    pub async fn run(self, mut rx: mpsc::Receiver<GroupMsg>) {
-        loop {
-            let msg = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return,
-                msg = rx.recv() => match msg { Some(m) => m, None => return },
-            };
-            tracing::warn!(group = %self.group.name, service = %msg.member, check = %msg.check,
-                event = "group_restart_wanted",
-                "check {}/{} is failing: restarting group {}", msg.member, msg.check, self.group.name);
-            let members = members(&self.config, &self.group, &self.probes);
-            let fut = restart(
-                &self.guard,
-                &self.group,
-                &members,
-                &self.probes,
-                RestartRequest::new(Source::Health),
-            );
-            let outcome = tokio::select! {
-                res = fut => res,
-                _ = async { self.cancel.cancelled().await; tokio::time::sleep(RESTART_SHUTDOWN_GRACE).await } => return,
-            };
-            match outcome {
-                Ok(decision) => {
-                    if let Some(rearm_at) = decision.given_up_until() {
-                        let _ = rearm_at;
-                        events::given_up(
-                            &self.guard.alerts,
-                            &self.group.ledger_key(),
-                            RestartRequest::new(Source::Health),
-                            &decision.verdict,
-                            decision.decided_at,
-                        );
-                    }
-                    if decision.verdict.is_allowed() {
-                        let at = decision.finished_at.unwrap_or_else(clock::now);
-                        for tx in self.members.values() {
-                            let _ = tx.send(ServiceMsg::Restarted(at)).await;
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(group = %self.group.name, event = "guard_error", %error,
-                    "group restart request failed")
-                }
-            }
-        }
     }
 }

@@ -1,10 +1,11 @@
-//! The long-lived owners of a service's (and a restart group's) restarts: their messages
-//! (`protocol`), the service actor (`actor`), an exec service's supervisor
-//! (`exec_supervisor`) and the group actor with its stop/start sequence (`group`).
+//! The long-lived owners of a service's (and a restart group's) lifecycle: their
+//! messages (`protocol`), the service actor that drives the lifecycle machine (`actor`),
+//! the restart group's driver with its stop/start sequence (`group`), and how one-shot
+//! commands run actors for the services they act on (`oneshot`).
 
 pub mod actor;
-pub mod exec_supervisor;
 pub mod group;
+pub mod oneshot;
 pub mod protocol;
 
 /// How long in-flight restarts may run on after a shutdown request.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_checks::probe::docker::{api, negotiate};
 use vigil_config::model::DockerDriver;
@@ -34,14 +34,13 @@ pub async fn follow_events(
     d: DockerDriver,
     own: Arc<OwnRestarts>,
     tx: mpsc::Sender<DriverEvent>,
-    started: watch::Sender<Option<Timestamp>>,
     cancel: CancellationToken,
 ) {
     let mut warned = false;
     loop {
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = follow_once(&service, &d, &own, &tx, &started) => r,
+            r = follow_once(&service, &d, &own, &tx) => r,
         };
         if let Err(error) = result {
             if !warned {
@@ -64,7 +63,6 @@ async fn follow_once(
     d: &DockerDriver,
     own: &OwnRestarts,
     tx: &mpsc::Sender<DriverEvent>,
-    started: &watch::Sender<Option<Timestamp>>,
 ) -> Result<(), String> {
     let socket = socket(d);
     let version = negotiate(&socket).await?;
@@ -82,8 +80,7 @@ async fn follow_once(
     if let Ok(state) = inspect(d).await
         && state.running
     {
-        let at = state.started_at;
-        started.send_if_modified(|v| std::mem::replace(v, at) != at);
+        let _ = tx.send(DriverEvent::Started(state.started_at)).await;
     }
     tracing::debug!(service = %service, "following docker events for {}", d.container);
     loop {
@@ -95,7 +92,9 @@ async fn follow_once(
         match action {
             "start" => {
                 let at = Some(Timestamp::from_millis(time_ns / 1_000_000));
-                started.send_if_modified(|v| std::mem::replace(v, at) != at);
+                if tx.send(DriverEvent::Started(at)).await.is_err() {
+                    return Ok(());
+                }
             }
             "die" => {
                 let code = event["Actor"]["Attributes"]["exitCode"]

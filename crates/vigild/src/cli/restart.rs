@@ -1,0 +1,89 @@
+//! `vigil restart SERVICE [--force]`: a manual restart through the guard. With a daemon,
+//! a message to the service's actor over the control socket; without one (cron mode), the
+//! same actor run for this command.
+
+use std::sync::Arc;
+
+use vigil_checks::ProbeContext;
+use vigil_config::model::Config;
+use vigil_core::{RestartRequest, Source};
+
+use super::{RestartArgs, daemon_client, from_daemon, guard_context, service_or_usage};
+use crate::exit;
+use crate::render as output;
+use crate::service::oneshot::{Actors, OneShotError};
+use crate::service::protocol::{Outcome, ServiceMsg};
+
+pub(super) async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
+    let service = service_or_usage(config, &args.service)?;
+    if let Some(daemon) = daemon_client(config)? {
+        let (body, answer) = daemon
+            .restart(service.name.as_str(), args.force)
+            .await
+            .map_err(from_daemon)?;
+        if args.json {
+            print!("{body}");
+        } else {
+            println!("{}: {}", answer.service, answer.message);
+            if let (Some(outcome), Some(detail)) = (&answer.outcome, &answer.detail) {
+                let status = if outcome == "ok" {
+                    "restarted"
+                } else {
+                    "restart FAILED"
+                };
+                println!("{}: {status}: {detail}", answer.service);
+            }
+        }
+        return Ok(if answer.outcome.as_deref() == Some("ok") {
+            exit::OK
+        } else {
+            exit::FAILED
+        });
+    }
+    let cx = guard_context(config)?;
+    let request = if args.force {
+        RestartRequest::forced(Source::Manual)
+    } else {
+        RestartRequest::new(Source::Manual)
+    };
+    let mut actors = Actors::new(cx, Arc::new(ProbeContext::new()));
+    let inbox = match actors.service(service) {
+        Ok(inbox) => inbox,
+        Err(e @ OneShotError::ExecOwnedByDaemon(_)) => {
+            eprintln!("{e}");
+            return Ok(exit::FAILED);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let outcome = Actors::ask(&inbox, |reply| ServiceMsg::restart(request, Some(reply))).await;
+    actors.close().await;
+    let decision = match outcome {
+        Outcome::Decided(d) => d,
+        other => {
+            eprintln!("{}: {}", service.name, other.describe());
+            return Ok(exit::FAILED);
+        }
+    };
+    let code = if decision.restarted() {
+        exit::OK
+    } else {
+        exit::FAILED
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output::decision_json(&service.name, &decision))?
+        );
+    } else {
+        println!("{}: {}", service.name, decision.verdict);
+        if let Some(report) = &decision.report {
+            let status = if report.ok {
+                "restarted"
+            } else {
+                "restart FAILED"
+            };
+            println!("{}: {status}: {}", service.name, report.detail);
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,151 @@
+//! One-shot commands (cron mode: `vigil check`, `vigil restart` without a daemon) drive
+//! the same service actors as the daemon: an actor per service they act on, started on
+//! first use and stopped when the command ends. No second copy of the lifecycle.
+//!
+//! Exec services are refused: their process belongs to the daemon that spawned it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use vigil_checks::ProbeContext;
+use vigil_config::model::{Config, DriverSpec, Group, Service};
+use vigil_core::ServiceName;
+
+use crate::drivers::{self, Driver, DriverContext};
+use crate::guard::GuardContext;
+use crate::platform::clock::Clock;
+use crate::service::actor::{Deps, ServiceActor};
+use crate::service::group::{self, GroupDriver};
+use crate::service::protocol::{Outcome, ServiceMsg};
+
+/// What one-shot commands say about an exec service: the running daemon owns its process.
+pub const EXEC_OWNED_BY_DAEMON: &str = "exec services are supervised by `vigil run`, which owns their processes; this command cannot act on one without the daemon's control socket";
+
+/// Why a one-shot command cannot act on a service.
+#[derive(Debug, thiserror::Error)]
+pub enum OneShotError {
+    #[error("{0}: {EXEC_OWNED_BY_DAEMON}")]
+    ExecOwnedByDaemon(ServiceName),
+    #[error("{0}: {1}")]
+    Build(ServiceName, drivers::BuildError),
+}
+
+/// The actors of one command.
+pub struct Actors {
+    cx: GuardContext,
+    drivers: DriverContext,
+    clock: Clock,
+    cancel: CancellationToken,
+    inboxes: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>>,
+    tasks: JoinSet<()>,
+}
+
+impl Actors {
+    pub fn new(cx: GuardContext, probes: Arc<ProbeContext>) -> Actors {
+        let drivers = DriverContext {
+            probes,
+            state_dir: cx.state_dir.clone(),
+            events: cx.events.clone(),
+        };
+        Actors {
+            cx,
+            drivers,
+            clock: Clock::real(),
+            cancel: CancellationToken::new(),
+            inboxes: BTreeMap::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    fn deps(&self) -> Deps {
+        Deps {
+            gate: Arc::new(self.cx.clone()),
+            events: self.cx.events.clone(),
+            clock: self.clock.clone(),
+            ledger: None,
+        }
+    }
+
+    /// The inbox of `service`'s actor, started on first use.
+    pub fn service(&mut self, service: &Service) -> Result<mpsc::Sender<ServiceMsg>, OneShotError> {
+        if let Some(tx) = self.inboxes.get(&service.name) {
+            return Ok(tx.clone());
+        }
+        if matches!(service.driver, DriverSpec::Exec(_)) {
+            return Err(OneShotError::ExecOwnedByDaemon(service.name.clone()));
+        }
+        let driver = drivers::build(service, &self.drivers)
+            .map_err(|e| OneShotError::Build(service.name.clone(), e))?;
+        let (started, _) = watch::channel(None);
+        let (tx, rx) = mpsc::channel(16);
+        let actor = ServiceActor::new(
+            service,
+            driver,
+            self.deps(),
+            started,
+            self.cancel.child_token(),
+            self.cancel.clone(),
+        );
+        self.tasks.spawn(actor.run(rx));
+        self.inboxes.insert(service.name.clone(), tx.clone());
+        Ok(tx)
+    }
+
+    /// The inbox of a restart group's actor, with its members' actors started.
+    pub fn group(
+        &mut self,
+        config: &Config,
+        g: &Group,
+    ) -> Result<mpsc::Sender<ServiceMsg>, OneShotError> {
+        let key = g.ledger_key();
+        if let Some(tx) = self.inboxes.get(&key) {
+            return Ok(tx.clone());
+        }
+        for name in &g.members {
+            if let Some(s) = config.service(name.as_str()) {
+                self.service(s)?;
+            }
+        }
+        let members = group::members(config, g, |name| self.inboxes.get(name).cloned());
+        let driver = GroupDriver {
+            name: g.name.clone(),
+            members,
+            ready_timeout: g.ready_timeout,
+            probes: (*self.drivers.probes).clone(),
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let actor = ServiceActor::for_group(
+            g,
+            Driver::Remote(Arc::new(driver)),
+            self.deps(),
+            self.cancel.child_token(),
+            self.cancel.clone(),
+        );
+        self.tasks.spawn(actor.run(rx));
+        self.inboxes.insert(key, tx.clone());
+        Ok(tx)
+    }
+
+    /// Sends `msg` (built around a reply channel) and waits for the answer.
+    pub async fn ask(
+        inbox: &mpsc::Sender<ServiceMsg>,
+        msg: impl FnOnce(oneshot::Sender<Outcome>) -> ServiceMsg,
+    ) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        if inbox.send(msg(reply)).await.is_err() {
+            return Outcome::Dropped("the service's actor has stopped".to_owned());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Outcome::Dropped("the service's actor has stopped".to_owned()))
+    }
+
+    /// Stops every actor and waits for them.
+    pub async fn close(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
