@@ -297,6 +297,7 @@ every = "100ms"
     let status = env.vigil(&["status", "svc", "--json"]);
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
     assert_eq!(doc["services"][0]["state"], "given-up", "{doc}");
+    assert!(doc["services"][0]["denials"].as_u64() >= Some(4), "{doc}");
 }
 
 /// Seed 004's dead-man switch: while heartbeats arrive nothing happens; when they stop for
@@ -385,4 +386,88 @@ every = "1h"
         log.contains("last modified") && log.contains("passing -> failing"),
         "{log}"
     );
+}
+
+/// Reload end to end across driver kinds: one service goes command → exec → command,
+/// and each definition takes effect (a driver-kind change is remove plus add: the exec
+/// definition's process is spawned, and stopped again when the service goes back).
+#[test]
+fn reload_moves_a_service_between_command_and_exec_drivers() {
+    let env = Env::new();
+    let recorder = helper_bin("vigil-restart-recorder");
+    let sleeper = helper_bin("vigil-sleeper");
+    let command_service = |log: &str| {
+        format!(
+            r#"
+[defaults.guard]
+cooldown = "0"
+
+[services.svc]
+driver = "command"
+restart_command = [{recorder:?}, "--log", {log:?}, "--hold-ms", "1"]
+"#,
+            recorder = recorder.display().to_string(),
+            log = env.path(log).display().to_string(),
+        )
+    };
+    env.write_config(&command_service("first.log"));
+    let mut daemon = env.start_daemon(&[]);
+    daemon.wait_log("vigil running", Duration::from_secs(20));
+    let restart = || {
+        let out = env.vigil(&["restart", "svc"]);
+        assert!(out.status.success(), "restart: {}", text(&out.stderr));
+    };
+    restart();
+    assert_eq!(recorder_runs(&env.path("first.log")).len(), 1);
+
+    // command → exec: the exec definition's process runs.
+    env.write_config(&format!(
+        r#"
+[services.svc]
+driver = "exec"
+command = [{sleeper:?}]
+"#,
+        sleeper = sleeper.display().to_string()
+    ));
+    daemon.signal(rustix::process::Signal::HUP);
+    let pid = wait_until(Duration::from_secs(20), "the exec process", || {
+        let out = env.vigil(&["status", "svc", "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let exec = &doc["services"][0]["exec"];
+        (exec["state"] == "running").then(|| exec["pid"].as_u64())?
+    });
+    let pid = u32::try_from(pid).expect("pid");
+    assert!(alive(pid), "the exec service's process {pid} runs");
+
+    // exec → command: the process is stopped, the new command restarts the service.
+    env.write_config(&command_service("second.log"));
+    daemon.signal(rustix::process::Signal::HUP);
+    wait_until(Duration::from_secs(20), "the exec process to stop", || {
+        (!alive(pid)).then_some(())
+    });
+    wait_until(Duration::from_secs(20), "the command driver back", || {
+        let out = env.vigil(&["status", "svc", "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (doc["services"][0]["driver"] == "command").then_some(())
+    });
+    restart();
+    assert_eq!(recorder_runs(&env.path("second.log")).len(), 1);
+    assert_eq!(recorder_runs(&env.path("first.log")).len(), 1);
+    let log = daemon.log_text();
+    assert_eq!(
+        log.matches("replaced (its driver kind changed)").count(),
+        2,
+        "{log}"
+    );
+    daemon.signal(rustix::process::Signal::TERM);
+    assert_eq!(
+        daemon
+            .wait_exit(Duration::from_secs(20))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    // Every actor, the removed ones' included, ended with the daemon (a removed service's
+    // actor once spun on its closed inbox and outlived the shutdown deadline).
+    let log = daemon.log_text();
+    assert!(!log.contains("still running after"), "{log}");
 }

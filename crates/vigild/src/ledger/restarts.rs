@@ -263,6 +263,34 @@ impl Ledger {
         rows.next().transpose().map_err(&err)
     }
 
+    /// The service's open given-up episode at `now`, if any: how many denials it counted
+    /// and when the first was.
+    pub fn given_up_episode(
+        &self,
+        service: &str,
+        now: Timestamp,
+    ) -> Result<Option<(u32, Timestamp)>> {
+        let Some(row) = self.latest_episode_row(service)? else {
+            return Ok(None);
+        };
+        if row.verdict != "denied" || row.rearm_at.is_none_or(|r| r <= now) {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT repeats, at FROM restarts WHERE id = ?1",
+                params![row.id],
+                |r| {
+                    Ok((
+                        r.get::<_, u32>(0)?.saturating_add(1),
+                        Timestamp::from_millis(r.get(1)?),
+                    ))
+                },
+            )
+            .map(Some)
+            .map_err(sql_err(&self.path))
+    }
+
     /// Records the end of a given-up episode that re-armed by itself (its budget freed
     /// at `rearm_at`, at or before `now`) as a `rearmed` row at that instant. Idempotent:
     /// a closed episode, or one still running, records nothing.

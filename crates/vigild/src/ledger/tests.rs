@@ -517,3 +517,67 @@ fn a_newer_schema_is_refused() {
     let err = Ledger::open(dir.path()).err().unwrap();
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
+
+/// Within one given-up episode, later denials are counted on its first denial row; an
+/// allowed restart or a reset ends the episode; when it re-arms by itself, a `rearmed`
+/// row records the instant (once, however often it is asked).
+#[test]
+fn denials_of_one_episode_are_counted_on_its_first_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let policy = GuardPolicy {
+        cooldown: Duration::ZERO,
+        max_restarts: 1,
+        ..GuardPolicy::default()
+    };
+    let ask = |secs: i64| {
+        let now = Timestamp::from_secs(secs);
+        let counted = ledger
+            .counted_restarts("web", policy.window_start(now))
+            .unwrap();
+        let verdict = decide(&policy, &counted, RestartRequest::new(Source::Health), now);
+        let recorded = ledger
+            .record_verdict("web", Source::Health, false, &verdict, now, None)
+            .unwrap();
+        (verdict, recorded)
+    };
+    let (v, _) = ask(1000);
+    assert!(v.is_allowed());
+    let (v, first) = ask(1010);
+    assert_eq!(v.reason(), Some("limit"));
+    assert_eq!(first.repeat, None);
+    for n in 2..=5 {
+        let (_, again) = ask(1010 + i64::from(n));
+        assert_eq!(
+            again,
+            Recorded {
+                id: first.id,
+                repeat: Some(n)
+            }
+        );
+    }
+    let rows = ledger.history(Some("web"), None).unwrap();
+    assert_eq!(rows.len(), 2, "one allowed, one denied row: {rows:?}");
+    assert_eq!(rows[1].repeats, 4);
+    assert_eq!(
+        ledger
+            .given_up_episode("web", Timestamp::from_secs(1020))
+            .unwrap(),
+        Some((5, Timestamp::from_secs(1010)))
+    );
+    // The budget re-arms at 1000 + 1h + 1ms: recorded then, once.
+    let later = Timestamp::from_secs(5000);
+    ledger.close_expired_episode("web", later).unwrap();
+    ledger.close_expired_episode("web", later).unwrap();
+    let rows = ledger.history(Some("web"), None).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2].verdict, "rearmed");
+    assert_eq!(rows[2].at, Timestamp::from_millis(4_600_001));
+    assert_eq!(ledger.given_up_episode("web", later).unwrap(), None);
+    // A denial after the re-arm opens a new episode: a row of its own.
+    let (v, _) = ask(5000);
+    assert!(v.is_allowed());
+    let (_, new) = ask(5001);
+    assert_eq!(new.repeat, None);
+    assert_ne!(new.id, first.id);
+}

@@ -133,6 +133,10 @@ pub struct ServiceStatus {
     pub cooldown_left_secs: u64,
     /// When a given-up service re-arms (the oldest restart leaves the window).
     pub rearm_at: Option<String>,
+    /// While given up: the denials of this given-up episode (counted on the episode, not
+    /// stored one by one) and when the first was.
+    pub denials: Option<u32>,
+    pub given_up_since: Option<String>,
     pub last_restart: Option<LastRestart>,
     pub next_scheduled_restart: Option<String>,
     pub schedules: Vec<String>,
@@ -224,7 +228,7 @@ pub async fn status(
         let window = service.guard.window;
         // Same edge as the guard: a restart exactly one window ago still counts.
         let window_start = service.guard.window_start(now);
-        let (history, last) = {
+        let (history, last, episode) = {
             let n = name.clone();
             ledger
                 .call(move |l| -> Result<_, LedgerError> {
@@ -234,7 +238,7 @@ pub async fn status(
                         .into_iter()
                         .rev()
                         .find(|r| r.verdict == "allowed");
-                    Ok((counted, last))
+                    Ok((counted, last, l.given_up_episode(&n, now)?))
                 })
                 .await?
         };
@@ -342,6 +346,8 @@ pub async fn status(
             window_secs: window.as_secs(),
             cooldown_left_secs: cooldown_left,
             rearm_at: rearm_at.map(|t| t.to_string()),
+            denials: episode.map(|(n, _)| n),
+            given_up_since: episode.map(|(_, at)| at.to_string()),
             last_restart: last.map(|r| LastRestart {
                 at: r.at.to_string(),
                 source: r.source,
@@ -463,7 +469,10 @@ pub fn render_status(report: &StatusReport) -> String {
                     format_duration(std::time::Duration::from_secs(s.cooldown_left_secs))
                 )
             } else if let Some(rearm) = &s.rearm_at {
-                format!("re-arms {rearm}")
+                match s.denials {
+                    Some(n) => format!("re-arms {rearm} ({n} denied)"),
+                    None => format!("re-arms {rearm}"),
+                }
             } else {
                 "-".to_owned()
             };

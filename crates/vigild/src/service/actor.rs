@@ -128,6 +128,8 @@ pub struct ServiceActor {
     cancel: CancellationToken,
     /// The daemon's (cancelled: the daemon stops, so `on_daemon_exit` applies).
     root: CancellationToken,
+    /// Every sender of the inbox is gone.
+    inbox_closed: bool,
     /// When a shutdown began, to bound how long a driver operation may still run.
     shutdown_since: Option<tokio::time::Instant>,
     /// The exec state last written, to write only changes.
@@ -163,6 +165,7 @@ impl ServiceActor {
             driver_events: None,
             cancel,
             root,
+            inbox_closed: false,
             shutdown_since: None,
             persisted: None,
             detail: String::new(),
@@ -197,6 +200,7 @@ impl ServiceActor {
             driver_events: None,
             cancel,
             root,
+            inbox_closed: false,
             shutdown_since: None,
             persisted: None,
             detail: String::new(),
@@ -288,6 +292,7 @@ impl ServiceActor {
                 }
             }
             Box::pin(self.finish()).await;
+            tracing::debug!(service = %self.name, event = "actor_stopped", "actor stopped");
         }
     }
 
@@ -302,7 +307,12 @@ impl ServiceActor {
         if self.shutdown_since.is_none() && cancelled.poll(cx).is_ready() {
             return Poll::Ready(Wake::Cancelled);
         }
-        if let Poll::Ready(msg) = rx.poll_recv(cx) {
+        // A closed inbox (the service was removed) is reported once, then no longer
+        // polled: it would be ready forever.
+        if !self.inbox_closed
+            && let Poll::Ready(msg) = rx.poll_recv(cx)
+        {
+            self.inbox_closed = msg.is_none();
             return Poll::Ready(Wake::Message(msg));
         }
         if let Some(bg) = &mut self.background
@@ -347,6 +357,7 @@ impl ServiceActor {
         if self.shutdown_since.is_some() {
             return;
         }
+        tracing::debug!(service = %self.name, event = "actor_stopping", busy = self.machine.busy(), "actor stopping");
         self.shutdown_since = Some(tokio::time::Instant::now());
         let leave = self.root.is_cancelled() && self.leave_on_exit;
         let now = self.deps.clock.moment();
