@@ -295,3 +295,95 @@ stop_timeout = "1s"
         ]
     );
 }
+
+/// A group restart of Docker members goes through each member's own actor, the owner of
+/// its driver: the event follower knows the group's stops and starts as Vigil's own (no
+/// death, no "stopped on purpose", no exit restart). Before, the group built drivers of
+/// its own and only a 200 ms timing rule kept the follower from misreading its stops.
+#[test]
+fn a_group_restart_of_docker_members_is_known_as_vigils_own() {
+    if !enabled() {
+        return;
+    }
+    let a = Container::run("group-a");
+    let b = Container::run("group-b");
+    let env = Env::new();
+    let flag = env.path("healthy");
+    std::fs::write(&flag, "").unwrap();
+    env.write_config(&format!(
+        r#"
+[defaults.guard]
+cooldown = "0"
+max_restarts = 10
+
+[groups.pair]
+members = ["a", "b"]
+
+[groups.pair.guard]
+cooldown = "1h"
+
+[services.a]
+driver = "docker"
+container = "{a}"
+stop_timeout = "1s"
+
+[services.b]
+driver = "docker"
+container = "{b}"
+stop_timeout = "1s"
+
+[services.b.checks.flag]
+kind = "exec"
+command = ["test", "-f", {flag:?}]
+every = "200ms"
+on_failure = "restart-group"
+"#,
+        a = a.name,
+        b = b.name,
+        flag = flag.display().to_string(),
+    ));
+    let mut daemon = env.start_daemon(&[]);
+    daemon.wait_log("vigil running", Duration::from_secs(20));
+    // Give the followers their connections.
+    std::thread::sleep(Duration::from_millis(500));
+    let (a_before, b_before) = (a.started_at(), b.started_at());
+    std::fs::remove_file(&flag).unwrap();
+    daemon.wait_log("group pair: stopped", Duration::from_secs(30));
+    assert!(a.running() && b.running());
+    assert_ne!(a.started_at(), a_before);
+    assert_ne!(b.started_at(), b_before);
+    // Time for any misread event to turn into a restart request.
+    std::thread::sleep(Duration::from_millis(1000));
+    let log = daemon.log_text();
+    assert!(!log.contains("stopped on purpose"), "{log}");
+    assert!(!log.contains(" died (exit code"), "{log}");
+    // The allowed restarts: the group's, and its members' starts (the group's cooldown
+    // skips the check's later requests).
+    let sources: Vec<(String, String)> = env
+        .history()
+        .iter()
+        .filter(|e| e["verdict"] == "allowed")
+        .map(|e| {
+            (
+                e["service"].as_str().unwrap().to_owned(),
+                e["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("@pair".to_owned(), "health".to_owned()),
+            ("a".to_owned(), "group".to_owned()),
+            ("b".to_owned(), "group".to_owned()),
+        ],
+        "{log}"
+    );
+    daemon.signal(Signal::TERM);
+    assert_eq!(
+        daemon
+            .wait_exit(Duration::from_secs(15))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}

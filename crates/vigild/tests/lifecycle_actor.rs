@@ -296,6 +296,7 @@ async fn run(script: &Script) -> String {
                 events: events.clone(),
                 clock: clock.clone(),
                 ledger: None,
+                follow: true,
             };
             let (started_tx, started_rx) = watch::channel(None);
             let (tx, rx) = mpsc::channel(64);

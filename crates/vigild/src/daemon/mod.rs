@@ -93,6 +93,7 @@ impl Shared {
             events: self.guard.events.clone(),
             clock: self.clock.clone(),
             ledger: Some(self.guard.ledger.clone()),
+            follow: true,
         }
     }
 }

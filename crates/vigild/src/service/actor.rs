@@ -65,6 +65,9 @@ pub struct Deps {
     /// Where an exec service's runtime state is written for `vigil status` (`None` in
     /// tests).
     pub ledger: Option<LedgerHandle>,
+    /// Follow the driver's own events (Docker's event stream): the daemon does; a
+    /// one-shot command, which only acts and exits, does not.
+    pub follow: bool,
 }
 
 /// A request's requester, until it is answered.
@@ -219,7 +222,9 @@ impl ServiceActor {
         mut rx: mpsc::Receiver<ServiceMsg>,
     ) -> impl Future<Output = ()> + Send + 'static {
         async move {
-            if let Driver::Remote(d) = &self.driver {
+            if let Driver::Remote(d) = &self.driver
+                && self.deps.follow
+            {
                 self.driver_events = d.follow(&self.name, self.cancel.child_token());
             }
             if matches!(self.driver, Driver::Process(_)) {
@@ -427,7 +432,9 @@ impl ServiceActor {
                     }
                     (Driver::Remote(_), Some(new)) => {
                         self.driver = new;
-                        if let Driver::Remote(d) = &self.driver {
+                        if let Driver::Remote(d) = &self.driver
+                            && self.deps.follow
+                        {
                             self.driver_events = d.follow(&self.name, self.cancel.child_token());
                         }
                         tracing::info!(service = %self.name, event = "service_updated", "driver/guard settings updated");
@@ -740,6 +747,7 @@ mod tests {
             events: Events::log_only(),
             clock: Clock::real(),
             ledger: Some(cx.ledger.clone()),
+            follow: true,
         };
         let (started, _) = watch::channel(None);
         let actor = ServiceActor::new(

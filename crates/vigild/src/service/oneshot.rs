@@ -66,6 +66,7 @@ impl Actors {
             events: self.cx.events.clone(),
             clock: self.clock.clone(),
             ledger: None,
+            follow: false,
         }
     }
 
