@@ -1,7 +1,8 @@
 //! `kind = "log"` with `journal_unit`, end to end against a real systemd-journald (the
 //! host's, in a private mount namespace: vigil_test_helpers::journald): a config parsed
 //! from TOML, probed run after run while journald writes; only the unit's entries new since
-//! the previous run count.
+//! the previous run count, also between two processes through a saved position
+//! (`log::position`, `log::resume`), as a one-shot `vigil check` from cron runs.
 //!
 //! Gated: runs only with `VIGIL_TEST_SERVERS=1` (root, systemd, util-linux); otherwise each
 //! test prints "skipped" and returns.
@@ -13,7 +14,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vigil_checks::model::CheckKind;
+use vigil_checks::model::{CheckKind, LogCheck};
+use vigil_checks::probe::log;
 use vigil_checks::{ProbeContext, ProbeOutcome, probe};
 use vigil_test_helpers::journald::{Journald, Options};
 
@@ -167,4 +169,104 @@ async fn min_matches_and_a_missing_directory() {
         out.reason,
         "no new entry of x.service matches /e/: no journal files in /nonexistent/journal (yet)"
     );
+}
+
+fn log_check(kind: &CheckKind) -> &LogCheck {
+    match kind {
+        CheckKind::Log(check) => check,
+        other => panic!("not a log check: {other:?}"),
+    }
+}
+
+/// What the process that ran `kind` leaves behind: its position as a token; then the
+/// check's state is forgotten, as in a new process.
+fn end_process(kind: &CheckKind) -> String {
+    let check = log_check(kind);
+    let token = log::position(check).expect("a position after a run");
+    log::forget_position(check);
+    assert!(log::position(check).is_none());
+    token
+}
+
+#[tokio::test]
+async fn a_saved_position_carries_new_entries_to_the_next_process_across_rotation() {
+    if !enabled() {
+        return;
+    }
+    let mut j = Journald::start(&Options::default());
+    let root = j.root.display().to_string();
+    let kind = from_toml(&format!(
+        "journal_unit = \"vigil-resume\"\njournal_directory = \"{root}\"\npattern = \"error\""
+    ));
+    let check = log_check(&kind);
+    let mut app = j.unit_writer("vigil-resume.service", "resume");
+    app.line("error from before the first run");
+    j.wait_for_message("resume", "error from before the first run");
+    assert!(log::position(check).is_none(), "no position before a run");
+    let out = run(&kind).await;
+    assert!(out.passed && out.reason.contains("(first run:"), "{out:?}");
+    let token = end_process(&kind);
+    assert!(
+        token.starts_with("vigil-log/1 journal k=") && !token.contains('\n'),
+        "{token}"
+    );
+
+    // Without the saved position a new process starts at the end: the defect.
+    app.line("error lost without a position");
+    j.wait_for_message("resume", "error lost without a position");
+    let out = run(&kind).await;
+    assert!(out.passed && out.reason.contains("(first run:"), "{out:?}");
+    let token = end_process(&kind);
+
+    // With it, the entries written in between are handed over, once.
+    app.line("fine");
+    app.line("error between two processes");
+    j.wait_for_message("resume", "error between two processes");
+    log::resume(check, &token).unwrap();
+    let out = run(&kind).await;
+    assert!(!out.passed, "{out:?}");
+    assert_eq!(
+        out.reason,
+        "1 new entry of vigil-resume.service matches /error/ (min 1): first: error between two processes"
+    );
+    let out = run(&kind).await;
+    assert!(out.passed, "{out:?}");
+    assert_eq!(
+        out.reason,
+        "no new entry of vigil-resume.service matches /error/ (read 0 new entries of vigil-resume.service in 1 journal file)"
+    );
+
+    // Across a rotation (`journalctl --rotate`) between the two processes.
+    let token = end_process(&kind);
+    app.line("error before rotation");
+    j.wait_for_message("resume", "error before rotation");
+    j.rotate();
+    app.line("error after rotation");
+    j.wait_for_message("resume", "error after rotation");
+    log::resume(check, &token).unwrap();
+    let out = run(&kind).await;
+    assert!(!out.passed, "{out:?}");
+    assert_eq!(
+        out.reason,
+        "2 new entries of vigil-resume.service match /error/ (min 1): first: error before rotation"
+    );
+    let out = run(&kind).await;
+    assert!(out.passed, "{out:?}");
+    assert_eq!(
+        out.reason,
+        "no new entry of vigil-resume.service matches /error/ (read 0 new entries of vigil-resume.service in 2 journal files)"
+    );
+
+    // A token of another pattern is refused; the check then starts at the end.
+    let token = end_process(&kind);
+    let other = from_toml(&format!(
+        "journal_unit = \"vigil-resume\"\njournal_directory = \"{root}\"\npattern = \"warn\""
+    ));
+    let e = log::resume(log_check(&other), &token).unwrap_err();
+    assert!(e.contains("saved for another"), "{e}");
+    let e = log::resume(check, &token[..token.len() / 2]).unwrap_err();
+    assert!(e.contains("corrupt"), "{e}");
+    let out = run(&kind).await;
+    assert!(out.passed && out.reason.contains("(first run:"), "{out:?}");
+    app.finish();
 }

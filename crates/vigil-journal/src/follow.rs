@@ -22,6 +22,14 @@
 //! and a directory is read again only when its mtime changed (see `Follower::list_dir`), so
 //! a run with nothing new costs a `stat` per directory and two `pread`s per online file.
 //!
+//! A follower's state lives in its process; to go on in another process (a one-shot
+//! `vigil check` from cron, then the next one), [`Follower::position`] gives its complete
+//! position (per-file list positions by inode, the finished files, the marks) as a
+//! [`Position`], one bounded line of text, and [`Follower::resume`] installs one in a new
+//! follower before its first run: its runs then hand over what the first follower's next
+//! runs would have. Format, size bound and what is left out when a journal has thousands
+//! of files: [`position`].
+//!
 //! Known limit: when journald flushes `/run/log/journal` into `/var/log/journal` (once per
 //! boot, `journalctl --flush`), the copies in `/var` are new entries of a known file and
 //! are handed over again if the follower was already reading both directories; journalctl
@@ -36,6 +44,10 @@ use std::path::{Path, PathBuf};
 
 use crate::file::{ChainPos, JournalFile, List};
 use crate::format::{self, Error, State, entry_items, hex_id};
+
+pub mod position;
+
+pub use position::{Position, PositionError};
 
 /// Where a follower looks for journal files.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -226,8 +238,10 @@ pub struct Follower {
     matches: Vec<(Vec<u8>, Vec<&'static [u8]>)>,
     started: bool,
     tracked: HashMap<FileId, Tracked>,
-    /// Files read to the end that journald will not write again.
-    done: HashSet<FileId>,
+    /// Files read to the end that journald will not write again, with their name's hash
+    /// (so an inode that now holds another file is not skipped) and the run they finished
+    /// in.
+    done: HashMap<FileId, Done>,
     /// Files that could not be registered yet, with the start they get once they can.
     pending: HashMap<FileId, Start>,
     /// Each directory's last listing, and the directories to read.
@@ -237,6 +251,16 @@ pub struct Follower {
     /// shows up later starts.
     marks: HashMap<[u8; 16], u64>,
     realtime_mark: u64,
+    /// The marks as they were when the last completed run began: where a file that the
+    /// first listing after [`Follower::resume`] finds for the first time starts.
+    start_marks: HashMap<[u8; 16], u64>,
+    start_realtime: u64,
+    /// Completed runs (after a resume: 1 plus the runs since).
+    polls: u64,
+    /// Files of a resumed position not opened again yet: file ID and list positions.
+    resumed: HashMap<FileId, Resumed>,
+    /// Hashes of the directories the resumed position's process had listed.
+    resumed_dirs: HashSet<u64>,
     cursor: Option<Cursor>,
     // Reused buffers.
     entry_buf: Vec<u8>,
@@ -278,12 +302,17 @@ impl Follower {
             matches: matches_for(unit),
             started: false,
             tracked: HashMap::new(),
-            done: HashSet::new(),
+            done: HashMap::new(),
             pending: HashMap::new(),
             dir_cache: HashMap::new(),
             roots_cache: None,
             marks: HashMap::new(),
             realtime_mark: 0,
+            start_marks: HashMap::new(),
+            start_realtime: 0,
+            polls: 0,
+            resumed: HashMap::new(),
+            resumed_dirs: HashSet::new(),
             cursor: None,
             entry_buf: Vec::new(),
             items: Vec::new(),
@@ -335,8 +364,12 @@ impl Follower {
                     continue;
                 }
                 poll.files += 1;
-                if self.done.contains(&id) {
-                    continue;
+                if let Some(done) = self.done.get(&id) {
+                    if done.name == name_hash(&path) {
+                        continue;
+                    }
+                    // The inode now holds another file (the finished one was deleted).
+                    self.done.remove(&id);
                 }
                 let result = self.visit_file(
                     &path,
@@ -362,8 +395,15 @@ impl Follower {
             }
         }
         self.tracked.retain(|id, _| seen.contains(id));
-        self.done.retain(|id| seen.contains(id));
+        self.done.retain(|id, _| seen.contains(id));
         self.pending.retain(|id, _| seen.contains(id));
+        self.resumed.retain(|id, _| seen.contains(id));
+        // Every directory was listed: the resumed ones all have their state now.
+        self.resumed_dirs.clear();
+        if let Start::After { marks, realtime } = poll_start {
+            self.start_marks = marks;
+            self.start_realtime = realtime;
+        }
         for (seqnum_id, seqnum, realtime) in new_marks {
             let m = self.marks.entry(seqnum_id).or_insert(0);
             *m = (*m).max(seqnum);
@@ -371,6 +411,7 @@ impl Follower {
         }
         poll.more_pending = budget == 0;
         self.started = true;
+        self.polls += 1;
         Ok(poll)
     }
 
@@ -426,15 +467,23 @@ impl Follower {
             Some((dev, ..)) => list_files(dir, dev)?,
         };
         // A directory not listed before: on the first run its files are at their tails;
-        // later, it did not exist (or was not read) before, so its files are all new.
-        let unseen = if self.started {
-            Start::After {
-                marks: HashMap::new(),
-                realtime: 0,
-            }
-        } else {
-            Start::Tail
-        };
+        // after a resume, if the saved position's process had listed it, its unknown files
+        // were created after that process's last run began; later, it did not exist (or was
+        // not read) before, so its files are all new.
+        let unseen =
+            if !self.dir_cache.contains_key(dir) && self.resumed_dirs.remove(&dir_hash(dir)) {
+                Start::After {
+                    marks: self.start_marks.clone(),
+                    realtime: self.start_realtime,
+                }
+            } else if self.started {
+                Start::After {
+                    marks: HashMap::new(),
+                    realtime: 0,
+                }
+            } else {
+                Start::Tail
+            };
         let state = self.dir_cache.entry(dir.to_owned()).or_insert(DirState {
             stamp: None,
             verified: false,
@@ -479,6 +528,21 @@ impl Follower {
             counts(t, &self.matches, &mut self.scratch, &mut self.scratch2)?;
         } else {
             self.tracked.remove(&id);
+            if let Some(saved) = self.resumed.remove(&id) {
+                match self.reopen(path, &saved) {
+                    Ok(Some(t)) => {
+                        self.tracked.insert(id, t);
+                    }
+                    // Another file than the saved position's: registered as new below.
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.resumed.insert(id, saved);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if !self.tracked.contains_key(&id) {
             let start = self.pending.remove(&id).unwrap_or_else(|| start.clone());
             match self.register(path, &start) {
                 Ok(Some(t)) => {
@@ -486,7 +550,7 @@ impl Follower {
                 }
                 Ok(None) => {
                     // Archived before the first run: nothing in it is new.
-                    self.done.insert(id);
+                    self.finish(id, path);
                     return Ok(());
                 }
                 Err(e) => {
@@ -509,10 +573,42 @@ impl Follower {
                 .all(|x| x.list.is_none_or(|l| x.next >= l.len));
             if t.final_ && read_all && outcome.is_ok() {
                 self.tracked.remove(&id);
-                self.done.insert(id);
+                self.finish(id, path);
             }
         }
         outcome
+    }
+
+    /// Notes that a file journald will not write again has been read to its end.
+    fn finish(&mut self, id: FileId, path: &Path) {
+        let done = Done {
+            name: name_hash(path),
+            poll: self.polls + 1,
+        };
+        self.done.insert(id, done);
+    }
+
+    /// Opens a file of a resumed position again and puts its list positions back.
+    /// `None`: the inode now holds another file.
+    fn reopen(&mut self, path: &Path, saved: &Resumed) -> Result<Option<Tracked>, Error> {
+        let jf = JournalFile::open(path)?;
+        let h = jf.header().clone();
+        if h.file_id != saved.file_id {
+            return Ok(None);
+        }
+        let mut t = Tracked {
+            jf,
+            file_id: h.file_id,
+            terms: vec![Term::default(); self.matches.len()],
+            extra: HashMap::new(),
+            final_: is_final(&h, path),
+            not_message: HashSet::new(),
+        };
+        counts(&mut t, &self.matches, &mut self.scratch, &mut self.scratch2)?;
+        for (term, &next) in t.terms.iter_mut().zip(&saved.next) {
+            term.next = next;
+        }
+        Ok(Some(t))
     }
 
     /// Opens a file seen for the first time and sets where each match's list starts.
@@ -665,6 +761,44 @@ impl Follower {
 
 /// A file's identity while it exists: (device, inode). Survives renames (rotation).
 type FileId = (u64, u64);
+
+/// A file read to its end that journald will not write again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Done {
+    /// [`name_hash`] of its file name: a finished file is never renamed again, so another
+    /// name at the inode is another file.
+    name: u32,
+    /// The run (1-based) it was finished in.
+    poll: u64,
+}
+
+/// A file of a resumed position, until it is opened again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Resumed {
+    /// The header's file ID: another one at the inode is another file.
+    file_id: [u8; 16],
+    /// Each match's next list index.
+    next: Vec<u64>,
+}
+
+/// Key of the hashes below: they name things in a saved position; they are not secret.
+const NAME_KEY: &[u8; 16] = b"vigil-journal-n1";
+
+/// A file name's 32-bit hash (a finished file's identity besides its inode).
+fn name_hash(path: &Path) -> u32 {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+    // Truncated on purpose: 32 bits tell a recycled inode apart well enough.
+    crate::hash::siphash24(name, NAME_KEY) as u32
+}
+
+/// A directory path's hash.
+fn dir_hash(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut data = b"dir\0".to_vec();
+    data.extend_from_slice(dir.as_os_str().as_bytes());
+    crate::hash::siphash24(&data, NAME_KEY)
+}
 
 /// A directory's identity and modification time: (device, inode, mtime s, mtime ns).
 type Stamp = (u64, u64, i64, i64);

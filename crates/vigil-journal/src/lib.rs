@@ -5,7 +5,8 @@
 //! - [`file`]: one file, read with bounds-checked `pread`s: objects, the data hash table,
 //!   entry lists.
 //! - [`follow`]: what a `kind = "log"` check with `journal_unit` calls: a [`Follower`] per
-//!   check hands over the unit's entries written since its previous run.
+//!   check hands over the unit's entries written since its previous run; its [`Position`]
+//!   carries that to a later process as one line of text.
 //!
 //! Nothing here panics on a malformed or half-written file: every offset, size and count is
 //! checked and the problem is reported as an error (tests/garbage.rs feeds random and
@@ -19,7 +20,9 @@ pub mod format;
 mod hash;
 
 pub use file::JournalFile;
-pub use follow::{Cursor, Entry, Follower, Limits, Poll, PollError, Roots};
+pub use follow::{
+    Cursor, Entry, Follower, Limits, Poll, PollError, Position, PositionError, Roots,
+};
 pub use format::{Error, Header, State};
 pub use hash::{jenkins64, siphash24};
 

@@ -22,6 +22,34 @@
 //! a match is then attributed to its line), hold the cursor lock during I/O, or read
 //! anything but the new bytes. Two checks with the same path and pattern share a cursor
 //! (and so split the new lines between them); the config should not define such twins.
+//!
+//! # Positions persist between processes
+//!
+//! The cursors (and the journal followers) live in process memory, so a one-shot
+//! `vigil check` (cron mode) would be a first run every time and never see a new line.
+//! So a check's position goes to the ledger and back: after a run, [`position`] gives it
+//! as a token (one line of text, at most [`MAX_TOKEN`] bytes, versioned and checksummed);
+//! before the check's first run in a new process, [`resume`] installs a saved token, and
+//! runs then go on exactly as the saving process's next run would have: the lines
+//! appended in between are read (and count against `min_matches`), a rotated (new inode)
+//! or truncated file is read from 0, a file that was missing is read from 0 once it
+//! appears, a partial last line is read again; for the journal, every entry written in
+//! between is handed over once, across journal file rotation (see
+//! [`vigil_journal::follow::position`]). The daemon and one-shot runs share the token;
+//! a position already in memory wins over a saved one (it is newer). A token that cannot
+//! be used (garbage, cut short, another version, saved for another path, unit or
+//! pattern) is refused with the reason, and the check then starts as a first run does.
+//!
+//! Token format, version 1 (numbers in lowercase hex):
+//!
+//! ```text
+//! vigil-log/1 file k=<check key> dev=<device> ino=<inode> off=<offset> sum=<checksum>
+//! vigil-log/1 file k=<check key> missing sum=<checksum>
+//! vigil-log/1 journal k=<check key> vigil-journal-position/1 … sum=<checksum>
+//! ```
+//!
+//! `k` hashes the path (or journal unit and directory) and the pattern, `sum` everything
+//! before it (both SipHash-2-4 with fixed keys).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -36,6 +64,11 @@ use super::Verdict;
 use crate::model::{LogCheck, LogSource};
 
 mod journal;
+mod token;
+
+/// A position token is never longer than this (a file's is under 100 bytes; a journal's
+/// is bounded as [`vigil_journal::follow::position`] says).
+pub const MAX_TOKEN: usize = token::MAX_LEN;
 
 /// One `read` call's size.
 pub const CHUNK: usize = 64 * 1024;
@@ -87,21 +120,108 @@ pub fn run(check: &LogCheck) -> Verdict {
         LogSource::File(path) => path,
         LogSource::Journal(source) => return journal::run(check, source),
     };
-    let pattern = check.pattern.as_str();
-    let key = (path.clone(), pattern.to_owned());
+    let key = (path.clone(), check.pattern.as_str().to_owned());
     let previous = cursors().remove(&key);
     let regex = match &previous {
         Some(c) => c.regex.clone(),
-        None => RegexBuilder::new(pattern)
-            .multi_line(true)
-            .build()
-            .map_err(|e| format!("log {}: pattern /{pattern}/: {e}", path.display()))?,
+        None => compile(check)?,
     };
     let (cursor, verdict) = scan(check, path, previous, regex);
     if let Some(cursor) = cursor {
         cursors().insert(key, cursor);
     }
     verdict
+}
+
+/// The check's pattern as a byte regex, `^`/`$` matching at line ends.
+fn compile(check: &LogCheck) -> Result<Regex, String> {
+    let pattern = check.pattern.as_str();
+    RegexBuilder::new(pattern)
+        .multi_line(true)
+        .build()
+        .map_err(|e| format!("{}: pattern /{pattern}/: {e}", label(check)))
+}
+
+/// The check's position after its last run in this process, as a token to save (in the
+/// ledger) and give to [`resume`] in a later process: one line of ASCII, at most
+/// [`MAX_TOKEN`] bytes. `None` before a first run (or while a run is under way, or when
+/// the journal follower's first run failed).
+///
+/// File: the file's device and inode and the offset after the last complete line read
+/// (or that the file did not exist). Journal: the follower's complete position
+/// ([`vigil_journal::Follower::position`]).
+pub fn position(check: &LogCheck) -> Option<String> {
+    let body = match &check.source {
+        LogSource::File(path) => {
+            let key = (path.clone(), check.pattern.as_str().to_owned());
+            let map = cursors();
+            let cursor = map.get(&key)?;
+            match cursor.identity {
+                Some((dev, ino)) => format!("dev={dev:x} ino={ino:x} off={:x}", cursor.offset),
+                None => "missing".to_owned(),
+            }
+        }
+        LogSource::Journal(source) => journal::position(check, source)?,
+    };
+    Some(token::seal(check, &body))
+}
+
+/// Installs a position saved by [`position`] in an earlier process, before this process's
+/// first run of `check`: the next run reads what was written since that process's last
+/// run, as that process's next run would have (see the module documentation).
+///
+/// When `check` already has a position in this process (it has run, or was resumed), that
+/// one is newer: it is kept, and this returns `Ok`. An error says why the token cannot be
+/// used (not a token, another version, cut short or altered, saved for another path,
+/// journal unit or pattern, the pattern does not compile); the caller then lets the check
+/// start as a first run does (at the end), and should log the reason.
+pub fn resume(check: &LogCheck, token: &str) -> Result<(), String> {
+    let path = match &check.source {
+        LogSource::File(path) => path,
+        LogSource::Journal(source) => return journal::resume(check, source, token),
+    };
+    let key = (path.clone(), check.pattern.as_str().to_owned());
+    if cursors().contains_key(&key) {
+        return Ok(());
+    }
+    let body = token::open(check, token)?;
+    let identity = if body == "missing" {
+        None
+    } else {
+        let mut fields = body.split(' ');
+        let mut field = |name: &str| {
+            let value = fields
+                .next()
+                .and_then(|f| f.strip_prefix(name))
+                .ok_or_else(|| format!("corrupt: no {name} where expected"))?;
+            token::hex(value, name)
+        };
+        let (dev, ino, offset) = (field("dev=")?, field("ino=")?, field("off=")?);
+        if fields.next().is_some() {
+            return Err("corrupt: more fields than a file position has".to_owned());
+        }
+        Some(((dev, ino), offset))
+    };
+    let cursor = Cursor {
+        identity: identity.map(|(id, _)| id),
+        offset: identity.map_or(0, |(_, offset)| offset),
+        regex: compile(check)?,
+    };
+    // A run that finished meanwhile has the newer position.
+    cursors().entry(key).or_insert(cursor);
+    Ok(())
+}
+
+/// Forgets `check`'s position in this process, as if the process had just started: for
+/// tests of [`position`] and [`resume`].
+#[doc(hidden)]
+pub fn forget_position(check: &LogCheck) {
+    match &check.source {
+        LogSource::File(path) => {
+            cursors().remove(&(path.clone(), check.pattern.as_str().to_owned()));
+        }
+        LogSource::Journal(source) => journal::forget(check, source),
+    }
 }
 
 fn scan(

@@ -7,14 +7,17 @@
 //! source: the first run starts at the end of the journal (old errors do not alert after a
 //! restart of Vigil), later runs read only the entries written since, and at most
 //! [`MAX_ENTRIES`] entries per run (the rest is read by the next runs).
+//!
+//! A follower's position goes to another process as the text of
+//! [`vigil_journal::Position`] inside the log check's token (see [`super::position`]).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use regex::bytes::{Regex, RegexBuilder};
-use vigil_journal::{Follower, Limits, Roots};
+use regex::bytes::Regex;
+use vigil_journal::{Follower, Limits, Position, Roots};
 
-use super::shorten;
+use super::{compile, shorten, token};
 use crate::model::{JournalSource, LogCheck};
 use crate::probe::Verdict;
 
@@ -48,20 +51,7 @@ pub(super) fn run(check: &LogCheck, source: &JournalSource) -> Verdict {
     let previous = followers().remove(&key);
     let mut state = match previous {
         Some(state) => state,
-        None => {
-            let regex = RegexBuilder::new(pattern)
-                .multi_line(true)
-                .build()
-                .map_err(|e| format!("log journal {unit}: pattern /{pattern}/: {e}"))?;
-            let roots = match &source.directory {
-                Some(dir) => Roots::Directory(dir.clone()),
-                None => Roots::Default,
-            };
-            State {
-                follower: Follower::new(unit, roots),
-                regex,
-            }
-        }
+        None => new_state(check, source)?,
     };
     let mut matches = 0u64;
     let mut first: Option<(u64, String)> = None;
@@ -139,6 +129,56 @@ pub(super) fn run(check: &LogCheck, source: &JournalSource) -> Verdict {
             check.min_matches
         ))
     }
+}
+
+fn new_state(check: &LogCheck, source: &JournalSource) -> Result<State, String> {
+    let roots = match &source.directory {
+        Some(dir) => Roots::Directory(dir.clone()),
+        None => Roots::Default,
+    };
+    Ok(State {
+        follower: Follower::new(&source.unit, roots),
+        regex: compile(check)?,
+    })
+}
+
+/// The follower's position as the body of a token; `None` before its first run.
+pub(super) fn position(check: &LogCheck, source: &JournalSource) -> Option<String> {
+    let key = (source.clone(), check.pattern.as_str().to_owned());
+    let map = followers();
+    let position = map.get(&key)?.follower.position()?;
+    if position.left_out() > 0 {
+        tracing::debug!(
+            unit = %source.unit,
+            left_out = position.left_out(),
+            "journal position: files left out to stay within its size bound"
+        );
+    }
+    Some(position.to_string())
+}
+
+/// Installs a follower resumed from a token, unless the check has one already.
+pub(super) fn resume(check: &LogCheck, source: &JournalSource, text: &str) -> Result<(), String> {
+    let key = (source.clone(), check.pattern.as_str().to_owned());
+    if followers().contains_key(&key) {
+        return Ok(());
+    }
+    let body = token::open(check, text)?;
+    let position: Position = body
+        .parse()
+        .map_err(|e| format!("corrupt journal position: {e}"))?;
+    let mut state = new_state(check, source)?;
+    state
+        .follower
+        .resume(position)
+        .map_err(|e| format!("journal position: {e}"))?;
+    // A run that finished meanwhile has the newer position.
+    followers().entry(key).or_insert(state);
+    Ok(())
+}
+
+pub(super) fn forget(check: &LogCheck, source: &JournalSource) {
+    followers().remove(&(source.clone(), check.pattern.as_str().to_owned()));
 }
 
 fn plural(n: u64) -> &'static str {

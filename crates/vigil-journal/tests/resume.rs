@@ -1,0 +1,180 @@
+//! A follower's position carried to a new follower, as a one-shot `vigil check` run from
+//! cron does between processes (`Follower::position`, its text, `Follower::resume`), against
+//! a real systemd-journald writing and rotating (vigil_test_helpers::journald): the resumed
+//! follower hands over what the first one would have, each entry exactly once.
+//!
+//! Gated: runs only with `VIGIL_TEST_SERVERS=1`; otherwise each test prints "skipped".
+#![allow(clippy::unwrap_used)] // Test code: a panic is a test failure.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use vigil_journal::{Follower, Limits, Position, Roots};
+use vigil_test_helpers::journald::{Journald, Options};
+
+fn enabled() -> bool {
+    if std::env::var_os("VIGIL_TEST_SERVERS").is_some_and(|v| v == "1") {
+        assert!(
+            Journald::available(),
+            "VIGIL_TEST_SERVERS=1 but the journald test bed is missing"
+        );
+        true
+    } else {
+        eprintln!("skipped: set VIGIL_TEST_SERVERS=1");
+        false
+    }
+}
+
+fn poll_limited(f: &mut Follower, entries: u64) -> Vec<String> {
+    let mut got = Vec::new();
+    let p = f
+        .poll(Limits { entries }, |e| {
+            got.push(String::from_utf8_lossy(e.message).into_owned())
+        })
+        .unwrap();
+    assert!(
+        p.problems.is_empty() || p.problems.iter().all(|x| x.contains("retrying")),
+        "{:?}",
+        p.problems
+    );
+    got
+}
+
+fn poll(f: &mut Follower) -> Vec<String> {
+    poll_limited(f, Limits::default().entries)
+}
+
+/// What a new process does: a new follower, given the old one's position as text.
+fn carry(f: &Follower, unit: &str, roots: &Roots) -> Follower {
+    let text = f.position().unwrap().to_string();
+    assert!(!text.contains('\n') && text.len() < 4096, "{text}");
+    let mut g = Follower::new(unit, roots.clone());
+    g.resume(text.parse::<Position>().unwrap()).unwrap();
+    g
+}
+
+#[test]
+fn a_resumed_follower_reads_what_was_written_in_between_across_rotations() {
+    if !enabled() {
+        return;
+    }
+    let mut j = Journald::start(&Options::default());
+    let unit = "vigil-resume.service";
+    let roots = Roots::Directory(j.root.clone());
+    let mut w = j.unit_writer(unit, "resume");
+    // History, partly in an archived file: none of it is new to the first run.
+    w.line("old 1");
+    j.wait_for_message("resume", "old 1");
+    j.rotate();
+    w.line("old 2");
+    j.wait_for_message("resume", "old 2");
+
+    let mut first = Follower::new(unit, roots.clone());
+    assert!(first.position().is_none(), "no position before a run");
+    assert!(poll(&mut first).is_empty());
+    // A follower kept running alongside: the reference.
+    let mut kept = Follower::new(unit, roots.clone());
+    assert!(poll(&mut kept).is_empty());
+
+    // Between two processes: lines, and a rotation.
+    let mut f = carry(&first, unit, &roots);
+    drop(first);
+    w.line("a");
+    j.wait_for_message("resume", "a");
+    j.rotate();
+    w.line("b");
+    j.wait_for_message("resume", "b");
+    assert_eq!(poll(&mut f), ["a", "b"]);
+    assert_eq!(poll(&mut kept), ["a", "b"]);
+
+    // Nothing new, then several rotations in between, then a resume of a resume. The
+    // files finished before the last run are left out of the position (as when a journal
+    // of thousands of files fills its budget): opened again, nothing in them is new.
+    let mut f = carry(&f, unit, &roots);
+    assert!(poll(&mut f).is_empty());
+    let text = f.position().unwrap().to_string();
+    let words: Vec<&str> = text.split(' ').collect();
+    assert!(words.iter().any(|w| w.starts_with("d=")), "{text}");
+    let kept_words: Vec<&str> = words.into_iter().filter(|w| !w.starts_with("d=")).collect();
+    let mut f = Follower::new(unit, roots.clone());
+    f.resume(kept_words.join(" ").parse().unwrap()).unwrap();
+    w.line("c");
+    j.wait_for_message("resume", "c");
+    j.rotate();
+    w.line("d");
+    j.wait_for_message("resume", "d");
+    j.rotate();
+    w.line("e");
+    j.wait_for_message("resume", "e");
+    let mut f = carry(&f, unit, &roots);
+    assert_eq!(poll(&mut f), ["c", "d", "e"]);
+    assert_eq!(poll(&mut kept), ["c", "d", "e"]);
+    assert!(poll(&mut f).is_empty());
+
+    // A position is refused by a follower of another unit, and by one that has run.
+    let text = f.position().unwrap().to_string();
+    let mut other = Follower::new("vigil-other.service", roots.clone());
+    let e = other.resume(text.parse().unwrap()).unwrap_err();
+    assert!(e.0.contains("another unit"), "{e}");
+    let e = kept.resume(text.parse().unwrap()).unwrap_err();
+    assert!(e.0.contains("has run already"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn a_busy_unit_read_by_a_new_process_each_run_is_read_exactly_once() {
+    if !enabled() {
+        return;
+    }
+    // Small files: journald also rotates by itself; and SIGUSR2 rotations meanwhile.
+    let mut j = Journald::start(&Options {
+        max_file_size: Some("1M".into()),
+        ..Options::default()
+    });
+    let unit = "vigil-resume-busy.service";
+    let roots = Roots::Directory(j.root.clone());
+    let mut f = Follower::new(unit, roots.clone());
+    assert!(poll(&mut f).is_empty());
+    let n = 3000usize;
+    let big_tail: String = "0123456789abcdef".repeat(1500);
+    let line = |i: usize| {
+        if i.is_multiple_of(50) {
+            format!("line {i} {big_tail}")
+        } else {
+            format!("line {i}")
+        }
+    };
+    let mut w = j.unit_writer(unit, "busy");
+    let pid = j.pid();
+    let rotator = std::thread::spawn(move || {
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(40));
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                rustix::process::Signal::USR2,
+            )
+            .unwrap();
+        }
+    });
+    let mut got: Vec<String> = Vec::new();
+    for i in 0..n {
+        w.line(&line(i));
+        if i.is_multiple_of(100) {
+            // A run with a small budget leaves entries for the next process.
+            f = carry(&f, unit, &roots);
+            got.extend(poll_limited(&mut f, 60));
+        }
+    }
+    rotator.join().unwrap();
+    j.wait_for_message("busy", &line(n - 1));
+    for _ in 0..3 {
+        f = carry(&f, unit, &roots);
+        got.extend(poll(&mut f));
+    }
+    w.finish();
+
+    assert!(j.archived().len() >= 4, "rotations: {:?}", j.archived());
+    let unique: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "an entry was handed over twice");
+    assert_eq!(got.len(), n, "every entry once");
+}
