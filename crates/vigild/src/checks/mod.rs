@@ -3,12 +3,18 @@
 //! reads the ledger; [`fold`] folds the run into the check's health and names the events
 //! it produces and whether the check's action is wanted.
 //!
+//! A `log` check reads only what was written since its previous run. Its read position
+//! is saved with the check's state in the ledger ([`position`]) and taken up again by the
+//! next process's first run ([`resume`]): one-shot `vigil check` from cron sees the lines
+//! written since the previous cron run, and a restarted daemon goes on where it stopped.
+//!
 //! Must not: act (the caller sends the request to the service's actor) or read the clock.
 
 pub mod heartbeat;
 
 use std::time::Duration;
 
+use vigil_checks::probe::log as log_probe;
 use vigil_checks::runner::run_check;
 use vigil_checks::{CheckRun, ProbeContext};
 use vigil_config::model::{Check, CheckKind};
@@ -102,5 +108,26 @@ pub fn fold(
         wants_action: obs.wants_action && run.verdict == RunVerdict::Fail,
         obs,
         event,
+    }
+}
+
+/// Takes up a `log` check's saved read position before this process's first run of it
+/// (the position in memory, if any, wins). An unusable position is logged and the check
+/// starts where a first run does (at the end).
+pub fn resume(service: &ServiceName, check: &Check, saved: Option<&str>) {
+    let (CheckKind::Log(spec), Some(token)) = (&check.kind, saved) else {
+        return;
+    };
+    if let Err(why) = log_probe::resume(spec, token) {
+        tracing::warn!(service = %service, check = %check.name, event = "log_position_unusable",
+            "the saved read position cannot be used ({why}); reading from the end of the log");
+    }
+}
+
+/// A `log` check's read position after a run, to save with its state.
+pub fn position(check: &Check) -> Option<String> {
+    match &check.kind {
+        CheckKind::Log(spec) => log_probe::position(spec),
+        _ => None,
     }
 }

@@ -99,6 +99,14 @@ async fn run_checks(
     service: &Service,
     saved: &BTreeMap<(String, String), CheckStateRow>,
 ) -> anyhow::Result<(Vec<CheckReport>, Option<(String, Wanted)>)> {
+    for c in &service.checks {
+        let key = (service.name.to_string(), c.name.to_string());
+        checks::resume(
+            &service.name,
+            c,
+            saved.get(&key).and_then(|r| r.position.as_deref()),
+        );
+    }
     let runs = join_all(
         service
             .checks
@@ -147,8 +155,14 @@ async fn run_checks(
                 last_verdict: Some(run.verdict),
                 last_reason: run.reason.clone(),
                 last_run: Some(now),
+                position: checks::position(check),
             };
             cx.ledger.call(move |l| l.save_check_state(&row)).await?;
+        } else if let Some(position) = checks::position(check) {
+            let (s, c) = (service.name.to_string(), check.name.to_string());
+            cx.ledger
+                .call(move |l| l.save_check_position(&s, &c, &position))
+                .await?;
         }
         if folded.wants_action && wanted.is_none() {
             wanted = match &check.on_failure {

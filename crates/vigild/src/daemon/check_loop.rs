@@ -41,6 +41,8 @@ pub(super) struct CheckLoop {
     pub(super) started: watch::Receiver<Option<Timestamp>>,
     pub(super) reader: watch::Receiver<Reader>,
     pub(super) cancel: CancellationToken,
+    /// A `log` check's read position as last saved (taken up before the first run).
+    pub(super) position: Option<String>,
 }
 
 impl CheckLoop {
@@ -55,6 +57,7 @@ impl CheckLoop {
             let mut due = Instant::now() + first_delay;
             let watching_since = clock::now();
             self.started.mark_unchanged();
+            checks::resume(&self.service, &self.check, self.position.as_deref());
             loop {
                 tokio::select! {
                     biased;
@@ -98,13 +101,31 @@ impl CheckLoop {
                     .guard
                     .events
                     .publish(&self.service, folded.event);
+                let position = checks::position(&self.check);
+                let moved = position.is_some() && position != self.position;
                 if folded.obs.in_grace.is_none() {
                     let unchanged = self.saved.is_some_and(|(at, verdict)| {
                         verdict == Some(run.verdict) && at.elapsed() < save_every(self.check.every)
                     });
-                    if folded.obs.transition.is_some() || !unchanged {
+                    if folded.obs.transition.is_some() || !unchanged || moved {
                         self.save(Some(run.verdict), run.reason.clone(), now);
                     }
+                } else if let Some(p) = position.clone().filter(|_| moved) {
+                    // A run in grace still consumed its lines.
+                    let (s, c) = (self.service.to_string(), self.check.name.to_string());
+                    let saved = self
+                        .shared
+                        .guard
+                        .ledger
+                        .call(move |l| l.save_check_position(&s, &c, &p))
+                        .await;
+                    if let Err(error) = saved {
+                        tracing::warn!(service = %self.service, check = %self.check.name, %error,
+                            "cannot save the log check's read position");
+                    }
+                }
+                if moved {
+                    self.position = position;
                 }
                 if folded.wants_action {
                     self.act(&run.reason).await;
@@ -195,6 +216,7 @@ impl CheckLoop {
             last_verdict: verdict,
             last_reason: reason,
             last_run: Some(now),
+            position: checks::position(&self.check),
         });
     }
 }

@@ -37,7 +37,7 @@ use vigil_core::{ServiceName, Timestamp};
 use crate::control::server::{self as api, ApiView};
 use crate::drivers::{self, Driver, DriverContext, Reader};
 use crate::guard::GuardContext;
-use crate::ledger::LedgerHandle;
+use crate::ledger::{CheckStateRow, LedgerHandle};
 use crate::observe::alerting::AlertHub;
 use crate::observe::bus::Events;
 use crate::observe::sdnotify::{Liveness, Notifier};
@@ -292,11 +292,11 @@ impl Daemon {
         }));
     }
 
-    async fn saved_check_states(&self) -> BTreeMap<(String, String), CheckHealth> {
+    async fn saved_check_states(&self) -> BTreeMap<(String, String), CheckStateRow> {
         match self.shared.guard.ledger.call(|l| l.check_states()).await {
             Ok(rows) => rows
                 .into_iter()
-                .map(|r| ((r.service, r.check), r.health))
+                .map(|r| ((r.service.clone(), r.check.clone()), r))
                 .collect(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read saved check states; starting from unknown");
@@ -309,7 +309,7 @@ impl Daemon {
         &mut self,
         service: &Service,
         driver: Driver,
-        saved: &BTreeMap<(String, String), CheckHealth>,
+        saved: &BTreeMap<(String, String), CheckStateRow>,
         index: &mut usize,
         n_checks: usize,
     ) {
@@ -356,13 +356,12 @@ impl Daemon {
             schedules: CancellationToken::new(),
         };
         for check in &service.checks {
-            let initial = saved
-                .get(&(name.to_string(), check.name.to_string()))
-                .copied()
-                .unwrap_or_default();
+            let row = saved.get(&(name.to_string(), check.name.to_string()));
+            let initial = row.map(|r| r.health).unwrap_or_default();
+            let position = row.and_then(|r| r.position.clone());
             let offset = stagger(*index, n_checks, check.every);
             *index += 1;
-            let task = self.spawn_check(&name, &handle, check, initial, offset);
+            let task = self.spawn_check(&name, &handle, check, initial, position, offset);
             handle.checks.insert(check.name.to_string(), task);
         }
         handle.schedules = self.spawn_schedules(&name, &handle, &service.schedules);
@@ -375,6 +374,7 @@ impl Daemon {
         handle: &ServiceHandle,
         check: &Check,
         initial: CheckHealth,
+        position: Option<String>,
         first_delay: Duration,
     ) -> CheckTask {
         let cancel = handle.cancel.child_token();
@@ -404,6 +404,7 @@ impl Daemon {
             started: handle.started.subscribe(),
             reader: handle.reader.subscribe(),
             cancel: cancel.clone(),
+            position,
         };
         let label = format!("check {service}/{}", check.name);
         self.spawn_labeled(label, task.run(first_delay));

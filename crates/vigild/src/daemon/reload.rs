@@ -191,7 +191,7 @@ impl Daemon {
             };
             let new_driver = built.remove(name);
             kept += self
-                .apply_change(service, change, new_driver, &mut index, n_checks)
+                .apply_change(service, change, new_driver, &saved, &mut index, n_checks)
                 .await;
             changed += 1;
         }
@@ -240,6 +240,7 @@ impl Daemon {
         service: &Service,
         change: &super::ServiceChange,
         new_driver: Option<Driver>,
+        saved: &BTreeMap<(String, String), crate::ledger::CheckStateRow>,
         index: &mut usize,
         n_checks: usize,
     ) -> usize {
@@ -273,11 +274,17 @@ impl Daemon {
                         old.cancel.cancel();
                     }
                     let offset = stagger(*index, n_checks, check.every);
+                    // A changed check starts fresh, but a log check goes on reading where
+                    // it was.
+                    let position = saved
+                        .get(&(service.name.to_string(), check.name.to_string()))
+                        .and_then(|r| r.position.clone());
                     let task = self.spawn_check(
                         &service.name,
                         &handle,
                         check,
                         CheckHealth::default(),
+                        position,
                         offset,
                     );
                     handle.checks.insert(check.name.to_string(), task);

@@ -1,7 +1,7 @@
 //! The ledger's tables, created and migrated in `PRAGMA user_version` steps (v1 restarts
 //! and check states, v2 heartbeats, v3 evidence and exec state, v4 alert deliveries, v5
 //! the partial indexes behind the guard's two queries, v6 given-up episodes counted on
-//! their first denial), each tested from older files.
+//! their first denial, log checks' positions), each tested from older files.
 
 use super::{Ledger, LedgerError, Result, SCHEMA_VERSION, sql_err};
 
@@ -125,13 +125,15 @@ impl Ledger {
         if version < 6 {
             // v6: within one given-up episode, repeated denials are counted on its first
             // denial row (`repeats`, `last_at`) instead of one row each; `rearm_at` says
-            // when the episode ends. The index finds a service's latest episode row.
+            // when the episode ends. The index finds a service's latest episode row. A
+            // `log` check's read position is kept with its state, for the next process.
             tx.execute_batch(
                 "ALTER TABLE restarts ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
                 ALTER TABLE restarts ADD COLUMN last_at INTEGER;
                 ALTER TABLE restarts ADD COLUMN rearm_at INTEGER;
                 CREATE INDEX restarts_episodes ON restarts(service, at)
                     WHERE verdict IN ('allowed', 'denied', 'reset', 'rearmed');
+                ALTER TABLE check_state ADD COLUMN position TEXT;
                 PRAGMA user_version = 6;",
             )
             .map_err(&err)?;

@@ -33,6 +33,10 @@ pub struct CheckStateRow {
     pub last_verdict: Option<RunVerdict>,
     pub last_reason: String,
     pub last_run: Option<Timestamp>,
+    /// A `log` check's read position (`vigil_checks::probe::log::position`), so the next
+    /// process, a one-shot run or a restarted daemon, goes on from there. `None` keeps the
+    /// saved one.
+    pub position: Option<String>,
 }
 
 impl Ledger {
@@ -96,6 +100,21 @@ impl Ledger {
         })
     }
 
+    /// Saves only a `log` check's read position (a run whose verdict is not kept, inside
+    /// the service's grace period, still consumed its lines).
+    pub fn save_check_position(&self, service: &str, check: &str, position: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO check_state (service, name, status, consecutive_failures,
+                    consecutive_successes, position)
+                 VALUES (?1, ?2, 'unknown', 0, 0, ?3)
+                 ON CONFLICT (service, name) DO UPDATE SET position = excluded.position",
+                params![service, check, position],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
     /// Every saved check state (all services).
     pub fn check_states(&self) -> Result<Vec<CheckStateRow>> {
         let err = sql_err(&self.path);
@@ -103,7 +122,7 @@ impl Ledger {
             .conn
             .prepare_cached(
                 "SELECT service, name, status, consecutive_failures, consecutive_successes,
-                        last_change, last_verdict, last_reason, last_run
+                        last_change, last_verdict, last_reason, last_run, position
                  FROM check_state ORDER BY service, name",
             )
             .map_err(&err)?;
@@ -123,6 +142,7 @@ impl Ledger {
                     last_verdict: verdict.as_deref().and_then(RunVerdict::parse),
                     last_reason: r.get(7)?,
                     last_run: ts(r.get(8)?),
+                    position: r.get(9)?,
                 })
             })
             .map_err(&err)?;
@@ -155,8 +175,8 @@ pub(super) fn save_exec_row(conn: &Connection, row: &ExecStateRow) -> rusqlite::
 pub(super) fn save_row(conn: &Connection, row: &CheckStateRow) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO check_state (service, name, status, consecutive_failures,
-            consecutive_successes, last_change, last_verdict, last_reason, last_run)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            consecutive_successes, last_change, last_verdict, last_reason, last_run, position)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (service, name) DO UPDATE SET
             status = excluded.status,
             consecutive_failures = excluded.consecutive_failures,
@@ -164,7 +184,8 @@ pub(super) fn save_row(conn: &Connection, row: &CheckStateRow) -> rusqlite::Resu
             last_change = excluded.last_change,
             last_verdict = excluded.last_verdict,
             last_reason = excluded.last_reason,
-            last_run = excluded.last_run",
+            last_run = excluded.last_run,
+            position = COALESCE(excluded.position, check_state.position)",
     )?;
     stmt.execute(params![
         row.service,
@@ -176,6 +197,7 @@ pub(super) fn save_row(conn: &Connection, row: &CheckStateRow) -> rusqlite::Resu
         row.last_verdict.map(RunVerdict::as_str),
         row.last_reason,
         row.last_run.map(Timestamp::as_millis),
+        row.position,
     ])?;
     Ok(())
 }

@@ -353,6 +353,7 @@ async fn queued_check_states_are_flushed_before_jobs_and_on_drop() {
         last_verdict: Some(RunVerdict::Fail),
         last_reason: format!("run {n}"),
         last_run: Some(Timestamp::from_secs(i64::from(n))),
+        position: None,
     };
     for n in 1..=50 {
         handle.save_check_state(row(n));
