@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::pin::pin;
@@ -46,7 +46,7 @@ pub enum Leftovers {
 }
 
 /// What to run and how.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct RunSpec<'a> {
     pub argv: &'a Argv,
     /// After this long the whole process group is SIGKILLed and the run reports
@@ -61,6 +61,25 @@ pub struct RunSpec<'a> {
     /// discarded so the child never blocks on a full pipe.
     pub capture_limit: usize,
     pub leftovers: Leftovers,
+    /// A descriptor the child inherits (at the same number): a restart's lock, so that
+    /// the lock is held for as long as anything the restart started runs, even if Vigil
+    /// dies (seed 000's `flock` on fd 200).
+    pub inherit: Option<BorrowedFd<'a>>,
+    /// Told the child's pid as soon as it is spawned, while it runs.
+    pub on_spawn: Option<&'a (dyn Fn(u32) + Sync)>,
+}
+
+impl fmt::Debug for RunSpec<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunSpec")
+            .field("argv", &self.argv)
+            .field("timeout", &self.timeout)
+            .field("cwd", &self.cwd)
+            .field("capture_limit", &self.capture_limit)
+            .field("leftovers", &self.leftovers)
+            .field("inherit", &self.inherit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> RunSpec<'a> {
@@ -75,6 +94,8 @@ impl<'a> RunSpec<'a> {
             cwd: None,
             capture_limit: 64 * 1024,
             leftovers: Leftovers::Kill,
+            inherit: None,
+            on_spawn: None,
         }
     }
 }
@@ -280,9 +301,18 @@ pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, SpawnError> {
     }
 
     let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .map_err(|e| SpawnError::from_io(program, spec.cwd, e))?;
+    // The inherited descriptor is made inheritable just around the spawn (the runtime that
+    // spawns is single-threaded, so no other spawn can pick it up meanwhile), then closed
+    // on exec again in this process.
+    if let Some(fd) = spec.inherit {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+            .map_err(|e| SpawnError::from_io(program, spec.cwd, e.into()))?;
+    }
+    let child = cmd.spawn();
+    if let Some(fd) = spec.inherit {
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
+    let child = child.map_err(|e| SpawnError::from_io(program, spec.cwd, e))?;
     let pid_raw = child.id();
     let pgid = pid_raw
         .and_then(|p| i32::try_from(p).ok())
@@ -298,6 +328,9 @@ pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, SpawnError> {
             source: io::Error::other("spawned child has no pid"),
         });
     };
+    if let Some(on_spawn) = spec.on_spawn {
+        on_spawn(pid);
+    }
 
     let stdout = guard.child.stdout.take();
     let stderr = guard.child.stderr.take();

@@ -52,6 +52,19 @@ pub enum Event {
         source: Source,
         error: String,
     },
+    /// A restart started by a Vigil that died still runs: the guard waits for it before
+    /// anything else restarts the service.
+    RestartStillRunning {
+        by_pid: u32,
+        what: String,
+        child: Option<u32>,
+    },
+    /// A restart whose Vigil died was resolved with what is known.
+    RestartResolved {
+        by_pid: u32,
+        outcome: &'static str,
+        detail: String,
+    },
 
     // ----------------------------------------------------------------- the lifecycle
     /// The budget is spent: automatic restarts stop until the window re-arms. Emitted
@@ -237,6 +250,8 @@ impl Event {
             Event::ActionRequired { .. } => "action_required",
             Event::RestartInterrupted { .. } => "restart_interrupted",
             Event::GuardError { .. } => "guard_error",
+            Event::RestartStillRunning { .. } => "restart_still_running",
+            Event::RestartResolved { .. } => "restart_resolved",
             Event::GivenUp { .. } => "given_up",
             Event::Rearmed => "rearmed",
             Event::RestartDeferred { .. } => "restart_deferred",
@@ -306,6 +321,8 @@ impl Event {
                 }
             }
             Event::RestartInterrupted { .. }
+            | Event::RestartStillRunning { .. }
+            | Event::RestartResolved { .. }
             | Event::ProcessExited { .. }
             | Event::StartTimeout { .. }
             | Event::ProcessKill { .. }
@@ -377,6 +394,21 @@ impl Event {
                 "restart allowed at {allowed_at} (source {source}) by vigil pid {pid} never recorded an outcome: that process died mid-restart; recorded as interrupted, outcome unknown"
             ),
             Event::GuardError { error, .. } => format!("restart request failed: {error}"),
+            Event::RestartStillRunning {
+                by_pid,
+                what,
+                child,
+            } => match child {
+                Some(pid) => format!(
+                    "a restart started by vigil pid {by_pid}, which died, still runs: {what} (pid {pid}); waiting for it"
+                ),
+                None => format!(
+                    "a restart started by vigil pid {by_pid}, which died, still runs: {what}; waiting for it"
+                ),
+            },
+            Event::RestartResolved {
+                outcome, detail, ..
+            } => format!("restart recorded as {outcome}: {detail}"),
             Event::GivenUp { verdict, .. } => {
                 let rearm = match verdict {
                     Verdict::Denied(Denial::Limit { rearm_at, .. }) => *rearm_at,
@@ -593,6 +625,19 @@ impl Event {
                 vec![("intent_id", I64(*intent)), ("pid", U64(u64::from(*pid)))]
             }
             Event::GuardError { source: s, .. } => vec![source(*s)],
+            Event::RestartStillRunning { by_pid, child, .. } => {
+                let mut f = vec![("by_pid", U64(u64::from(*by_pid)))];
+                if let Some(c) = child {
+                    f.push(("child_pid", U64(u64::from(*c))));
+                }
+                f
+            }
+            Event::RestartResolved {
+                by_pid, outcome, ..
+            } => vec![
+                ("by_pid", U64(u64::from(*by_pid))),
+                ("outcome", Str((*outcome).to_owned())),
+            ],
             Event::GivenUp { request, verdict } => {
                 let mut f = vec![source(request.source)];
                 if let Verdict::Denied(Denial::Limit { rearm_at, .. }) = verdict {

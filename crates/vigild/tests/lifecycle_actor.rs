@@ -29,7 +29,7 @@ use vigil_core::{
 use vigild::drivers::{
     Driver, DriverEvent, DriverFuture, ProcessDriver, ProcessEvent, RemoteDriver,
 };
-use vigild::guard::{Begun, Decision, Gate, GuardError, Permit};
+use vigild::guard::{Ask, Begun, Decision, Gate, GuardError, Permit, Tracker};
 use vigild::observe::bus::{Events, Published, Subscriber};
 use vigild::platform::clock::Clock;
 use vigild::service::actor::{Deps, ServiceActor};
@@ -63,10 +63,9 @@ impl Gate for SimGate {
         &'a self,
         service: &'a ServiceName,
         _policy: &'a GuardPolicy,
-        request: RestartRequest,
-        _evidence: Option<String>,
-        _relaxed: bool,
+        ask: Ask,
     ) -> Pin<Box<dyn Future<Output = Result<Begun, GuardError>> + Send + 'a>> {
+        let request = ask.request;
         Box::pin(async move {
             let now = self.clock.wall();
             let (answer, event) = self.guard.lock().expect("unpoisoned").ask(request, now);
@@ -119,7 +118,7 @@ struct FakeRemote {
 }
 
 impl RemoteDriver for FakeRemote {
-    fn run(&self, op: Op) -> DriverFuture<'_, RestartReport> {
+    fn run(&self, op: Op, _tracker: Option<Tracker>) -> DriverFuture<'_, RestartReport> {
         Box::pin(async move {
             tokio::time::sleep(self.op).await;
             self.world.lock().expect("unpoisoned").op(op, self.op)

@@ -6,6 +6,8 @@
 //! The journal variant runs against a real systemd-journald in a private mount namespace
 //! (gated by `VIGIL_TEST_SERVERS=1`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A panic is a test failure.
+
 mod support;
 
 use std::io::Write as _;

@@ -1,9 +1,11 @@
 //! `vigil-restart-recorder`: stands in for a restart command and proves restarts never
 //! overlap.
 //!
-//! `--log PATH --hold-ms N [--exit CODE]`: appends `start <pid> <unix_ns>`, sleeps N ms,
-//! appends `end <pid> <unix_ns>`, exits CODE (default 0). Each line is one `write(2)` to
-//! an `O_APPEND` file, so concurrent recorders never interleave within a line.
+//! `--log PATH --hold-ms N [--exit CODE]`: appends `start <pid> <unix_ns> <restart id>`,
+//! sleeps N ms, appends `end <pid> <unix_ns> <restart id>`, exits CODE (default 0). The
+//! restart id is `$VIGIL_RESTART_ID` (the ledger row of the restart Vigil runs it for), or
+//! `-`. Each line is one `write(2)` to an `O_APPEND` file, so concurrent recorders never
+//! interleave within a line.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -65,7 +67,8 @@ fn run() -> Result<u8, String> {
 }
 
 fn record(log: &mut File, what: &str) -> Result<(), String> {
-    let line = format!("{what} {} {}\n", std::process::id(), unix_ns()?);
+    let id = std::env::var("VIGIL_RESTART_ID").unwrap_or_else(|_| "-".to_owned());
+    let line = format!("{what} {} {} {id}\n", std::process::id(), unix_ns()?);
     // One write(2): O_APPEND makes it atomic with respect to other appenders.
     let written = log
         .write(line.as_bytes())

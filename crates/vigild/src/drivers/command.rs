@@ -7,17 +7,40 @@ use vigil_checks::process::{self, Exit, Leftovers, RunSpec};
 use vigil_config::model::Argv;
 
 use super::RestartReport;
+use crate::guard::Tracker;
 
 /// Output kept from a driver or repair command, for the one-line report.
 const CAPTURE_LIMIT: usize = 64 * 1024;
 
-/// Runs a driver or repair command: success is exit code 0 within `timeout`.
-pub async fn run_command(argv: &Argv, timeout: Duration) -> RestartReport {
+/// Runs a driver or repair command: success is exit code 0 within `timeout`. With the
+/// `tracker` of an allowed restart, the command is recorded before it starts, its pid
+/// once spawned, and its process group inherits the restart's lock.
+pub async fn run_command(
+    argv: &Argv,
+    timeout: Duration,
+    tracker: Option<&Tracker>,
+) -> RestartReport {
+    if let Some(t) = tracker {
+        t.starting(&format!("`{argv}`")).await;
+    }
+    let on_spawn = |pid: u32| {
+        if let Some(t) = tracker {
+            t.spawned(pid);
+        }
+    };
+    // The restart's ledger row, for the command's own logs (and to tie each run of it to
+    // its row, whatever happens to Vigil meanwhile).
+    let env = tracker
+        .map(|t| vec![("VIGIL_RESTART_ID".to_owned(), t.intent().to_string())])
+        .unwrap_or_default();
     let spec = RunSpec {
         capture_limit: CAPTURE_LIMIT,
+        env: &env,
         // A restart command may start the service in the background (e.g.
         // `managed_start.sh restart`); what it leaves running is the service.
         leftovers: Leftovers::Keep,
+        inherit: tracker.map(Tracker::fd),
+        on_spawn: Some(&on_spawn),
         ..RunSpec::new(argv, timeout)
     };
     match process::run(spec).await {

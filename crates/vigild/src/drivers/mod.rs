@@ -41,6 +41,7 @@ pub use self::command::run_command;
 use self::docker::OwnRestarts;
 use self::exec::ExecProcess;
 use self::systemd::SystemdUnit;
+use crate::guard::Tracker;
 use crate::observe::bus::Events;
 
 /// A future a driver hands out.
@@ -76,8 +77,10 @@ impl std::fmt::Debug for Driver {
 
 /// A driver whose operations run to completion.
 pub trait RemoteDriver: Send + Sync {
-    /// Restart, start or stop the service, within the driver's own deadline.
-    fn run(&self, op: Op) -> DriverFuture<'_, RestartReport>;
+    /// Restart, start or stop the service, within the driver's own deadline. `tracker`
+    /// (an allowed restart's): report what is started, and hand the restart's lock to
+    /// what is spawned.
+    fn run(&self, op: Op, tracker: Option<Tracker>) -> DriverFuture<'_, RestartReport>;
     /// Whether the service runs, when the driver can tell.
     fn is_running(&self) -> DriverFuture<'_, Option<bool>>;
     /// Why an automatic restart cannot succeed now, if it cannot (systemd's start limit).
@@ -101,6 +104,10 @@ pub enum ProcessEvent {
 
 /// A process Vigil spawns and supervises (the edge of `driver = "exec"`).
 pub trait ProcessDriver: Send {
+    /// Before the first spawn: makes sure no instance left by an earlier Vigil runs.
+    fn prepare(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
     /// Spawns the service; the new leader's pid.
     fn spawn(&mut self) -> Result<i32, String>;
     /// Sends `signal` to the process group of `pid` (if it is the current process).
@@ -145,6 +152,19 @@ pub fn build(service: &Service, cx: &DriverContext) -> Result<Driver, BuildError
     })
 }
 
+impl Remote {
+    /// What an operation starts, in words (for the ledger: what a dead Vigil left
+    /// running).
+    fn describe(&self, op: Op) -> String {
+        match &self.reader {
+            Reader::Command(c) => format!("`{}`", c.restart),
+            Reader::Docker(d) => format!("docker {} {}", op.as_str(), d.container),
+            Reader::Systemd(u) => format!("systemd {} of {}", op.as_str(), u.spec.unit),
+            Reader::Exec => op.as_str().to_owned(),
+        }
+    }
+}
+
 /// The acting side of the command, systemd and docker drivers.
 struct Remote {
     reader: Reader,
@@ -153,16 +173,22 @@ struct Remote {
 }
 
 impl RemoteDriver for Remote {
-    fn run(&self, op: Op) -> DriverFuture<'_, RestartReport> {
+    fn run(&self, op: Op, tracker: Option<Tracker>) -> DriverFuture<'_, RestartReport> {
         Box::pin(async move {
+            let tracker = tracker.as_ref();
+            if let Some(t) = tracker
+                && !matches!(self.reader, Reader::Command(_))
+            {
+                t.starting(&self.describe(op)).await;
+            }
             match (&self.reader, op) {
                 (Reader::Command(c), Op::Restart | Op::Repair) => {
-                    run_command(&c.restart, c.timeout).await
+                    run_command(&c.restart, c.timeout, tracker).await
                 }
                 // A command driver without `stop_command` has nothing to run for a stop
                 // (its `restart_command` does the work in the start phase).
                 (Reader::Command(c), Op::Stop) => match &c.stop {
-                    Some(stop) => run_command(stop, c.timeout).await,
+                    Some(stop) => run_command(stop, c.timeout, tracker).await,
                     None => RestartReport {
                         ok: true,
                         detail: "no stop_command: restarted in the start phase".to_owned(),
@@ -172,8 +198,8 @@ impl RemoteDriver for Remote {
                 },
                 // `start_command` after a `stop_command`, else `restart_command`.
                 (Reader::Command(c), Op::Start) => match (&c.stop, &c.start) {
-                    (Some(_), Some(start)) => run_command(start, c.timeout).await,
-                    _ => run_command(&c.restart, c.timeout).await,
+                    (Some(_), Some(start)) => run_command(start, c.timeout, tracker).await,
+                    _ => run_command(&c.restart, c.timeout, tracker).await,
                 },
                 (Reader::Docker(d), Op::Restart | Op::Repair) => {
                     docker::restart(d, &self.own).await
@@ -265,7 +291,7 @@ impl Reader {
         match self {
             Reader::Command(c) => {
                 let status = c.status.as_ref()?;
-                Some(run_command(status, c.timeout).await.ok)
+                Some(run_command(status, c.timeout, None).await.ok)
             }
             Reader::Docker(d) => docker::inspect(d).await.ok().map(|s| s.running),
             Reader::Exec => None,

@@ -1,10 +1,20 @@
 //! The per-service restart lock, held across processes while a restart is decided and
-//! performed (SPEC §2 step 1; seed 000's `flock -w 10`).
+//! performed (SPEC §2 step 1; seed 000's `flock -w 10`), and the lock of one restart in
+//! progress ([`RunningLock`]), which outlives a crashed Vigil.
 //!
-//! It is an advisory `flock(2)` on `state_dir/locks/NAME.lock`, taken through std's
-//! `File::try_lock`. The kernel releases it when the holder dies, so a crashed Vigil never
-//! leaves a service locked. Locking a sidecar file (not the SQLite database) keeps database
-//! transactions short: no transaction stays open while a service restarts.
+//! The restart lock is an advisory `flock(2)` on `state_dir/locks/NAME.lock`, taken
+//! through std's `File::try_lock`. The kernel releases it when the holder dies, so a
+//! crashed Vigil never leaves a service locked. Locking a sidecar file (not the SQLite
+//! database) keeps database transactions short: no transaction stays open while a
+//! service restarts.
+//!
+//! That alone let two restarts overlap after a crash: a restart command keeps running in
+//! its own process group when the Vigil that started it is killed, while the restart lock
+//! died with Vigil. So each allowed restart also locks `locks/NAME.running.ID` (ID: its
+//! intent's row) and hands that descriptor to what it spawns, as seed 000's `flock` on fd
+//! 200 does: the lock is held for as long as anything the restart started runs. It is
+//! only consulted for an intent whose Vigil died (`guard::begin`), so processes a
+//! *finished* restart left behind in the background never block a later one.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -25,6 +35,80 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// The lock of one allowed restart in progress (see the module docs). Dropping it closes
+/// Vigil's descriptor and removes the file: the outcome is recorded, nothing will ask.
+#[derive(Debug)]
+pub struct RunningLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl RunningLock {
+    /// Creates and locks `locks/NAME.running.ID`.
+    pub fn take(state_dir: &Path, service: &str, intent: i64) -> Result<RunningLock, LockError> {
+        let path = running_path(state_dir, service, intent);
+        let open_err = |source| LockError::Open {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(open_err)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(open_err)?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunningLock { file, path }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(open_err(std::io::Error::other(
+                "already locked (a restart with this intent runs)",
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(open_err(e)),
+        }
+    }
+
+    /// The descriptor a restart's child inherits.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.file.as_fd()
+    }
+}
+
+impl Drop for RunningLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `locks/NAME.running.ID`.
+pub fn running_path(state_dir: &Path, service: &str, intent: i64) -> PathBuf {
+    state_dir
+        .join("locks")
+        .join(format!("{service}.running.{intent}"))
+}
+
+/// Whether anything the restart with intent `intent` started still holds its lock.
+pub fn still_running(state_dir: &Path, service: &str, intent: i64) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .write(true)
+        .open(running_path(state_dir, service, intent))
+    else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
+/// Forgets the lock file of a resolved intent.
+pub fn forget_running(state_dir: &Path, service: &str, intent: i64) {
+    let _ = std::fs::remove_file(running_path(state_dir, service, intent));
 }
 
 /// The lock file of `service` under `state_dir`.

@@ -29,8 +29,10 @@ use vigil_core::{
     GuardPolicy, RestartReport, RestartRequest, ServiceName, Skip, Timestamp, Verdict, decide,
 };
 
-use self::lock::{LockError, RestartLock};
-use crate::ledger::{LedgerError, LedgerHandle};
+use std::sync::Arc;
+
+use self::lock::{LockError, RestartLock, RunningLock};
+use crate::ledger::{DanglingOutcome, Intent, LedgerError, LedgerHandle, NewVerdict};
 use crate::observe::bus::Events;
 use crate::platform::clock;
 
@@ -89,6 +91,8 @@ pub enum GuardError {
 pub struct Permit {
     /// `None` for a permit of the simulated gate (tests).
     lock: Option<RestartLock>,
+    /// For a tracked action: the restart's own lock and where to report its progress.
+    tracker: Option<Tracker>,
     intent: i64,
     service: ServiceName,
     request: RestartRequest,
@@ -107,6 +111,7 @@ impl Permit {
     ) -> Permit {
         Permit {
             lock: None,
+            tracker: None,
             intent: 0,
             service,
             request,
@@ -131,6 +136,69 @@ impl Permit {
     pub fn service(&self) -> &ServiceName {
         &self.service
     }
+
+    /// Where a tracked action reports its progress.
+    pub fn tracker(&self) -> Option<Tracker> {
+        self.tracker.clone()
+    }
+}
+
+/// How a tracked restart's action reports what it starts: recorded on the intent, so
+/// that after a crash the next Vigil knows what ran (see `lock::RunningLock`).
+#[derive(Clone)]
+pub struct Tracker {
+    ledger: LedgerHandle,
+    intent: i64,
+    running: Arc<RunningLock>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("intent", &self.intent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracker {
+    /// The restart's ledger row.
+    pub fn intent(&self) -> i64 {
+        self.intent
+    }
+
+    /// The restart's lock, for the spawned child to inherit.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.running.fd()
+    }
+
+    /// Records what the action is about to start, committed before it starts: an intent
+    /// without it provably started nothing.
+    pub async fn starting(&self, what: &str) {
+        let (intent, what) = (self.intent, what.to_owned());
+        if let Err(error) = self
+            .ledger
+            .call(move |l| l.record_action(intent, &what))
+            .await
+        {
+            tracing::warn!(%error, "cannot record what a restart starts");
+        }
+    }
+
+    /// Records the child the action spawned, while it runs (not awaited).
+    pub fn spawned(&self, pid: u32) {
+        let Some(start) = crate::platform::process::start_time(pid) else {
+            return;
+        };
+        let (ledger, intent) = (self.ledger.clone(), self.intent);
+        tokio::spawn(async move {
+            if let Err(error) = ledger
+                .call(move |l| l.record_child(intent, pid, start))
+                .await
+            {
+                tracing::warn!(%error, "cannot record the process a restart spawned");
+            }
+        });
+    }
 }
 
 /// The first step's result.
@@ -140,6 +208,34 @@ pub enum Begun {
     Allowed(Permit),
 }
 
+/// One request to the guard.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    pub request: RestartRequest,
+    /// What a hung process was doing (watchdog restarts), stored with the verdict.
+    pub evidence: Option<String>,
+    /// Commit the verdict without an fsync of its own (see [`begin`]).
+    pub relaxed: bool,
+    /// The action reports its progress through the permit's [`Tracker`] (what it starts,
+    /// the process it spawns), and hands the restart's lock to what it spawns.
+    pub tracked: bool,
+    /// The longest the action may run (`command_timeout`, `job_timeout`): after a crash,
+    /// the guard waits at most this long for what a dead Vigil's restart left running.
+    pub action_timeout: Duration,
+}
+
+impl Ask {
+    pub fn new(request: RestartRequest) -> Ask {
+        Ask {
+            request,
+            evidence: None,
+            relaxed: false,
+            tracked: false,
+            action_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// What a service actor asks the guard through: the ledger in the daemon and the CLI, an
 /// in-memory guard in simulated-time tests.
 pub trait Gate: Send + Sync {
@@ -147,9 +243,7 @@ pub trait Gate: Send + Sync {
         &'a self,
         service: &'a ServiceName,
         policy: &'a GuardPolicy,
-        request: RestartRequest,
-        evidence: Option<String>,
-        relaxed: bool,
+        ask: Ask,
     ) -> Pin<Box<dyn Future<Output = Result<Begun, GuardError>> + Send + 'a>>;
 
     fn finish<'a>(
@@ -172,11 +266,9 @@ impl Gate for GuardContext {
         &'a self,
         service: &'a ServiceName,
         policy: &'a GuardPolicy,
-        request: RestartRequest,
-        evidence: Option<String>,
-        relaxed: bool,
+        ask: Ask,
     ) -> Pin<Box<dyn Future<Output = Result<Begun, GuardError>> + Send + 'a>> {
-        Box::pin(begin(self, service, policy, request, evidence, relaxed))
+        Box::pin(begin(self, service, policy, ask))
     }
 
     fn finish<'a>(
@@ -207,21 +299,37 @@ impl Gate for GuardContext {
 
 /// Step 1: lock, decide, record. See the module docs.
 ///
-/// `relaxed`: commit the verdict to the WAL without an fsync of its own; the ledger
+/// `ask.relaxed`: commit the verdict to the WAL without an fsync of its own; the ledger
 /// thread fsyncs it right after (see `ledger/in_place.rs`). Only for restarting a process
 /// Vigil itself runs: a power loss that loses the intent also ended the process the
 /// restart started, so the ledger never under-counts a restart whose effect survived.
+///
+/// Intents left by a Vigil that died mid-restart are resolved first, under the lock. One
+/// whose action still runs (its child, or anything that inherited the restart's lock) is
+/// waited for, at most `lock_timeout`, before deciding: two restarts of a service never
+/// overlap, even across a crash. Resolution says what is known: `interrupted` only when
+/// the restart provably started nothing; otherwise `unknown`, with what was running.
 pub async fn begin(
     cx: &GuardContext,
     service: &ServiceName,
     policy: &GuardPolicy,
-    request: RestartRequest,
-    evidence: Option<String>,
-    relaxed: bool,
+    ask: Ask,
 ) -> Result<Begun, GuardError> {
+    let Ask {
+        request,
+        evidence,
+        relaxed,
+        tracked,
+        action_timeout,
+    } = ask;
     let lock_path = lock::lock_path(&cx.state_dir, service.as_str());
     let waited_from = tokio::time::Instant::now();
-    let Some(held) = lock::acquire(&lock_path, policy.lock_timeout).await? else {
+    let deadline = waited_from + policy.lock_timeout;
+    let mut held = lock::acquire(&lock_path, policy.lock_timeout).await?;
+    if held.is_some() && !wait_for_orphans(cx, service, deadline, action_timeout).await? {
+        held = None;
+    }
+    let Some(held) = held else {
         let verdict = Verdict::Skipped(Skip::Lock {
             waited: waited_from.elapsed(),
         });
@@ -229,14 +337,14 @@ pub async fn begin(
         let (name, v) = (service.to_string(), verdict.clone());
         cx.ledger
             .call(move |l| {
-                l.record_verdict(
-                    &name,
-                    request.source,
-                    request.forced,
-                    &v,
-                    now,
-                    evidence.as_deref(),
-                )
+                l.record_verdict(&NewVerdict {
+                    service: &name,
+                    request,
+                    verdict: &v,
+                    at: now,
+                    evidence: evidence.as_deref(),
+                    tracked: false,
+                })
                 .map(drop)
             })
             .await?;
@@ -257,40 +365,43 @@ pub async fn begin(
     };
 
     let name = service.to_string();
+    let state_dir = cx.state_dir.clone();
     let decision = {
         let policy = policy.clone();
         let decide = move |ledger: &mut crate::ledger::Ledger| -> Result<_, LedgerError> {
             let now = clock::now();
             ledger.transaction(relaxed, |ledger| {
-                let interrupted = ledger.dangling_intents(Some(&name))?;
-                for dangling in &interrupted {
-                    ledger.resolve_interrupted(dangling.id, now)?;
+                let mut resolved = Vec::new();
+                for dangling in ledger.dangling_intents(Some(&name))? {
+                    let (outcome, detail) = resolution(&dangling);
+                    ledger.resolve_dangling(dangling.id, outcome, &detail, now)?;
+                    resolved.push((dangling, outcome, detail));
                 }
                 ledger.close_expired_episode(&name, now)?;
                 let history = ledger.counted_restarts(&name, policy.window_start(now))?;
                 let verdict = decide(&policy, &history, request, now);
-                let recorded = ledger.record_verdict(
-                    &name,
-                    request.source,
-                    request.forced,
-                    &verdict,
-                    now,
-                    evidence.as_deref(),
-                )?;
-                Ok((verdict, now, recorded, interrupted))
+                let recorded = ledger.record_verdict(&NewVerdict {
+                    service: &name,
+                    request,
+                    verdict: &verdict,
+                    at: now,
+                    evidence: evidence.as_deref(),
+                    tracked,
+                })?;
+                Ok((verdict, now, recorded, resolved))
             })
         };
         ledger_job(cx, relaxed, decide).await?
     };
-    let (verdict, now, recorded, interrupted) = decision;
-    for dangling in interrupted {
+    let (verdict, now, recorded, resolved) = decision;
+    for (dangling, outcome, detail) in resolved {
+        lock::forget_running(&state_dir, service.as_str(), dangling.id);
         cx.events.publish(
             service,
-            Event::RestartInterrupted {
-                intent: dangling.id,
-                allowed_at: dangling.at,
-                source: dangling.source,
-                pid: dangling.pid,
+            Event::RestartResolved {
+                by_pid: dangling.pid,
+                outcome: outcome.as_str(),
+                detail,
             },
         );
     }
@@ -315,8 +426,19 @@ pub async fn begin(
             finished_at: None,
         }));
     }
+    let tracker = if tracked {
+        let running = RunningLock::take(&cx.state_dir, service.as_str(), recorded.id)?;
+        Some(Tracker {
+            ledger: cx.ledger.clone(),
+            intent: recorded.id,
+            running: Arc::new(running),
+        })
+    } else {
+        None
+    };
     Ok(Begun::Allowed(Permit {
         lock: Some(held),
+        tracker,
         intent: recorded.id,
         service: service.clone(),
         request,
@@ -324,6 +446,95 @@ pub async fn begin(
         decided_at: now,
         relaxed,
     }))
+}
+
+/// What is known about a dangling intent (called under the service's lock, with nothing
+/// it started still running).
+fn resolution(intent: &Intent) -> (DanglingOutcome, String) {
+    let who = if intent.pid == std::process::id() {
+        // Our own: the outcome's write failed (a full disk), the process did not die.
+        return (
+            DanglingOutcome::Unknown,
+            "outcome unknown: this vigil could not record it (the ledger write failed)".to_owned(),
+        );
+    } else if crate::platform::process::is_vigil(intent.pid) {
+        format!("vigil pid {} did not record it", intent.pid)
+    } else {
+        format!("vigil pid {} died", intent.pid)
+    };
+    match (&intent.action, intent.child, intent.tracked) {
+        (None, _, true) => (
+            DanglingOutcome::Interrupted,
+            format!("{who} before the restart started anything"),
+        ),
+        (Some(what), Some((pid, _)), _) => (
+            DanglingOutcome::Unknown,
+            format!(
+                "outcome unknown: {who} while {what} (pid {pid}) was running; it has ended since"
+            ),
+        ),
+        (Some(what), None, _) => (
+            DanglingOutcome::Unknown,
+            format!("outcome unknown: {who} while starting {what}"),
+        ),
+        (None, _, false) => (
+            DanglingOutcome::Unknown,
+            format!("outcome unknown: {who} during the restart"),
+        ),
+    }
+}
+
+/// Waits, until `deadline`, for what the service's dangling restarts left running (their
+/// child, or anything holding their restart lock). `false`: still running at the
+/// deadline. Leftovers of a restart whose command itself has ended, or that ran longer
+/// than `action_timeout`, are not waited for: they are the service, started in the
+/// background, not a restart in progress.
+async fn wait_for_orphans(
+    cx: &GuardContext,
+    service: &ServiceName,
+    deadline: tokio::time::Instant,
+    action_timeout: Duration,
+) -> Result<bool, GuardError> {
+    let name = service.to_string();
+    let dangling = cx
+        .ledger
+        .call(move |l| l.dangling_intents(Some(&name)))
+        .await?;
+    let mut announced = false;
+    for intent in dangling {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let running = lock::still_running(&cx.state_dir, service.as_str(), intent.id);
+            let leader_done = intent
+                .child
+                .is_some_and(|(pid, start)| !crate::platform::process::is_alive(pid, start));
+            let too_old = clock::now().saturating_since(intent.at) > action_timeout;
+            if !running || leader_done || too_old {
+                break;
+            }
+            if !announced {
+                announced = true;
+                cx.events.publish(
+                    service,
+                    Event::RestartStillRunning {
+                        by_pid: intent.pid,
+                        what: intent
+                            .action
+                            .clone()
+                            .unwrap_or_else(|| "its action".to_owned()),
+                        child: intent.child.map(|(pid, _)| pid),
+                    },
+                );
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+    Ok(true)
 }
 
 /// Step 2: records how the permitted action went and releases the lock.
@@ -364,10 +575,13 @@ pub async fn finish(
     }
     let Permit {
         lock,
+        tracker,
         verdict,
         decided_at,
         ..
     } = permit;
+    // The outcome is recorded: nothing will ask whether the restart still runs.
+    drop(tracker);
     drop(lock);
     Ok(Decision {
         verdict,
@@ -389,7 +603,7 @@ pub async fn request<F>(
 where
     F: Future<Output = RestartReport>,
 {
-    match begin(cx, service, policy, request, None, false).await? {
+    match begin(cx, service, policy, Ask::new(request)).await? {
         Begun::Refused(decision) => Ok(decision),
         Begun::Allowed(permit) => {
             let report = action.await;

@@ -41,7 +41,7 @@ use vigil_core::Timestamp;
 pub use self::deliveries::DeliveryRow;
 pub use self::handle::{CHECK_STATE_FLUSH, LedgerHandle};
 pub use self::in_place::sync_wal;
-pub use self::restarts::{HistoryRow, Intent, Recorded};
+pub use self::restarts::{DanglingOutcome, HistoryRow, Intent, NewVerdict, Recorded};
 pub use self::states::{CheckStateRow, ExecStateRow};
 
 use self::restarts::CountedCache;

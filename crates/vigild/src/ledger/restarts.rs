@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 use vigil_core::guard::Denial;
-use vigil_core::{RestartRecord, Source, Timestamp, Verdict};
+use vigil_core::{RestartRecord, RestartRequest, Source, Timestamp, Verdict};
 
 use super::{Ledger, Result, sql_err, ts};
 
@@ -50,6 +50,19 @@ pub struct HistoryRow {
     pub last_at: Option<Timestamp>,
 }
 
+/// One verdict to record ([`Ledger::record_verdict`]).
+#[derive(Clone, Copy, Debug)]
+pub struct NewVerdict<'a> {
+    pub service: &'a str,
+    pub request: RestartRequest,
+    pub verdict: &'a Verdict,
+    pub at: Timestamp,
+    /// What a hung process was doing (watchdog restarts).
+    pub evidence: Option<&'a str>,
+    /// The restart's action will report its progress (see `Intent::tracked`).
+    pub tracked: bool,
+}
+
 /// What [`Ledger::record_verdict`] wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recorded {
@@ -58,6 +71,24 @@ pub struct Recorded {
     /// A denial inside an open given-up episode was counted on the episode's first row
     /// (`id` is that row): the episode's denials so far, this one included.
     pub repeat: Option<u32>,
+}
+
+/// How a dangling intent is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DanglingOutcome {
+    /// The restart provably did not run.
+    Interrupted,
+    /// It may have run; nobody saw how it ended.
+    Unknown,
+}
+
+impl DanglingOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DanglingOutcome::Interrupted => "interrupted",
+            DanglingOutcome::Unknown => "unknown",
+        }
+    }
 }
 
 /// The latest row of a service that opens or closes a given-up episode.
@@ -74,7 +105,15 @@ pub struct Intent {
     pub service: String,
     pub at: Timestamp,
     pub source: String,
+    /// The Vigil process that was performing it.
     pub pid: u32,
+    /// Its action reports its progress: `action` is recorded before anything is started.
+    pub tracked: bool,
+    /// What it started (`` `restart_command` ``, `RestartUnit x`), once it did.
+    pub action: Option<String>,
+    /// The process it spawned, and that process's start time (clock ticks since boot, to
+    /// tell it from a later process with the same pid).
+    pub child: Option<(u32, u64)>,
 }
 
 impl Ledger {
@@ -165,15 +204,16 @@ impl Ledger {
     ///
     /// `evidence` (e.g. what a hung process was doing) is stored with the row, in the same
     /// commit.
-    pub fn record_verdict(
-        &self,
-        service: &str,
-        source: Source,
-        forced: bool,
-        verdict: &Verdict,
-        at: Timestamp,
-        evidence: Option<&str>,
-    ) -> Result<Recorded> {
+    pub fn record_verdict(&self, new: &NewVerdict<'_>) -> Result<Recorded> {
+        let NewVerdict {
+            service,
+            request,
+            verdict,
+            at,
+            evidence,
+            tracked,
+        } = *new;
+        let (source, forced) = (request.source, request.forced);
         let err = sql_err(&self.path);
         let rearm_at = match verdict {
             Verdict::Denied(Denial::Limit { rearm_at, .. }) => Some(*rearm_at),
@@ -205,8 +245,8 @@ impl Ledger {
             self.conn
                 .prepare_cached(
                     "INSERT INTO restarts (service, at, source, forced, verdict, reason, message,
-                        counts, pid, evidence, rearm_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        counts, pid, evidence, rearm_at, tracked)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .and_then(|mut stmt| {
                     stmt.execute(params![
@@ -221,6 +261,7 @@ impl Ledger {
                         std::process::id(),
                         evidence,
                         rearm_at.map(Timestamp::as_millis),
+                        tracked && verdict.is_allowed(),
                     ])
                 })
                 .map_err(&err)?;
@@ -332,43 +373,79 @@ impl Ledger {
                 // Two statements, not `(?1 IS NULL OR service = ?1)`: that form cannot use
                 // the partial index and scans the whole table.
                 Some(_) => {
-                    "SELECT id, service, at, source, pid FROM restarts
+                    "SELECT id, service, at, source, pid, tracked, action, child_pid, child_start
+                     FROM restarts
                      WHERE service = ?1 AND verdict = 'allowed' AND outcome IS NULL ORDER BY id"
                 }
                 None => {
-                    "SELECT id, service, at, source, pid FROM restarts
+                    "SELECT id, service, at, source, pid, tracked, action, child_pid, child_start
+                     FROM restarts
                      WHERE verdict = 'allowed' AND outcome IS NULL AND ?1 IS NULL ORDER BY id"
                 }
             })
             .map_err(&err)?;
         let rows = stmt
             .query_map(params![service], |r| {
+                let child = match (r.get::<_, Option<u32>>(7)?, r.get::<_, Option<i64>>(8)?) {
+                    (Some(pid), Some(start)) => Some((pid, u64::try_from(start).unwrap_or(0))),
+                    _ => None,
+                };
                 Ok(Intent {
                     id: r.get(0)?,
                     service: r.get(1)?,
                     at: Timestamp::from_millis(r.get(2)?),
                     source: r.get(3)?,
                     pid: r.get(4)?,
+                    tracked: r.get(5)?,
+                    action: r.get(6)?,
+                    child,
                 })
             })
             .map_err(&err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
     }
 
-    /// Marks a dangling intent as interrupted. Call only while holding the service's
-    /// restart lock, which proves no live process is still performing it. The restart keeps
-    /// counting against the budget: it may well have happened.
-    pub fn resolve_interrupted(&self, id: i64, at: Timestamp) -> Result<()> {
+    /// Resolves a dangling intent with what is known: `interrupted` only when the restart
+    /// provably did not run (a tracked one that started nothing), otherwise `unknown`.
+    /// Call only while holding the service's restart lock, with nothing the restart started
+    /// still running. The restart keeps counting against the budget: it may well have
+    /// happened.
+    pub fn resolve_dangling(
+        &self,
+        id: i64,
+        outcome: DanglingOutcome,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<()> {
         let err = sql_err(&self.path);
         self.conn
             .execute(
-                "UPDATE restarts SET outcome = 'interrupted',
-                    outcome_detail = 'vigil process ' || pid || ' died during the restart; outcome unknown',
-                    finished_at = ?2
+                "UPDATE restarts SET outcome = ?2, outcome_detail = ?3, finished_at = ?4
                  WHERE id = ?1 AND outcome IS NULL",
-                params![id, at.as_millis()],
+                params![id, outcome.as_str(), detail, at.as_millis()],
             )
             .map_err(&err)?;
+        Ok(())
+    }
+
+    /// A tracked restart is about to start `what` (committed before it does: an intent
+    /// without it provably started nothing).
+    pub fn record_action(&self, id: i64, what: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE restarts SET action = ?2 WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![id, what]))
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    /// A tracked restart spawned `pid` (started at `start`, in clock ticks since boot).
+    pub fn record_child(&self, id: i64, pid: u32, start: u64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE restarts SET child_pid = ?2, child_start = ?3 WHERE id = ?1")
+            .and_then(|mut stmt| {
+                stmt.execute(params![id, pid, i64::try_from(start).unwrap_or(i64::MAX)])
+            })
+            .map_err(sql_err(&self.path))?;
         Ok(())
     }
 

@@ -127,6 +127,9 @@ impl Ledger {
             // denial row (`repeats`, `last_at`) instead of one row each; `rearm_at` says
             // when the episode ends. The index finds a service's latest episode row. A
             // `log` check's read position is kept with its state, for the next process.
+            // A tracked restart (one whose action reports its progress) records what it
+            // started (`action`) and the process it spawned (`child_pid`, `child_start`),
+            // so that after a crash the next Vigil knows whether it is still running.
             tx.execute_batch(
                 "ALTER TABLE restarts ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
                 ALTER TABLE restarts ADD COLUMN last_at INTEGER;
@@ -134,6 +137,10 @@ impl Ledger {
                 CREATE INDEX restarts_episodes ON restarts(service, at)
                     WHERE verdict IN ('allowed', 'denied', 'reset', 'rearmed');
                 ALTER TABLE check_state ADD COLUMN position TEXT;
+                ALTER TABLE restarts ADD COLUMN tracked INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE restarts ADD COLUMN action TEXT;
+                ALTER TABLE restarts ADD COLUMN child_pid INTEGER;
+                ALTER TABLE restarts ADD COLUMN child_start INTEGER;
                 PRAGMA user_version = 6;",
             )
             .map_err(&err)?;

@@ -21,7 +21,17 @@ fn allowed(ledger: &Ledger, service: &str, at: Timestamp) {
     );
     assert!(verdict.is_allowed());
     ledger
-        .record_verdict(service, Source::Exit, false, &verdict, at, None)
+        .record_verdict(&NewVerdict {
+            service,
+            request: RestartRequest {
+                source: Source::Exit,
+                forced: false,
+            },
+            verdict: &verdict,
+            at,
+            evidence: None,
+            tracked: false,
+        })
         .unwrap();
 }
 
@@ -68,14 +78,17 @@ fn counted_restarts_stay_coherent_with_other_connections_and_own_writes() {
         waited: Duration::from_secs(1),
     });
     daemon
-        .record_verdict(
-            "api",
-            Source::Exit,
-            false,
-            &skipped,
-            Timestamp::from_secs(30),
-            None,
-        )
+        .record_verdict(&NewVerdict {
+            service: "api",
+            request: RestartRequest {
+                source: Source::Exit,
+                forced: false,
+            },
+            verdict: &skipped,
+            at: Timestamp::from_secs(30),
+            evidence: None,
+            tracked: false,
+        })
         .unwrap();
     assert_eq!(counted_at(&daemon, "api", 5), [10, 20]);
 }
@@ -170,7 +183,17 @@ fn intents_outcomes_and_reset_round_trip() {
         now,
     );
     let id = ledger
-        .record_verdict("web", Source::Health, false, &verdict, now, None)
+        .record_verdict(&NewVerdict {
+            service: "web",
+            request: RestartRequest {
+                source: Source::Health,
+                forced: false,
+            },
+            verdict: &verdict,
+            at: now,
+            evidence: None,
+            tracked: false,
+        })
         .unwrap()
         .id;
     assert_eq!(ledger.dangling_intents(None).unwrap().len(), 1);
@@ -450,6 +473,11 @@ fn a_version_2_ledger_gains_alert_deliveries_keeping_its_rows() {
              ALTER TABLE restarts DROP COLUMN repeats;
              ALTER TABLE restarts DROP COLUMN last_at;
              ALTER TABLE restarts DROP COLUMN rearm_at;
+             ALTER TABLE restarts DROP COLUMN tracked;
+             ALTER TABLE restarts DROP COLUMN action;
+             ALTER TABLE restarts DROP COLUMN child_pid;
+             ALTER TABLE restarts DROP COLUMN child_start;
+             ALTER TABLE check_state DROP COLUMN position;
              INSERT INTO restarts (service, at, source, verdict, message, counts, outcome, pid)
                 VALUES ('web', 1000, 'health', 'allowed', 'Restart ALLOWED (1/5 per hour)', 1, 'ok', 7);
              INSERT INTO heartbeats (service, name, at) VALUES ('web', 'beat', 5000);
@@ -538,7 +566,17 @@ fn denials_of_one_episode_are_counted_on_its_first_row() {
             .unwrap();
         let verdict = decide(&policy, &counted, RestartRequest::new(Source::Health), now);
         let recorded = ledger
-            .record_verdict("web", Source::Health, false, &verdict, now, None)
+            .record_verdict(&NewVerdict {
+                service: "web",
+                request: RestartRequest {
+                    source: Source::Health,
+                    forced: false,
+                },
+                verdict: &verdict,
+                at: now,
+                evidence: None,
+                tracked: false,
+            })
             .unwrap();
         (verdict, recorded)
     };

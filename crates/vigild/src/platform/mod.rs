@@ -1,8 +1,10 @@
 //! What Vigil needs from the machine it runs on, kept apart from the logic: the clock (the
-//! only place time is read) and the memory tuning of a long-running daemon.
+//! only place time is read), facts about other processes, and the memory tuning of a
+//! long-running daemon.
 
 pub mod clock;
 pub mod memory;
+pub mod process;
 
 /// glibc gives every thread that allocates its own malloc arena (up to 8 per core), and an
 /// arena keeps its high-water mark resident; for a daemon that mostly waits, two arenas cut

@@ -30,7 +30,7 @@ use vigil_core::lifecycle::{
 use vigil_core::{GuardPolicy, RestartReport, ServiceName, Timestamp};
 
 use crate::drivers::{Driver, DriverEvent, ProcessEvent, RemoteDriver, run_command};
-use crate::guard::{Begun, Decision, Gate, Permit};
+use crate::guard::{Ask, Begun, Decision, Gate, Permit};
 use crate::ledger::{ExecStateRow, LedgerHandle};
 use crate::observe::bus::Events;
 use crate::platform::clock::Clock;
@@ -227,7 +227,8 @@ impl ServiceActor {
             {
                 self.driver_events = d.follow(&self.name, self.cancel.child_token());
             }
-            if matches!(self.driver, Driver::Process(_)) {
+            if let Driver::Process(p) = &mut self.driver {
+                p.prepare().await;
                 self.machine.start(self.deps.clock.moment());
             }
             Box::pin(self.pump()).await;
@@ -477,8 +478,17 @@ impl ServiceActor {
                         (Driver::Remote(d), true) => Some(d.clone()),
                         _ => None,
                     };
+                    let ask = Ask {
+                        request,
+                        evidence,
+                        relaxed,
+                        // Remote actions report what they start and hand the restart's lock
+                        // to it; an exec service's process is watched by its own actor.
+                        tracked: matches!(self.driver, Driver::Remote(_)),
+                        action_timeout: self.repair_timeout,
+                    };
                     self.background = Some(Box::pin(async move {
-                        ask_guard(gate, name, policy, request, evidence, relaxed, blocked).await
+                        ask_guard(gate, name, policy, ask, blocked).await
                     }));
                 }
                 Effect::RunOp { id, op } => {
@@ -493,10 +503,13 @@ impl ServiceActor {
                         Driver::Remote(d) => Some(d.clone()),
                         Driver::Process(_) => None,
                     };
+                    let tracker = self.permit.as_ref().and_then(Permit::tracker);
                     self.background = Some(Box::pin(async move {
                         let report = match (op, repair, driver) {
-                            (Op::Repair, Some(argv), _) => run_command(&argv, timeout).await,
-                            (_, _, Some(d)) => d.run(op).await,
+                            (Op::Repair, Some(argv), _) => {
+                                run_command(&argv, timeout, tracker.as_ref()).await
+                            }
+                            (_, _, Some(d)) => d.run(op, tracker).await,
                             (_, _, None) => RestartReport {
                                 ok: false,
                                 detail: format!("no driver operation `{}` here", op.as_str()),
@@ -684,9 +697,7 @@ async fn ask_guard(
     gate: Arc<dyn Gate>,
     name: ServiceName,
     policy: GuardPolicy,
-    request: vigil_core::RestartRequest,
-    evidence: Option<String>,
-    relaxed: bool,
+    ask: Ask,
     blocked: Option<Arc<dyn RemoteDriver>>,
 ) -> Box<Done> {
     if let Some(d) = blocked
@@ -694,7 +705,7 @@ async fn ask_guard(
     {
         return Done::input(Input::Guard(GuardAnswer::Blocked(why)));
     }
-    match gate.begin(&name, &policy, request, evidence, relaxed).await {
+    match gate.begin(&name, &policy, ask).await {
         Ok(Begun::Refused(decision)) => Box::new(Done {
             input: Input::Guard(GuardAnswer::Decided {
                 verdict: decision.verdict.clone(),

@@ -70,7 +70,11 @@ pub struct GroupDriver {
 }
 
 impl RemoteDriver for GroupDriver {
-    fn run(&self, op: Op) -> DriverFuture<'_, RestartReport> {
+    fn run(
+        &self,
+        op: Op,
+        _tracker: Option<crate::guard::Tracker>,
+    ) -> DriverFuture<'_, RestartReport> {
         Box::pin(async move {
             let started = tokio::time::Instant::now();
             let result = match op {

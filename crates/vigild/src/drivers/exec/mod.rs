@@ -32,6 +32,9 @@ use self::notify::{Message, NotifySocket};
 use self::pipes::{Pipe, Stream};
 use self::proc::PidFd;
 use super::{ProcessDriver, ProcessEvent};
+
+/// How long a SIGKILLed earlier instance may take to die before a start goes ahead.
+const KILL_GRACE: Duration = Duration::from_secs(5);
 use crate::observe::bus::Events;
 
 /// One running instance of the service.
@@ -56,10 +59,20 @@ impl Drop for Instance {
 }
 
 /// An exec service's process edge (see the module docs).
+///
+/// Never two instances of a service, even across a crash of Vigil: each instance inherits
+/// the service's *instance lock* (`locks/NAME.instance`, an `flock` this driver holds for
+/// the life of the daemon), so the lock stays held while anything of the instance runs.
+/// A Vigil starting up that finds the lock held by another process ([`ExecProcess::prepare`])
+/// finds what a Vigil that died left running (by the environment `spawn` gives every
+/// instance) and stops it before starting its own.
 pub struct ExecProcess {
     name: ServiceName,
     spec: ExecDriver,
     events: Events,
+    state_dir: std::path::PathBuf,
+    /// The instance lock, once held.
+    instance: Option<std::fs::File>,
     notify: Option<NotifySocket>,
     child: Option<Instance>,
     /// The last lines the service wrote, for hang evidence.
@@ -80,6 +93,8 @@ impl ExecProcess {
             name,
             spec,
             events,
+            state_dir: state_dir.to_path_buf(),
+            instance: None,
             notify: Some(notify),
             child: None,
             recent: VecDeque::new(),
@@ -200,15 +215,113 @@ impl ExecProcess {
     }
 }
 
+impl ExecProcess {
+    fn instance_path(&self) -> std::path::PathBuf {
+        self.state_dir
+            .join("locks")
+            .join(format!("{}.instance", self.name))
+    }
+
+    /// Takes the instance lock without waiting: `Ok(true)` when held now.
+    fn try_instance_lock(&mut self) -> std::io::Result<bool> {
+        if self.instance.is_some() {
+            return Ok(true);
+        }
+        let path = self.instance_path();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                self.instance = Some(file);
+                Ok(true)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
 impl ProcessDriver for ExecProcess {
+    fn prepare(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            match self.try_instance_lock() {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(service = %self.name, %error, "cannot take the instance lock");
+                    return;
+                }
+            }
+            // Another process holds it: what a Vigil that died left running.
+            let groups = proc::owned_groups(self.name.as_str(), &self.state_dir);
+            let names: Vec<String> = groups.iter().map(|(_, d)| d.clone()).collect();
+            tracing::warn!(service = %self.name, event = "exec_orphans",
+                "an instance left by a vigil that died still runs ({}): stopping it before starting a new one",
+                if names.is_empty() { "processes holding its instance lock".to_owned() } else { names.join("; ") });
+            for (pg, _) in &groups {
+                proc::signal_group(*pg, self.spec.stop_signal);
+            }
+            let kill_at = Instant::now() + self.spec.stop_timeout;
+            let give_up = kill_at + KILL_GRACE;
+            let mut killed = false;
+            loop {
+                if matches!(self.try_instance_lock(), Ok(true)) {
+                    self.events.publish(
+                        &self.name,
+                        Event::Leftovers {
+                            processes: names,
+                            killed_by: if killed {
+                                "SIGKILL".to_owned()
+                            } else {
+                                self.spec
+                                    .stop_signal
+                                    .name()
+                                    .unwrap_or("stop signal")
+                                    .to_owned()
+                            },
+                        },
+                    );
+                    return;
+                }
+                let now = Instant::now();
+                if now >= give_up {
+                    tracing::error!(service = %self.name, event = "exec_orphans_unkillable",
+                        "the earlier instance did not die within {} of SIGKILL; starting anyway",
+                        vigil_core::format_duration(KILL_GRACE));
+                    return;
+                }
+                if now >= kill_at && !killed {
+                    killed = true;
+                    for (pg, _) in proc::owned_groups(self.name.as_str(), &self.state_dir) {
+                        proc::signal_group(pg, Signal::KILL);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    }
+
     fn spawn(&mut self) -> Result<i32, String> {
         let socket = self
             .notify
             .as_ref()
             .map(|n| n.address().to_path_buf())
             .unwrap_or_default();
-        let spawned =
-            spawn::spawn(&self.spec, &socket, self.spec.watchdog).map_err(|e| e.to_string())?;
+        // Held since `prepare` in the daemon; one try more costs one syscall.
+        let _ = self.try_instance_lock();
+        let owner = spawn::Owner {
+            service: self.name.as_str(),
+            state_dir: &self.state_dir,
+            instance_lock: self.instance.as_ref().map(std::os::fd::AsFd::as_fd),
+        };
+        let spawned = spawn::spawn(&self.spec, &socket, self.spec.watchdog, &owner)
+            .map_err(|e| e.to_string())?;
         let pid = spawned.pid;
         let pidfd = match PidFd::open(pid) {
             Ok(fd) => fd,

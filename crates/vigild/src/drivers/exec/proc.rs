@@ -98,6 +98,57 @@ fn stat_fields(pid: i32) -> Option<(char, i32, i32)> {
     Some((state, ppid, pgrp))
 }
 
+/// The process groups of live processes whose environment says they belong to `service`
+/// of the Vigil whose state is in `state_dir` (`VIGIL_SERVICE`, `VIGIL_STATE_DIR`, set by
+/// `spawn`): what a Vigil that died left running. Reads `/proc/PID/environ` of every
+/// process, so it is only called when the service's instance lock says there is one.
+pub fn owned_groups(service: &str, state_dir: &std::path::Path) -> Vec<(Pid, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let want_service = format!("VIGIL_SERVICE={service}");
+    let want_dir = format!("VIGIL_STATE_DIR={}", state_dir.display());
+    let me = std::process::id();
+    let mut groups: Vec<(Pid, String)> = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if u32::try_from(pid).ok() == Some(me) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let mut vars = environ.split(|b| *b == 0);
+        let (mut is_service, mut is_ours) = (false, false);
+        for var in &mut vars {
+            is_service |= var == want_service.as_bytes();
+            is_ours |= var == want_dir.as_bytes();
+        }
+        if !(is_service && is_ours) {
+            continue;
+        }
+        let Some((state, _, pgrp)) = stat_fields(pid) else {
+            continue;
+        };
+        if state == 'Z' || state == 'X' {
+            continue;
+        }
+        if let Some(pg) = Pid::from_raw(pgrp)
+            && !groups.iter().any(|(g, _)| *g == pg)
+            && let Some(p) = Pid::from_raw(pid)
+        {
+            groups.push((pg, describe(p)));
+        }
+    }
+    groups
+}
+
 /// The live (non-zombie) processes of group `pgid`, other than `except`.
 pub fn group_members(pgid: Pid, except: Pid) -> Vec<Pid> {
     let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -118,11 +118,21 @@ fn stdio(target: &OutputTarget) -> Stdio {
     }
 }
 
+/// Who a supervised process belongs to, set in its environment (`VIGIL_SERVICE`,
+/// `VIGIL_STATE_DIR`) so that a later Vigil finds what a dead one left running, and the
+/// descriptor of the service's instance lock it inherits (see `drivers/exec/mod.rs`).
+pub struct Owner<'a> {
+    pub service: &'a str,
+    pub state_dir: &'a Path,
+    pub instance_lock: Option<std::os::fd::BorrowedFd<'a>>,
+}
+
 /// Spawns the service's command in its own process group.
 pub fn spawn(
     spec: &ExecDriver,
     notify_socket: &Path,
     watchdog: Option<Duration>,
+    owner: &Owner<'_>,
 ) -> Result<Spawned, SpawnError> {
     let program = spec.command.program().to_owned();
     let (uid, gid) = identity(spec)?;
@@ -143,7 +153,9 @@ pub fn spawn(
         .stdin(Stdio::null())
         .stdout(stdio(&spec.stdout))
         .stderr(stdio(&spec.stderr))
-        .env("NOTIFY_SOCKET", notify_socket);
+        .env("NOTIFY_SOCKET", notify_socket)
+        .env("VIGIL_SERVICE", owner.service)
+        .env("VIGIL_STATE_DIR", owner.state_dir);
     if let Some(w) = watchdog {
         cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
     } else {
@@ -161,7 +173,19 @@ pub fn spawn(
     if let Some(u) = uid {
         cmd.uid(u);
     }
-    let mut child = cmd.spawn().map_err(|e| {
+    // The instance lock is made inheritable just around the spawn (the runtime that spawns
+    // is single-threaded, so no other spawn picks it up), then closed on exec again here.
+    if let Some(fd) = owner.instance_lock {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(|e| SpawnError::Io {
+            program: program.clone(),
+            source: e.into(),
+        })?;
+    }
+    let spawned = cmd.spawn();
+    if let Some(fd) = owner.instance_lock {
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
+    let mut child = spawned.map_err(|e| {
         if let Some(cwd) = &spec.cwd
             && !cwd.is_dir()
         {
