@@ -207,6 +207,14 @@ pub enum Event {
     ScheduleFired {
         schedule: String,
     },
+    /// Vigil itself was stalled while the check ran (the run took far longer than its
+    /// timeouts allow): the run says nothing about the service; it is not counted and runs
+    /// again.
+    VigilStalled {
+        check: String,
+        took: Duration,
+        bound: Duration,
+    },
 }
 
 /// How loud an event is in the log.
@@ -280,6 +288,7 @@ impl Event {
             Event::CheckGrace { .. } => "check_grace",
             Event::FailingAlertOnly { .. } => "failing_alert_only",
             Event::ScheduleFired { .. } => "schedule_fired",
+            Event::VigilStalled { .. } => "vigil_stalled",
         }
     }
 
@@ -289,7 +298,8 @@ impl Event {
             Event::CheckStatus { check, .. }
             | Event::CheckRun { check, .. }
             | Event::CheckGrace { check, .. }
-            | Event::FailingAlertOnly { check, .. } => Some(check),
+            | Event::FailingAlertOnly { check, .. }
+            | Event::VigilStalled { check, .. } => Some(check),
             _ => None,
         }
     }
@@ -345,7 +355,7 @@ impl Event {
                 RunVerdict::Pass => Level::Debug,
                 _ => Level::Warn,
             },
-            Event::FailingAlertOnly { .. } => Level::Warn,
+            Event::FailingAlertOnly { .. } | Event::VigilStalled { .. } => Level::Warn,
             Event::Rearmed
             | Event::RestartDeferred { .. }
             | Event::DeferredDropped { .. }
@@ -561,6 +571,11 @@ impl Event {
             Event::ScheduleFired { schedule } => {
                 format!("=== Scheduled Restart Triggered: {schedule} ===")
             }
+            Event::VigilStalled { took, bound, .. } => format!(
+                "vigil itself was stalled during this run (it took {}, its timeouts allow {}): the result is not counted; running it again",
+                format_duration(*took),
+                format_duration(*bound)
+            ),
         }
     }
 
@@ -714,6 +729,9 @@ impl Event {
                 ("status", Str(status.as_str().to_owned())),
             ],
             Event::CheckGrace { left, .. } => vec![("grace_left_ms", U64(ms(*left)))],
+            Event::VigilStalled { took, bound, .. } => {
+                vec![("took_ms", U64(ms(*took))), ("bound_ms", U64(ms(*bound)))]
+            }
             Event::ActionRequired { .. }
             | Event::Rearmed
             | Event::SpawnFailed { .. }

@@ -282,3 +282,61 @@ stop_timeout = "2s"
         .unwrap_or(false);
     assert!(!held, "an instance still runs after the daemon stopped");
 }
+
+/// Vigil's own stall is never a service's failure: a runtime blocked for longer than a
+/// check's timeout while attempts are in flight (a test hook blocks it, as CPU-bound work
+/// on it once did) produces no failing verdict and no restart, and the stall is logged.
+/// Each stall leaves an in-flight attempt's exit and its timer both ready when the runtime
+/// resumes; without the rule about half of them became "timed out" failures, so eight
+/// stalls fail this test with near certainty when the rule is missing.
+#[test]
+fn a_stalled_vigil_does_not_fail_a_healthy_service() {
+    let env = Env::new();
+    let recorder = helper_bin("vigil-restart-recorder");
+    env.write_config(&format!(
+        r#"
+[defaults.guard]
+cooldown = "0"
+
+[services.svc]
+driver = "command"
+restart_command = [{recorder:?}, "--log", {log:?}, "--hold-ms", "1"]
+
+[services.svc.checks.healthy]
+kind = "exec"
+command = ["sleep", "0.6"]
+every = "50ms"
+timeout = "1s"
+"#,
+        recorder = recorder.display().to_string(),
+        log = env.path("restarts.log").display().to_string(),
+    ));
+    let log = env.path("daemon.log");
+    let child = command(vigil_bin())
+        .args(["run", "-c"])
+        .arg(env.config_path())
+        .env("VIGIL_TEST_STALLS", "1500:1400:8:1900")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("vigil run");
+    let mut daemon = Daemon { child, log };
+    daemon.wait_log("vigil running", Duration::from_secs(20));
+    wait_until(Duration::from_secs(60), "eight stalls", || {
+        (daemon.log_text().matches("blocking the runtime").count() >= 8).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    daemon.signal(rustix::process::Signal::TERM);
+    daemon.wait_exit(Duration::from_secs(20)).expect("stops");
+    let text = daemon.log_text();
+    assert!(
+        text.contains("vigil itself was stalled during this run"),
+        "{text}"
+    );
+    assert!(!text.contains("passing -> failing"), "{text}");
+    assert!(
+        recorder_runs(&env.path("restarts.log")).is_empty(),
+        "a healthy service was restarted:\n{text}"
+    );
+}

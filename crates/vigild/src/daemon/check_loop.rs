@@ -43,7 +43,15 @@ pub(super) struct CheckLoop {
     pub(super) cancel: CancellationToken,
     /// A `log` check's read position as last saved (taken up before the first run).
     pub(super) position: Option<String>,
+    /// Failed runs voided in a row because Vigil itself was stalled.
+    pub(super) voided: u32,
 }
+
+/// How much longer than its timeouts allow a failed run must take to be laid at Vigil's
+/// door: far above scheduling jitter (milliseconds), far below a real stall's seconds.
+const STALL_SLACK: Duration = Duration::from_millis(500);
+/// Voided runs in a row at most.
+const MAX_VOIDED: u32 = 3;
 
 impl CheckLoop {
     /// Not an `async fn`, which would store `self` twice (as captured and as a moved-in
@@ -65,6 +73,7 @@ impl CheckLoop {
                     _ = tokio::time::sleep_until(due) => {}
                 }
                 self.beat.tick();
+                let run_started = Instant::now();
                 let run = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return,
@@ -77,6 +86,12 @@ impl CheckLoop {
                         clock::now(),
                     ) => run,
                 };
+                if self.stalled(&run, run_started.elapsed()) {
+                    // Run again now: the stall said nothing about the service.
+                    due = Instant::now();
+                    continue;
+                }
+                self.voided = 0;
                 // Fixed rate: the next run is due `every` after this one was due, never in the past.
                 due = (due + self.interval()).max(Instant::now());
                 let now = clock::now();
@@ -132,6 +147,51 @@ impl CheckLoop {
                 }
             }
         }
+    }
+
+    /// A failed run is void when Vigil itself was late: the run took far longer than its
+    /// timeouts allow (its attempts' timeouts and retry delays), which only a stalled
+    /// runtime does; a probe's timeout that fires seconds late says nothing about the
+    /// service. The stall is published once (across checks) with its length; the run is
+    /// not counted. At most [`MAX_VOIDED`] runs in a row are voided, so a runtime that is
+    /// late all the time still gets verdicts.
+    fn stalled(&mut self, run: &vigil_checks::CheckRun, took: Duration) -> bool {
+        if run.verdict == RunVerdict::Pass
+            || matches!(self.check.kind, CheckKind::Heartbeat(_))
+            || self.voided >= MAX_VOIDED
+        {
+            return false;
+        }
+        let attempts = self.check.retries.max(1);
+        let bound = self.check.timeout * attempts + self.check.retry_delay * (attempts - 1);
+        if took <= bound + STALL_SLACK {
+            return false;
+        }
+        self.voided += 1;
+        let now = Instant::now();
+        let announced = {
+            let mut last = self
+                .shared
+                .stall_announced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let fresh = last.is_none_or(|at| now.duration_since(at) > took);
+            if fresh {
+                *last = Some(now);
+            }
+            !fresh
+        };
+        let event = Event::VigilStalled {
+            check: self.check.name.to_string(),
+            took,
+            bound,
+        };
+        if announced {
+            tracing::debug!(service = %self.service, check = %self.check.name, "{}", event.message(clock::now()));
+        } else {
+            self.shared.guard.events.publish(&self.service, event);
+        }
+        true
     }
 
     /// How long the service has been up, for `grace`: from the driver when it knows (a

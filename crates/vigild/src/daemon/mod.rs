@@ -81,6 +81,9 @@ struct Shared {
     clock: Clock,
     /// Loops tick here; the systemd watchdog is fed only while all are fresh.
     liveness: Arc<Liveness>,
+    /// When a stall of Vigil's runtime was last announced (one line per stall, however
+    /// many checks saw it).
+    stall_announced: std::sync::Mutex<Option<Instant>>,
     /// Each group member's way to its group's actor (`on_failure = "restart-group"`);
     /// replaced on reload.
     groups: std::sync::RwLock<BTreeMap<ServiceName, (ServiceName, mpsc::Sender<ServiceMsg>)>>,
@@ -155,6 +158,7 @@ impl Daemon {
             probes,
             clock,
             liveness: Arc::new(Liveness::default()),
+            stall_announced: std::sync::Mutex::default(),
             groups: std::sync::RwLock::default(),
         });
         let (api_view, view_rx) = watch::channel(Arc::new(ApiView {
@@ -227,6 +231,9 @@ impl Daemon {
             daemon.shared.guard.ledger.path().display(),
             config.vigil.control_socket.display()
         );
+        if let Some(stalls) = test_stalls() {
+            tokio::spawn(stalls);
+        }
         // Code pages not in use are given back a little after startup and after bursts of
         // activity (`platform/memory.rs`). Detached: the supervised tasks must not end,
         // this one does.
@@ -405,6 +412,7 @@ impl Daemon {
             reader: handle.reader.subscribe(),
             cancel: cancel.clone(),
             position,
+            voided: 0,
         };
         let label = format!("check {service}/{}", check.name);
         self.spawn_labeled(label, task.run(first_delay));
@@ -540,6 +548,30 @@ impl Daemon {
             "vigil stopped cleanly"
         );
     }
+}
+
+/// A test hook: `VIGIL_TEST_STALLS=AFTER_MS:STALL_MS:COUNT:PERIOD_MS` blocks the runtime
+/// thread COUNT times for STALL_MS (every PERIOD_MS, starting AFTER_MS after startup), as
+/// a CPU-bound piece of work on it would: the tests of "a verdict is void when Vigil
+/// itself was late" need a real stall. Unset, nothing happens.
+fn test_stalls() -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    let spec = std::env::var("VIGIL_TEST_STALLS").ok()?;
+    let n: Vec<u64> = spec.split(':').filter_map(|p| p.parse().ok()).collect();
+    let [after, stall, count, period] = n[..] else {
+        tracing::warn!("VIGIL_TEST_STALLS={spec}: expected AFTER_MS:STALL_MS:COUNT:PERIOD_MS");
+        return None;
+    };
+    Some(async move {
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        for _ in 0..count {
+            tracing::warn!(
+                event = "test_stall",
+                "test hook: blocking the runtime for {stall}ms"
+            );
+            std::thread::sleep(Duration::from_millis(stall));
+            tokio::time::sleep(Duration::from_millis(period.saturating_sub(stall))).await;
+        }
+    })
 }
 
 /// Each exec service holds about four descriptors (pidfd, two output pipes, its notify

@@ -107,7 +107,15 @@ impl Daemon {
     /// SIGHUP: load and validate the whole file first; apply only a valid one.
     pub(super) async fn reload(&mut self) {
         self.notify("RELOADING=1\nSTATUS=reloading the configuration");
-        let new = match vigil_config::load(&self.config_path) {
+        // Parsing and validating a large file is CPU work: not on the runtime thread that
+        // drives the checks.
+        let path = self.config_path.clone();
+        let loaded = tokio::task::spawn_blocking(move || vigil_config::load(&path)).await;
+        let Ok(loaded) = loaded else {
+            self.reject("the configuration could not be loaded (the loading task failed)");
+            return;
+        };
+        let new = match loaded {
             Ok(c) => c,
             Err(errors) => {
                 self.reject(&format!(
