@@ -50,7 +50,9 @@ pub struct Schedule {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Kind {
-    Cron(Box<CronSchedule>),
+    /// Shared: croner keeps a 5 KB year table per expression, and a configuration that
+    /// repeats one expression holds it once.
+    Cron(std::sync::Arc<CronSchedule>),
     Every(Duration),
 }
 
@@ -154,7 +156,7 @@ impl Schedule {
         }
         let hours_explicit = !cron.pattern.hours.from_wildcard;
         Ok(Schedule {
-            kind: Kind::Cron(Box::new(CronSchedule {
+            kind: Kind::Cron(std::sync::Arc::new(CronSchedule {
                 expr: expr.to_owned(),
                 cron,
                 tz,
@@ -399,25 +401,109 @@ struct Calendar {
     seconds: u64,
 }
 
+/// croner's component bits (`croner::component` is private; a test checks the table built
+/// from them against croner's own `day_match`).
+const ALL_BIT: u8 = 1;
+const NTH_BITS: [u8; 5] = [1 << 1, 1 << 2, 1 << 3, 1 << 4, 1 << 5];
+const LAST_BIT: u8 = 1 << 6;
+const CLOSEST_WEEKDAY_BIT: u8 = 1 << 7;
+
 impl Calendar {
+    /// The table croner's `day_match` describes, built from the pattern's bits in a few
+    /// microseconds (calling `day_match` for every day of every month shape took 200).
     fn new(cron: &Cron) -> Calendar {
         let p = &cron.pattern;
         let bits = |values: Vec<u16>| values.into_iter().fold(0u64, |acc, v| acc | 1 << v);
+        let set = |c: &croner::CronComponent, pos: u32, bit: u8| {
+            u16::try_from(pos).is_ok_and(|pos| c.is_bit_set(pos, bit).unwrap_or(false))
+        };
+        // Day-of-month: plain days, `W` days, `L` and `LW`.
+        let mut dom = 0u32;
+        let mut dom_w = 0u32;
+        for d in 1..=31 {
+            if set(&p.days, d, ALL_BIT) {
+                dom |= 1 << d;
+            }
+            if set(&p.days, d, CLOSEST_WEEKDAY_BIT) {
+                dom_w |= 1 << d;
+            }
+        }
+        let last = p.days.is_feature_enabled(LAST_BIT);
+        let last_weekday = last && p.days.is_feature_enabled(CLOSEST_WEEKDAY_BIT);
+        // Day-of-week (Sunday is 0): plain, `#n`, and `nL`.
+        let weekdays = |bit: u8| {
+            (0..7)
+                .filter(|&w| set(&p.days_of_week, w, bit))
+                .fold(0u8, |a, w| a | 1 << w)
+        };
+        let dow = weekdays(ALL_BIT);
+        let dow_nth = NTH_BITS.map(weekdays);
+        let dow_last = weekdays(LAST_BIT);
+        let (star_dom, star_dow, both) = (
+            p.is_dom_wildcard(),
+            p.is_dow_wildcard(),
+            p.matches_dom_and_dow(),
+        );
+        // masks[length - 28][weekday of the 1st], as `day_match` decides each day.
+        let mut masks = [[0u32; 7]; 4];
+        for (length, by_first) in (28u32..).zip(masks.iter_mut()) {
+            for (first, mask) in (0u32..).zip(by_first.iter_mut()) {
+                let weekday = |d: u32| (first + d - 1) % 7;
+                let mut days = dom;
+                if last_weekday {
+                    days |= 1
+                        << match weekday(length) {
+                            6 => length - 1,
+                            0 => length - 2,
+                            _ => length,
+                        };
+                } else if last {
+                    days |= 1 << length;
+                }
+                for pd in (1..=length).filter(|pd| dom_w & (1 << pd) != 0) {
+                    let target = match weekday(pd) {
+                        6 if pd > 1 => pd - 1,
+                        6 => pd + 2,
+                        0 if pd < length => pd + 1,
+                        0 => pd - 2,
+                        _ => pd,
+                    };
+                    days |= 1 << target;
+                }
+                for d in 1..=length {
+                    let w = 1u8 << weekday(d);
+                    let day_ok = days & (1 << d) != 0;
+                    let nth = usize::try_from((d - 1) / 7).unwrap_or(usize::MAX);
+                    let dow_ok = dow_nth.get(nth).is_some_and(|m| m & w != 0)
+                        || (dow_last & w != 0 && d + 7 > length)
+                        || dow & w != 0;
+                    let matches = if (day_ok && star_dow) || (dow_ok && star_dom) {
+                        true
+                    } else if !star_dom && !star_dow {
+                        if both {
+                            day_ok && dow_ok
+                        } else {
+                            day_ok || dow_ok
+                        }
+                    } else {
+                        false
+                    };
+                    if matches {
+                        *mask |= 1 << d;
+                    }
+                }
+            }
+        }
         let mut days = [[[0u32; 2]; 7]; 12];
         for (m, by_weekday) in (1u32..).zip(days.iter_mut()) {
             if !p.month_match(m).unwrap_or(false) {
                 continue;
             }
-            for (first, by_leap) in (0u32..).zip(by_weekday.iter_mut()) {
+            for (first, by_leap) in by_weekday.iter_mut().enumerate() {
                 for (leap, mask) in by_leap.iter_mut().enumerate() {
-                    // Any year of the right kind: day_match only asks it for the length.
-                    let year = if leap == 1 { 2000 } else { 2001 };
-                    for d in 1..=month_length(m, leap == 1) {
-                        let weekday = croner::Weekday::from_days_from_sunday(first + d - 1);
-                        if p.day_match(year, m, d, weekday).unwrap_or(false) {
-                            *mask |= 1 << d;
-                        }
-                    }
+                    let length = month_length(m, leap == 1);
+                    let shape = usize::try_from(length - 28).unwrap_or(0);
+                    *mask = masks[shape][first];
                 }
             }
         }
@@ -1047,6 +1133,55 @@ mod tests {
                     let cron = parser().parse(&expr).expect("croner parses it");
                     let start = jiff::civil::date(2000, 1, 1).at(0, 0, 0, 0);
                     proptest::prop_assert!(cron.find_next_occurrence(&start, true).is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_date_table_agrees_with_croners_day_match() {
+        let dom = [
+            "*", "?", "1", "15", "29", "30", "31", "L", "LW", "1W", "15W", "30W", "31W", "L,15W",
+            "1-7", "*/10", ",,,", "2,31",
+        ];
+        let months = ["*", "2", "4", "1,2", "12"];
+        let dow = [
+            "*", "?", "0", "1", "7", "1-5", "5#5", "1#1", "2#3", "0L", "5L", "1,5L", "+1", "+5#5",
+            "+0L", ",,,", "MON-FRI",
+        ];
+        for d in dom {
+            for m in months {
+                for w in dow {
+                    let expr = format!("0 0 {d} {m} {w}");
+                    let Ok(c) = parser().parse(&expr) else {
+                        continue;
+                    };
+                    let table = Calendar::new(&c);
+                    for month in 1..=12u32 {
+                        for first in 0..7u32 {
+                            for leap in [false, true] {
+                                let year = if leap { 2000 } else { 2001 };
+                                let mut want = 0u32;
+                                for day in 1..=month_length(month, leap) {
+                                    let weekday =
+                                        croner::Weekday::from_days_from_sunday(first + day - 1);
+                                    if c.pattern
+                                        .day_match(year, month, day, weekday)
+                                        .unwrap_or(false)
+                                        && c.pattern.month_match(month).unwrap_or(false)
+                                    {
+                                        want |= 1 << day;
+                                    }
+                                }
+                                let got = table.days[month as usize - 1][first as usize]
+                                    [usize::from(leap)];
+                                assert_eq!(
+                                    got, want,
+                                    "`{expr}` month {month} first {first} leap {leap}"
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }
