@@ -871,6 +871,24 @@ fn duplicate_key() {
 }
 
 #[test]
+fn a_header_with_99_dotted_parts_is_reported_at_its_own_position() {
+    // toml reports its nesting limit without a position; this used to be `vigil.toml:1:1`.
+    let deep = vec!["a"; 99].join(".");
+    assert_only_error(
+        &format!("{HEAD}\n[{deep}]\nx = 1\n"),
+        5,
+        2,
+        "invalid TOML: this key has 99 dotted parts; at most 80 are supported",
+    );
+    assert_only_error(
+        &format!("{HEAD}[services.web.checks.c]\n  {deep} = 1\n"),
+        5,
+        3,
+        "this key has 99 dotted parts",
+    );
+}
+
+#[test]
 fn unclosed_string() {
     let src = "[vigil]\nlog_level = \"info\n";
     let errs = errors(src);
