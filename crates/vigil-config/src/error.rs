@@ -356,6 +356,17 @@ impl<'s> Sources<'s> {
         Some((file, offset - file.base))
     }
 
+    /// `path:line:col` of an offset, for messages that point at another place.
+    pub(crate) fn describe(&self, offset: usize) -> String {
+        match self.locate(offset) {
+            Some((f, local)) => {
+                let (line, col) = f.pos.line_col(local);
+                format!("{}:{line}:{col}", f.path.display())
+            }
+            None => "?".to_owned(),
+        }
+    }
+
     pub(crate) fn error(
         &self,
         span: Range<usize>,

@@ -9,11 +9,13 @@
 //! Architecture Invariant: the schema is the only list of keys. The validator's
 //! unknown-key detection, suggestions and defaults, and `docs/config.md`, all come from it.
 //!
-//! This crate reads exactly one file (the config) and a few environment variables for the
-//! default `state_dir`; it never writes, spawns or reads a clock.
+//! This crate reads the configuration file, the files its `include` names (see `include`),
+//! and a few environment variables for the default `state_dir`; it never writes, spawns or
+//! reads a clock.
 
 mod docs;
 mod error;
+mod include;
 pub mod model;
 pub mod schema;
 mod suggest;
@@ -63,21 +65,50 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
-/// Validates `src`, the contents of the configuration file `path`.
+/// Validates `src`, the contents of the configuration file `path`, with the files it
+/// includes.
 ///
-/// `path` names the file in errors and anchors relative paths (`state_dir`, `ca_file`);
-/// nothing is read from it.
+/// `path` names the file in errors and anchors relative paths (`state_dir`, `ca_file`,
+/// `include`); it is not read. The files `include` names are read from disk.
 pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Collector::new(KEPT_ERRORS);
+    // The main file alone first: its `include` names the others.
+    let (root, included) = {
+        let mut main = Sources::new();
+        main.add(path, src);
+        let Some(root) = parse_file(&main, 0, &mut errors) else {
+            return Err(errors.into_errors());
+        };
+        let patterns = include::patterns(root.get_ref(), &main, &mut errors);
+        let included = include::read(&patterns, path, &main, &mut errors);
+        (root, included)
+    };
     let mut sources = Sources::new();
     sources.add(path, src);
-    let mut errors = Collector::new(KEPT_ERRORS);
-    let Some(root) = parse_file(&sources, 0, &mut errors) else {
-        return Err(errors.into_errors());
-    };
-    let mut cx = Cx::new(&sources, errors);
+    let bases: Vec<usize> = included
+        .iter()
+        .map(|f| sources.add(&f.path, &f.text))
+        .collect();
     let span = root.span();
-    let root = Spanned::new(span, DeValue::Table(root.into_inner()));
-    let config = validate::config(&mut cx, &root, path);
+    let mut merged = root.into_inner();
+    for (index, (file, base)) in included.iter().zip(bases).enumerate() {
+        if let Some(at) = file.invalid_at {
+            let at = base + at;
+            let message = "the file is not valid UTF-8";
+            errors.push(at, sources.error(at..at, "", message));
+            continue;
+        }
+        let Some(tree) = parse_file(&sources, index + 1, &mut errors) else {
+            continue;
+        };
+        let tree = include::shift_table(tree.into_inner(), base);
+        include::merge(&mut merged, tree, path, &sources, &mut errors);
+    }
+    let mut files = vec![path.to_path_buf()];
+    files.extend(included.iter().map(|f| f.path.clone()));
+    let mut cx = Cx::new(&sources, errors);
+    let root = Spanned::new(span, DeValue::Table(merged));
+    let config = validate::config(&mut cx, &root, path, files);
     match config {
         Some(config) if cx.errors.is_empty() => Ok(config),
         Some(_) | None => {

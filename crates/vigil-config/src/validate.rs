@@ -44,7 +44,12 @@ fn no_hint(_: &str) -> Option<String> {
     None
 }
 
-pub(crate) fn config(cx: &mut Cx<'_>, root: &Value<'_>, file: &std::path::Path) -> Option<Config> {
+pub(crate) fn config(
+    cx: &mut Cx<'_>,
+    root: &Value<'_>,
+    file: &std::path::Path,
+    files: Vec<std::path::PathBuf>,
+) -> Option<Config> {
     let top = Table::new(
         cx,
         root,
@@ -67,6 +72,7 @@ pub(crate) fn config(cx: &mut Cx<'_>, root: &Value<'_>, file: &std::path::Path) 
     let groups = groups::groups(cx, &top, &mut services, &refs, default_guard.as_ref());
     Some(Config {
         path: file.to_path_buf(),
+        files,
         vigil: settings?,
         default_guard: default_guard?,
         services,
