@@ -17,6 +17,7 @@ mod docs;
 mod error;
 mod include;
 pub mod model;
+mod render;
 pub mod schema;
 mod suggest;
 mod syntax;
@@ -31,6 +32,7 @@ use toml::de::{DeTable, DeValue};
 pub use docs::{COMPLETE_EXAMPLE, reference_markdown};
 pub use error::{ConfigError, ConfigErrors, KEPT_ERRORS, SHOWN_ERRORS};
 pub use model::*;
+pub use render::{REDACTED, render_effective};
 pub use validate::is_valid_name;
 pub use value::{parse_duration, parse_proxy, parse_size};
 

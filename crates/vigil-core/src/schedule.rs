@@ -210,6 +210,23 @@ impl Schedule {
         }
     }
 
+    /// The cron expression as written (trimmed) and the zone name it was given, if this
+    /// is a cron schedule.
+    pub fn cron_expr(&self) -> Option<(&str, &str)> {
+        match &self.kind {
+            Kind::Cron(c) => Some((&c.expr, &c.tz_name)),
+            Kind::Every(_) => None,
+        }
+    }
+
+    /// The interval, if this is an `every` schedule.
+    pub fn interval(&self) -> Option<Duration> {
+        match &self.kind {
+            Kind::Every(interval) => Some(*interval),
+            Kind::Cron(_) => None,
+        }
+    }
+
     /// Human text for `vigil status`, e.g. "cron `0 8,16,0 * * *` (Europe/Berlin)" or
     /// "every 1h".
     pub fn describe(&self) -> String {
