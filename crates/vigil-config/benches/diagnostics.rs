@@ -35,10 +35,10 @@ fn ten_megabytes_of_mistakes() -> String {
     s
 }
 
-/// ~10 MB, 100,000 duplicate tables, each after a comment line.
+/// ~10 MB, 100,000 duplicate tables after 200,000 comment lines, each after a comment.
 fn ten_megabytes_of_duplicate_tables() -> String {
     let pad = format!("# {}\n", "=".repeat(90));
-    let mut s = String::with_capacity(10 << 20);
+    let mut s = "#\n".repeat(200_000);
     for _ in 0..100_001 {
         s.push_str("[services.a]\n");
         s.push_str(&pad);
