@@ -302,10 +302,7 @@ impl<'s> Positions<'s> {
 
 /// The offsets just after each `\n`.
 fn line_ends(src: &str) -> impl Iterator<Item = usize> + '_ {
-    src.bytes()
-        .enumerate()
-        .filter(|&(_, b)| b == b'\n')
-        .map(|(i, _)| i + 1)
+    src.match_indices('\n').map(|(i, _)| i + 1)
 }
 
 /// One file of a configuration: its text and where its offsets start in the shared offset

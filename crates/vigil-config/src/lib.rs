@@ -74,19 +74,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// `include`); it is not read. The files `include` names are read from disk.
 pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Collector::new(KEPT_ERRORS);
-    // The main file alone first: its `include` names the others.
-    let (root, included) = {
-        let mut main = Sources::new();
-        main.add(path, src);
-        let Some(root) = parse_file(&main, 0, &mut errors) else {
-            return Err(errors.into_errors());
-        };
-        let patterns = include::patterns(root.get_ref(), &main, &mut errors);
-        let included = include::read(&patterns, path, &main, &mut errors);
-        (root, included)
-    };
     let mut sources = Sources::new();
     sources.add(path, src);
+    // The main file first: its `include` names the others.
+    let Some(root) = parse_file(&sources, 0, &mut errors) else {
+        return Err(errors.into_errors());
+    };
+    let patterns = include::patterns(root.get_ref(), &sources, &mut errors);
+    let included = include::read(&patterns, path, &sources, &mut errors);
     let bases: Vec<usize> = included
         .iter()
         .map(|f| sources.add(&f.path, &f.text))
