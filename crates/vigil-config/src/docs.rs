@@ -10,7 +10,9 @@ use crate::schema::{self, Dflt, KeyDoc, Section, Ty};
 
 /// A complete, valid configuration using every key; shown in the reference and parsed by
 /// the tests.
-pub const COMPLETE_EXAMPLE: &str = r#"[vigil]
+pub const COMPLETE_EXAMPLE: &str = r#"include = ["conf.d/*.toml"]
+
+[vigil]
 state_dir = "/var/lib/vigil"
 log_format = "human"
 log_level = "info"
@@ -386,12 +388,14 @@ const INTRO: &str = r#"# Vigil configuration reference
      Do not edit by hand: run `VIGIL_UPDATE_DOCS=1 cargo test -p vigil-config`. -->
 
 Vigil reads one TOML file: the path given with `-c`, else `$VIGIL_CONFIG`, else
-`/etc/vigil/vigil.toml`.
+`/etc/vigil/vigil.toml`. That file may `include` more (a `conf.d` directory of services,
+groups and alert channels): see [`include`](#top-level).
 
 The file is validated strictly before anything runs: unknown keys, wrong types and
 out-of-range values are errors, never silently ignored, and every error in the file is
 reported at once, each as `file:line:col: key.path: message`, with a suggestion for
-likely typos.
+likely typos. A file with more than 100 errors shows the first 100 and how many more there
+are.
 "#;
 
 const INTRO_END: &str = r#"

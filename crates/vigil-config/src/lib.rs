@@ -9,14 +9,18 @@
 //! Architecture Invariant: the schema is the only list of keys. The validator's
 //! unknown-key detection, suggestions and defaults, and `docs/config.md`, all come from it.
 //!
-//! This crate reads exactly one file (the config) and a few environment variables for the
-//! default `state_dir`; it never writes, spawns or reads a clock.
+//! This crate reads the configuration file, the files its `include` names (see `include`),
+//! and a few environment variables for the default `state_dir`; it never writes, spawns or
+//! reads a clock.
 
 mod docs;
 mod error;
+mod include;
 pub mod model;
+mod render;
 pub mod schema;
 mod suggest;
+mod syntax;
 mod validate;
 mod value;
 
@@ -26,12 +30,14 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use docs::{COMPLETE_EXAMPLE, reference_markdown};
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, KEPT_ERRORS, SHOWN_ERRORS};
 pub use model::*;
+pub use render::{REDACTED, render_effective};
 pub use validate::is_valid_name;
 pub use value::{parse_duration, parse_proxy, parse_size};
 
-use error::Positions;
+use error::{Collector, Positions, Sources};
+use syntax::Problem;
 use value::Cx;
 
 /// Reads and validates the configuration file at `path`.
@@ -39,7 +45,7 @@ use value::Cx;
 /// An unreadable file is one error naming the path and the OS error.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let bytes = std::fs::read(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
+        ConfigErrors::new(vec![ConfigError {
             file: path.to_path_buf(),
             line: 0,
             col: 0,
@@ -52,81 +58,175 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let src = String::from_utf8_lossy(e.as_bytes());
-            let pos = Positions::new(&src);
+            let mut sources = Sources::new();
+            sources.add(path, &src);
             // The lossy copy has the same bytes up to the first invalid one.
-            let err = pos.error(path, valid..valid, "", "the file is not valid UTF-8");
-            Err(ConfigErrors(vec![err]))
+            let err = sources.error(valid..valid, "", "the file is not valid UTF-8");
+            Err(ConfigErrors::new(vec![err]))
         }
     }
 }
 
-/// Validates `src`, the contents of the configuration file `path`.
+/// Validates `src`, the contents of the configuration file `path`, with the files it
+/// includes.
 ///
-/// `path` names the file in errors and anchors relative paths (`state_dir`, `ca_file`);
-/// nothing is read from it.
+/// `path` names the file in errors and anchors relative paths (`state_dir`, `ca_file`,
+/// `include`); it is not read. The files `include` names are read from disk.
 pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
-    let pos = Positions::new(src);
-    let (root, syntax) = DeTable::parse_recoverable(src);
-    if !syntax.is_empty() {
-        let errors = syntax
-            .iter()
-            .map(|e| {
-                let span = e.span().unwrap_or(0..0);
-                let message = syntax_message(src, &pos, span.clone(), e.message());
-                pos.error(path, span, "", message)
-            })
-            .collect();
-        return Err(ConfigErrors::sorted(without_echoes(errors, &pos)));
-    }
-    let base_dir = path.parent().unwrap_or(Path::new(""));
-    let mut cx = Cx::new(path, src, base_dir);
+    let mut errors = Collector::new(KEPT_ERRORS);
+    let mut sources = Sources::new();
+    sources.add(path, src);
+    // The main file first: its `include` names the others.
+    let Some(root) = parse_file(&sources, 0, &mut errors) else {
+        return Err(errors.into_errors());
+    };
+    let patterns = include::patterns(root.get_ref(), &sources, &mut errors);
+    let included = include::read(&patterns, path, &sources, &mut errors);
+    let bases: Vec<usize> = included
+        .iter()
+        .map(|f| sources.add(&f.path, &f.text))
+        .collect();
     let span = root.span();
-    let root = Spanned::new(span, DeValue::Table(root.into_inner()));
-    let config = validate::config(&mut cx, &root, path);
+    let mut merged = root.into_inner();
+    for (index, (file, base)) in included.iter().zip(bases).enumerate() {
+        if let Some(at) = file.invalid_at {
+            let at = base + at;
+            let message = "the file is not valid UTF-8";
+            errors.push(at, sources.error(at..at, "", message));
+            continue;
+        }
+        let Some(tree) = parse_file(&sources, index + 1, &mut errors) else {
+            continue;
+        };
+        let tree = include::shift_table(tree.into_inner(), base);
+        include::merge(&mut merged, tree, path, &sources, &mut errors);
+    }
+    let mut files = vec![path.to_path_buf()];
+    files.extend(included.iter().map(|f| f.path.clone()));
+    let mut cx = Cx::new(&sources, errors);
+    let root = Spanned::new(span, DeValue::Table(merged));
+    let config = validate::config(&mut cx, &root, path, files);
     match config {
         Some(config) if cx.errors.is_empty() => Ok(config),
         Some(_) | None => {
             if cx.errors.is_empty() {
                 // Unreachable by construction (every `None` records an error first), but a
                 // failure must never come back without a reason.
-                let err = pos.error(
-                    path,
-                    0..0,
-                    "",
-                    "internal error: invalid configuration without a reason",
-                );
-                cx.errors.push(err);
+                let message = "internal error: invalid configuration without a reason";
+                cx.error(0..0, &value::KeyPath::default(), message);
             }
-            Err(ConfigErrors::sorted(cx.errors))
+            Err(cx.errors.into_errors())
         }
     }
 }
 
+/// Parses file `index` of `sources` into `toml`'s tree, or reports its TOML errors.
+///
+/// `toml` parses first and decides; only a file it rejects is read again by
+/// [`syntax::check`], which finds every syntax and structure error with bounded work per
+/// error (`toml`'s own recoverable parse builds a formatted error for each, which took
+/// seconds for files with millions of them). Should the check find nothing in a file
+/// `toml` rejects, `toml`'s own report is used.
+fn parse_file<'s>(
+    sources: &Sources<'s>,
+    index: usize,
+    errors: &mut Collector<ConfigError>,
+) -> Option<Spanned<DeTable<'s>>> {
+    let file = sources.file(index)?;
+    let src = file.pos.src();
+    if let Ok(root) = DeTable::parse(src) {
+        return Some(root);
+    }
+    let problems = syntax::check(src, KEPT_ERRORS);
+    if !problems.is_empty() {
+        report(sources, index, problems, errors);
+        return None;
+    }
+    let (_, toml_errors) = DeTable::parse_recoverable(src);
+    let mut problems = Collector::new(KEPT_ERRORS);
+    for e in &toml_errors {
+        let span = e.span().unwrap_or(0..0);
+        problems.push(span.start, (span, e.message().replace('\n', "; ")));
+    }
+    let (problems, _) = problems.finish();
+    for (span, message) in without_echoes(problems, &file.pos) {
+        let message = syntax_message(&file.pos, &mut None, span.clone(), &message);
+        let global = file.base + span.start;
+        errors.push(global, sources.error(global..global, "", message));
+    }
+    if errors.is_empty() {
+        // `toml` rejected the file without saying why: never fail without a reason.
+        let message = "invalid TOML (the parser gave no details)";
+        errors.push(file.base, sources.error(file.base..file.base, "", message));
+    }
+    None
+}
+
+/// Turns the check's problems into errors of file `index`.
+fn report(
+    sources: &Sources<'_>,
+    index: usize,
+    problems: Collector<(usize, Problem)>,
+    errors: &mut Collector<ConfigError>,
+) {
+    let Some(file) = sources.file(index) else {
+        return;
+    };
+    let mut headers = None;
+    let (kept, total) = problems.finish();
+    let counted = kept.len();
+    for (offset, problem) in kept {
+        let message = match problem {
+            Problem::Toml(e) => {
+                let span = e
+                    .unexpected()
+                    .map_or(offset..offset, |s| s.start()..s.end());
+                let text = syntax::toml_message(&e).replace('\n', "; ");
+                syntax_message(&file.pos, &mut headers, span, &text)
+            }
+            Problem::TooManyParts { parts } => {
+                format!("invalid TOML: this key has {parts} dotted parts; at most 80 are supported")
+            }
+        };
+        let global = file.base + offset;
+        errors.push(global, sources.error(global..global, "", message));
+    }
+    for _ in counted..total {
+        errors.count();
+    }
+}
+
 /// Makes toml's terse messages say what happened, especially for duplicates.
+///
+/// `headers` caches where each table header first appears (built on the first duplicate
+/// table, in one pass over the file).
 fn syntax_message(
-    src: &str,
     pos: &Positions<'_>,
+    headers: &mut Option<std::collections::HashMap<String, usize>>,
     span: std::ops::Range<usize>,
     message: &str,
 ) -> String {
-    let message = message.replace('\n', "; ");
     if message != "duplicate key" {
         return format!("invalid TOML: {message}");
     }
-    let key = src.get(span.clone()).unwrap_or("").trim();
+    let key = pos.src().get(span.clone()).unwrap_or("").trim();
     let (line, _) = pos.line_col(span.start);
     let text = pos.line_text(line).trim();
     if text.starts_with('[') {
         let header = header_of(text);
-        let earlier = (1..line).find(|&l| header_of(pos.line_text(l).trim()) == header);
-        let at = match earlier {
-            Some(l) => format!("line {l}"),
-            None => "earlier in the file".to_owned(),
-        };
-        let at = if earlier.is_some() {
-            format!("on {at}")
-        } else {
-            at
+        let first = headers.get_or_insert_with(|| {
+            let mut first = std::collections::HashMap::new();
+            for l in 1..=pos.line_count() {
+                let t = pos.line_text(l).trim_start();
+                if t.starts_with('[') {
+                    first.entry(header_of(t)).or_insert(l);
+                }
+            }
+            first
+        });
+        let at = match first.get(&header) {
+            Some(&l) if l < line => format!("on line {l}"),
+            _ => "earlier in the file".to_owned(),
         };
         format!(
             "duplicate table {header}: it is already defined {at}; a table may be defined only once, so put all its keys under the first header"
@@ -140,21 +240,40 @@ fn syntax_message(
 
 /// Drops the "duplicate key" errors that only echo a duplicate table: toml's recovery
 /// merges the second `[table]` into the first, so each of its keys is reported again.
-fn without_echoes(errors: Vec<ConfigError>, pos: &Positions<'_>) -> Vec<ConfigError> {
-    let mut echo_lines = Vec::new();
-    for e in errors
-        .iter()
-        .filter(|e| e.message.starts_with("duplicate table"))
-    {
-        let mut line = e.line + 1;
-        while line <= pos.line_count() && !pos.line_text(line).trim_start().starts_with('[') {
-            echo_lines.push(line);
-            line += 1;
+fn without_echoes(
+    errors: Vec<(std::ops::Range<usize>, String)>,
+    pos: &Positions<'_>,
+) -> Vec<(std::ops::Range<usize>, String)> {
+    // Lines (after a duplicate table's header, up to the next header) whose duplicate
+    // keys are echoes, as sorted ranges.
+    let mut echo_lines: Vec<std::ops::Range<usize>> = Vec::new();
+    for (span, message) in &errors {
+        if message != "duplicate key" {
+            continue;
         }
+        let (line, _) = pos.line_col(span.start);
+        if !pos.line_text(line).trim_start().starts_with('[') {
+            continue;
+        }
+        let mut end = line + 1;
+        while end <= pos.line_count() && !pos.line_text(end).trim_start().starts_with('[') {
+            end += 1;
+        }
+        echo_lines.push(line + 1..end);
     }
+    echo_lines.sort_by_key(|r| r.start);
     errors
         .into_iter()
-        .filter(|e| !(e.message.starts_with("duplicate key") && echo_lines.contains(&e.line)))
+        .filter(|(span, message)| {
+            if message != "duplicate key" {
+                return true;
+            }
+            let (line, _) = pos.line_col(span.start);
+            let i = echo_lines.partition_point(|r| r.start <= line);
+            !i.checked_sub(1)
+                .and_then(|i| echo_lines.get(i))
+                .is_some_and(|r| r.contains(&line))
+        })
         .collect()
 }
 

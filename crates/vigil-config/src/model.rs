@@ -14,11 +14,16 @@ use vigil_core::health::Thresholds;
 use vigil_core::schedule::Schedule;
 use vigil_core::{CheckName, ServiceName};
 
-/// A whole, valid configuration file.
+/// A whole, valid configuration: the main file and the files it includes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// The file this was loaded from.
+    /// The main file this was loaded from.
     pub path: PathBuf,
+    /// Every file read: `path`, then each included file in include order (globs expanded
+    /// and sorted). A reload reads `path` again, which expands the globs again: files added
+    /// to or removed from a `conf.d` directory take effect; this list says what the running
+    /// configuration came from.
+    pub files: Vec<PathBuf>,
     pub vigil: Settings,
     /// `[defaults.guard]`, already merged into every service's `guard`.
     pub default_guard: GuardPolicy,

@@ -322,8 +322,14 @@ pub static TOP: Section = Section {
     header: "top level",
     also: &[],
     applies: None,
-    doc: "A configuration file has at most these tables; anything else is an error.",
+    doc: "A configuration file has at most these keys and tables; anything else is an error.",
     keys: &[
+        key(
+            "include",
+            Ty::Other("array of paths or globs"),
+            Dflt::None,
+            "More files to read, e.g. `[\"conf.d/*.toml\"]`: paths or globs (`*`, `?`, `[a-z]`; `*` does not match a leading dot) relative to this file's directory. Each pattern's matches are read in path order, patterns in the order written; a glob that matches nothing is fine, a plain path that does not exist is an error; a file named twice, or this file itself, is read once. An included file may hold only `[services.*]`, `[groups.*]` and `[alerts.*]` tables, which join this file's: `[vigil]`, `[defaults]` and `include` belong to the main file (so included files never include others). A service, group or alert channel defined in two files is an error at the second, naming the first. Relative paths inside an included file are resolved against that file's directory, and its errors are reported at its own `file:line:col`.",
+        ),
         key(
             "vigil",
             Ty::Table,

@@ -2,16 +2,39 @@
 //!
 //! Owns only string similarity; what the candidates are comes from the schema.
 
+/// Words longer than this are not typos of a key or a name (and bound the work).
+const MAX_WORD: usize = 64;
+
 /// Levenshtein distance over characters, ASCII case-insensitive.
 pub(crate) fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let b: Vec<char> = b.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
+    if a.is_ascii() && b.is_ascii() && b.len() <= MAX_WORD {
+        return distance_by(a.as_bytes(), b.as_bytes(), |x: &u8, y: &u8| {
+            x.eq_ignore_ascii_case(y)
+        });
+    }
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    distance_by(&a, &b, |x: &char, y: &char| x.eq_ignore_ascii_case(y))
+}
+
+/// Two rows of the edit-distance table, on the stack when `b` is short.
+fn distance_by<T>(a: &[T], b: &[T], same: impl Fn(&T, &T) -> bool) -> usize {
+    let mut stack = [[0usize; MAX_WORD + 1]; 2];
+    let mut heap;
+    let (mut prev, mut cur) = if b.len() <= MAX_WORD {
+        let [p, c] = &mut stack;
+        (&mut p[..=b.len()], &mut c[..=b.len()])
+    } else {
+        heap = vec![0usize; 2 * (b.len() + 1)];
+        heap.split_at_mut(b.len() + 1)
+    };
+    for (j, cell) in prev.iter_mut().enumerate() {
+        *cell = j;
+    }
     for (i, ca) in a.iter().enumerate() {
         cur[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != cb);
+            let substitute = prev[j] + usize::from(!same(ca, cb));
             cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         std::mem::swap(&mut prev, &mut cur);
@@ -25,20 +48,33 @@ pub(crate) fn closest<'c>(
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
     // Very long inputs are not typos of short keys; also bounds the quadratic work.
-    if word.chars().count() > 64 {
+    let len = word.chars().count();
+    if len > MAX_WORD {
         return None;
     }
-    let limit = (word.chars().count() / 3).max(2);
+    let limit = (len / 3).max(2);
     let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
         .filter_map(|c| {
-            let d = distance(word, c);
-            if d <= limit && d < c.chars().count().max(2) {
-                return Some((d, c));
-            }
             // An abbreviation ("warn" for "warning") is a typo too, however far.
-            let is_prefix = lower.len() >= 3 && c.to_ascii_lowercase().starts_with(&lower);
+            let is_prefix = lower.len() >= 3
+                && c.len() >= lower.len()
+                && c.get(..lower.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(&lower));
+            // Lengths further apart than the limit are further apart in edit distance
+            // too: no need to compute it.
+            let clen = if c.is_ascii() {
+                c.len()
+            } else {
+                c.chars().count()
+            };
+            if clen.abs_diff(len) <= limit {
+                let d = distance(word, c);
+                if d <= limit && d < clen.max(2) {
+                    return Some((d, c));
+                }
+            }
             is_prefix.then_some((limit + 1, c))
         })
         .min_by_key(|&(d, _)| d)

@@ -44,7 +44,12 @@ fn no_hint(_: &str) -> Option<String> {
     None
 }
 
-pub(crate) fn config(cx: &mut Cx<'_>, root: &Value<'_>, file: &std::path::Path) -> Option<Config> {
+pub(crate) fn config(
+    cx: &mut Cx<'_>,
+    root: &Value<'_>,
+    file: &std::path::Path,
+    files: Vec<std::path::PathBuf>,
+) -> Option<Config> {
     let top = Table::new(
         cx,
         root,
@@ -67,6 +72,7 @@ pub(crate) fn config(cx: &mut Cx<'_>, root: &Value<'_>, file: &std::path::Path) 
     let groups = groups::groups(cx, &top, &mut services, &refs, default_guard.as_ref());
     Some(Config {
         path: file.to_path_buf(),
+        files,
         vigil: settings?,
         default_guard: default_guard?,
         services,
@@ -200,7 +206,7 @@ fn services(
     cx: &mut Cx<'_>,
     top: &Table<'_>,
     default_guard: Option<&GuardPolicy>,
-    channels: &[String],
+    channels: &alerts::ChannelNames,
 ) -> Option<(Vec<Service>, Vec<groups::ServiceRefs>)> {
     let Some(v) = top.get("services") else {
         return Some((Vec::new(), Vec::new()));
@@ -245,7 +251,7 @@ fn service(
     name: &toml::Spanned<toml::de::DeString<'_>>,
     v: &Value<'_>,
     default_guard: Option<&GuardPolicy>,
-    channels: &[String],
+    channels: &alerts::ChannelNames,
 ) -> Option<(Service, groups::ServiceRefs)> {
     let path = parent.key(name.get_ref());
     let name_valid = name_ok(cx, "service", name, &path);
@@ -316,11 +322,11 @@ fn restart_group_spans(
         .iter()
         .filter(|c| groups::is_restart_group(&c.on_failure))
         .filter_map(|c| {
-            let (_, table) = map.iter().find(|(k, _)| k.get_ref() == c.name.as_str())?;
+            let table = map.get(c.name.as_str())?;
             let DeValue::Table(fields) = table.get_ref() else {
                 return None;
             };
-            let (_, v) = fields.iter().find(|(k, _)| k.get_ref() == "on_failure")?;
+            let v = fields.get("on_failure")?;
             Some((v.span(), path.key(c.name.as_str()).key("on_failure")))
         })
         .collect()
@@ -844,7 +850,7 @@ fn schedule_entry(
             let expr = t.optional(cx, "cron", string);
             let tz = t.defaulted(cx, "timezone", time_zone);
             match (expr, tz) {
-                (Some(expr), Some((tz, tz_name))) => match Schedule::cron(&expr, tz, &tz_name) {
+                (Some(expr), Some((tz, tz_name))) => match cx.cron(&expr, tz, &tz_name) {
                     Ok(s) => Some(s),
                     Err(e) => {
                         cx.error(
@@ -908,11 +914,14 @@ fn time_zone(
     if name.eq_ignore_ascii_case("UTC") {
         return Some((jiff::tz::TimeZone::UTC, name));
     }
-    match jiff::tz::db().get(&name) {
-        Ok(tz) => Some((tz, name)),
-        Err(_) => {
-            let names: Vec<String> = jiff::tz::db().available().map(|n| n.to_string()).collect();
-            let message = match suggest::closest(&name, names.iter().map(String::as_str)) {
+    match cx.time_zone(&name) {
+        Some(tz) => Some((tz, name)),
+        None if !cx.wants(v.span().start) => {
+            cx.errors.count();
+            None
+        }
+        None => {
+            let message = match cx.suggest_zone(&name) {
                 Some(near) => format!(
                     "unknown time zone {:?}; did you mean {near:?}?",
                     shorten(&name)

@@ -7,6 +7,7 @@
 //! `None` on error so that validation goes on and every error is collected. Nothing here
 //! knows which key means what; that is `validate`'s job.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,9 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeString, DeValue};
 
-use crate::error::{ConfigError, Positions};
+use vigil_core::schedule::{Schedule, ScheduleError};
+
+use crate::error::{Collector, ConfigError, Sources};
 use crate::model::{Argv, Pattern, Proxy, ProxyScheme};
 use crate::schema::{Dflt, KeyDoc, Section};
 use crate::suggest;
@@ -28,26 +31,159 @@ const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The validation context: where errors go.
 pub(crate) struct Cx<'s> {
-    file: &'s Path,
-    pos: Positions<'s>,
-    /// Relative paths in the file are resolved against this directory.
-    base_dir: &'s Path,
-    pub(crate) errors: Vec<ConfigError>,
+    sources: &'s Sources<'s>,
+    /// Every error, counted; the first ones (by position) kept.
+    pub(crate) errors: Collector<ConfigError>,
+    /// Schema defaults parsed once each (they are read for every table that omits them).
+    defaults: HashMap<&'static str, Option<Value<'static>>>,
+    /// A scratch context (for a default literal) only counts its errors.
+    scratch: bool,
+    /// Names compared for "did you mean" among sets the file makes large (services,
+    /// checks, channels, time zones): once spent, such errors come without a suggestion.
+    suggestions_left: usize,
+    /// The tz database's zone names, listed once.
+    zone_names: Option<Vec<String>>,
+    /// Time zones looked up, by name as written (`None`: unknown).
+    zones: HashMap<String, Option<jiff::tz::TimeZone>>,
+    /// The zone names in lower case, for lookups that must not touch the file system.
+    zone_set: Option<std::collections::HashSet<String>>,
+    /// Cron schedules built, by expression and zone name: croner spends tens of
+    /// microseconds on each parse, and files repeat their expressions.
+    crons: HashMap<(String, String), Result<Schedule, ScheduleError>>,
 }
 
+fn list_zones() -> Vec<String> {
+    jiff::tz::db().available().map(|n| n.to_string()).collect()
+}
+
+/// How many names [`Cx::suggest`] compares in one parse (a few milliseconds).
+const SUGGESTION_BUDGET: usize = 200_000;
+
 impl<'s> Cx<'s> {
-    pub(crate) fn new(file: &'s Path, src: &'s str, base_dir: &'s Path) -> Self {
+    pub(crate) fn new(sources: &'s Sources<'s>, errors: Collector<ConfigError>) -> Self {
         Cx {
-            file,
-            pos: Positions::new(src),
-            base_dir,
-            errors: Vec::new(),
+            sources,
+            errors,
+            defaults: HashMap::new(),
+            scratch: false,
+            suggestions_left: SUGGESTION_BUDGET,
+            zone_names: None,
+            zones: HashMap::new(),
+            zone_set: None,
+            crons: HashMap::new(),
+        }
+    }
+
+    fn scratch(sources: &'s Sources<'s>) -> Self {
+        Cx {
+            sources,
+            errors: Collector::new(1),
+            defaults: HashMap::new(),
+            scratch: true,
+            suggestions_left: 0,
+            zone_names: None,
+            zones: HashMap::new(),
+            zone_set: None,
+            crons: HashMap::new(),
         }
     }
 
     pub(crate) fn error(&mut self, span: Range<usize>, path: &KeyPath, message: impl Into<String>) {
-        let e = self.pos.error(self.file, span, path.as_str(), message);
-        self.errors.push(e);
+        self.error_with(span, path, || message.into());
+    }
+
+    /// Like [`Cx::error`], building the message only if the error is kept: for errors a
+    /// file can hold by the million (unknown keys, wrong types).
+    pub(crate) fn error_with(
+        &mut self,
+        span: Range<usize>,
+        path: &KeyPath,
+        message: impl FnOnce() -> String,
+    ) {
+        if self.scratch || !self.errors.wants(span.start) {
+            self.errors.count();
+            return;
+        }
+        let e = self.sources.error(span.clone(), path.as_str(), message());
+        self.errors.push(span.start, e);
+    }
+
+    /// Whether an error at `offset` would be kept (so a costly message is worth building).
+    pub(crate) fn wants(&self, offset: usize) -> bool {
+        !self.scratch && self.errors.wants(offset)
+    }
+
+    /// The directory relative paths written at `offset` are resolved against: the
+    /// directory of the file they are written in.
+    pub(crate) fn base_dir(&self, offset: usize) -> &'s Path {
+        match self.sources.locate(offset) {
+            Some((file, _)) => &file.dir,
+            None => Path::new(""),
+        }
+    }
+
+    /// "Did you mean" among `candidates`, a set the file can make large: each name
+    /// compared is charged to a budget for the whole parse, so a file with a hundred
+    /// thousand unknown names among a hundred thousand services stays linear.
+    pub(crate) fn suggest<'c>(
+        &mut self,
+        word: &str,
+        candidates: impl IntoIterator<Item = &'c str>,
+    ) -> Option<&'c str> {
+        let left = &mut self.suggestions_left;
+        let budgeted = candidates.into_iter().take_while(|_| {
+            let more = *left > 0;
+            *left = left.saturating_sub(1);
+            more
+        });
+        let near = suggest::closest(word, budgeted);
+        // A search cut short may have missed the nearest name: suggest nothing rather
+        // than something worse.
+        if *left == 0 { None } else { near }
+    }
+
+    /// The time zone named `name` in the tz database. A name the database does not list
+    /// is not looked up (a failed lookup may search the file system each time); every
+    /// name is looked up once per parse.
+    pub(crate) fn time_zone(&mut self, name: &str) -> Option<jiff::tz::TimeZone> {
+        if let Some(tz) = self.zones.get(name) {
+            return tz.clone();
+        }
+        let names = self.zone_names.get_or_insert_with(list_zones);
+        let set = self
+            .zone_set
+            .get_or_insert_with(|| names.iter().map(|n| n.to_ascii_lowercase()).collect());
+        let tz = if set.contains(&name.to_ascii_lowercase()) {
+            jiff::tz::db().get(name).ok()
+        } else {
+            None
+        };
+        self.zones.insert(name.to_owned(), tz.clone());
+        tz
+    }
+
+    /// The schedule of a cron expression in a zone, built once per parse.
+    pub(crate) fn cron(
+        &mut self,
+        expr: &str,
+        tz: jiff::tz::TimeZone,
+        tz_name: &str,
+    ) -> Result<Schedule, ScheduleError> {
+        let key = (expr.to_owned(), tz_name.to_owned());
+        self.crons
+            .entry(key)
+            .or_insert_with(|| Schedule::cron(expr, tz, tz_name))
+            .clone()
+    }
+
+    /// "Did you mean" among the tz database's zone names (listed once per parse).
+    pub(crate) fn suggest_zone(&mut self, name: &str) -> Option<String> {
+        let names = self.zone_names.take().unwrap_or_else(list_zones);
+        let near = self
+            .suggest(name, names.iter().map(String::as_str))
+            .map(str::to_owned);
+        self.zone_names = Some(names);
+        near
     }
 }
 
@@ -57,21 +193,23 @@ impl<'s> Cx<'s> {
 pub(crate) struct KeyPath(String);
 
 impl KeyPath {
+    /// Built for every key read, so without `format!`.
     pub(crate) fn key(&self, key: &str) -> KeyPath {
         let bare = !key.is_empty()
             && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        let segment = if bare {
-            key.to_owned()
-        } else {
-            format!("{key:?}")
-        };
-        if self.0.is_empty() {
-            KeyPath(segment)
-        } else {
-            KeyPath(format!("{}.{segment}", self.0))
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        let mut path = String::with_capacity(self.0.len() + key.len() + 3);
+        path.push_str(&self.0);
+        if !self.0.is_empty() {
+            path.push('.');
         }
+        if bare {
+            path.push_str(key);
+        } else {
+            path.push_str(&format!("{key:?}"));
+        }
+        KeyPath(path)
     }
 
     pub(crate) fn index(&self, i: usize) -> KeyPath {
@@ -202,6 +340,11 @@ impl<'a> Table<'a> {
             if self.doc(key).is_some() {
                 continue;
             }
+            if !cx.wants(k.span().start) {
+                // It will only be counted: spare the suggestions.
+                cx.errors.count();
+                continue;
+            }
             let message = if self.sections.iter().any(|s| s.planned.contains(&key)) {
                 match crate::schema::PLANNED_KEY_HINTS
                     .iter()
@@ -311,14 +454,19 @@ impl<'a> Table<'a> {
 /// Parses a schema default literal with `conv`, in a scratch context so that positions
 /// inside the literal never leak into the file's errors.
 pub(crate) fn documented_default<T>(
-    cx: &Cx<'_>,
-    literal: &str,
+    cx: &mut Cx<'_>,
+    literal: &'static str,
     path: &KeyPath,
     conv: &dyn for<'v> Fn(&mut Cx<'_>, &'v Value<'v>, &KeyPath) -> Option<T>,
 ) -> Option<T> {
-    let value = DeValue::parse(literal).ok()?;
-    let mut scratch = Cx::new(cx.file, literal, cx.base_dir);
-    let t = conv(&mut scratch, &value, path);
+    let sources = cx.sources;
+    let value = cx
+        .defaults
+        .entry(literal)
+        .or_insert_with(|| DeValue::parse(literal).ok())
+        .as_ref()?;
+    let mut scratch = Cx::scratch(sources);
+    let t = conv(&mut scratch, value, path);
     if scratch.errors.is_empty() { t } else { None }
 }
 
@@ -348,11 +496,9 @@ pub(crate) fn shorten(s: &str) -> String {
 }
 
 pub(crate) fn type_error(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath, expected: &str) {
-    cx.error(
-        v.span(),
-        path,
-        format!("expected {expected}, found {}", found(v.get_ref())),
-    );
+    cx.error_with(v.span(), path, || {
+        format!("expected {expected}, found {}", found(v.get_ref()))
+    });
 }
 
 pub(crate) fn string(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
@@ -610,7 +756,7 @@ pub(crate) fn path(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Pat
         cx.error(v.span(), path, "path must not contain NUL characters");
         return None;
     }
-    Some(cx.base_dir.join(s))
+    Some(cx.base_dir(v.span().start).join(s))
 }
 
 /// A unix socket path: a path (made absolute against the config's directory) that fits

@@ -739,6 +739,33 @@ fn invalid_cron_six_fields() {
 }
 
 #[test]
+fn cron_that_never_fires_is_an_error_at_its_value() {
+    assert_only_error(
+        &schedule("cron = \",,, * * * *\""),
+        5,
+        8,
+        "invalid cron expression `,,, * * * *`: never fires: the minute field `,,,` names no minute",
+    );
+    assert_only_error(
+        &schedule("cron = \",,, * * * * *\""),
+        5,
+        8,
+        "never fires: the second field `,,,` names no second",
+    );
+    assert_only_error(
+        &schedule("timezone = \"UTC\"\n  cron = \"0 0 31 2 *\""),
+        6,
+        10,
+        "invalid cron expression `0 0 31 2 *`: never fires: day 31 does not occur in February",
+    );
+    let errs = errors(&schedule("cron = \"0 0 30 2 *\""));
+    assert_eq!(
+        errs.to_string(),
+        "vigil.toml:5:8: services.web.schedule[0].cron: invalid cron expression `0 0 30 2 *`: never fires: day 30 does not occur in February"
+    );
+}
+
+#[test]
 fn invalid_cron_field_count() {
     assert_only_error(&schedule("cron = \"* * *\""), 5, 8, "expected 5 fields");
 }
@@ -841,6 +868,24 @@ fn duplicate_check_table() {
 fn duplicate_key() {
     let src = format!("{HEAD}driver = \"command\"\n");
     assert_only_error(&src, 4, 1, "duplicate key `driver`");
+}
+
+#[test]
+fn a_header_with_99_dotted_parts_is_reported_at_its_own_position() {
+    // toml reports its nesting limit without a position; this used to be `vigil.toml:1:1`.
+    let deep = vec!["a"; 99].join(".");
+    assert_only_error(
+        &format!("{HEAD}\n[{deep}]\nx = 1\n"),
+        5,
+        2,
+        "invalid TOML: this key has 99 dotted parts; at most 80 are supported",
+    );
+    assert_only_error(
+        &format!("{HEAD}[services.web.checks.c]\n  {deep} = 1\n"),
+        5,
+        3,
+        "this key has 99 dotted parts",
+    );
 }
 
 #[test]

@@ -21,6 +21,17 @@
 //! - When the hour field is `*` or `*/n`, the expression means "every so often", so it
 //!   follows elapsed time: a repeated hour fires twice (`0 * * * *` still fires every real
 //!   hour), and times inside a gap are skipped (the next real hour comes anyway).
+//!
+//! # Bounded work
+//!
+//! The daemon asks for the next firing on its single runtime thread, so the search must
+//! never spin. [`Schedule::cron`] rejects every expression that can never fire (a time
+//! field that names nothing, like `,,, * * * *`; a date that never exists, like
+//! `0 0 31 2 *`): the day fields are evaluated once for every shape a month can have
+//! (12 months × 7 weekdays of the 1st × leap or not), which decides "never" exactly since
+//! the Gregorian calendar repeats them all every 400 years. `next_after` then jumps to the
+//! next matching date through that table (at most 4,800 month steps, usually none) and
+//! lets croner search one day, so a firing costs microseconds whatever the expression.
 
 use std::fmt;
 use std::time::Duration;
@@ -39,7 +50,9 @@ pub struct Schedule {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Kind {
-    Cron(Box<CronSchedule>),
+    /// Shared: croner keeps a 5 KB year table per expression, and a configuration that
+    /// repeats one expression holds it once.
+    Cron(std::sync::Arc<CronSchedule>),
     Every(Duration),
 }
 
@@ -53,6 +66,8 @@ struct CronSchedule {
     /// The hour field is written out (not `*` or `*/n`): wall-clock semantics across DST,
     /// see the module docs.
     hours_explicit: bool,
+    /// Which dates and times of day the expression names, for bounded searches.
+    calendar: Calendar,
 }
 
 /// A schedule that cannot be built, with a sentence saying why.
@@ -85,6 +100,25 @@ const MAX_HOPS: usize = 16;
 /// 0001-01-01T00:00:00Z in seconds since the Unix epoch: croner's earliest year.
 const YEAR_1_UTC_SECS: i64 = -62_135_596_800;
 
+/// The Gregorian calendar repeats every 400 years (146,097 days, a whole number of weeks):
+/// a date shape that occurs at all occurs within this many months of any date.
+const CYCLE_MONTHS: u32 = 400 * 12;
+
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
 fn parser() -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Optional)
@@ -116,14 +150,19 @@ impl Schedule {
         let cron = parser()
             .parse(expr)
             .map_err(|err| invalid(explain(&fields, &err)))?;
+        let calendar = Calendar::new(&cron);
+        if let Some(why) = never_fires(&cron, &calendar, &fields) {
+            return Err(invalid(format!("never fires: {why}")));
+        }
         let hours_explicit = !cron.pattern.hours.from_wildcard;
         Ok(Schedule {
-            kind: Kind::Cron(Box::new(CronSchedule {
+            kind: Kind::Cron(std::sync::Arc::new(CronSchedule {
                 expr: expr.to_owned(),
                 cron,
                 tz,
                 tz_name: tz_name.to_owned(),
                 hours_explicit,
+                calendar,
             })),
         })
     }
@@ -151,17 +190,40 @@ impl Schedule {
         })
     }
 
-    /// The first firing strictly after `after`. None only if the cron never matches again.
+    /// The first firing strictly after `after`.
     ///
-    /// `None` also when no later instant is representable (an interval from the end of
-    /// time, or a cron expression past croner's year 5000).
+    /// `None` only when no later instant is representable (an interval from the end of
+    /// time, or a cron expression past croner's year 5000): expressions that never fire are
+    /// rejected by [`Schedule::cron`]. The work is bounded whatever the expression (see the
+    /// module docs), so this may run on the daemon's runtime thread.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        self.next_after_counting(after, &mut Work::default())
+    }
+
+    fn next_after_counting(&self, after: Timestamp, work: &mut Work) -> Option<Timestamp> {
         match &self.kind {
             Kind::Every(interval) => {
                 let next = after.saturating_add(*interval);
                 (next > after).then_some(next)
             }
-            Kind::Cron(c) => c.next_after(after),
+            Kind::Cron(c) => c.next_after(after, work),
+        }
+    }
+
+    /// The cron expression as written (trimmed) and the zone name it was given, if this
+    /// is a cron schedule.
+    pub fn cron_expr(&self) -> Option<(&str, &str)> {
+        match &self.kind {
+            Kind::Cron(c) => Some((&c.expr, &c.tz_name)),
+            Kind::Every(_) => None,
+        }
+    }
+
+    /// The interval, if this is an `every` schedule.
+    pub fn interval(&self) -> Option<Duration> {
+        match &self.kind {
+            Kind::Every(interval) => Some(*interval),
+            Kind::Cron(_) => None,
         }
     }
 
@@ -181,18 +243,31 @@ impl fmt::Display for Schedule {
     }
 }
 
+/// What one `next_after` call did, for tests that bound the work without a clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Work {
+    /// Months looked at in the date table while skipping to the next matching date.
+    month_steps: u32,
+    /// Searches handed to croner. Each starts on a date the expression names with a named
+    /// time still to come, so croner searches one day (more only when a DST gap swallowed
+    /// that day's times).
+    croner_calls: u32,
+    /// Time zone transitions examined for spring-forward firings.
+    transitions: u32,
+}
+
 impl CronSchedule {
-    fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+    fn next_after(&self, after: Timestamp, work: &mut Work) -> Option<Timestamp> {
         let mut from = after;
         for _ in 0..MAX_HOPS {
-            let candidate = self.croner_next(from)?;
+            let candidate = self.croner_next(from, work)?;
             if candidate <= from {
                 // croner promises "after"; never hand back a non-increasing instant.
                 from = from.saturating_add(Duration::from_secs(1));
                 continue;
             }
             if self.hours_explicit {
-                if let Some(fired) = self.gap_firing(from, candidate) {
+                if let Some(fired) = self.gap_firing(from, candidate, work) {
                     return Some(fired);
                 }
                 if let Some(end) = self.repeated_range_end(candidate) {
@@ -208,27 +283,84 @@ impl CronSchedule {
     }
 
     /// croner's next match strictly after `after`, on whole seconds.
-    fn croner_next(&self, after: Timestamp) -> Option<Timestamp> {
+    ///
+    /// When `after`'s local date is not one the expression names, the search starts just
+    /// before the next date that is (found in the date table), so croner never walks the
+    /// calendar day by day: nothing can fire on the dates skipped.
+    fn croner_next(&self, after: Timestamp, work: &mut Work) -> Option<Timestamp> {
         // Flooring to the second and searching exclusively yields the first whole-second
         // match >= floor + 1s, which is strictly after `after` and misses nothing: cron
         // times are whole seconds.
         let secs = calendar_start(after).as_millis().div_euclid(1000);
         let start = jiff::Timestamp::from_second(secs).ok()?;
-        let start = start.to_zoned(self.tz.clone());
+        let mut start = start.to_zoned(self.tz.clone());
+        let today = start.date();
+        let mut first = self.calendar.next_date(today, &mut work.month_steps)?;
+        if first == today && !self.fires_later_today(&start) {
+            first = self
+                .calendar
+                .next_date(today.tomorrow().ok()?, &mut work.month_steps)?;
+        }
+        if first > today {
+            // The first instant of that date (after a gap, if midnight is in one), less a
+            // second: the exclusive search then starts exactly at the date's first instant.
+            let midnight = first.to_zoned(self.tz.clone()).ok()?;
+            let before = midnight
+                .timestamp()
+                .checked_sub(jiff::SignedDuration::from_secs(1))
+                .ok()?;
+            if before > start.timestamp() {
+                start = before.to_zoned(self.tz.clone());
+            }
+        }
+        work.croner_calls += 1;
         let next = self.cron.find_next_occurrence(&start, false).ok()?;
         Some(Timestamp::from_jiff(next.timestamp()))
+    }
+
+    /// Whether a time the expression names may still come today after `start` (its date
+    /// matches). Conservatively yes when a transition is due before tomorrow: a repeated
+    /// hour replays earlier wall-clock times.
+    fn fires_later_today(&self, start: &jiff::Zoned) -> bool {
+        let Ok(tomorrow) = start.date().tomorrow() else {
+            return true;
+        };
+        let Ok(midnight) = tomorrow.to_zoned(self.tz.clone()) else {
+            return true;
+        };
+        let transition_due = self
+            .tz
+            .following(start.timestamp())
+            .next()
+            .is_some_and(|t| t.timestamp() <= midnight.timestamp());
+        if transition_due {
+            return true;
+        }
+        // The search is exclusive of `start`'s own second.
+        let t = start.time();
+        let part = |v: i8| u32::from(v.unsigned_abs());
+        let (h, m, s) = (part(t.hour()), part(t.minute()), part(t.second()) + 1);
+        let (h, m, s) = if s < 60 {
+            (h, m, s)
+        } else if m < 59 {
+            (h, m + 1, 0)
+        } else {
+            (h + 1, 0, 0)
+        };
+        h < 24 && self.calendar.next_time(h, m, s).is_some()
     }
 
     /// A spring-forward transition in `(from, until]` whose skipped wall-clock range holds a
     /// time this expression names: it fires at the transition (the first instant after the
     /// gap). croner already does this for single-time expressions; this extends it to hour
     /// lists and ranges.
-    fn gap_firing(&self, from: Timestamp, until: Timestamp) -> Option<Timestamp> {
+    fn gap_firing(&self, from: Timestamp, until: Timestamp, work: &mut Work) -> Option<Timestamp> {
         for transition in self.tz.following(calendar_start(from).to_jiff()) {
             let at = transition.timestamp();
             if Timestamp::from_jiff(at) > until {
                 break;
             }
+            work.transitions += 1;
             let after = transition.offset();
             let before = self
                 .tz
@@ -238,10 +370,7 @@ impl CronSchedule {
             }
             let gap_start = before.to_datetime(at);
             let gap_end = after.to_datetime(at);
-            let named = self
-                .cron
-                .find_next_occurrence(&gap_start, true)
-                .is_ok_and(|m| m < gap_end);
+            let named = self.calendar.names_time_in(gap_start, gap_end);
             let fired = Timestamp::from_jiff(at);
             if named && fired > from {
                 return Some(fired);
@@ -273,6 +402,306 @@ impl CronSchedule {
             .saturating_add(Duration::from_secs(shift.unsigned_abs()));
         Some(end)
     }
+}
+
+/// Which dates and times of day a cron expression names, precomputed so that searches
+/// jump instead of walking the calendar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Calendar {
+    /// `days[month - 1][weekday of the 1st][leap]`: bit `d` is set when day `d` of such a
+    /// month matches the day-of-month, day-of-week and month fields. croner's own
+    /// `day_match` decides each bit; it depends on nothing else (the year field is
+    /// disallowed).
+    days: [[[u32; 2]; 7]; 12],
+    hours: u32,
+    minutes: u64,
+    seconds: u64,
+}
+
+/// croner's component bits (`croner::component` is private; a test checks the table built
+/// from them against croner's own `day_match`).
+const ALL_BIT: u8 = 1;
+const NTH_BITS: [u8; 5] = [1 << 1, 1 << 2, 1 << 3, 1 << 4, 1 << 5];
+const LAST_BIT: u8 = 1 << 6;
+const CLOSEST_WEEKDAY_BIT: u8 = 1 << 7;
+
+impl Calendar {
+    /// The table croner's `day_match` describes, built from the pattern's bits in a few
+    /// microseconds (calling `day_match` for every day of every month shape took 200).
+    fn new(cron: &Cron) -> Calendar {
+        let p = &cron.pattern;
+        let bits = |values: Vec<u16>| values.into_iter().fold(0u64, |acc, v| acc | 1 << v);
+        let set = |c: &croner::CronComponent, pos: u32, bit: u8| {
+            u16::try_from(pos).is_ok_and(|pos| c.is_bit_set(pos, bit).unwrap_or(false))
+        };
+        // Day-of-month: plain days, `W` days, `L` and `LW`.
+        let mut dom = 0u32;
+        let mut dom_w = 0u32;
+        for d in 1..=31 {
+            if set(&p.days, d, ALL_BIT) {
+                dom |= 1 << d;
+            }
+            if set(&p.days, d, CLOSEST_WEEKDAY_BIT) {
+                dom_w |= 1 << d;
+            }
+        }
+        let last = p.days.is_feature_enabled(LAST_BIT);
+        let last_weekday = last && p.days.is_feature_enabled(CLOSEST_WEEKDAY_BIT);
+        // Day-of-week (Sunday is 0): plain, `#n`, and `nL`.
+        let weekdays = |bit: u8| {
+            (0..7)
+                .filter(|&w| set(&p.days_of_week, w, bit))
+                .fold(0u8, |a, w| a | 1 << w)
+        };
+        let dow = weekdays(ALL_BIT);
+        let dow_nth = NTH_BITS.map(weekdays);
+        let dow_last = weekdays(LAST_BIT);
+        let (star_dom, star_dow, both) = (
+            p.is_dom_wildcard(),
+            p.is_dow_wildcard(),
+            p.matches_dom_and_dow(),
+        );
+        // masks[length - 28][weekday of the 1st], as `day_match` decides each day.
+        let mut masks = [[0u32; 7]; 4];
+        for (length, by_first) in (28u32..).zip(masks.iter_mut()) {
+            for (first, mask) in (0u32..).zip(by_first.iter_mut()) {
+                let weekday = |d: u32| (first + d - 1) % 7;
+                let mut days = dom;
+                if last_weekday {
+                    days |= 1
+                        << match weekday(length) {
+                            6 => length - 1,
+                            0 => length - 2,
+                            _ => length,
+                        };
+                } else if last {
+                    days |= 1 << length;
+                }
+                for pd in (1..=length).filter(|pd| dom_w & (1 << pd) != 0) {
+                    let target = match weekday(pd) {
+                        6 if pd > 1 => pd - 1,
+                        6 => pd + 2,
+                        0 if pd < length => pd + 1,
+                        0 => pd - 2,
+                        _ => pd,
+                    };
+                    days |= 1 << target;
+                }
+                for d in 1..=length {
+                    let w = 1u8 << weekday(d);
+                    let day_ok = days & (1 << d) != 0;
+                    let nth = usize::try_from((d - 1) / 7).unwrap_or(usize::MAX);
+                    let dow_ok = dow_nth.get(nth).is_some_and(|m| m & w != 0)
+                        || (dow_last & w != 0 && d + 7 > length)
+                        || dow & w != 0;
+                    let matches = if (day_ok && star_dow) || (dow_ok && star_dom) {
+                        true
+                    } else if !star_dom && !star_dow {
+                        if both {
+                            day_ok && dow_ok
+                        } else {
+                            day_ok || dow_ok
+                        }
+                    } else {
+                        false
+                    };
+                    if matches {
+                        *mask |= 1 << d;
+                    }
+                }
+            }
+        }
+        let mut days = [[[0u32; 2]; 7]; 12];
+        for (m, by_weekday) in (1u32..).zip(days.iter_mut()) {
+            if !p.month_match(m).unwrap_or(false) {
+                continue;
+            }
+            for (first, by_leap) in by_weekday.iter_mut().enumerate() {
+                for (leap, mask) in by_leap.iter_mut().enumerate() {
+                    let length = month_length(m, leap == 1);
+                    let shape = usize::try_from(length - 28).unwrap_or(0);
+                    *mask = masks[shape][first];
+                }
+            }
+        }
+        Calendar {
+            days,
+            hours: u32::try_from(bits(p.hours.values())).unwrap_or(0),
+            minutes: bits(p.minutes.values()),
+            seconds: bits(p.seconds.values()),
+        }
+    }
+
+    fn any_date(&self) -> bool {
+        self.days.iter().flatten().flatten().any(|&mask| mask != 0)
+    }
+
+    fn month_mask(&self, year: i16, month: i8, first: jiff::civil::Weekday) -> u32 {
+        let leap = usize::from(jiff::civil::date(year, 2, 1).in_leap_year());
+        let first = usize::from(first.to_sunday_zero_offset().unsigned_abs());
+        let month = usize::from(month.unsigned_abs()).saturating_sub(1);
+        self.days
+            .get(month)
+            .and_then(|w| w.get(first))
+            .map_or(0, |l| l[leap])
+    }
+
+    fn date_matches(&self, date: jiff::civil::Date) -> bool {
+        let first = date.first_of_month().weekday();
+        let mask = self.month_mask(date.year(), date.month(), first);
+        mask & (1 << date.day().unsigned_abs()) != 0
+    }
+
+    /// The first date on or after `date` that the expression names (not before year 1),
+    /// looking at most one calendar cycle ahead. Counts the months looked at.
+    fn next_date(&self, date: jiff::civil::Date, steps: &mut u32) -> Option<jiff::civil::Date> {
+        let mut date = date.max(jiff::civil::date(1, 1, 1));
+        for _ in 0..=CYCLE_MONTHS {
+            *steps += 1;
+            let first = date.first_of_month();
+            let mask = self.month_mask(date.year(), date.month(), first.weekday());
+            // Days from `date` on: clear the bits of the earlier days (and bit 0).
+            let from_today = mask & (u32::MAX << date.day().unsigned_abs());
+            if from_today != 0 {
+                let day = i8::try_from(from_today.trailing_zeros()).ok()?;
+                return first.with().day(day).build().ok();
+            }
+            date = first.checked_add(jiff::Span::new().months(1)).ok()?;
+        }
+        None
+    }
+
+    /// The first time of day at or after `h:m:s` that the expression names.
+    fn next_time(&self, h: u32, m: u32, s: u32) -> Option<(u32, u32, u32)> {
+        for hour in h..24 {
+            if self.hours & (1 << hour) == 0 {
+                continue;
+            }
+            let m0 = if hour == h { m } else { 0 };
+            for minute in m0..60 {
+                if self.minutes & (1 << minute) == 0 {
+                    continue;
+                }
+                let s0 = if hour == h && minute == m { s } else { 0 };
+                let later = self.seconds & (u64::MAX << s0);
+                if later != 0 {
+                    return Some((hour, minute, later.trailing_zeros()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether a wall-clock time in `[start, end)` is named (for DST gaps: at most a day
+    /// or two of dates, each looked at in constant time).
+    fn names_time_in(&self, start: jiff::civil::DateTime, end: jiff::civil::DateTime) -> bool {
+        let mut date = start.date();
+        while date <= end.date() {
+            if self.date_matches(date) {
+                let (h, m, s) = if date == start.date() {
+                    let t = start.time();
+                    let part = |v: i8| u32::from(v.unsigned_abs());
+                    (part(t.hour()), part(t.minute()), part(t.second()))
+                } else {
+                    (0, 0, 0)
+                };
+                let named = self.next_time(h, m, s).and_then(|(h, m, s)| {
+                    let [h, m, s] = [h, m, s].map(|v| i8::try_from(v).unwrap_or(i8::MAX));
+                    let time = jiff::civil::Time::new(h, m, s, 0).ok()?;
+                    Some(time.to_datetime(date))
+                });
+                if named.is_some_and(|t| t >= start && t < end) {
+                    return true;
+                }
+            }
+            match date.tomorrow() {
+                Ok(next) => date = next,
+                Err(_) => break,
+            }
+        }
+        false
+    }
+}
+
+fn month_length(month: u32, leap: bool) -> u32 {
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Why an expression can never fire, if it cannot.
+fn never_fires(cron: &Cron, calendar: &Calendar, fields: &[&str]) -> Option<String> {
+    // The fields as written (5 fields: no seconds), for messages.
+    let offset = if fields.len() == 5 { 1 } else { 0 };
+    let written = |i: usize| i.checked_sub(offset).and_then(|j| fields.get(j)).copied();
+    let names_nothing = |i: usize, what: &str| {
+        let name = FIELDS[i].0;
+        match written(i) {
+            Some(f) => format!("the {name} field `{f}` names no {what}"),
+            None => format!("the {name} field names no {what}"),
+        }
+    };
+    let p = &cron.pattern;
+    for (i, what, empty) in [
+        (0, "second", calendar.seconds == 0),
+        (1, "minute", calendar.minutes == 0),
+        (2, "hour", calendar.hours == 0),
+    ] {
+        if empty {
+            return Some(names_nothing(i, what));
+        }
+    }
+    if calendar.any_date() {
+        return None;
+    }
+    let months: Vec<u32> = p.months.values().into_iter().map(u32::from).collect();
+    if months.is_empty() {
+        return Some(names_nothing(4, "month"));
+    }
+    let dom: Vec<u32> = p.days.values().into_iter().map(u32::from).collect();
+    let plain_dom = !p.days.has_modifiers() && (p.is_dow_wildcard() || p.matches_dom_and_dow());
+    if p.is_dow_wildcard() && dom.is_empty() && !p.days.has_modifiers() {
+        return Some(names_nothing(3, "day"));
+    }
+    if p.is_dom_wildcard() && p.days_of_week.values().is_empty() && !p.days_of_week.has_modifiers()
+    {
+        return Some(names_nothing(5, "day"));
+    }
+    if plain_dom && !dom.is_empty() {
+        // Every named day is past the end of every named month.
+        let longest = |m: u32| month_length(m, true);
+        if dom.iter().all(|&d| months.iter().all(|&m| d > longest(m))) {
+            let list = |items: Vec<String>, word: &str| match items.as_slice() {
+                [] => String::new(),
+                [one] => one.clone(),
+                [init @ .., last] => format!("{} {word} {last}", init.join(", ")),
+            };
+            let days = list(dom.iter().map(u32::to_string).collect(), "and");
+            let names = months
+                .iter()
+                .filter_map(|&m| MONTH_NAMES.get(usize::try_from(m).ok()?.checked_sub(1)?))
+                .map(|n| (*n).to_owned())
+                .collect();
+            let (noun, verb) = if dom.len() == 1 {
+                ("day", "does")
+            } else {
+                ("days", "do")
+            };
+            return Some(format!(
+                "{noun} {days} {verb} not occur in {}",
+                list(names, "or")
+            ));
+        }
+    }
+    Some(format!(
+        "no date matches the day-of-month field `{}`, the month field `{}` and the day-of-week field `{}` together",
+        written(3).unwrap_or("*"),
+        written(4).unwrap_or("*"),
+        written(5).unwrap_or("*"),
+    ))
 }
 
 /// `t`, or two days before year 1 if `t` is earlier. croner never matches before year 1,
@@ -586,12 +1015,207 @@ mod tests {
     }
 
     #[test]
-    fn never_matching_expressions_have_no_next() {
-        // February 30th never comes; croner gives up instead of looping.
-        assert_eq!(
-            cron("0 0 30 2 *").next_after(utc("2025-01-01T00:00:00Z")),
-            None
-        );
+    fn never_firing_expressions_are_rejected_with_the_reason() {
+        for (expr, why) in [
+            (",,, * * * *", "the minute field `,,,` names no minute"),
+            (",,, * * * * *", "the second field `,,,` names no second"),
+            ("0 ,,, * * *", "the hour field `,,,` names no hour"),
+            ("0 0 31 2 *", "day 31 does not occur in February"),
+            ("0 0 30,31 2 *", "days 30 and 31 do not occur in February"),
+            (
+                "0 0 31 4,6,9,11 *",
+                "day 31 does not occur in April, June, September or November",
+            ),
+            ("0 0 0 31 FEB *", "day 31 does not occur in February"),
+            ("0 0 ,,, * *", "the day-of-month field `,,,` names no day"),
+            ("0 0 * ,,, *", "the month field `,,,` names no month"),
+            ("0 0 * * ,,,", "the day-of-week field `,,,` names no day"),
+            ("0 0 30 2 +1", "day 30 does not occur in February"),
+            (
+                "0 0 LW 2 +0",
+                "no date matches the day-of-month field `LW`, the month field `2` and the \
+                 day-of-week field `+0` together",
+            ),
+        ] {
+            assert_eq!(
+                error(expr),
+                format!("invalid cron expression `{expr}`: never fires: {why}"),
+            );
+        }
+    }
+
+    #[test]
+    fn rare_but_real_dates_are_accepted() {
+        // Feb 29 (every 4 to 8 years); the fifth Friday of February (when Feb 1 of a leap
+        // year is a Friday); Feb 29 that is also a Monday (`+`: both day fields).
+        for (expr, first) in [
+            ("0 0 29 2 *", "2028-02-29 00:00:00+01:00"),
+            ("0 0 * 2 5#5", "2036-02-29 00:00:00+01:00"),
+            ("0 0 29 2 +1", "2044-02-29 00:00:00+01:00"),
+            ("0 0 L 2 *", "2025-02-28 00:00:00+01:00"),
+        ] {
+            assert_eq!(
+                firings(&cron(expr), "2025-01-01T00:00:00Z", "2045-01-01T00:00:00Z").first(),
+                Some(&first.to_owned()),
+                "{expr}"
+            );
+        }
+    }
+
+    /// The work of one `next_after`, counted (no clock): the date table and croner.
+    fn work(s: &Schedule, after: Timestamp) -> (Option<Timestamp>, Work) {
+        let mut work = Work::default();
+        let next = s.next_after_counting(after, &mut work);
+        (next, work)
+    }
+
+    #[test]
+    fn next_after_does_bounded_work_on_adversarial_expressions() {
+        let exprs = [
+            "0 0 29 2 +1",
+            "0 0 * 2 5#5",
+            "59 59 23 31 12 *",
+            "0 0 LW * *",
+            "* * * * * *",
+            "0 0 29 2 1",
+            "30 2 29 2 +0",
+            "*/7 1-3 * 3,10 0#5",
+        ];
+        let starts = [
+            Timestamp::from_millis(i64::MIN),
+            utc("1900-02-28T23:59:59Z"),
+            utc("2025-03-30T00:59:59Z"),
+            utc("2025-10-26T00:30:00Z"),
+            utc("2099-12-31T23:00:00Z"),
+            utc("4990-01-01T00:00:00Z"),
+            Timestamp::from_millis(i64::MAX),
+        ];
+        for expr in exprs {
+            let s = cron(expr);
+            for start in starts {
+                let (mut t, mut total) = (start, Work::default());
+                for _ in 0..20 {
+                    let (next, w) = work(&s, t);
+                    // At most one calendar cycle of months, a hop or two through croner,
+                    // and the transitions of the years in between (two a year).
+                    assert!(w.month_steps <= 2 * (CYCLE_MONTHS + 1), "{expr}: {w:?}");
+                    assert!(w.croner_calls <= 4, "{expr}: {w:?}");
+                    assert!(w.transitions <= 2 * 60, "{expr}: {w:?}");
+                    total.croner_calls += w.croner_calls;
+                    let Some(next) = next else { break };
+                    assert!(next > t);
+                    t = next;
+                }
+                assert!(total.croner_calls >= 1 || start > utc("4990-01-01T00:00:00Z"));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Any expression built from odd field values either is rejected, or fires again
+        /// from any instant with bounded work; "never fires" agrees with croner's own
+        /// search over the dates (the time fields are checked by the bit sets alone).
+        #[test]
+        fn accepted_expressions_fire_with_bounded_work(
+            minute in proptest::sample::select(vec!["0", "*/7", "59", "1-3"]),
+            hour in proptest::sample::select(vec!["0", "*", "2", "23", "1-3"]),
+            dom in proptest::sample::select(
+                vec!["*", "29", "30", "31", "L", "LW", "15W", "31W", "1,15", ",,,", "?"],
+            ),
+            month in proptest::sample::select(vec!["*", "2", "4", "2,4", "12", "FEB", ",,,"]),
+            dow in proptest::sample::select(
+                vec!["*", "0", "1", "5#5", "1#1", "5L", "+1", "+5#5", "+0", ",,,", "?"],
+            ),
+            start_s in -2_208_988_800i64..4_102_444_800,
+        ) {
+            let expr = format!("{minute} {hour} {dom} {month} {dow}");
+            match Schedule::cron(&expr, berlin(), "Europe/Berlin") {
+                Ok(s) => {
+                    let mut t = Timestamp::from_secs(start_s);
+                    for _ in 0..5 {
+                        let (next, w) = work(&s, t);
+                        proptest::prop_assert!(w.croner_calls <= 4, "{expr}: {w:?}");
+                        proptest::prop_assert!(w.month_steps <= 2 * (CYCLE_MONTHS + 1));
+                        let next = next.expect("an accepted expression fires again");
+                        proptest::prop_assert!(next > t);
+                        t = next;
+                    }
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    proptest::prop_assert!(text.contains("never fires"), "{text}");
+                    // croner agrees: no date from 2000 on (it gives up at year 5000).
+                    let cron = parser().parse(&expr).expect("croner parses it");
+                    let start = jiff::civil::date(2000, 1, 1).at(0, 0, 0, 0);
+                    proptest::prop_assert!(cron.find_next_occurrence(&start, true).is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_date_table_agrees_with_croners_day_match() {
+        let dom = [
+            "*", "?", "1", "15", "29", "30", "31", "L", "LW", "1W", "15W", "30W", "31W", "L,15W",
+            "1-7", "*/10", ",,,", "2,31",
+        ];
+        let months = ["*", "2", "4", "1,2", "12"];
+        let dow = [
+            "*", "?", "0", "1", "7", "1-5", "5#5", "1#1", "2#3", "0L", "5L", "1,5L", "+1", "+5#5",
+            "+0L", ",,,", "MON-FRI",
+        ];
+        for d in dom {
+            for m in months {
+                for w in dow {
+                    let expr = format!("0 0 {d} {m} {w}");
+                    let Ok(c) = parser().parse(&expr) else {
+                        continue;
+                    };
+                    let table = Calendar::new(&c);
+                    for month in 1..=12u32 {
+                        for first in 0..7u32 {
+                            for leap in [false, true] {
+                                let year = if leap { 2000 } else { 2001 };
+                                let mut want = 0u32;
+                                for day in 1..=month_length(month, leap) {
+                                    let weekday =
+                                        croner::Weekday::from_days_from_sunday(first + day - 1);
+                                    if c.pattern
+                                        .day_match(year, month, day, weekday)
+                                        .unwrap_or(false)
+                                        && c.pattern.month_match(month).unwrap_or(false)
+                                    {
+                                        want |= 1 << day;
+                                    }
+                                }
+                                let got = table.days[month as usize - 1][first as usize]
+                                    [usize::from(leap)];
+                                assert_eq!(
+                                    got, want,
+                                    "`{expr}` month {month} first {first} leap {leap}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_yearly_firing_skips_to_its_date_in_a_few_steps() {
+        let s = cron("0 8 24 12 *");
+        let (next, w) = work(&s, utc("2025-01-02T00:00:00Z"));
+        assert_eq!(next, Some(utc("2025-12-24T07:00:00Z")));
+        assert_eq!(w.croner_calls, 1, "{w:?}");
+        assert!(w.month_steps <= 12, "{w:?}");
+        // From just after the firing, the same day has nothing left: next year's date.
+        let (next, w) = work(&s, utc("2025-12-24T07:00:00Z"));
+        assert_eq!(next, Some(utc("2026-12-24T07:00:00Z")));
+        assert_eq!(w.croner_calls, 1, "{w:?}");
+        assert!(w.month_steps <= 14, "{w:?}");
     }
 
     #[test]

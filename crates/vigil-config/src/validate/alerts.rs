@@ -6,6 +6,8 @@
 //! in a file or an environment variable are read when used, never here; an inline secret is
 //! never echoed in a message.
 
+use std::collections::HashSet;
+
 use toml::de::DeValue;
 
 use super::{headers, name_ok};
@@ -14,18 +16,35 @@ use crate::model::{
     SlackChannel, SmtpTls, WebhookChannel,
 };
 use crate::schema::{self, Section};
-use crate::suggest;
 use crate::value::{
     self, Cx, KeyPath, Table, Value, argv, count, duration, integer, one_of, positive_duration,
     shorten, string, type_error,
 };
 
 /// The channel names of `[alerts]`, valid or not (services may name any of them; an
-/// invalid channel is reported on its own).
-pub(super) fn channel_names(top: &Table<'_>) -> Vec<String> {
-    match top.get("alerts").map(|v| v.get_ref()) {
+/// invalid channel is reported on its own), sorted and as a set.
+pub(super) struct ChannelNames {
+    list: Vec<String>,
+    set: HashSet<String>,
+}
+
+pub(super) fn channel_names(top: &Table<'_>) -> ChannelNames {
+    let list: Vec<String> = match top.get("alerts").map(|v| v.get_ref()) {
         Some(DeValue::Table(map)) => map.keys().map(|k| k.get_ref().to_string()).collect(),
         _ => Vec::new(),
+    };
+    let set = list.iter().cloned().collect();
+    ChannelNames { list, set }
+}
+
+/// At most `n` names, joined, with how many more there are.
+pub(crate) fn some_names<'a>(names: impl ExactSizeIterator<Item = &'a str>, n: usize) -> String {
+    let total = names.len();
+    let shown: Vec<&str> = names.take(n).collect();
+    if total > n {
+        format!("{}, ... ({} more)", shown.join(", "), total - n)
+    } else {
+        shown.join(", ")
     }
 }
 
@@ -429,7 +448,7 @@ pub(super) fn route(
     cx: &mut Cx<'_>,
     v: &Value<'_>,
     path: &KeyPath,
-    known: &[String],
+    known: &ChannelNames,
 ) -> Option<AlertRoute> {
     let DeValue::Array(items) = v.get_ref() else {
         type_error(
@@ -441,34 +460,39 @@ pub(super) fn route(
         return None;
     };
     let mut names = Some(Vec::new());
+    let mut seen = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let ipath = path.index(i);
         let Some(name) = string(cx, item, &ipath) else {
             names = None;
             continue;
         };
-        if !known.contains(&name) {
-            let message = match suggest::closest(&name, known.iter().map(String::as_str)) {
-                Some(near) => format!(
-                    "unknown alert channel {:?}; did you mean {near:?}?",
-                    shorten(&name)
-                ),
-                None if known.is_empty() => format!(
-                    "unknown alert channel {:?}: no [alerts.NAME] table is defined",
-                    shorten(&name)
-                ),
-                None => format!(
-                    "unknown alert channel {:?} (defined: {})",
-                    shorten(&name),
-                    known.join(", ")
-                ),
-            };
-            cx.error(item.span(), &ipath, message);
+        if !known.set.contains(&name) {
+            if cx.wants(item.span().start) {
+                let message = match cx.suggest(&name, known.list.iter().map(String::as_str)) {
+                    Some(near) => format!(
+                        "unknown alert channel {:?}; did you mean {near:?}?",
+                        shorten(&name)
+                    ),
+                    None if known.list.is_empty() => format!(
+                        "unknown alert channel {:?}: no [alerts.NAME] table is defined",
+                        shorten(&name)
+                    ),
+                    None => format!(
+                        "unknown alert channel {:?} (defined: {})",
+                        shorten(&name),
+                        some_names(known.list.iter().map(String::as_str), 10)
+                    ),
+                };
+                cx.error(item.span(), &ipath, message);
+            } else {
+                cx.errors.count();
+            }
             names = None;
             continue;
         }
         if let Some(list) = &mut names
-            && !list.contains(&name)
+            && seen.insert(name.clone())
         {
             list.push(name);
         }

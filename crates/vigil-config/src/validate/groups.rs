@@ -1,6 +1,8 @@
 //! `[groups.NAME]` and the service keys that refer across services (`after`,
 //! `ready_check`, `on_failure = "restart-group"`): validated once every service is known.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ops::Range;
 
 use toml::de::DeValue;
@@ -12,7 +14,6 @@ use vigil_core::CheckName;
 
 use crate::model::{Group, OnFailure, Service};
 use crate::schema;
-use crate::suggest;
 use crate::value::{Cx, KeyPath, Table, Value, nonempty_string, positive_duration, type_error};
 
 /// What a service's table said about groups, with spans for errors found later.
@@ -58,9 +59,9 @@ fn names(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Vec<(String, Range<u
     out
 }
 
-fn unknown_service(name: &str, services: &[Service]) -> String {
+fn unknown_service(cx: &mut Cx<'_>, name: &str, services: &[Service]) -> String {
     let known = services.iter().map(|s| s.name.as_str());
-    match suggest::closest(name, known) {
+    match cx.suggest(name, known) {
         Some(near) => format!("no service named `{name}`; did you mean `{near}`?"),
         None => format!("no service named `{name}`"),
     }
@@ -77,6 +78,11 @@ pub(super) fn groups(
 ) -> Option<Vec<Group>> {
     let mut ok = true;
     let mut groups: Vec<(Group, Range<usize>, KeyPath)> = Vec::new();
+    let by_name: HashMap<&str, usize> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     if let Some(v) = top.get("groups") {
         let path = KeyPath::default().key("groups");
         let all = Table::new(cx, v, path, "[groups]".to_owned(), &[])?;
@@ -116,10 +122,16 @@ pub(super) fn groups(
                 guard,
                 ready_timeout,
             };
+            let mut listed = HashSet::new();
             for (member, span, mpath) in members {
-                match services.iter().find(|s| s.name.as_str() == member) {
+                match by_name.get(member.as_str()).map(|&i| &services[i]) {
                     None => {
-                        cx.error(span, &mpath, unknown_service(&member, services));
+                        if cx.wants(span.start) {
+                            let message = unknown_service(cx, &member, services);
+                            cx.error(span, &mpath, message);
+                        } else {
+                            cx.errors.count();
+                        }
                         ok = false;
                     }
                     Some(s) if matches!(s.driver, crate::model::DriverSpec::Exec(_)) => {
@@ -132,7 +144,7 @@ pub(super) fn groups(
                         );
                         ok = false;
                     }
-                    Some(s) if group.members.contains(&s.name) => {
+                    Some(s) if !listed.insert(s.name.clone()) => {
                         cx.error(span, &mpath, format!("`{member}` is listed twice"));
                         ok = false;
                     }
@@ -142,30 +154,40 @@ pub(super) fn groups(
             groups.push((group, t.span.clone(), gpath));
         }
     }
-    // One group per service.
+    // One group per service: the first group that lists it keeps it.
+    let mut group_of: HashMap<ServiceName, usize> = HashMap::new();
     for (i, (g, _, _)) in groups.iter().enumerate() {
         for m in &g.members {
-            if let Some((other, span, path)) =
-                groups[..i].iter().find(|(o, _, _)| o.members.contains(m))
-            {
-                cx.error(
-                    span.clone(),
-                    path,
-                    format!(
-                        "`{m}` is in groups `{}` and `{}`; a service restarts with one group",
-                        other.name, g.name
-                    ),
-                );
-                ok = false;
+            match group_of.get(m) {
+                Some(&first) if first != i => {
+                    // Reported at the group that listed it first.
+                    let (other, span, path) = &groups[first];
+                    cx.error(
+                        span.clone(),
+                        path,
+                        format!(
+                            "`{m}` is in groups `{}` and `{}`; a service restarts with one group",
+                            other.name, g.name
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(_) => {}
+                None => {
+                    group_of.insert(m.clone(), i);
+                }
             }
         }
     }
+    let member_sets: Vec<HashSet<&str>> = groups
+        .iter()
+        .map(|(g, _, _)| g.members.iter().map(ServiceName::as_str).collect())
+        .collect();
     for (i, service) in services.iter_mut().enumerate() {
-        let r = &refs[i];
-        let group = groups
-            .iter()
-            .find(|(g, _, _)| g.members.contains(&service.name))
-            .map(|(g, _, _)| g);
+        let Some(r) = refs.get(i) else {
+            continue;
+        };
+        let group = group_of.get(&service.name).copied();
         for (target, span, path) in &r.after {
             match group {
                 None => {
@@ -179,18 +201,18 @@ pub(super) fn groups(
                     );
                     ok = false;
                 }
-                Some(g) if !g.members.iter().any(|m| m.as_str() == target) => {
+                Some(g) if !member_sets[g].contains(target.as_str()) => {
+                    let g = &groups[g].0;
                     cx.error(
                         span.clone(),
                         path,
                         format!(
                             "`{target}` is not a member of group `{}` (members: {})",
                             g.name,
-                            g.members
-                                .iter()
-                                .map(ServiceName::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            super::alerts::some_names(
+                                g.members.iter().map(ServiceName::as_str),
+                                10
+                            )
                         ),
                     );
                     ok = false;
@@ -207,7 +229,7 @@ pub(super) fn groups(
                 service.ready_check = Some(CheckName::new(check.as_str()));
             } else {
                 let known = service.checks.iter().map(|c| c.name.as_str());
-                let msg = match suggest::closest(check, known) {
+                let msg = match cx.suggest(check, known) {
                     Some(near) => format!(
                         "`{check}` is not a check of `{}`; did you mean `{near}`?",
                         service.name
@@ -261,40 +283,56 @@ pub(super) fn groups(
 }
 
 /// Members in start order: listed order, moved only as far as each service's `after`
-/// requires (a stable topological sort). `Err` names a cycle.
+/// requires (a stable topological sort: always the earliest-listed member whose `after`
+/// members are all placed). `Err` names the members left in a cycle.
 fn start_order(
     members: &[ServiceName],
     services: &[Service],
 ) -> Result<Vec<ServiceName>, Vec<String>> {
-    let after = |m: &ServiceName| -> Vec<ServiceName> {
-        services
-            .iter()
-            .find(|s| &s.name == m)
-            .map(|s| {
-                s.after
-                    .iter()
-                    .filter(|a| members.contains(a))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut placed: Vec<ServiceName> = Vec::new();
-    while placed.len() < members.len() {
-        let next = members
-            .iter()
-            .find(|m| !placed.contains(m) && after(m).iter().all(|a| placed.contains(a)));
-        match next {
-            Some(m) => placed.push(m.clone()),
-            None => {
-                let rest: Vec<String> = members
-                    .iter()
-                    .filter(|m| !placed.contains(m))
-                    .map(|m| m.to_string())
-                    .collect();
-                return Err(rest);
+    let index: HashMap<&ServiceName, usize> =
+        members.iter().enumerate().map(|(i, m)| (m, i)).collect();
+    let by_name: HashMap<&ServiceName, &Service> = services.iter().map(|s| (&s.name, s)).collect();
+    // waiting[i]: how many members `i` starts after; next[j]: who starts after `j`.
+    let mut waiting = vec![0usize; members.len()];
+    let mut next: Vec<Vec<usize>> = vec![Vec::new(); members.len()];
+    for (i, m) in members.iter().enumerate() {
+        let Some(s) = by_name.get(m) else {
+            continue;
+        };
+        let mut seen = HashSet::new();
+        for a in &s.after {
+            if let Some(&j) = index.get(a)
+                && seen.insert(j)
+            {
+                waiting[i] += 1;
+                next[j].push(i);
             }
         }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..members.len())
+        .filter(|&i| waiting[i] == 0)
+        .map(Reverse)
+        .collect();
+    let mut placed = Vec::with_capacity(members.len());
+    let mut done = vec![false; members.len()];
+    while let Some(Reverse(i)) = ready.pop() {
+        placed.push(members[i].clone());
+        done[i] = true;
+        for &k in &next[i] {
+            waiting[k] -= 1;
+            if waiting[k] == 0 {
+                ready.push(Reverse(k));
+            }
+        }
+    }
+    if placed.len() < members.len() {
+        let rest = members
+            .iter()
+            .zip(&done)
+            .filter(|(_, d)| !**d)
+            .map(|(m, _)| m.to_string())
+            .collect();
+        return Err(rest);
     }
     Ok(placed)
 }
