@@ -75,6 +75,20 @@ pub enum Event {
     },
     /// The given-up episode ended: the window re-armed on its own.
     Rearmed,
+    /// An operator's stop or pause ended by itself (`--for`, a maintenance window).
+    HoldExpired {
+        kind: &'static str,
+    },
+    /// An operator's stop or start of the service finished.
+    OperatorFinished {
+        op: &'static str,
+        report: RestartReport,
+    },
+    /// A request was refused because an operator holds the service (stopped or paused).
+    RestartHeld {
+        source: Source,
+        kind: &'static str,
+    },
     /// A refused restart whose source will not ask again, kept until the guard allows it.
     RestartDeferred {
         source: Source,
@@ -262,6 +276,12 @@ impl Event {
             Event::RestartResolved { .. } => "restart_resolved",
             Event::GivenUp { .. } => "given_up",
             Event::Rearmed => "rearmed",
+            Event::HoldExpired { .. } => "hold_expired",
+            Event::OperatorFinished { op, .. } => match *op {
+                "stop" => "stopped",
+                _ => "started",
+            },
+            Event::RestartHeld { .. } => "restart_held",
             Event::RestartDeferred { .. } => "restart_deferred",
             Event::DeferredDropped { .. } => "deferred_dropped",
             Event::RestartNotAttempted { .. } => "restart_not_attempted",
@@ -356,7 +376,16 @@ impl Event {
                 _ => Level::Warn,
             },
             Event::FailingAlertOnly { .. } | Event::VigilStalled { .. } => Level::Warn,
+            Event::RestartHeld { .. } => Level::Debug,
+            Event::OperatorFinished { report, .. } => {
+                if report.ok {
+                    Level::Info
+                } else {
+                    Level::Error
+                }
+            }
             Event::Rearmed
+            | Event::HoldExpired { .. }
             | Event::RestartDeferred { .. }
             | Event::DeferredDropped { .. }
             | Event::ProcessStarted { .. }
@@ -432,6 +461,23 @@ impl Event {
             Event::Rearmed => {
                 "the restart budget re-armed (a restart left the window): automatic restarts resume"
                     .to_owned()
+            }
+            Event::HoldExpired { kind } => match *kind {
+                "stopped" => "the operator's stop ended (its time is up): starting the service again"
+                    .to_owned(),
+                _ => "the operator's pause ended (its time is up): automatic actions go through the guard again"
+                    .to_owned(),
+            },
+            Event::OperatorFinished { op, report } => {
+                let what = if *op == "stop" { "Stop" } else { "Start" };
+                if report.ok {
+                    format!("{what} complete: {}", report.detail)
+                } else {
+                    format!("{what} FAILED: {}", report.detail)
+                }
+            }
+            Event::RestartHeld { source, kind } => {
+                format!("Restart NOT ATTEMPTED: the service is {kind} by an operator (source {source})")
             }
             Event::RestartDeferred {
                 source,
@@ -665,9 +711,9 @@ impl Event {
             } => {
                 vec![source(*s), ("wait_ms", U64(ms(*wait)))]
             }
-            Event::DeferredDropped { source: s } | Event::RestartNotAttempted { source: s, .. } => {
-                vec![source(*s)]
-            }
+            Event::DeferredDropped { source: s }
+            | Event::RestartNotAttempted { source: s, .. }
+            | Event::RestartHeld { source: s, .. } => vec![source(*s)],
             Event::ProcessStarted {
                 pid, since_exit, ..
             } => {
@@ -732,8 +778,12 @@ impl Event {
             Event::VigilStalled { took, bound, .. } => {
                 vec![("took_ms", U64(ms(*took))), ("bound_ms", U64(ms(*bound)))]
             }
+            Event::OperatorFinished { report, .. } => {
+                vec![("duration_ms", U64(ms(report.duration)))]
+            }
             Event::ActionRequired { .. }
             | Event::Rearmed
+            | Event::HoldExpired { .. }
             | Event::SpawnFailed { .. }
             | Event::DefinitionChanged
             | Event::Announced { .. }

@@ -7,6 +7,7 @@
 //!
 //! - never two driver operations at once for a service, never two processes at once;
 //! - every allowed restart ends with its outcome recorded, even across a shutdown;
+//! - no restart from any source while an operator holds the service (stopped, paused);
 //! - a stop in progress is never interrupted by a restart (no guard request and no spawn
 //!   between a stop signal and the process's exit);
 //! - given-up is announced exactly once per episode;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use vigil_core::event::Event;
 use vigil_core::lifecycle::sim::{self, Action, CheckSpec, Driving, Runner, Script, Seen};
-use vigil_core::lifecycle::{Effect, GuardAnswer, Input, Op, ProcessSpec, RequestId};
+use vigil_core::lifecycle::{Effect, GuardAnswer, Input, Op, Operator, ProcessSpec, RequestId};
 use vigil_core::restart_policy::{RestartPolicy, SuccessStatus, Termination};
 use vigil_core::retry::RetryPolicy;
 use vigil_core::{GuardPolicy, Moment, RestartRequest, Signal, Source, Verdict};
@@ -91,6 +92,14 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::Recover),
         3 => Just(Action::Tick),
         1 => Just(Action::Shutdown),
+        1 => prop::option::of(0u64..60).prop_map(|s| Action::Operator(Operator::Stop {
+            until: s.map(|s| Moment::ZERO + Duration::from_secs(100_000 + s)),
+        })),
+        1 => Just(Action::Operator(Operator::Start)),
+        1 => prop::option::of(0u64..60).prop_map(|s| Action::Operator(Operator::Pause {
+            until: s.map(|s| Moment::ZERO + Duration::from_secs(s)),
+        })),
+        1 => Just(Action::Operator(Operator::Resume)),
     ]
 }
 
@@ -142,6 +151,7 @@ fn invariants(runner: &Runner) -> Result<(), TestCaseError> {
     let mut stopping: Option<i32> = None;
     let mut episode: Option<Moment> = None;
     let mut expect_given_up: Option<bool> = None;
+    let mut held = false;
     for (i, (at, seen)) in runner.seen.iter().enumerate() {
         let at = *at;
         let here = || format!("at {} (record {i}): {seen:?}", sim::clock(at));
@@ -166,6 +176,13 @@ fn invariants(runner: &Runner) -> Result<(), TestCaseError> {
                 prop_assert!(permits <= 1, "two permits held: {}", here());
             }
             Seen::Input(Input::Reset) => episode = None,
+            Seen::Input(Input::Operator { command, .. }) => {
+                held = match command {
+                    Operator::Stop { .. } | Operator::Pause { .. } => true,
+                    Operator::Start | Operator::Resume => false,
+                };
+            }
+            Seen::Effect(Effect::Emit(Event::HoldExpired { .. })) => held = false,
             Seen::Effect(Effect::Emit(Event::GivenUp { .. })) => {
                 prop_assert_eq!(
                     expect_given_up.take(),
@@ -179,6 +196,11 @@ fn invariants(runner: &Runner) -> Result<(), TestCaseError> {
                 permits -= 1;
             }
             Seen::Effect(Effect::AskGuard { .. }) => {
+                prop_assert!(
+                    !held,
+                    "a restart while an operator holds the service: {}",
+                    here()
+                );
                 prop_assert!(
                     permits == 0,
                     "guard asked while an operation runs: {}",

@@ -43,9 +43,12 @@ fn every_scenario_file_is_run_here() {
     assert_eq!(names, SCENARIOS, "add the new scenario to SCENARIOS");
 }
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 11] = [
     "deferred_exit_remote",
     "deferred_exit_remote_recovers",
+    "operator_pause",
+    "operator_stop_exec",
+    "operator_stop_for",
     "seed000_cooldown",
     "seed000_restart_limit",
     "seed000_retry",
@@ -92,4 +95,19 @@ fn deferred_exit_remote_recovers() {
 #[test]
 fn stop_is_never_interrupted() {
     scenario("stop_is_never_interrupted");
+}
+
+#[test]
+fn operator_pause() {
+    scenario("operator_pause");
+}
+
+#[test]
+fn operator_stop_exec() {
+    scenario("operator_stop_exec");
+}
+
+#[test]
+fn operator_stop_for() {
+    scenario("operator_stop_for");
 }

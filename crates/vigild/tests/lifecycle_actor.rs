@@ -21,7 +21,7 @@ use vigil_config::model::{
 };
 use vigil_core::event::Event;
 use vigil_core::lifecycle::sim::{self, Action, CheckSim, Driving, GuardSim, Script, World};
-use vigil_core::lifecycle::{Notify, Op};
+use vigil_core::lifecycle::{Notify, Op, Operator};
 use vigil_core::restart_policy::Termination;
 use vigil_core::{
     GuardPolicy, Moment, RestartReport, RestartRequest, ServiceName, Signal, Source, Timestamp,
@@ -33,7 +33,7 @@ use vigild::guard::{Ask, Begun, Decision, Gate, GuardError, Permit, Tracker};
 use vigild::observe::bus::{Events, Published, Subscriber};
 use vigild::platform::clock::Clock;
 use vigild::service::actor::{Deps, ServiceActor};
-use vigild::service::protocol::ServiceMsg;
+use vigild::service::protocol::{Control, OperatorCommand, ServiceMsg};
 
 type Trace = Arc<Mutex<Vec<String>>>;
 
@@ -379,6 +379,26 @@ async fn run(script: &Script) -> String {
             Action::Recover => world.lock().expect("unpoisoned").up = true,
             Action::Shutdown => root.cancel(),
             Action::Tick => {}
+            Action::Operator(command) => {
+                let wall = |m: Moment| sim::DAY_START.saturating_add(m.since_epoch());
+                let (action, until) = match *command {
+                    Operator::Stop { until } => (Control::Stop, until.map(wall)),
+                    Operator::Start => (Control::Start, None),
+                    Operator::Pause { until } => (Control::Pause, until.map(wall)),
+                    Operator::Resume => (Control::Resume, None),
+                };
+                send(ServiceMsg::Operator {
+                    command: Box::new(OperatorCommand {
+                        action,
+                        until,
+                        caller: None,
+                        reason: None,
+                        source: "operator",
+                    }),
+                    reply: None,
+                })
+                .await
+            }
         }
         let _ = n;
     }
@@ -431,6 +451,9 @@ macro_rules! scenarios {
 scenarios!(
     deferred_exit_remote,
     deferred_exit_remote_recovers,
+    operator_pause,
+    operator_stop_exec,
+    operator_stop_for,
     seed000_cooldown,
     seed000_restart_limit,
     seed000_retry,

@@ -92,6 +92,44 @@ pub struct Request {
     pub guard: Option<RestartRequest>,
 }
 
+/// What an operator's hold does to a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HoldKind {
+    /// Down on purpose: stopped, and nothing restarts it (`vigil stop`).
+    Stopped,
+    /// Running and checked, but automatic actions are suspended (`vigil pause`).
+    Paused,
+}
+
+impl HoldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldKind::Stopped => "stopped",
+            HoldKind::Paused => "paused",
+        }
+    }
+}
+
+/// An operator's hold on a service, until it is lifted or `until` passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub kind: HoldKind,
+    pub until: Option<Moment>,
+}
+
+/// An operator's command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operator {
+    /// Stop the service and keep it down (`vigil stop [--for]`).
+    Stop { until: Option<Moment> },
+    /// Lift a stop and start the service (`vigil start`).
+    Start,
+    /// Suspend automatic actions (`vigil pause [--for]`).
+    Pause { until: Option<Moment> },
+    /// Lift a pause (`vigil resume`); what was held back goes through the guard as usual.
+    Resume,
+}
+
 /// How the service is driven.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Model {
@@ -190,6 +228,15 @@ pub enum Input {
     Shutdown {
         leave: bool,
     },
+    /// An operator's command, answered as request `id`.
+    Operator {
+        id: RequestId,
+        command: Operator,
+    },
+    /// The hold recorded before this process started (a daemon starting, a one-shot
+    /// command): it applies, and nothing is stopped or started for it. Before
+    /// [`Machine::start`].
+    Restore(Hold),
 }
 
 /// How a request ended, for its requester.
@@ -205,6 +252,8 @@ pub enum Settled {
     Dropped(String),
     /// An unguarded step finished (a group's stop phase, a start).
     Done(RestartReport),
+    /// Refused: the service is held by an operator (stopped or paused).
+    Held(HoldKind),
 }
 
 /// What the edge must do.
@@ -398,6 +447,10 @@ pub struct Machine {
     /// episode are quiet.
     blocked_announced: bool,
     process: Process,
+    /// An operator's stop or pause.
+    hold: Option<Hold>,
+    /// Requests that are an operator's stop or start (their end is an event).
+    operator_ops: Vec<RequestId>,
     last_exit: Option<Moment>,
     status_text: Option<String>,
     shutting_down: bool,
@@ -422,6 +475,8 @@ impl Machine {
             episode: None,
             blocked_announced: false,
             process,
+            hold: None,
+            operator_ops: Vec::new(),
             last_exit: None,
             status_text: None,
             shutting_down: false,
@@ -430,8 +485,13 @@ impl Machine {
         }
     }
 
-    /// Starts an exec service's process (unguarded: the daemon starting, not a restart).
+    /// Starts an exec service's process (unguarded: the daemon starting, not a restart),
+    /// unless an operator's stop holds it down.
     pub fn start(&mut self, now: Moment) {
+        if self.hold.is_some_and(|h| h.kind == HoldKind::Stopped) {
+            self.process = Process::Down(Down::Stopped);
+            return;
+        }
         self.handle_event(
             Input::Request(Request {
                 id: RequestId::INTERNAL,
@@ -497,6 +557,11 @@ impl Machine {
         self.episode
     }
 
+    /// The operator's hold, if any.
+    pub fn hold(&self) -> Option<Hold> {
+        self.hold
+    }
+
     /// Whether an operation is in flight.
     pub fn busy(&self) -> bool {
         self.op.is_some()
@@ -521,7 +586,8 @@ impl Machine {
             }
         };
         consider(self.episode);
-        if self.op.is_none() && !self.stopping() && !self.shutting_down {
+        consider(self.hold.and_then(|h| h.until));
+        if self.op.is_none() && !self.stopping() && !self.shutting_down && self.hold.is_none() {
             consider(self.deferred.as_ref().map(|d| d.at));
         }
         if let Process::Up(i) = &self.process {
@@ -587,6 +653,8 @@ impl Machine {
             }
             Input::Reconfigure { model, restart } => self.on_reconfigure(model, restart),
             Input::Shutdown { leave } => self.on_shutdown(leave),
+            Input::Operator { id, command } => self.on_operator(id, command),
+            Input::Restore(hold) => self.hold = Some(hold),
         }
         self.advance();
     }
@@ -599,6 +667,12 @@ impl Machine {
         if self.episode.is_some_and(|t| t <= now) {
             self.episode = None;
             self.emit(Event::Rearmed);
+        }
+        if let Some(hold) = self.hold.filter(|h| h.until.is_some_and(|t| t <= now)) {
+            self.emit(Event::HoldExpired {
+                kind: hold.kind.as_str(),
+            });
+            self.lift(hold.kind, RequestId::INTERNAL);
         }
         let mut kill = None;
         let mut give_up = None;
@@ -697,6 +771,18 @@ impl Machine {
             self.settle(request.id, Settled::Dropped("vigil is stopping".to_owned()));
             return;
         }
+        if let Some(hold) = self.hold
+            && self.held_back(&request, hold.kind)
+        {
+            if let Some(g) = request.guard {
+                self.emit(Event::RestartHeld {
+                    source: g.source,
+                    kind: hold.kind.as_str(),
+                });
+            }
+            self.settle(request.id, Settled::Held(hold.kind));
+            return;
+        }
         // Automatic requests repeat on their own: one of a kind waiting is enough.
         let automatic = request
             .guard
@@ -731,7 +817,7 @@ impl Machine {
                 self.begin(request, None);
                 continue;
             }
-            if self.deferred.as_ref().is_some_and(|d| d.at <= self.now) {
+            if self.hold.is_none() && self.deferred.as_ref().is_some_and(|d| d.at <= self.now) {
                 let Some(d) = self.deferred.take() else {
                     return;
                 };
@@ -937,6 +1023,9 @@ impl Machine {
         match (kind, pid) {
             (Op::Restart | Op::Stop, Some(_)) => {
                 let why = match (kind, op.guard) {
+                    (Op::Stop, _) if self.hold.is_some_and(|h| h.kind == HoldKind::Stopped) => {
+                        "stopped by an operator".to_owned()
+                    }
                     (Op::Stop, _) => "stop requested".to_owned(),
                     (_, Some(g)) => format!("restart requested by {}", g.source),
                     (_, None) => "definition changed on reload".to_owned(),
@@ -977,6 +1066,13 @@ impl Machine {
         };
         if report.ok && op.op.brings_up() && !matches!(self.model, Model::Process(_)) {
             self.effects.push_back(Effect::Up);
+        }
+        if let Some(i) = self.operator_ops.iter().position(|id| *id == op.id) {
+            self.operator_ops.swap_remove(i);
+            self.emit(Event::OperatorFinished {
+                op: op.op.as_str(),
+                report: report.clone(),
+            });
         }
         if op.permitted {
             self.effects.push_back(Effect::Finish {
@@ -1171,7 +1267,7 @@ impl Machine {
         let Some(spec) = self.process_spec().cloned() else {
             return;
         };
-        if self.shutting_down {
+        if self.shutting_down || self.hold.is_some_and(|h| h.kind == HoldKind::Stopped) {
             return;
         }
         if spec.restart.restarts_after(cause) {
@@ -1293,6 +1389,114 @@ impl Machine {
             op: Op::Restart,
             guard: None,
         });
+    }
+
+    /// Whether a hold of `kind` refuses `request`: a stop refuses everything but the
+    /// operator's own steps; a pause refuses restarts and repairs (what an operator asks
+    /// for too: `vigil resume` first).
+    fn held_back(&self, request: &Request, kind: HoldKind) -> bool {
+        match (kind, request.guard) {
+            // A group's stop phase of a stopped member has nothing to do but succeeds.
+            (HoldKind::Stopped, None) => request.op != Op::Stop,
+            (_, Some(_)) => true,
+            (HoldKind::Paused, None) => false,
+        }
+    }
+
+    fn on_operator(&mut self, id: RequestId, command: Operator) {
+        if self.shutting_down {
+            self.settle(id, Settled::Dropped("vigil is stopping".to_owned()));
+            return;
+        }
+        match command {
+            Operator::Stop { until } => {
+                self.hold = Some(Hold {
+                    kind: HoldKind::Stopped,
+                    until,
+                });
+                self.deferred = None;
+                self.drop_held_requests(HoldKind::Stopped);
+                // After whatever runs now (a stop in progress is never interrupted).
+                self.operator_ops.push(id);
+                self.queue.push_front(Request {
+                    id,
+                    op: Op::Stop,
+                    guard: None,
+                });
+            }
+            Operator::Pause { .. } if self.hold.is_some_and(|h| h.kind == HoldKind::Stopped) => {
+                // Stopped is more than paused: it stays stopped until started.
+                self.settle(id, Settled::Held(HoldKind::Stopped));
+            }
+            Operator::Pause { until } => {
+                self.hold = Some(Hold {
+                    kind: HoldKind::Paused,
+                    until,
+                });
+                self.drop_held_requests(HoldKind::Paused);
+                self.settle(
+                    id,
+                    Settled::Done(RestartReport {
+                        ok: true,
+                        detail: "paused: automatic actions are suspended".to_owned(),
+                        duration: Duration::ZERO,
+                        action_required: None,
+                    }),
+                );
+            }
+            Operator::Start => self.lift(HoldKind::Stopped, id),
+            Operator::Resume => self.lift(HoldKind::Paused, id),
+        }
+    }
+
+    /// Lifts a hold of `kind` (a start also starts the service); answers `id`.
+    fn lift(&mut self, kind: HoldKind, id: RequestId) {
+        let was = self.hold.filter(|h| h.kind == kind);
+        if was.is_some() {
+            self.hold = None;
+        }
+        match kind {
+            HoldKind::Stopped => {
+                self.operator_ops.push(id);
+                self.queue.push_front(Request {
+                    id,
+                    op: Op::Start,
+                    guard: None,
+                });
+            }
+            HoldKind::Paused => {
+                // What an exit left waiting goes through the guard now.
+                if let Some(d) = &mut self.deferred {
+                    d.at = d.at.min(self.now);
+                }
+                let detail = if was.is_some() {
+                    "resumed: automatic actions go through the guard again"
+                } else {
+                    "not paused"
+                };
+                self.settle(
+                    id,
+                    Settled::Done(RestartReport {
+                        ok: true,
+                        detail: detail.to_owned(),
+                        duration: Duration::ZERO,
+                        action_required: None,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Answers the waiting requests a new hold refuses.
+    fn drop_held_requests(&mut self, kind: HoldKind) {
+        let waiting = std::mem::take(&mut self.queue);
+        for request in waiting {
+            if self.held_back(&request, kind) {
+                self.settle(request.id, Settled::Held(kind));
+            } else {
+                self.queue.push_back(request);
+            }
+        }
     }
 
     fn on_shutdown(&mut self, leave: bool) {

@@ -21,6 +21,7 @@
 //! 10:00:00 crash code=1                         # or signal=SEGV; remote: the driver sees it die
 //! 10:00:00 ready | ping | hang                  # READY=1, WATCHDOG=1, SIGSTOP
 //! 10:00:00 reset | opfail | recover | shutdown | tick
+//! 10:00:00 operator stop [for=5m] | operator start | operator pause [for=3s] | operator resume
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
@@ -119,6 +120,7 @@ pub enum Action {
     Recover,
     Shutdown,
     Tick,
+    Operator(super::Operator),
 }
 
 impl Script {
@@ -339,6 +341,22 @@ pub fn parse(text: &str) -> Result<Script, String> {
             ["recover"] => Action::Recover,
             ["shutdown"] => Action::Shutdown,
             ["tick"] => Action::Tick,
+            ["operator", "start"] => Action::Operator(super::Operator::Start),
+            ["operator", "resume"] => Action::Operator(super::Operator::Resume),
+            ["operator", kind @ ("stop" | "pause"), rest @ ..] => {
+                let mut until = None;
+                for (k, v) in settings(rest) {
+                    match k {
+                        "for" => until = Some(at + duration(v).map_err(&fail)?),
+                        _ => return Err(fail(format!("unknown key `{k}`"))),
+                    }
+                }
+                Action::Operator(if *kind == "stop" {
+                    super::Operator::Stop { until }
+                } else {
+                    super::Operator::Pause { until }
+                })
+            }
             _ => return Err(fail("unknown event".to_owned())),
         };
         if script.steps.last().is_some_and(|s| s.at > at) {
@@ -812,6 +830,10 @@ impl Runner {
             }
             Action::Shutdown => Some(Input::Shutdown { leave: false }),
             Action::Tick => None,
+            Action::Operator(command) => Some(Input::Operator {
+                id: RequestId(line as u64),
+                command: *command,
+            }),
         };
         if let Some(input) = input {
             self.give(input);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use vigil_checks::{CheckRun, ProbeContext};
 use vigil_config::model::{Argv, Config, DriverSpec, OnFailure, Service};
 use vigil_core::health::HealthStatus;
-use vigil_core::lifecycle::Op;
+use vigil_core::lifecycle::{HoldKind, Op};
 use vigil_core::{RestartRequest, Source};
 
 use super::{CheckArgs, guard_context, service_or_usage};
@@ -19,6 +19,7 @@ use crate::exit;
 use crate::guard::{self, GuardContext};
 use crate::ledger::CheckStateRow;
 use crate::platform::clock;
+use crate::render::hold::HoldJson;
 use crate::render::{self as output, ActionReport, CheckReport, ServiceCheckReport};
 use crate::service::oneshot::{Actors, EXEC_OWNED_BY_DAEMON};
 use crate::service::protocol::ServiceMsg;
@@ -54,9 +55,36 @@ pub(super) async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8
     for service in selected {
         tracing::info!(service = %service.name, event = "check_start", "=== Health Check Start: {} ===", service.name);
         let (check_reports, wanted) = run_checks(&cx, &probes, service, &saved).await?;
-        any_failing |= check_reports.iter().any(|c| c.status == "failing");
+        let hold = {
+            let (n, now) = (service.name.to_string(), clock::now());
+            cx.ledger
+                .call(move |l| l.current_hold(&n, now))
+                .await?
+                .map(|h| HoldJson::of(&h, now))
+        };
+        let stopped = hold.as_ref().is_some_and(|h| h.state == "stopped");
+        // A stopped service is down on purpose: its failing checks are expected.
+        any_failing |= !stopped && check_reports.iter().any(|c| c.status == "failing");
         let action = match wanted {
             None => None,
+            // Held: no actor is asked (an exec service has none here; a dry run asks no
+            // one), and the answer is the same the actor gives.
+            Some((check_name, wanted))
+                if hold.is_some() && (args.no_restart || is_exec(service)) =>
+            {
+                let h = hold.as_ref().map(HoldJson::describe);
+                let kind = if stopped {
+                    HoldKind::Stopped
+                } else {
+                    HoldKind::Paused
+                };
+                Some(ActionReport::held(
+                    &check_name,
+                    matches!(wanted, Wanted::Repair(_)),
+                    kind,
+                    h,
+                ))
+            }
             Some((check_name, wanted)) => Some(
                 act(
                     config,
@@ -70,6 +98,12 @@ pub(super) async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8
                 .await?,
             ),
         };
+        let action = action.map(|mut a| {
+            if let (Some(h), "held") = (&hold, a.verdict) {
+                a.message = format!("Restart HELD: the service is {}", h.describe());
+            }
+            a
+        });
         let failing_here = check_reports.iter().any(|c| c.status == "failing");
         let verdict_line = if failing_here { "FAILED" } else { "PASSED" };
         tracing::info!(service = %service.name, event = "check_end", "=== Health Check {verdict_line}: {} ===", service.name);
@@ -77,6 +111,7 @@ pub(super) async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<u8
             service: service.name.to_string(),
             checks: check_reports,
             action,
+            hold,
         });
     }
     actors.close().await;
@@ -262,6 +297,10 @@ async fn act(
     })
     .await;
     Ok(ActionReport::from_outcome(check_name, repair, &outcome))
+}
+
+fn is_exec(service: &Service) -> bool {
+    matches!(service.driver, DriverSpec::Exec(_))
 }
 
 /// Awaits futures concurrently, keeping their order (a tiny `join_all`).

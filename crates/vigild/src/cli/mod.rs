@@ -5,9 +5,11 @@
 //! service actors as the daemon (`service::oneshot`).
 
 mod check;
+mod hold;
 mod restart;
 
 use self::check::check;
+use self::hold::hold;
 use self::restart::restart;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use crate::observe::bus::Events;
 use crate::observe::log;
 use crate::platform::clock;
 use crate::render as output;
+use crate::service::protocol::Control;
 
 /// Vigil keeps Linux services alive without ever making things worse.
 #[derive(Parser, Debug)]
@@ -61,6 +64,16 @@ enum Command {
     History(HistoryArgs),
     /// Clear a service's restart history and its given-up state (emergency reset).
     Reset(ResetArgs),
+    /// Take a service (or @GROUP) down on purpose: no restarts from any source and no
+    /// alerts until `vigil start` or the end of --for.
+    Stop(HoldArgs),
+    /// Clear a stop and bring the service (or @GROUP, in order) up.
+    Start(TargetArgs),
+    /// Keep a service (or @GROUP) running and checked, but suspend automatic actions and
+    /// alerts until `vigil resume` or the end of --for.
+    Pause(HoldArgs),
+    /// Clear a pause: what failed meanwhile goes through the guard as usual.
+    Resume(TargetArgs),
     /// Push a heartbeat for a `kind = "heartbeat"` check (SERVICE/CHECK, or SERVICE when it
     /// has exactly one heartbeat check).
     Heartbeat(HeartbeatArgs),
@@ -143,6 +156,44 @@ struct ResetArgs {
     service: String,
 }
 
+#[derive(Args, Debug)]
+struct HoldArgs {
+    /// SERVICE, or @GROUP for a restart group.
+    target: String,
+    /// Ends by itself after this long (e.g. "30m", "2h").
+    #[arg(long = "for", value_name = "DURATION")]
+    for_: Option<String>,
+    /// Why, for the ledger and `vigil status`.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Machine-readable output (see docs/cli-json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct TargetArgs {
+    /// SERVICE, or @GROUP for a restart group.
+    target: String,
+    /// Why, for the ledger.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Machine-readable output (see docs/cli-json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<TargetArgs> for HoldArgs {
+    fn from(t: TargetArgs) -> HoldArgs {
+        HoldArgs {
+            target: t.target,
+            for_: None,
+            reason: t.reason,
+            json: t.json,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
     /// Validate the configuration; every error as `file:line:col: message`.
@@ -179,7 +230,7 @@ pub fn main() -> u8 {
             eprintln!("{errors}");
             eprintln!(
                 "vigil: {} error(s) in {}",
-                errors.0.len(),
+                errors.len(),
                 config_path.display()
             );
             return exit::USAGE;
@@ -261,7 +312,7 @@ fn config_check(path: &Path) -> u8 {
         }
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
             exit::USAGE
         }
     }
@@ -276,6 +327,10 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         }
         Command::Check(args) => check(&config, args).await,
         Command::Restart(args) => restart(&config, args).await,
+        Command::Stop(args) => hold(&config, Control::Stop, args).await,
+        Command::Start(args) => hold(&config, Control::Start, args.into()).await,
+        Command::Pause(args) => hold(&config, Control::Pause, args).await,
+        Command::Resume(args) => hold(&config, Control::Resume, args.into()).await,
         Command::Status(args) => {
             if let Some(name) = &args.service {
                 service_or_usage(&config, name)?;

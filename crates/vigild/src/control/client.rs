@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::control::server::CLIENT_READ_TIMEOUT;
+use crate::render::hold;
+use crate::service::protocol::Control;
 
 /// A daemon that answered on its control socket.
 pub struct DaemonClient {
@@ -200,6 +202,36 @@ impl DaemonClient {
                 path: self.socket.clone(),
                 detail: format!("unexpected answer: {body}"),
             })
+    }
+
+    /// An operator's stop, start, pause or resume; the answer's JSON text and its parse.
+    pub async fn operator(
+        &self,
+        target: &str,
+        action: Control,
+        for_: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(String, hold::Answer), ClientError> {
+        let mut q = Vec::new();
+        if let Some(f) = for_ {
+            q.push(("for", f.to_owned()));
+        }
+        if let Some(r) = reason {
+            q.push(("reason", r.to_owned()));
+        }
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/services/{}/{}", encode(target), action.as_str()),
+                &q,
+                false,
+            )
+            .await?;
+        let answer = serde_json::from_str(&body).map_err(|e| ClientError::Transport {
+            path: self.socket.clone(),
+            detail: format!("unexpected answer ({e}): {body}"),
+        })?;
+        Ok((body, answer))
     }
 
     /// Pushes a heartbeat; the time the daemon recorded.

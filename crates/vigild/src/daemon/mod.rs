@@ -258,6 +258,7 @@ impl Daemon {
                 members,
                 ready_timeout: g.ready_timeout,
                 probes: (*self.shared.probes).clone(),
+                events: self.shared.guard.events.clone(),
             };
             let (tx, rx) = mpsc::channel(64);
             for m in &g.members {

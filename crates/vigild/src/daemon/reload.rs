@@ -120,7 +120,7 @@ impl Daemon {
             Err(errors) => {
                 self.reject(&format!(
                     "{} error(s) in the configuration:\n{errors}",
-                    errors.0.len()
+                    errors.len()
                 ));
                 return;
             }

@@ -32,7 +32,9 @@ use vigil_core::{
 use std::sync::Arc;
 
 use self::lock::{LockError, RestartLock, RunningLock};
-use crate::ledger::{DanglingOutcome, Intent, LedgerError, LedgerHandle, NewVerdict};
+use crate::ledger::{
+    DanglingOutcome, HoldRow, Intent, LedgerError, LedgerHandle, NewVerdict, OperatorRow,
+};
 use crate::observe::bus::Events;
 use crate::platform::clock;
 
@@ -259,6 +261,25 @@ pub trait Gate: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async {})
     }
+
+    /// Records an operator's action on the service (a ledger row).
+    fn record_operator<'a>(
+        &'a self,
+        _service: &'a ServiceName,
+        _row: OperatorRow,
+    ) -> Pin<Box<dyn Future<Output = Result<(), GuardError>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The operator's hold recorded for the service at `now` (one whose time is up is
+    /// recorded as ended, and is none).
+    fn recorded_hold<'a>(
+        &'a self,
+        _service: &'a ServiceName,
+        _now: Timestamp,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<HoldRow>, GuardError>> + Send + 'a>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 impl Gate for GuardContext {
@@ -293,6 +314,34 @@ impl Gate for GuardContext {
             {
                 tracing::warn!(service = %service, %error, "cannot record the re-arm");
             }
+        })
+    }
+
+    fn record_operator<'a>(
+        &'a self,
+        service: &'a ServiceName,
+        row: OperatorRow,
+    ) -> Pin<Box<dyn Future<Output = Result<(), GuardError>> + Send + 'a>> {
+        Box::pin(async move {
+            let name = service.to_string();
+            self.ledger
+                .call(move |l| l.record_operator(&name, &row))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn recorded_hold<'a>(
+        &'a self,
+        service: &'a ServiceName,
+        now: Timestamp,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<HoldRow>, GuardError>> + Send + 'a>> {
+        Box::pin(async move {
+            let name = service.to_string();
+            Ok(self
+                .ledger
+                .call(move |l| l.current_hold(&name, now))
+                .await?)
         })
     }
 }

@@ -41,7 +41,10 @@ use vigil_core::Timestamp;
 pub use self::deliveries::DeliveryRow;
 pub use self::handle::{CHECK_STATE_FLUSH, LedgerHandle};
 pub use self::in_place::sync_wal;
-pub use self::restarts::{DanglingOutcome, HistoryRow, Intent, NewVerdict, Recorded};
+pub use self::restarts::{
+    Caller, DanglingOutcome, HistoryRow, HoldRow, Intent, NewVerdict, OperatorAction, OperatorRow,
+    Recorded,
+};
 pub use self::states::{CheckStateRow, ExecStateRow};
 
 use self::restarts::CountedCache;

@@ -73,6 +73,68 @@ pub struct Recorded {
     pub repeat: Option<u32>,
 }
 
+/// An operator's action on a service, as the ledger keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorAction {
+    Stop,
+    Start,
+    Pause,
+    Resume,
+    /// A stop or pause ended by itself (`--for`, the end of a maintenance window).
+    Expired,
+}
+
+impl OperatorAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorAction::Stop => "stop",
+            OperatorAction::Start => "start",
+            OperatorAction::Pause => "pause",
+            OperatorAction::Resume => "resume",
+            OperatorAction::Expired => "expired",
+        }
+    }
+}
+
+/// Who asked for an operator's action: the caller's uid and user name (from the control
+/// socket's peer credentials, or the CLI process's own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub user: String,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (uid {})", self.user, self.uid)
+    }
+}
+
+/// One operator action to record.
+#[derive(Clone, Debug)]
+pub struct OperatorRow {
+    pub action: OperatorAction,
+    pub at: Timestamp,
+    pub until: Option<Timestamp>,
+    /// `None` when nobody in particular asked (an expiry, a maintenance window).
+    pub caller: Option<Caller>,
+    pub reason: Option<String>,
+    /// `operator`, `window` (a maintenance window) or `group` (a group's step).
+    pub source: String,
+}
+
+/// A service's current hold, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldRow {
+    pub kind: vigil_core::lifecycle::HoldKind,
+    pub since: Timestamp,
+    pub until: Option<Timestamp>,
+    pub caller: Option<Caller>,
+    pub reason: Option<String>,
+    /// `operator` or `window`.
+    pub source: String,
+}
+
 /// How a dangling intent is resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DanglingOutcome {
@@ -447,6 +509,120 @@ impl Ledger {
             })
             .map_err(sql_err(&self.path))?;
         Ok(())
+    }
+
+    /// Records an operator's action (a row of the history, source `operator`).
+    pub fn record_operator(&self, service: &str, row: &OperatorRow) -> Result<()> {
+        let until = row.until.map(|t| format!(" until {t}")).unwrap_or_default();
+        let by = match (&row.caller, row.source.as_str()) {
+            (Some(c), _) => format!(" by {c}"),
+            (None, "window") => " by a maintenance window".to_owned(),
+            (None, _) => String::new(),
+        };
+        let why = row
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        let message = match row.action {
+            OperatorAction::Expired if row.source == "window" => {
+                "the maintenance window ended".to_owned()
+            }
+            OperatorAction::Expired => "the hold ended by itself (its time was up)".to_owned(),
+            a => format!(
+                "{}{by}{until}{why}",
+                match a {
+                    OperatorAction::Stop => "stopped",
+                    OperatorAction::Start => "started",
+                    OperatorAction::Pause => "paused",
+                    OperatorAction::Resume => "resumed",
+                    OperatorAction::Expired => "expired",
+                }
+            ),
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO restarts (service, at, source, forced, verdict, reason, message,
+                    counts, pid, hold_until, uid, user, reason_text)
+                 VALUES (?1, ?2, ?3, 0, ?4, '', ?5, 0, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    service,
+                    row.at.as_millis(),
+                    row.source,
+                    row.action.as_str(),
+                    message,
+                    std::process::id(),
+                    row.until.map(Timestamp::as_millis),
+                    row.caller.as_ref().map(|c| c.uid),
+                    row.caller.as_ref().map(|c| c.user.as_str()),
+                    row.reason,
+                ])
+            })
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    /// The service's hold at `now`: its latest stop or pause, unless lifted or expired. A
+    /// hold whose time is up by `now` is recorded as `expired` (at its `until`) here, if
+    /// no one has yet: so every expiry is a row, with or without a daemon.
+    pub fn current_hold(&self, service: &str, now: Timestamp) -> Result<Option<HoldRow>> {
+        let err = sql_err(&self.path);
+        let latest = self
+            .conn
+            .prepare_cached(
+                "SELECT verdict, at, hold_until, uid, user, reason_text, source FROM restarts
+                 WHERE service = ?1 AND verdict IN ('stop', 'start', 'pause', 'resume', 'expired')
+                 ORDER BY at DESC, id DESC LIMIT 1",
+            )
+            .and_then(|mut stmt| {
+                let mut rows = stmt.query_map(params![service], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Timestamp::from_millis(r.get(1)?),
+                        ts(r.get(2)?),
+                        r.get::<_, Option<u32>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, String>(6)?,
+                    ))
+                })?;
+                rows.next().transpose()
+            })
+            .map_err(&err)?;
+        let Some((verdict, since, until, uid, user, reason, source)) = latest else {
+            return Ok(None);
+        };
+        let kind = match verdict.as_str() {
+            "stop" => vigil_core::lifecycle::HoldKind::Stopped,
+            "pause" => vigil_core::lifecycle::HoldKind::Paused,
+            _ => return Ok(None),
+        };
+        if let Some(until) = until
+            && until <= now
+        {
+            self.record_operator(
+                service,
+                &OperatorRow {
+                    action: OperatorAction::Expired,
+                    at: until,
+                    until: None,
+                    caller: None,
+                    reason: None,
+                    source,
+                },
+            )?;
+            return Ok(None);
+        }
+        Ok(Some(HoldRow {
+            kind,
+            since,
+            until,
+            caller: uid.zip(user).map(|(uid, user)| Caller { uid, user }),
+            reason,
+            source,
+        }))
     }
 
     /// `vigil reset`: the service's past restarts stop counting (they stay in the history)

@@ -130,6 +130,9 @@ impl Ledger {
             // A tracked restart (one whose action reports its progress) records what it
             // started (`action`) and the process it spawned (`child_pid`, `child_start`),
             // so that after a crash the next Vigil knows whether it is still running.
+            // An operator's stop, start, pause, resume (and a hold's expiry) is a row
+            // too (source `operator` or `window`), with who asked (`uid`, `user`), why
+            // (`reason_text`) and until when (`hold_until`).
             tx.execute_batch(
                 "ALTER TABLE restarts ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
                 ALTER TABLE restarts ADD COLUMN last_at INTEGER;
@@ -141,6 +144,12 @@ impl Ledger {
                 ALTER TABLE restarts ADD COLUMN action TEXT;
                 ALTER TABLE restarts ADD COLUMN child_pid INTEGER;
                 ALTER TABLE restarts ADD COLUMN child_start INTEGER;
+                ALTER TABLE restarts ADD COLUMN hold_until INTEGER;
+                ALTER TABLE restarts ADD COLUMN uid INTEGER;
+                ALTER TABLE restarts ADD COLUMN user TEXT;
+                ALTER TABLE restarts ADD COLUMN reason_text TEXT;
+                CREATE INDEX restarts_holds ON restarts(service, at)
+                    WHERE verdict IN ('stop', 'start', 'pause', 'resume', 'expired');
                 PRAGMA user_version = 6;",
             )
             .map_err(&err)?;

@@ -477,6 +477,11 @@ fn a_version_2_ledger_gains_alert_deliveries_keeping_its_rows() {
              ALTER TABLE restarts DROP COLUMN action;
              ALTER TABLE restarts DROP COLUMN child_pid;
              ALTER TABLE restarts DROP COLUMN child_start;
+             DROP INDEX restarts_holds;
+             ALTER TABLE restarts DROP COLUMN hold_until;
+             ALTER TABLE restarts DROP COLUMN uid;
+             ALTER TABLE restarts DROP COLUMN user;
+             ALTER TABLE restarts DROP COLUMN reason_text;
              ALTER TABLE check_state DROP COLUMN position;
              INSERT INTO restarts (service, at, source, verdict, message, counts, outcome, pid)
                 VALUES ('web', 1000, 'health', 'allowed', 'Restart ALLOWED (1/5 per hour)', 1, 'ok', 7);

@@ -121,6 +121,10 @@ impl DeliveryLog for LedgerLog {
 /// Which events are alerts, and what they say.
 impl Subscriber for AlertHub {
     fn publish(&self, p: &Published<'_>) {
+        // A service held down or paused by an operator is muted (its events are logged).
+        if p.held.is_some() {
+            return;
+        }
         let base = |event: AlertEvent, message: String| Alert {
             event,
             service: p.service.to_string(),

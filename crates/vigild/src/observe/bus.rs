@@ -4,9 +4,12 @@
 //! Owns: stamping (from the publisher's [`Clock`], so simulated tests get simulated
 //! times) and fan-out. Must not: block or fail — subscribers only format and queue.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use vigil_core::event::Event;
+use vigil_core::lifecycle::HoldKind;
 use vigil_core::{ServiceName, Timestamp};
 
 use crate::observe::alerting::AlertHub;
@@ -17,6 +20,8 @@ pub struct Published<'a> {
     pub service: &'a ServiceName,
     pub at: Timestamp,
     pub event: &'a Event,
+    /// An operator's stop or pause holds the service: its events are logged, not alerted.
+    pub held: Option<HoldKind>,
 }
 
 /// Something that hears every published event.
@@ -29,6 +34,16 @@ pub trait Subscriber: Send + Sync {
 pub struct Events {
     subscribers: Arc<[Arc<dyn Subscriber>]>,
     clock: Option<Clock>,
+    holds: Arc<Holds>,
+}
+
+/// Which services an operator's stop or pause holds (each actor keeps its own entry
+/// current), so that every event about them, from any source, is marked `held`.
+#[derive(Default)]
+struct Holds {
+    /// How many entries `map` has: publishing reads no lock while nothing is held.
+    count: AtomicUsize,
+    map: RwLock<HashMap<ServiceName, HoldKind>>,
 }
 
 impl Events {
@@ -46,7 +61,27 @@ impl Events {
         Events {
             subscribers: subscribers.into(),
             clock: None,
+            holds: Arc::default(),
         }
+    }
+
+    /// Marks `service` as held (or no longer) for every event published from now on.
+    pub fn set_hold(&self, service: &ServiceName, hold: Option<HoldKind>) {
+        let mut map = self.holds.map.write().unwrap_or_else(|p| p.into_inner());
+        match hold {
+            Some(kind) => map.insert(service.clone(), kind),
+            None => map.remove(service),
+        };
+        self.holds.count.store(map.len(), Ordering::Release);
+    }
+
+    /// The hold `set_hold` last recorded for `service`.
+    pub fn hold_of(&self, service: &ServiceName) -> Option<HoldKind> {
+        if self.holds.count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let map = self.holds.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(service).copied()
     }
 
     /// Stamps events with `clock` instead of the system clock.
@@ -64,6 +99,7 @@ impl Events {
             service,
             at,
             event: &event,
+            held: self.hold_of(service),
         };
         for s in self.subscribers.iter() {
             s.publish(&published);

@@ -76,6 +76,14 @@ impl Clock {
         self.0.epoch + at.since_epoch()
     }
 
+    /// The moment of wall time `at` (now, if `at` is past): a hold's `--for` expiry,
+    /// given as wall time, becomes a timer.
+    pub fn moment_at(&self, at: Timestamp) -> Moment {
+        let ahead = at.as_millis().saturating_sub(self.wall().as_millis());
+        self.moment()
+            .saturating_add(Duration::from_millis(u64::try_from(ahead).unwrap_or(0)))
+    }
+
     /// How long from now until `at` (zero if past).
     pub fn until(&self, at: Moment) -> Duration {
         at.saturating_since(self.moment())

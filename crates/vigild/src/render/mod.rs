@@ -1,6 +1,8 @@
 //! What the CLI prints: human tables (color only on a TTY, never with `NO_COLOR`) and the
 //! stable JSON documents described in `docs/cli-json.md` (each carries `"version": 1`).
 
+pub mod hold;
+
 use std::io::IsTerminal as _;
 
 use serde::Serialize;
@@ -50,7 +52,9 @@ fn paint(text: &str, code: &str) -> String {
 fn painted_state(state: &str) -> String {
     match state {
         "ok" | "passing" | "pass" | "allowed" | "delivered" => paint(state, "32"),
-        "warning" | "warn" | "skipped" | "unknown" | "reset" | "dropped" => paint(state, "33"),
+        "warning" | "warn" | "skipped" | "unknown" | "reset" | "dropped" | "paused" | "pause"
+        | "resume" | "expired" | "expected-down" => paint(state, "33"),
+        "stopped" | "stop" | "start" => paint(state, "36"),
         "failing" | "fail" | "denied" | "given-up" | "failed" | "interrupted" => paint(state, "31"),
         other => other.to_owned(),
     }
@@ -125,8 +129,11 @@ pub struct ServiceStatus {
     /// The driver's own view, when it has one: for `docker`, the container's state,
     /// health, exit code, start time and Docker's restart count.
     pub driver_detail: Option<String>,
-    /// `ok`, `failing`, `warning`, `given-up` or `unknown`.
+    /// `stopped` or `paused` (an operator's hold, see `hold`), else `ok`, `failing`,
+    /// `warning`, `given-up` or `unknown`.
     pub state: &'static str,
+    /// An operator's stop or pause in force: since when, until when, by whom, why.
+    pub hold: Option<hold::HoldJson>,
     pub restarts_in_window: u32,
     pub max_restarts: u32,
     pub window_secs: u64,
@@ -206,6 +213,8 @@ pub struct CheckStatus {
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
     pub last_change: Option<String>,
+    /// The check fails while an operator has stopped the service: as expected.
+    pub expected_down: bool,
 }
 
 /// Builds the status report from the config and the ledger (works without a daemon).
@@ -228,7 +237,7 @@ pub async fn status(
         let window = service.guard.window;
         // Same edge as the guard: a restart exactly one window ago still counts.
         let window_start = service.guard.window_start(now);
-        let (history, last, episode) = {
+        let (history, last, episode, hold) = {
             let n = name.clone();
             ledger
                 .call(move |l| -> Result<_, LedgerError> {
@@ -238,10 +247,17 @@ pub async fn status(
                         .into_iter()
                         .rev()
                         .find(|r| r.verdict == "allowed");
-                    Ok((counted, last, l.given_up_episode(&n, now)?))
+                    Ok((
+                        counted,
+                        last,
+                        l.given_up_episode(&n, now)?,
+                        l.current_hold(&n, now)?,
+                    ))
                 })
                 .await?
         };
+        let hold = hold.map(|h| hold::HoldJson::of(&h, now));
+        let stopped = hold.as_ref().is_some_and(|h| h.state == "stopped");
         let count = history.iter().filter(|r| r.at >= window_start).count();
         let verdict = decide(
             &service.guard,
@@ -278,6 +294,7 @@ pub async fn status(
                     consecutive_failures: health.consecutive_failures,
                     consecutive_successes: health.consecutive_successes,
                     last_change: health.last_change.map(|t| t.to_string()),
+                    expected_down: stopped && health.status == HealthStatus::Failing,
                 }
             })
             .collect();
@@ -325,8 +342,10 @@ pub async fn status(
             (None, Some(Err(_))) => None,
             (None, None) => driver.is_running().await,
         };
-        let state = match &exec {
-            Some(e) if e.daemon_running && e.state == "given-up" => "given-up",
+        let state = match (&hold, &exec) {
+            (Some(h), _) if h.state == "stopped" => "stopped",
+            (Some(_), _) => "paused",
+            (None, Some(e)) if e.daemon_running && e.state == "given-up" => "given-up",
             _ => state,
         };
         let systemd = match (&service.driver, unit) {
@@ -341,6 +360,7 @@ pub async fn status(
             running,
             driver_detail,
             state,
+            hold,
             restarts_in_window: u32::try_from(count).unwrap_or(u32::MAX),
             max_restarts: service.guard.max_restarts,
             window_secs: window.as_secs(),
@@ -524,6 +544,28 @@ pub fn render_status(report: &StatusReport) -> String {
         out.push('\n');
         out.extend(details);
     }
+    let holds: Vec<String> = report
+        .services
+        .iter()
+        .filter_map(|s| {
+            let h = s.hold.as_ref()?;
+            let clear = if h.state == "stopped" {
+                "start"
+            } else {
+                "resume"
+            };
+            Some(format!(
+                "{}: {}; `vigil {clear} {}` clears it\n",
+                s.name,
+                h.describe(),
+                s.name
+            ))
+        })
+        .collect();
+    if !holds.is_empty() {
+        out.push('\n');
+        out.extend(holds);
+    }
     let check_rows: Vec<Vec<(String, String)>> = report
         .services
         .iter()
@@ -532,7 +574,11 @@ pub fn render_status(report: &StatusReport) -> String {
                 vec![
                     cell(format!("{}/{}", s.name, c.name)),
                     cell(c.kind),
-                    state_cell(c.status),
+                    state_cell(if c.expected_down {
+                        "expected-down"
+                    } else {
+                        c.status
+                    }),
                     cell(age(c.age_secs)),
                     cell(c.last_reason.clone()),
                 ]
@@ -908,6 +954,7 @@ impl ActionReport {
         match outcome {
             Outcome::Decided(d) => ActionReport::performed(check, repair, d),
             Outcome::NotAttempted(why) => ActionReport::blocked(check, why),
+            Outcome::Held(kind) => ActionReport::held(check, repair, *kind, None),
             other => ActionReport {
                 check: check.to_owned(),
                 kind: if repair { "repair" } else { "restart" },
@@ -917,6 +964,25 @@ impl ActionReport {
                 outcome: None,
                 detail: None,
             },
+        }
+    }
+
+    /// Not attempted: an operator's stop or pause holds the service (`what` describes it).
+    pub fn held(
+        check: &str,
+        repair: bool,
+        kind: vigil_core::lifecycle::HoldKind,
+        what: Option<String>,
+    ) -> ActionReport {
+        let what = what.unwrap_or_else(|| kind.as_str().to_owned());
+        ActionReport {
+            check: check.to_owned(),
+            kind: if repair { "repair" } else { "restart" },
+            dry_run: false,
+            verdict: "held",
+            message: format!("Restart HELD: the service is {what}"),
+            outcome: None,
+            detail: None,
         }
     }
 
@@ -941,6 +1007,9 @@ pub struct ServiceCheckReport {
     pub service: String,
     pub checks: Vec<CheckReport>,
     pub action: Option<ActionReport>,
+    /// An operator's stop or pause in force (a stopped service's failing checks are
+    /// expected, and do not make `vigil check` fail).
+    pub hold: Option<hold::HoldJson>,
 }
 
 #[derive(Serialize, Debug)]
@@ -967,11 +1036,16 @@ pub fn render_check(reports: &[ServiceCheckReport]) -> String {
                     Some(left) => format!("(grace, {left}s left) {}", c.reason),
                     None => c.reason.clone(),
                 };
+                let stopped = s.hold.as_ref().is_some_and(|h| h.state == "stopped");
                 vec![
                     cell(format!("{}/{}", s.service, c.name)),
                     cell(c.kind),
                     state_cell(c.verdict),
-                    state_cell(c.status),
+                    state_cell(if stopped && c.status == "failing" {
+                        "expected-down"
+                    } else {
+                        c.status
+                    }),
                     cell(reason),
                 ]
             })
@@ -979,8 +1053,15 @@ pub fn render_check(reports: &[ServiceCheckReport]) -> String {
         .collect();
     let mut out = table(&["CHECK", "KIND", "RESULT", "STATUS", "REASON"], &rows);
     for s in reports {
+        if let Some(h) = &s.hold {
+            out.push_str(&format!("{}: {}\n", s.service, h.describe()));
+        }
         if let Some(a) = &s.action {
-            let what = if a.dry_run { "would" } else { "did" };
+            let what = match (a.dry_run, a.verdict) {
+                (_, "held") => "held back",
+                (true, _) => "would",
+                (false, _) => "did",
+            };
             out.push_str(&format!(
                 "{}: {what} {} (check {} failing): {}",
                 s.service, a.kind, a.check, a.message

@@ -24,18 +24,18 @@ use tokio_util::sync::CancellationToken;
 use vigil_config::model::{Argv, DriverSpec, OnDaemonExit, Ready, Service};
 use vigil_core::event::Event;
 use vigil_core::lifecycle::{
-    Effect, GuardAnswer, Input, Machine, Model, Op, ProcessSpec, ProcessState, Request, RequestId,
-    Settled,
+    Effect, GuardAnswer, Hold, HoldKind, Input, Machine, Model, Op, Operator, ProcessSpec,
+    ProcessState, Request, RequestId, Settled,
 };
 use vigil_core::{GuardPolicy, RestartReport, ServiceName, Timestamp};
 
 use crate::drivers::{Driver, DriverEvent, ProcessEvent, RemoteDriver, run_command};
 use crate::guard::{Ask, Begun, Decision, Gate, Permit};
-use crate::ledger::{ExecStateRow, LedgerHandle};
+use crate::ledger::{ExecStateRow, LedgerHandle, OperatorAction, OperatorRow};
 use crate::observe::bus::Events;
 use crate::platform::clock::Clock;
 use crate::service::RESTART_SHUTDOWN_GRACE;
-use crate::service::protocol::{Outcome, ServiceMsg};
+use crate::service::protocol::{Control, OperatorCommand, Outcome, ServiceMsg};
 
 /// What the machine's model is for a service definition.
 pub fn model_of(service: &Service) -> Model {
@@ -139,6 +139,12 @@ pub struct ServiceActor {
     persisted: Option<Persisted>,
     /// What the last exit or refusal said, for `vigil status`.
     detail: String,
+    /// Operator actions accepted, to record before their requesters hear back.
+    to_record: Vec<OperatorRow>,
+    /// The hold last marked on the event bus.
+    marked_hold: Option<HoldKind>,
+    /// Who placed the current hold (`operator`, `window`, `group`): its expiry says so.
+    hold_source: &'static str,
 }
 
 impl ServiceActor {
@@ -172,6 +178,9 @@ impl ServiceActor {
             shutdown_since: None,
             persisted: None,
             detail: String::new(),
+            to_record: Vec::new(),
+            marked_hold: None,
+            hold_source: "operator",
         }
     }
 
@@ -207,6 +216,9 @@ impl ServiceActor {
             shutdown_since: None,
             persisted: None,
             detail: String::new(),
+            to_record: Vec::new(),
+            marked_hold: None,
+            hold_source: "operator",
         }
     }
 
@@ -227,6 +239,7 @@ impl ServiceActor {
             {
                 self.driver_events = d.follow(&self.name, self.cancel.child_token());
             }
+            Box::pin(self.restore_hold()).await;
             if let Driver::Process(p) = &mut self.driver {
                 p.prepare().await;
                 self.machine.start(self.deps.clock.moment());
@@ -446,6 +459,95 @@ impl ServiceActor {
                 }
             }
             ServiceMsg::Reset => self.machine.handle_event(Input::Reset, now),
+            ServiceMsg::Operator { command, reply } => self.on_operator(*command, reply),
+        }
+    }
+
+    /// The hold recorded before this actor started (by a previous daemon, a one-shot
+    /// command, or an operator while no daemon ran) applies from the start.
+    async fn restore_hold(&mut self) {
+        let wall = self.deps.clock.wall();
+        match self.deps.gate.recorded_hold(&self.name, wall).await {
+            Ok(Some(row)) => {
+                self.hold_source = match row.source.as_str() {
+                    "window" => "window",
+                    "group" => "group",
+                    _ => "operator",
+                };
+                let until = row.until.map(|t| self.deps.clock.moment_at(t));
+                let now = self.deps.clock.moment();
+                self.machine.handle_event(
+                    Input::Restore(Hold {
+                        kind: row.kind,
+                        until,
+                    }),
+                    now,
+                );
+                tracing::info!(service = %self.name, event = "hold_restored", kind = row.kind.as_str(),
+                    "{} since {}{}", row.kind.as_str(), row.since,
+                    row.until.map(|t| format!(" until {t}")).unwrap_or_default());
+            }
+            Ok(None) => {}
+            Err(error) => self.deps.events.publish(
+                &self.name,
+                Event::GuardError {
+                    source: vigil_core::Source::Manual,
+                    error: format!("cannot read the operator's hold: {error}"),
+                },
+            ),
+        }
+    }
+
+    /// An operator's command: recorded (before its answer) when the lifecycle accepts it.
+    fn on_operator(&mut self, command: OperatorCommand, reply: Option<oneshot::Sender<Outcome>>) {
+        let now = self.deps.clock.moment();
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.waiting.push(Waiting {
+            id,
+            reply,
+            repair: None,
+            decision: None,
+        });
+        let held = self.machine.hold().map(|h| h.kind);
+        let until = command.until.map(|t| self.deps.clock.moment_at(t));
+        let (input, accepted) = match command.action {
+            Control::Stop => (Operator::Stop { until }, true),
+            Control::Start => (Operator::Start, true),
+            // Stopped is more than paused: the machine refuses.
+            Control::Pause => (Operator::Pause { until }, held != Some(HoldKind::Stopped)),
+            Control::Resume => (Operator::Resume, held == Some(HoldKind::Paused)),
+        };
+        if accepted && self.shutdown_since.is_none() {
+            if matches!(command.action, Control::Stop | Control::Pause) {
+                self.hold_source = command.source;
+            }
+            self.to_record.push(OperatorRow {
+                action: command.action.action(),
+                at: self.deps.clock.wall(),
+                until: command.until,
+                caller: command.caller,
+                reason: command.reason,
+                source: command.source.to_owned(),
+            });
+        }
+        self.machine
+            .handle_event(Input::Operator { id, command: input }, now);
+    }
+
+    /// Writes what `on_operator` accepted.
+    async fn record_operator_actions(&mut self) {
+        for row in std::mem::take(&mut self.to_record) {
+            let action = row.action;
+            if let Err(error) = self.deps.gate.record_operator(&self.name, row).await {
+                self.deps.events.publish(
+                    &self.name,
+                    Event::GuardError {
+                        source: vigil_core::Source::Manual,
+                        error: format!("cannot record the operator's {}: {error}", action.as_str()),
+                    },
+                );
+            }
         }
     }
 
@@ -460,6 +562,9 @@ impl ServiceActor {
     /// Carries out what the machine asks, feeding answers back, until it asks nothing
     /// more or waits on something in the background.
     async fn pump(&mut self) {
+        if !self.to_record.is_empty() {
+            self.record_operator_actions().await;
+        }
         while let Some(effect) = self.machine.poll_effect() {
             let now = self.deps.clock.moment();
             match effect {
@@ -605,6 +710,7 @@ impl ServiceActor {
                             (Settled::Failed(why), _) => Outcome::Failed(why),
                             (Settled::Dropped(why), _) => Outcome::Dropped(why),
                             (Settled::Done(report), _) => Outcome::Done(report),
+                            (Settled::Held(kind), _) => Outcome::Held(kind),
                         };
                         let _ = reply.send(outcome);
                     }
@@ -615,6 +721,17 @@ impl ServiceActor {
                 Effect::Emit(event) => {
                     match &event {
                         Event::Rearmed => self.deps.gate.rearmed(&self.name).await,
+                        Event::HoldExpired { .. } => {
+                            self.to_record.push(OperatorRow {
+                                action: OperatorAction::Expired,
+                                at: self.deps.clock.wall(),
+                                until: None,
+                                caller: None,
+                                reason: None,
+                                source: self.hold_source.to_owned(),
+                            });
+                            self.record_operator_actions().await;
+                        }
                         Event::ProcessExited { how, .. } | Event::ProcessStopped { how, .. } => {
                             self.detail = how.clone();
                         }
@@ -628,6 +745,11 @@ impl ServiceActor {
                     self.deps.events.publish(&self.name, event);
                 }
             }
+        }
+        let hold = self.machine.hold().map(|h| h.kind);
+        if hold != self.marked_hold {
+            self.deps.events.set_hold(&self.name, hold);
+            self.marked_hold = hold;
         }
         // Only a settled state is written: the instants between an exit and its restart
         // cost no write (and no cross-thread wake-up) on the crash-to-restart path.

@@ -22,11 +22,12 @@ use vigil_checks::ProbeContext;
 use vigil_checks::runner::run_check;
 use vigil_config::model::{Check, Config, Group};
 use vigil_core::health::RunVerdict;
-use vigil_core::lifecycle::Op;
+use vigil_core::lifecycle::{HoldKind, Op};
 use vigil_core::{RestartReport, RestartRequest, ServiceName, Source};
 
 use crate::drivers::{DriverEvent, DriverFuture, RemoteDriver};
-use crate::service::protocol::{Outcome, ServiceMsg};
+use crate::observe::bus::Events;
+use crate::service::protocol::{Control, OperatorCommand, Outcome, ServiceMsg};
 
 /// One member, as the sequence needs it: its actor's inbox and its ready check.
 #[derive(Clone)]
@@ -67,6 +68,8 @@ pub struct GroupDriver {
     pub members: Vec<Member>,
     pub ready_timeout: Duration,
     pub probes: ProbeContext,
+    /// Which members an operator holds (a restart of the group would leave one down).
+    pub events: Events,
 }
 
 impl RemoteDriver for GroupDriver {
@@ -78,9 +81,12 @@ impl RemoteDriver for GroupDriver {
         Box::pin(async move {
             let started = tokio::time::Instant::now();
             let result = match op {
-                Op::Restart | Op::Repair => self.sequence(true, true).await,
-                Op::Stop => self.sequence(true, false).await,
-                Op::Start => self.sequence(false, true).await,
+                Op::Restart | Op::Repair => match self.held_member() {
+                    Some(why) => Err(why),
+                    None => self.sequence(Step::Restart).await,
+                },
+                Op::Stop => self.sequence(Step::Stop).await,
+                Op::Start => self.sequence(Step::Start).await,
             };
             let (ok, detail) = match result {
                 Ok(detail) => (true, detail),
@@ -112,16 +118,51 @@ impl RemoteDriver for GroupDriver {
     }
 }
 
+/// What a group's sequence does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The group's restart: each member's stop, then its start through its guard.
+    Restart,
+    /// `vigil stop @GROUP`: each member is stopped and held down (in reverse order).
+    Stop,
+    /// `vigil start @GROUP`: each member's stop is lifted and it starts (in order).
+    Start,
+}
+
 impl GroupDriver {
-    /// Stops members in reverse start order (`stop`), then starts them in order (`start`),
-    /// each start waiting for the member's ready check.
-    async fn sequence(&self, stop: bool, start: bool) -> Result<String, String> {
+    /// A member an operator holds, which a restart of the group would leave down.
+    fn held_member(&self) -> Option<String> {
+        let (m, kind) = self
+            .members
+            .iter()
+            .find_map(|m| Some((m, self.events.hold_of(&m.name)?)))?;
+        Some(format!(
+            "{} is {} by an operator; nothing was stopped (`vigil {} {}` first)",
+            m.name,
+            kind.as_str(),
+            if kind == HoldKind::Stopped {
+                "start"
+            } else {
+                "resume"
+            },
+            m.name
+        ))
+    }
+
+    /// Stops members in reverse start order, then starts them in order, each start
+    /// waiting for the member's ready check (see [`Step`]).
+    async fn sequence(&self, step: Step) -> Result<String, String> {
+        let (stop, start) = (step != Step::Start, step != Step::Stop);
         let started = tokio::time::Instant::now();
         let group = &self.name;
         let mut stopped = Vec::new();
         if stop {
             for m in self.members.iter().rev() {
-                let outcome = ask(m, Op::Stop, None).await;
+                let outcome = if step == Step::Stop {
+                    self.operator(m, Control::Stop).await
+                } else {
+                    ask(m, Op::Stop, None).await
+                };
                 tracing::info!(group = %group, service = %m.name, event = "group_member_stopped",
                     ok = outcome.succeeded(), "group {group}: stop {}: {}", m.name, outcome.describe());
                 if !outcome.succeeded() {
@@ -146,7 +187,11 @@ impl GroupDriver {
                             .collect::<Vec<_>>(),
                     )
                 };
-                let outcome = ask(m, Op::Start, Some(RestartRequest::forced(Source::Group))).await;
+                let outcome = if step == Step::Start {
+                    self.operator(m, Control::Start).await
+                } else {
+                    ask(m, Op::Start, Some(RestartRequest::forced(Source::Group))).await
+                };
                 if !outcome.succeeded() {
                     return Err(format!(
                         "starting {} failed: {}; started before it: {}; not started: {}",
@@ -185,16 +230,49 @@ impl GroupDriver {
     }
 }
 
+impl GroupDriver {
+    /// An operator's step for one member on the group's behalf (recorded in the member's
+    /// ledger with source `group`).
+    async fn operator(&self, member: &Member, action: Control) -> Outcome {
+        let command = OperatorCommand {
+            action,
+            until: None,
+            caller: None,
+            reason: Some(format!(
+                "group {} {}",
+                self.name,
+                match action {
+                    Control::Stop => "stopped",
+                    _ => "started",
+                }
+            )),
+            source: "group",
+        };
+        send(member, |reply| ServiceMsg::Operator {
+            command: Box::new(command),
+            reply: Some(reply),
+        })
+        .await
+    }
+}
+
 /// One step of the sequence: a request to a member's actor, answered when done.
 async fn ask(member: &Member, op: Op, guard: Option<RestartRequest>) -> Outcome {
-    let (reply, answer) = oneshot::channel();
-    let msg = ServiceMsg::Request {
+    send(member, |reply| ServiceMsg::Request {
         op,
         guard,
         repair: None,
         reply: Some(reply),
-    };
-    if member.inbox.send(msg).await.is_err() {
+    })
+    .await
+}
+
+async fn send(
+    member: &Member,
+    msg: impl FnOnce(oneshot::Sender<Outcome>) -> ServiceMsg,
+) -> Outcome {
+    let (reply, answer) = oneshot::channel();
+    if member.inbox.send(msg(reply)).await.is_err() {
         return Outcome::Dropped(format!("{} is not running under vigil", member.name));
     }
     answer

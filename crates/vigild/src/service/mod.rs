@@ -6,6 +6,7 @@
 pub mod actor;
 pub mod group;
 pub mod oneshot;
+pub mod operator;
 pub mod protocol;
 
 /// How long in-flight restarts may run on after a shutdown request.

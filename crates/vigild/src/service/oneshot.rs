@@ -116,6 +116,7 @@ impl Actors {
             members,
             ready_timeout: g.ready_timeout,
             probes: (*self.drivers.probes).clone(),
+            events: self.cx.events.clone(),
         };
         let (tx, rx) = mpsc::channel(16);
         let actor = ServiceActor::for_group(
@@ -128,6 +129,11 @@ impl Actors {
         self.tasks.spawn(actor.run(rx));
         self.inboxes.insert(key, tx.clone());
         Ok(tx)
+    }
+
+    /// The inbox of an actor already started (a service, or a group's `@NAME`).
+    pub fn inbox(&self, name: &ServiceName) -> Option<mpsc::Sender<ServiceMsg>> {
+        self.inboxes.get(name).cloned()
     }
 
     /// Sends `msg` (built around a reply channel) and waits for the answer.

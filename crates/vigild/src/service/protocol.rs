@@ -5,11 +5,12 @@
 
 use tokio::sync::oneshot;
 use vigil_config::model::{Argv, Service};
-use vigil_core::lifecycle::Op;
-use vigil_core::{RestartReport, RestartRequest, ServiceName};
+use vigil_core::lifecycle::{HoldKind, Op};
+use vigil_core::{RestartReport, RestartRequest, ServiceName, Timestamp};
 
 use crate::drivers::Driver;
 use crate::guard::Decision;
+use crate::ledger::{Caller, OperatorAction};
 
 /// A message to a service actor.
 pub enum ServiceMsg {
@@ -31,6 +32,26 @@ pub enum ServiceMsg {
     },
     /// Its restart history was reset (`vigil reset`): a deferred restart may go now.
     Reset,
+    /// An operator's stop, start, pause or resume (or a maintenance window's), recorded in
+    /// the ledger when the service's lifecycle accepts it.
+    Operator {
+        /// Boxed: every service's channel allocates room for its messages up front.
+        command: Box<OperatorCommand>,
+        reply: Option<oneshot::Sender<Outcome>>,
+    },
+}
+
+/// What an operator asks of a service, with who asked and why.
+#[derive(Clone, Debug)]
+pub struct OperatorCommand {
+    pub action: Control,
+    /// When a stop or pause ends by itself (`--for`).
+    pub until: Option<Timestamp>,
+    /// `None`: nobody in particular (a maintenance window, a group's step).
+    pub caller: Option<Caller>,
+    pub reason: Option<String>,
+    /// `operator`, `window` (a maintenance window) or `group` (a group's step).
+    pub source: &'static str,
 }
 
 impl ServiceMsg {
@@ -56,8 +77,11 @@ pub enum Outcome {
     Failed(String),
     /// Dropped (an equal request was waiting, or the service is going away).
     Dropped(String),
-    /// A step no guard decision covers finished (a group's stop phase).
+    /// A step no guard decision covers finished (a group's stop phase, an operator's
+    /// command).
     Done(RestartReport),
+    /// Refused: an operator's stop or pause holds the service.
+    Held(HoldKind),
 }
 
 impl Outcome {
@@ -89,6 +113,7 @@ impl Outcome {
             Outcome::Failed(why) => format!("the guard could not be asked: {why}"),
             Outcome::Dropped(why) => format!("dropped: {why}"),
             Outcome::Done(r) => r.detail.clone(),
+            Outcome::Held(kind) => format!("refused: {}", held_words(*kind)),
         }
     }
 }
@@ -97,4 +122,47 @@ impl Outcome {
 pub struct GroupMsg {
     pub member: ServiceName,
     pub check: String,
+}
+
+/// An operator's command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Stop,
+    Start,
+    Pause,
+    Resume,
+}
+
+impl Control {
+    /// As the ledger records it.
+    pub fn action(self) -> OperatorAction {
+        match self {
+            Control::Stop => OperatorAction::Stop,
+            Control::Start => OperatorAction::Start,
+            Control::Pause => OperatorAction::Pause,
+            Control::Resume => OperatorAction::Resume,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.action().as_str()
+    }
+
+    /// `stopped`, `started`, `paused`, `resumed`.
+    pub fn past(self) -> &'static str {
+        match self {
+            Control::Stop => "stopped",
+            Control::Start => "started",
+            Control::Pause => "paused",
+            Control::Resume => "resumed",
+        }
+    }
+}
+
+/// What a hold means, in words (how to clear it is the caller's to add).
+pub fn held_words(kind: HoldKind) -> &'static str {
+    match kind {
+        HoldKind::Stopped => "the service is stopped by an operator",
+        HoldKind::Paused => "automatic actions are paused by an operator",
+    }
 }
