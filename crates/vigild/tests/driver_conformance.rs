@@ -280,34 +280,10 @@ fn exec_driver_conforms() {
 // docker: a container on a real dockerd
 
 mod docker_bed {
-    use serde_json::{Value, json};
-    use vigil_checks::probe::docker::{api, negotiate, socket_path};
+    use serde_json::json;
 
     use super::*;
-
-    pub fn call(method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let socket = socket_path(None);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let version = negotiate(&socket).await.expect("negotiate");
-                let body = body.map(|b| serde_json::to_vec(&b).unwrap());
-                let (status, bytes) = api::request(
-                    &socket,
-                    method,
-                    &format!("/v{version}{path}"),
-                    body.as_deref(),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-                (
-                    status,
-                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                )
-            })
-    }
+    use support::docker::call;
 
     /// Containers created by this bed, force-removed on drop.
     pub struct DockerBed {
@@ -400,35 +376,10 @@ fn docker_driver_conforms() {
 // systemd: units of systemd 252 in the nspawn test bed, over its system bus
 
 mod systemd_bed {
-    use vigil_checks::model::SystemdBus;
-    use vigil_checks::systemd::{Buses, JobKind};
+    use vigil_checks::systemd::JobKind;
 
     use super::*;
-
-    pub fn address() -> String {
-        std::env::var("VIGIL_TEST_SYSTEMD_BUS").expect("VIGIL_TEST_SYSTEMD_BUS")
-    }
-
-    fn on_bus<T>(f: impl AsyncFnOnce(vigil_checks::systemd::Bus) -> T) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let bus = Buses::default()
-                    .get(&SystemdBus::Address(address()))
-                    .await
-                    .expect("the test bed's bus");
-                f(bus).await
-            })
-    }
-
-    fn run_job(kind: JobKind, unit: &str) {
-        on_bus(async |b| {
-            let _ = b.reset_failed(unit).await;
-            let _ = b.job(kind, unit, Duration::from_secs(30)).await;
-        });
-    }
+    use support::systemd::{address, on_bus, run_job};
 
     pub struct SystemdBed;
 

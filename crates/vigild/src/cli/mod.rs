@@ -6,10 +6,12 @@
 
 mod check;
 mod hold;
+mod logs;
 mod restart;
 
 use self::check::check;
 use self::hold::hold;
+use self::logs::logs;
 use self::restart::restart;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +76,8 @@ enum Command {
     Pause(HoldArgs),
     /// Clear a pause: what failed meanwhile goes through the guard as usual.
     Resume(TargetArgs),
+    /// Show what an exec service printed (the last lines, and new ones with -f).
+    Logs(LogsArgs),
     /// Push a heartbeat for a `kind = "heartbeat"` check (SERVICE/CHECK, or SERVICE when it
     /// has exactly one heartbeat check).
     Heartbeat(HeartbeatArgs),
@@ -167,6 +171,20 @@ struct HoldArgs {
     #[arg(long)]
     reason: Option<String>,
     /// Machine-readable output (see docs/cli-json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct LogsArgs {
+    service: String,
+    /// How many of the last lines.
+    #[arg(short = 'n', long = "lines", default_value_t = 50)]
+    lines: usize,
+    /// Keep printing new lines as they come (until interrupted).
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// One JSON object per line: `seq`, `at`, `stream`, `text` (see docs/cli-json.md).
     #[arg(long)]
     json: bool,
 }
@@ -331,6 +349,7 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         Command::Start(args) => hold(&config, Control::Start, args.into()).await,
         Command::Pause(args) => hold(&config, Control::Pause, args).await,
         Command::Resume(args) => hold(&config, Control::Resume, args.into()).await,
+        Command::Logs(args) => logs(&config, args).await,
         Command::Status(args) => {
             if let Some(name) = &args.service {
                 service_or_usage(&config, name)?;

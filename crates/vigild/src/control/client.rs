@@ -120,14 +120,7 @@ impl DaemonClient {
         if status.is_success() {
             return Ok(body);
         }
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("HTTP {status}: {body}"));
-        Err(ClientError::Refused {
-            status: status.as_u16(),
-            message,
-        })
+        Err(refusal(status, &body))
     }
 
     /// `vigil status`: JSON, or the rendered table (colored if `color`).
@@ -234,6 +227,41 @@ impl DaemonClient {
         Ok((body, answer))
     }
 
+    /// An exec service's captured output: the last `n` lines, then (with `follow`) new
+    /// lines as they come, each handed to `out` as it arrives.
+    pub async fn logs(
+        &self,
+        service: &str,
+        n: usize,
+        follow: bool,
+        json: bool,
+        mut out: impl FnMut(&[u8]),
+    ) -> Result<(), ClientError> {
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            path: self.socket.clone(),
+            detail: vigil_checks::probe::error_chain(&e),
+        };
+        let url = format!(
+            "http://vigil/v1/services/{}/logs?n={n}&follow={follow}&format={}",
+            encode(service),
+            if json { "json" } else { "text" }
+        );
+        let mut request = self.http.get(url);
+        if !follow {
+            request = request.timeout(CLIENT_READ_TIMEOUT);
+        }
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.map_err(transport)?;
+            return Err(refusal(status, &body));
+        }
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            out(&chunk);
+        }
+        Ok(())
+    }
+
     /// Pushes a heartbeat; the time the daemon recorded.
     pub async fn heartbeat(&self, service: &str, check: &str) -> Result<String, ClientError> {
         let body = self
@@ -251,6 +279,18 @@ impl DaemonClient {
                 path: self.socket.clone(),
                 detail: format!("unexpected answer: {body}"),
             })
+    }
+}
+
+/// The daemon's refusal, from its `{"error": ...}` answer.
+fn refusal(status: reqwest::StatusCode, body: &str) -> ClientError {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("HTTP {status}: {body}"));
+    ClientError::Refused {
+        status: status.as_u16(),
+        message,
     }
 }
 

@@ -154,6 +154,7 @@ impl Daemon {
                 probes: probes.clone(),
                 state_dir: config.vigil.state_dir.clone(),
                 events,
+                outputs: Default::default(),
             },
             probes,
             clock,

@@ -166,6 +166,7 @@ impl Daemon {
                 handle.cancel.cancel();
                 changed += 1;
                 if diff.removed.contains(name) {
+                    self.shared.drivers.outputs.remove(name);
                     tracing::info!(service = %name, event = "service_removed", "service removed");
                 }
             }

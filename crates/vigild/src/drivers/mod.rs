@@ -55,6 +55,8 @@ pub struct DriverContext {
     pub probes: Arc<ProbeContext>,
     pub state_dir: PathBuf,
     pub events: Events,
+    /// Exec services' captured output.
+    pub outputs: exec::output::Outputs,
 }
 
 /// The acting driver of one service, owned by its actor.
@@ -144,6 +146,7 @@ pub fn build(service: &Service, cx: &DriverContext) -> Result<Driver, BuildError
             spec.clone(),
             &cx.state_dir,
             cx.events.clone(),
+            cx.outputs.of(&service.name),
         )?)),
         spec => Driver::Remote(Arc::new(Remote {
             reader: Reader::new(spec, &cx.probes),

@@ -873,6 +873,7 @@ mod tests {
             probes: Arc::new(vigil_checks::ProbeContext::new()),
             state_dir: dir.path().to_path_buf(),
             events: Events::log_only(),
+            outputs: Default::default(),
         };
         let driver = crate::drivers::build(service, &drivers).unwrap();
         let deps = Deps {

@@ -49,6 +49,7 @@ impl Actors {
             probes,
             state_dir: cx.state_dir.clone(),
             events: cx.events.clone(),
+            outputs: Default::default(),
         };
         Actors {
             cx,

@@ -2,6 +2,9 @@
 //! `vigil` binary, a daemon with a kill guard, and a deadline-bounded wait.
 #![allow(dead_code)]
 
+pub mod docker;
+pub mod systemd;
+
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

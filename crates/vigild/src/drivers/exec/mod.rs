@@ -10,11 +10,11 @@
 //! a crash-to-restart is one wake-up of one task.
 
 pub mod notify;
+pub mod output;
 pub mod pipes;
 pub mod proc;
 pub mod spawn;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -32,6 +32,9 @@ use self::notify::{Message, NotifySocket};
 use self::pipes::{Pipe, Stream};
 use self::proc::PidFd;
 use super::{ProcessDriver, ProcessEvent};
+
+/// How many of the last output lines hang evidence shows.
+const EVIDENCE_LINES: usize = 20;
 
 /// How long a SIGKILLed earlier instance may take to die before a start goes ahead.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -75,8 +78,8 @@ pub struct ExecProcess {
     instance: Option<std::fs::File>,
     notify: Option<NotifySocket>,
     child: Option<Instance>,
-    /// The last lines the service wrote, for hang evidence.
-    recent: VecDeque<String>,
+    /// What the service printed (`vigil logs`, hang evidence).
+    output: std::sync::Arc<output::OutputLog>,
 }
 
 impl ExecProcess {
@@ -86,6 +89,7 @@ impl ExecProcess {
         spec: ExecDriver,
         state_dir: &std::path::Path,
         events: Events,
+        output: std::sync::Arc<output::OutputLog>,
     ) -> Result<ExecProcess, super::BuildError> {
         let notify = NotifySocket::bind(state_dir, name.as_str())
             .map_err(super::BuildError::NotifySocket)?;
@@ -97,7 +101,7 @@ impl ExecProcess {
             instance: None,
             notify: Some(notify),
             child: None,
-            recent: VecDeque::new(),
+            output,
         })
     }
 
@@ -110,7 +114,7 @@ impl ExecProcess {
             Stream::Stderr => &mut child.stderr,
         };
         if let Some(p) = pipe
-            && !p.pump(&self.name, &mut self.recent)
+            && !p.pump(&self.name, &self.output)
         {
             *pipe = None;
         }
@@ -420,7 +424,12 @@ impl ProcessDriver for ExecProcess {
     }
 
     fn evidence(&self, pid: i32, since_ping: Duration, interval: Duration) -> String {
-        let lines: Vec<String> = self.recent.iter().cloned().collect();
+        let lines: Vec<String> = self
+            .output
+            .last(EVIDENCE_LINES)
+            .into_iter()
+            .map(|l| format!("{}: {}", l.stream, l.text))
+            .collect();
         match Pid::from_raw(pid) {
             Some(p) => proc::hang_evidence(p, since_ping, interval, &lines),
             None => format!("no process {pid}"),

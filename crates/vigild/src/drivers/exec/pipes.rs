@@ -1,11 +1,10 @@
 //! A supervised process's stdout/stderr: read from its pipe, cut into lines, and routed
 //! into Vigil's log (prefixed with the service) or appended to a file rotated by size.
-//! The last lines of both streams are kept for hang evidence.
+//! Every line also goes to the service's [`OutputLog`] (`vigil logs`, hang evidence).
 //!
 //! Memory matters with hundreds of idle services: a pipe costs one registration and an
 //! empty line buffer; reads go through one shared scratch buffer.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -15,8 +14,10 @@ use tokio::net::unix::pipe;
 use vigil_config::model::OutputTarget;
 use vigil_core::ServiceName;
 
-/// How many lines the evidence keeps, and how long each may be.
-const KEEP_LINES: usize = 20;
+use super::output::OutputLog;
+use crate::platform::clock;
+
+/// How long a line may be (longer ones are cut).
 const MAX_LINE: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
@@ -150,7 +151,7 @@ impl Pipe {
     }
 
     /// Reads what is available; `false` once the pipe is closed (EOF or error).
-    pub fn pump(&mut self, service: &ServiceName, recent: &mut VecDeque<String>) -> bool {
+    pub fn pump(&mut self, service: &ServiceName, output: &OutputLog) -> bool {
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
         }
@@ -160,14 +161,14 @@ impl Pipe {
                 // try_read clears the readiness when the pipe is empty (EAGAIN).
                 match self.fd.try_read(&mut buf[..]) {
                     Ok(0) => {
-                        self.flush_partial(service, recent);
+                        self.flush_partial(service, output);
                         return false;
                     }
-                    Ok(n) => self.consume(&buf[..n], service, recent),
+                    Ok(n) => self.consume(&buf[..n], service, output),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(_) => {
-                        self.flush_partial(service, recent);
+                        self.flush_partial(service, output);
                         return false;
                     }
                 }
@@ -176,7 +177,7 @@ impl Pipe {
         })
     }
 
-    fn consume(&mut self, data: &[u8], service: &ServiceName, recent: &mut VecDeque<String>) {
+    fn consume(&mut self, data: &[u8], service: &ServiceName, output: &OutputLog) {
         if let Sink::File(f) = &mut self.sink
             && let Err(error) = f.write(data)
         {
@@ -187,11 +188,11 @@ impl Pipe {
             let (line, tail) = rest.split_at(i);
             rest = &tail[1..];
             if self.partial.is_empty() {
-                self.line(line, service, recent);
+                self.line(line, service, output);
             } else {
                 let mut joined = std::mem::take(&mut self.partial);
                 joined.extend_from_slice(line);
-                self.line(&joined, service, recent);
+                self.line(&joined, service, output);
             }
         }
         if !rest.is_empty() {
@@ -201,24 +202,21 @@ impl Pipe {
         }
     }
 
-    fn flush_partial(&mut self, service: &ServiceName, recent: &mut VecDeque<String>) {
+    fn flush_partial(&mut self, service: &ServiceName, output: &OutputLog) {
         if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
-            self.line(&line, service, recent);
+            self.line(&line, service, output);
         }
     }
 
-    fn line(&self, line: &[u8], service: &ServiceName, recent: &mut VecDeque<String>) {
+    fn line(&self, line: &[u8], service: &ServiceName, output: &OutputLog) {
         let line = &line[..line.len().min(MAX_LINE)];
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         if matches!(self.sink, Sink::Log) {
             tracing::info!(service = %service, event = "output", stream = self.stream.as_str(), "{text}");
         }
-        if recent.len() == KEEP_LINES {
-            recent.pop_front();
-        }
-        recent.push_back(format!("{}: {text}", self.stream.as_str()));
+        output.push(self.stream, clock::now(), text);
     }
 }
 
