@@ -7,7 +7,7 @@
 use reqwest::{Method, Response, StatusCode};
 use tokio::time::Instant;
 
-use super::{Verdict, causes, describe_io, latency};
+use super::{Verdict, causes, describe_io, latency, tls};
 use crate::context::{ClientKey, ProbeContext, ProxyUrl};
 use crate::model::HttpCheck;
 
@@ -152,7 +152,7 @@ fn describe_reqwest(err: &reqwest::Error) -> String {
     let chain = causes(err);
     for cause in &chain {
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return format!("TLS error: {tls}");
+            return format!("TLS error: {}", tls::describe_tls(tls));
         }
     }
 
