@@ -244,7 +244,7 @@ mod error_text {
 
     /// A real SQLITE_FULL (the database may not grow past its page limit): its cause is
     /// printed once, by `{}` and by a chain printer (`{:#}`, what `vigil` prints on exit)
-    /// alike, also through the guard's error.
+    /// alike, also when wrapped.
     #[test]
     fn a_full_disk_is_said_once() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -270,8 +270,14 @@ mod error_text {
             dir.path().join(FILE_NAME).display()
         );
         assert_eq!(full.to_string(), expected);
-        let guard = crate::guard::GuardError::from(full);
-        assert_eq!(format!("{:#}", anyhow::Error::new(guard)), expected);
+        // Wrapped transparently, as the guard's error wraps it.
+        #[derive(Debug, thiserror::Error)]
+        #[error(transparent)]
+        struct Wrapped(#[from] LedgerError);
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(Wrapped::from(full))),
+            expected
+        );
     }
 
     #[test]
