@@ -193,6 +193,18 @@ async fn a_silent_server_times_out_within_the_deadline() {
     assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
 }
 
+/// The reason names the wait as it was: 80% of a 1.5 s attempt is 1.2 s, not "2s".
+#[tokio::test]
+async fn a_silent_server_is_reported_with_the_real_wait() {
+    let server = responder(Answer::Silent).await;
+    let out = run(clock(&[server.port]), Duration::from_millis(1500)).await;
+    assert!(!out.passed);
+    assert_eq!(
+        out.reason,
+        format!("clock: 127.0.0.1:{}: no answer within 1.2s", server.port)
+    );
+}
+
 #[tokio::test]
 async fn the_best_answer_wins_when_another_server_is_silent() {
     let silent = responder(Answer::Silent).await;

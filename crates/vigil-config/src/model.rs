@@ -453,6 +453,11 @@ impl std::fmt::Display for StatusSet {
     }
 }
 
+/// The largest `max_body` with `body_regex`: a regex is matched against the body held in
+/// memory, so this bounds what one check may hold. `body_contains` alone is matched as the
+/// body streams (a window of the needle's length), so any `max_body` costs no memory.
+pub const MAX_BODY_WITH_REGEX: usize = 4 * 1024 * 1024;
+
 /// `kind = "http"`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpCheck {
@@ -471,7 +476,8 @@ pub struct HttpCheck {
     pub insecure: bool,
     /// `follow_redirects` (default false).
     pub follow_redirects: bool,
-    /// `max_body` (default "1MiB"): at most this much of the body is read.
+    /// `max_body` (default "1MiB"): at most this much of the body is read. At most
+    /// [`MAX_BODY_WITH_REGEX`] with `body_regex`.
     pub max_body: usize,
     /// `proxy`: reach the URL through a SOCKS5 or HTTP proxy (seed 000's
     /// `curl -x socks5h://127.0.0.1:1080`).

@@ -936,7 +936,7 @@ pub static HTTP: Section = Section {
             "max_body",
             Ty::Size,
             Dflt::Value("\"1MiB\""),
-            "At most this much of the body is read (and matched).",
+            "At most this much of the body is read (and matched). `body_contains` is matched as the body streams, so memory stays small whatever the size; with `body_regex` (matched against the body held in memory), at most `\"4MiB\"`.",
         ),
     ],
     planned: &[],

@@ -621,7 +621,18 @@ fn http(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<HttpCheck> {
     let proxy = t.optional(cx, "proxy", value::proxy);
     let max_latency = t.optional(cx, "max_latency", positive_duration);
     let follow_redirects = t.defaulted(cx, "follow_redirects", boolean);
-    let max_body = t.defaulted(cx, "max_body", value::size);
+    let mut max_body = t.defaulted(cx, "max_body", value::size);
+    if let (Some(_), Some(max), Some(v)) = (&body_regex, max_body, t.get("max_body"))
+        && max > crate::model::MAX_BODY_WITH_REGEX
+    {
+        let message = format!(
+            "at most {} with `body_regex` (the body is held in memory to match a regex), found {}; `body_contains` alone is matched as the body streams, with any max_body",
+            byte_size(crate::model::MAX_BODY_WITH_REGEX),
+            byte_size(max)
+        );
+        cx.error(v.span(), &t.path.key("max_body"), message);
+        max_body = None;
+    }
     // An invalid optional key yields `None` like an absent one; only the error list tells
     // them apart, and `parse` fails whenever it is non-empty.
     Some(HttpCheck {
@@ -639,6 +650,19 @@ fn http(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<HttpCheck> {
         max_latency,
         client_cert: client_cert?,
     })
+}
+
+/// `1GiB`, `64KiB`, or `1000 bytes`.
+fn byte_size(n: usize) -> String {
+    const KIB: usize = 1024;
+    match n {
+        _ if n >= KIB * KIB * KIB && n.is_multiple_of(KIB * KIB * KIB) => {
+            format!("\"{}GiB\"", n / (KIB * KIB * KIB))
+        }
+        _ if n >= KIB * KIB && n.is_multiple_of(KIB * KIB) => format!("\"{}MiB\"", n / (KIB * KIB)),
+        _ if n >= KIB && n.is_multiple_of(KIB) => format!("\"{}KiB\"", n / KIB),
+        _ => format!("{n} bytes"),
+    }
 }
 
 /// `expect_status`: `200`, `"200-399"`, or an array of either.

@@ -61,10 +61,7 @@ pub(super) async fn probe(check: &ClockCheck, timeout: Duration) -> Result<Probe
             let name = host_port(&host, port);
             let result = match tokio::time::timeout(per_server, query(&host, port)).await {
                 Ok(r) => r,
-                Err(_) => Err(format!(
-                    "no answer within {}",
-                    vigil_core::format_duration(per_server)
-                )),
+                Err(_) => Err(format!("no answer within {}", exact(per_server))),
             };
             (i, name, result)
         });
@@ -117,6 +114,20 @@ pub(super) async fn probe(check: &ClockCheck, timeout: Duration) -> Result<Probe
             reason: seen,
             warning: false,
         })
+    }
+}
+
+/// A wait as long as it really was: `400ms`, `1.6s`, `2s` (`format_duration` rounds up to
+/// whole seconds, which made a 1.6 s wait read "within 2s").
+fn exact(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        let secs = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", secs.trim_end_matches('0'))
     }
 }
 
@@ -244,6 +255,15 @@ mod tests {
         p[32..40].copy_from_slice(&to_ntp(t2));
         p[40..48].copy_from_slice(&to_ntp(t3));
         p
+    }
+
+    #[test]
+    fn waits_are_said_as_they_are() {
+        assert_eq!(exact(Duration::from_millis(400)), "400ms");
+        assert_eq!(exact(Duration::from_millis(1600)), "1.6s");
+        assert_eq!(exact(Duration::from_millis(1250)), "1.25s");
+        assert_eq!(exact(Duration::from_secs(2)), "2s");
+        assert_eq!(exact(Duration::from_secs(4).mul_f64(0.8)), "3.2s");
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //!
 //! Owns: the request, the status/body verdict and turning transport errors into short
 //! reasons (`connection refused`, `TLS error: ...`). Must not: build clients (the
-//! [`ProbeContext`] caches them) or read more than `max_body` bytes of a body.
+//! [`ProbeContext`] caches them), read more than `max_body` bytes of a body, or hold more
+//! of it than `body_regex` needs (`body_contains` is matched as the body streams).
 
 use reqwest::{Method, Response, StatusCode};
 use tokio::time::Instant;
 
-use super::{Verdict, causes, describe_io, latency};
+use super::{Verdict, causes, describe_io, latency, tls};
 use crate::context::{ClientKey, ProbeContext, ProxyUrl};
 use crate::model::HttpCheck;
 
@@ -63,25 +64,28 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
     }
     let wants_body = check.body_contains.is_some() || check.body_regex.is_some();
     if wants_body {
-        let body = read_capped(&mut response, check.max_body)
+        let body = scan_body(&mut response, check)
             .await
             .map_err(|e| format!("{label}: reading body: {}", describe_reqwest(&e)))?;
         let seen = body.describe(check.max_body);
-        let text = String::from_utf8_lossy(&body.bytes);
         if let Some(needle) = &check.body_contains
-            && !text.contains(needle.as_str())
+            && !body.contains
         {
             return Err(format!(
                 "{label}: body does not contain {needle:?} ({seen})"
             ));
         }
-        if let Some(pattern) = &check.body_regex
-            && !pattern.0.is_match(&text)
-        {
-            return Err(format!(
-                "{label}: body does not match /{}/ ({seen})",
-                pattern.as_str()
-            ));
+        if let Some(pattern) = &check.body_regex {
+            let text = match String::from_utf8(body.kept) {
+                Ok(text) => text,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            };
+            if !pattern.0.is_match(&text) {
+                return Err(format!(
+                    "{label}: body does not match /{}/ ({seen})",
+                    pattern.as_str()
+                ));
+            }
         }
     }
     // Dropping an unread body closes that connection instead of returning it to the pool,
@@ -109,42 +113,106 @@ fn status_text(status: StatusCode) -> String {
     }
 }
 
+/// What was read of a body.
 struct Body {
-    bytes: Vec<u8>,
+    /// Bytes read (at most `max_body`).
+    read: usize,
+    /// Reading stopped at `max_body`, not at the end of the body.
     capped: bool,
+    /// `body_contains` was found (true when there is none).
+    contains: bool,
+    /// The body as read, for `body_regex` only (empty without one).
+    kept: Vec<u8>,
 }
 
 impl Body {
     fn describe(&self, max: usize) -> String {
         if self.capped {
-            format!(
-                "read the first {} bytes, max_body = {max}",
-                self.bytes.len()
-            )
+            format!("read the first {} bytes, max_body = {max}", self.read)
         } else {
-            format!("read {} bytes", self.bytes.len())
+            format!("read {} bytes", self.read)
         }
     }
 }
 
-/// Streams the body chunk by chunk and stops at `max` bytes, so an endless body costs at
-/// most `max` bytes of memory.
-async fn read_capped(response: &mut Response, max: usize) -> Result<Body, reqwest::Error> {
-    let mut bytes = Vec::new();
-    while bytes.len() < max {
+/// Streams at most `max_body` bytes of the body through the matchers, so memory stays
+/// bounded whatever `max_body` says: `body_contains` is searched in each chunk plus the
+/// previous chunk's last `len - 1` bytes (a match across chunks is found, nothing else
+/// is kept), and only `body_regex` keeps the body, at most
+/// [`MAX_BODY_WITH_REGEX`](crate::model::MAX_BODY_WITH_REGEX) of it (the config refuses
+/// more). The needle is matched on the bytes, so it is found in a body that is not UTF-8
+/// too. Without a regex, reading stops as soon as the needle is found.
+async fn scan_body(response: &mut Response, check: &HttpCheck) -> Result<Body, reqwest::Error> {
+    let max = check.max_body;
+    let keep = if check.body_regex.is_some() {
+        max.min(crate::model::MAX_BODY_WITH_REGEX)
+    } else {
+        0
+    };
+    // An empty needle is in every body, the empty one too.
+    let mut needle = check
+        .body_contains
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .map(|n| Needle::new(n.as_bytes()));
+    let mut body = Body {
+        read: 0,
+        capped: false,
+        contains: needle.is_none(),
+        kept: Vec::new(),
+    };
+    while body.read < max {
         let Some(chunk) = response.chunk().await? else {
-            return Ok(Body {
-                bytes,
-                capped: false,
-            });
+            return Ok(body);
         };
-        let room = max - bytes.len();
-        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let chunk = &chunk[..chunk.len().min(max - body.read)];
+        body.read += chunk.len();
+        if body.kept.len() < keep {
+            let room = keep - body.kept.len();
+            body.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        if let Some(n) = &mut needle
+            && n.feed(chunk)
+        {
+            body.contains = true;
+            needle = None;
+            if keep == 0 {
+                return Ok(body);
+            }
+        }
     }
-    Ok(Body {
-        bytes,
-        capped: true,
-    })
+    body.capped = true;
+    Ok(body)
+}
+
+/// `body_contains` over a body that arrives in chunks: each chunk is searched together
+/// with the previous one's last `len - 1` bytes, so a match across chunks is found and
+/// nothing more is kept.
+struct Needle<'a> {
+    finder: memchr::memmem::Finder<'a>,
+    /// The end of what was searched, then the chunk being searched.
+    window: Vec<u8>,
+}
+
+impl<'a> Needle<'a> {
+    fn new(needle: &'a [u8]) -> Needle<'a> {
+        Needle {
+            finder: memchr::memmem::Finder::new(needle),
+            window: Vec::new(),
+        }
+    }
+
+    /// Whether the needle ends in `chunk` (or was found before).
+    fn feed(&mut self, chunk: &[u8]) -> bool {
+        self.window.extend_from_slice(chunk);
+        if self.finder.find(&self.window).is_some() {
+            return true;
+        }
+        let overlap = self.finder.needle().len().saturating_sub(1);
+        let searched = self.window.len().saturating_sub(overlap);
+        self.window.drain(..searched);
+        false
+    }
 }
 
 /// A short reason for a failed request: the most specific cause we recognise.
@@ -152,7 +220,7 @@ fn describe_reqwest(err: &reqwest::Error) -> String {
     let chain = causes(err);
     for cause in &chain {
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return format!("TLS error: {tls}");
+            return format!("TLS error: {}", tls::describe_tls(tls));
         }
     }
 
@@ -177,4 +245,22 @@ fn innermost(chain: &[&(dyn std::error::Error + 'static)]) -> String {
         .last()
         .map(|e| e.to_string())
         .unwrap_or_else(|| "unknown error".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_needle_split_across_chunks_is_found() {
+        let body = b"zzzzREADYzzzz";
+        for size in 1..body.len() {
+            let mut needle = Needle::new(b"READY");
+            let found = body.chunks(size).any(|chunk| needle.feed(chunk));
+            assert!(found, "chunks of {size}");
+            assert!(needle.window.len() <= size + 4);
+        }
+        let mut needle = Needle::new(b"READY");
+        assert!(!b"READzREADzEADY".chunks(3).any(|c| needle.feed(c)));
+    }
 }

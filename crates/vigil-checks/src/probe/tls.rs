@@ -392,6 +392,175 @@ async fn load_identity(
     Ok((chain, key))
 }
 
+/// A rustls error in words, for a check's reason. rustls prints many certificate errors
+/// with `Debug` (`invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`).
+pub(crate) fn describe_tls(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(cert) => {
+            format!("invalid server certificate: {}", describe_certificate(cert))
+        }
+        rustls::Error::AlertReceived(alert) => format!(
+            "the server refused the handshake ({})",
+            words(&format!("{alert:?}"))
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The first rustls error among `err`'s causes, in words; else the whole chain.
+pub(crate) fn describe_tls_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    super::causes(err)
+        .into_iter()
+        .find_map(|cause| cause.downcast_ref::<rustls::Error>())
+        .map_or_else(|| error_chain(err), describe_tls)
+}
+
+fn describe_certificate(error: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match error {
+        E::BadEncoding => "the certificate is malformed".to_owned(),
+        E::Expired => "certificate expired".to_owned(),
+        E::ExpiredContext { time, not_after } => expired(time.as_secs(), not_after.as_secs()),
+        E::NotValidYet => "certificate not valid yet".to_owned(),
+        E::NotValidYetContext { time, not_before } => {
+            not_yet_valid(time.as_secs(), not_before.as_secs())
+        }
+        E::Revoked => "the certificate is revoked".to_owned(),
+        E::UnhandledCriticalExtension => {
+            "the certificate has an unsupported critical extension".to_owned()
+        }
+        E::UnknownIssuer => UNKNOWN_ISSUER.to_owned(),
+        E::UnknownRevocationStatus => "the certificate's revocation status is unknown".to_owned(),
+        E::ExpiredRevocationList | E::ExpiredRevocationListContext { .. } => {
+            "the certificate revocation list has expired".to_owned()
+        }
+        E::BadSignature => {
+            "bad signature (the certificate was not signed by its issuer's key)".to_owned()
+        }
+        E::NotValidForName => "name mismatch".to_owned(),
+        E::NotValidForNameContext {
+            expected,
+            presented,
+        } => name_mismatch(expected.to_str().as_ref(), presented),
+        E::InvalidPurpose | E::InvalidPurposeContext { .. } => NOT_FOR_SERVERS.to_owned(),
+        E::ApplicationVerificationFailure => {
+            "the certificate was rejected by the verifier".to_owned()
+        }
+        E::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(e) => describe_webpki(e),
+            None => other.0.to_string(),
+        },
+        // Unsupported signature algorithms and whatever later rustls versions add.
+        other => words(&format!("{other:?}")),
+    }
+}
+
+const UNKNOWN_ISSUER: &str =
+    "unknown issuer (not signed by a trusted CA; `ca_file` trusts a private one)";
+const NOT_FOR_SERVERS: &str =
+    "the certificate is not for TLS servers (its extended key usage lacks serverAuth)";
+
+/// The webpki errors rustls passes on as `Other`.
+fn describe_webpki(error: &webpki::Error) -> String {
+    use webpki::Error as E;
+    match error {
+        E::CaUsedAsEndEntity => {
+            "the server's certificate is a CA certificate, not a server certificate".to_owned()
+        }
+        E::EndEntityUsedAsCa => {
+            "a server certificate is used as a CA in the chain the server sent".to_owned()
+        }
+        E::CertExpired { time, not_after } => expired(time.as_secs(), not_after.as_secs()),
+        E::CertNotValidYet { time, not_before } => {
+            not_yet_valid(time.as_secs(), not_before.as_secs())
+        }
+        E::UnknownIssuer => UNKNOWN_ISSUER.to_owned(),
+        E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => NOT_FOR_SERVERS.to_owned(),
+        E::CertRevoked => "the certificate is revoked".to_owned(),
+        E::CertDistrusted => "the certificate's key is distrusted".to_owned(),
+        E::PathLenConstraintViolated => {
+            "the chain is longer than a CA in it allows (path length constraint)".to_owned()
+        }
+        E::NameConstraintViolation => {
+            "the certificate's name is outside its CA's name constraints".to_owned()
+        }
+        E::MaximumPathDepthExceeded => "the certificate chain is too long".to_owned(),
+        E::InvalidCertValidity => {
+            "the certificate's validity period is invalid (notAfter before notBefore)".to_owned()
+        }
+        other => words(&format!("{other:?}")),
+    }
+}
+
+fn expired(now: u64, not_after: u64) -> String {
+    format!(
+        "certificate expired at {} ({} ago)",
+        date(not_after),
+        vigil_core::format_duration(std::time::Duration::from_secs(
+            now.saturating_sub(not_after)
+        ))
+    )
+}
+
+fn not_yet_valid(now: u64, not_before: u64) -> String {
+    format!(
+        "certificate not valid before {} (in {})",
+        date(not_before),
+        vigil_core::format_duration(std::time::Duration::from_secs(
+            not_before.saturating_sub(now)
+        ))
+    )
+}
+
+fn name_mismatch(expected: &str, presented: &[String]) -> String {
+    if presented.is_empty() {
+        return format!("name mismatch: the certificate names no host, expected {expected}");
+    }
+    let names: Vec<&str> = presented.iter().map(|n| presented_name(n)).collect();
+    format!(
+        "name mismatch: the certificate is for {}, not {expected}",
+        names.join(", ")
+    )
+}
+
+/// webpki's `DnsName("example.com")` / `IpAddress(10.0.0.1)` → the name itself.
+fn presented_name(debug: &str) -> &str {
+    ["DnsName(\"", "UniformResourceIdentifier(\""]
+        .iter()
+        .find_map(|p| debug.strip_prefix(p)?.strip_suffix("\")"))
+        .or_else(|| debug.strip_prefix("IpAddress(")?.strip_suffix(')'))
+        .unwrap_or(debug)
+}
+
+/// Unix seconds as `2026-11-24T12:00:00Z`.
+fn date(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| format!("{unix} (Unix time)"), |t| t.to_string())
+}
+
+/// `UnsupportedSignatureAlgorithmContext { .. }` → `unsupported signature algorithm
+/// context`: a variant's name in words, for errors without a sentence of their own.
+fn words(debug: &str) -> String {
+    let name = debug
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or(debug);
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    if out.is_empty() {
+        debug.to_owned()
+    } else {
+        out
+    }
+}
+
 /// The TLS handshake with SNI `server_name` (an IP literal sends no SNI).
 pub(crate) async fn handshake(
     stream: TcpStream,
@@ -403,7 +572,7 @@ pub(crate) async fn handshake(
     TlsConnector::from(config)
         .connect(name, stream)
         .await
-        .map_err(|e| format!("TLS handshake failed: {}", error_chain(&e)))
+        .map_err(|e| format!("TLS handshake failed: {}", describe_tls_chain(&e)))
 }
 
 /// Dials and, when `tls` is set, completes a TLS handshake with SNI `host`.
@@ -490,6 +659,48 @@ impl ServerCertVerifier for AcceptAny {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_errors_read_as_words() {
+        use rustls::CertificateError;
+        let ca = rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+            Arc::new(webpki::Error::CaUsedAsEndEntity),
+        )));
+        assert_eq!(
+            describe_tls(&ca),
+            "invalid server certificate: the server's certificate is a CA certificate, not a server certificate"
+        );
+        let expired = rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_700_000_000)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                1_700_000_000 - 3 * 86_400,
+            )),
+        });
+        assert_eq!(
+            describe_tls(&expired),
+            "invalid server certificate: certificate expired at 2023-11-11T22:13:20Z (3d ago)"
+        );
+        let unknown = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert!(describe_tls(&unknown).contains("unknown issuer"));
+        assert_eq!(
+            name_mismatch(
+                "127.0.0.1",
+                &[
+                    "DnsName(\"example.test\")".to_owned(),
+                    "IpAddress(10.0.0.1)".to_owned()
+                ]
+            ),
+            "name mismatch: the certificate is for example.test, 10.0.0.1, not 127.0.0.1"
+        );
+        // Whatever has no sentence of its own is still words, not Debug.
+        let other = rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+            Arc::new(webpki::Error::MalformedDnsIdentifier),
+        )));
+        assert_eq!(
+            describe_tls(&other),
+            "invalid server certificate: malformed dns identifier"
+        );
+    }
 
     #[test]
     fn status_lines_parse() {

@@ -1,19 +1,25 @@
 //! `kind = "heartbeat"`: checks that are pushed (`vigil heartbeat SERVICE/CHECK`), not
 //! probed. The push is a ledger write, so it works from any process, with or without a
 //! daemon; evaluating it is a ledger read.
+//!
+//! Before the first heartbeat, `ttl` counts from when the check started: in the daemon,
+//! when its check loop started; in one-shot `vigil check` (cron mode), which has no memory
+//! of its own, from when any Vigil first evaluated the check, as the ledger's saved state
+//! of the check says (see [`one_shot_since`]). So a freshly configured heartbeat check
+//! passes ("waiting") until `ttl` has passed, in both modes.
 
 use std::time::Duration;
 
 use vigil_checks::CheckRun;
 use vigil_config::model::HeartbeatCheck;
-use vigil_core::health::RunVerdict;
+use vigil_core::health::{HealthStatus, RunVerdict};
 use vigil_core::{Timestamp, format_duration};
 
-use crate::ledger::{LedgerError, LedgerHandle};
+use crate::ledger::{CheckStateRow, LedgerError, LedgerHandle};
 
 /// Evaluates a heartbeat check at `now`. `watching_since` is when monitoring started
-/// (the daemon's check task); `None` means "no grace before the first heartbeat" (one-shot
-/// `vigil check`, which has no memory of when monitoring began).
+/// (the daemon's check task); `None` in one-shot `vigil check`, where the check's saved
+/// state stands in for it.
 pub async fn evaluate(
     ledger: &LedgerHandle,
     service: &str,
@@ -23,8 +29,39 @@ pub async fn evaluate(
     now: Timestamp,
 ) -> Result<CheckRun, LedgerError> {
     let (s, c) = (service.to_owned(), check.to_owned());
-    let last = ledger.call(move |l| l.last_heartbeat(&s, &c)).await?;
-    Ok(judge(spec.ttl, last, watching_since, now))
+    let (last, since) = ledger
+        .call(move |l| {
+            let last = l.last_heartbeat(&s, &c)?;
+            let since = match (last, watching_since) {
+                (None, None) => {
+                    let rows = l.check_states()?;
+                    let row = rows.iter().find(|r| r.service == s && r.check == c);
+                    one_shot_since(row, now)
+                }
+                _ => watching_since,
+            };
+            Ok((last, since))
+        })
+        .await?;
+    Ok(judge(spec.ttl, last, since, now))
+}
+
+/// When a one-shot run's `ttl` counts from, for a check that never received a heartbeat:
+/// the first time any Vigil evaluated it. No saved state: this run is the first, so now. A
+/// saved state that is passing (or unknown, after a restart of the service): without a
+/// heartbeat the check can only have passed by waiting, so since its status last changed,
+/// which is when that wait began. A failing (or warning) one has waited out its `ttl`
+/// already: `None`, no more waiting.
+fn one_shot_since(row: Option<&CheckStateRow>, now: Timestamp) -> Option<Timestamp> {
+    let Some(row) = row else {
+        return Some(now);
+    };
+    match row.health.status {
+        HealthStatus::Failing | HealthStatus::Warning => None,
+        HealthStatus::Passing | HealthStatus::Unknown => {
+            Some(row.health.last_change.or(row.last_run).unwrap_or(now))
+        }
+    }
 }
 
 fn judge(
@@ -91,6 +128,8 @@ fn judge(
 
 #[cfg(test)]
 mod tests {
+    use vigil_core::health::CheckHealth;
+
     use super::*;
 
     const TTL: Duration = Duration::from_secs(60);
@@ -129,6 +168,60 @@ mod tests {
         assert_eq!(
             judge(TTL, Some(at(0)), Some(at(100)), at(150)).verdict,
             RunVerdict::Pass
+        );
+    }
+
+    fn saved(status: HealthStatus, last_change: Option<Timestamp>) -> CheckStateRow {
+        CheckStateRow {
+            service: "svc".to_owned(),
+            check: "beat".to_owned(),
+            health: CheckHealth {
+                status,
+                consecutive_failures: 0,
+                consecutive_successes: 1,
+                last_change,
+            },
+            last_verdict: Some(RunVerdict::Pass),
+            last_reason: String::new(),
+            last_run: last_change,
+        }
+    }
+
+    /// One-shot runs (`vigil check` from cron) of a check that never got a heartbeat: the
+    /// first run waits, later runs count from it, and one `ttl` after it the check fails.
+    #[test]
+    fn one_shot_counts_from_the_first_evaluation() {
+        let first = one_shot_since(None, at(1000));
+        assert_eq!(first, Some(at(1000)));
+        let run = judge(TTL, None, first, at(1000));
+        assert_eq!(run.verdict, RunVerdict::Pass, "{}", run.reason);
+        assert!(run.reason.starts_with("no heartbeat yet"), "{}", run.reason);
+
+        // The first run saved a passing state at 1000.
+        let row = saved(HealthStatus::Passing, Some(at(1000)));
+        let since = one_shot_since(Some(&row), at(1030));
+        assert_eq!(since, Some(at(1000)));
+        assert_eq!(judge(TTL, None, since, at(1030)).verdict, RunVerdict::Pass);
+        let late = judge(TTL, None, one_shot_since(Some(&row), at(1061)), at(1061));
+        assert_eq!(late.verdict, RunVerdict::Fail);
+        assert!(
+            late.reason.starts_with("no heartbeat received in 61s"),
+            "{}",
+            late.reason
+        );
+
+        // Once failing for lack of a heartbeat, it stays failing.
+        let failing = saved(HealthStatus::Failing, Some(at(1061)));
+        assert_eq!(one_shot_since(Some(&failing), at(1062)), None);
+        assert_eq!(
+            judge(
+                TTL,
+                None,
+                one_shot_since(Some(&failing), at(1062)),
+                at(1062)
+            )
+            .verdict,
+            RunVerdict::Fail
         );
     }
 }

@@ -52,22 +52,58 @@ use self::restarts::CountedCache;
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = 6;
 
-#[derive(Debug, thiserror::Error)]
+/// Why the ledger could not be used. Its message carries the cause, once: `source()` is
+/// `None`, so printing the chain (`{:#}`, [`vigil_checks::probe::error_chain`]) does not
+/// repeat it ("database or disk is full: database or disk is full: Error code 13: ...").
+#[derive(Debug)]
 pub enum LedgerError {
-    #[error("cannot create state directory {path}: {source}")]
     StateDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("ledger {path}: {source}")]
     Sqlite {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error(
-        "ledger {path} has schema version {found}, newer than this vigil understands ({SCHEMA_VERSION}); upgrade vigil"
-    )]
-    TooNew { path: PathBuf, found: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+    },
+}
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerError::StateDir { path, source } => {
+                write!(
+                    f,
+                    "cannot create state directory {}: {source}",
+                    path.display()
+                )
+            }
+            LedgerError::Sqlite { path, source } => {
+                write!(f, "ledger {}: {}", path.display(), sqlite_cause(source))
+            }
+            LedgerError::TooNew { path, found } => write!(
+                f,
+                "ledger {} has schema version {found}, newer than this vigil understands ({SCHEMA_VERSION}); upgrade vigil",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LedgerError {}
+
+/// SQLite's own words for a failure, without rusqlite's "Error code 13: " prefix when
+/// SQLite gave no message.
+fn sqlite_cause(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(code, None) => {
+            rusqlite::ffi::code_to_str(code.extended_code).to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
@@ -202,5 +238,63 @@ impl Ledger {
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(sql_err(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod error_text {
+    use super::*;
+
+    /// A real SQLITE_FULL (the database may not grow past its page limit): its cause is
+    /// printed once, by `{}` and by a chain printer (`{:#}`, what `vigil` prints on exit)
+    /// alike, also when wrapped.
+    #[test]
+    fn a_full_disk_is_said_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(dir.path()).expect("open");
+        ledger
+            .conn
+            .execute_batch("PRAGMA max_page_count = 64")
+            .expect("pragma");
+        let full = (0..100_000)
+            .find_map(|i| {
+                ledger
+                    .record_heartbeat("svc", &format!("check-{i:0>200}"), Timestamp::from_secs(i))
+                    .err()
+            })
+            .expect("the database filled up");
+        assert!(
+            matches!(&full, LedgerError::Sqlite { source, .. }
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)),
+            "{full:?}"
+        );
+        let expected = format!(
+            "ledger {}: database or disk is full",
+            dir.path().join(FILE_NAME).display()
+        );
+        assert_eq!(full.to_string(), expected);
+        // Wrapped transparently, as the guard's error wraps it.
+        #[derive(Debug, thiserror::Error)]
+        #[error(transparent)]
+        struct Wrapped(#[from] LedgerError);
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(Wrapped::from(full))),
+            expected
+        );
+    }
+
+    #[test]
+    fn a_code_without_message_has_no_error_code_prefix() {
+        let e = LedgerError::Sqlite {
+            path: PathBuf::from("/var/lib/vigil/ledger.db"),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            ),
+        };
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "ledger /var/lib/vigil/ledger.db: database or disk is full"
+        );
     }
 }
