@@ -184,6 +184,7 @@ mod tests {
             last_verdict: Some(RunVerdict::Pass),
             last_reason: String::new(),
             last_run: last_change,
+            position: None,
         }
     }
 

@@ -22,10 +22,16 @@ pub(super) async fn logs(config: &Config, args: LogsArgs) -> anyhow::Result<u8> 
     if let Some(daemon) = daemon_client(config)? {
         let mut stdout = std::io::stdout().lock();
         daemon
-            .logs(service.name.as_str(), args.lines, args.follow, args.json, |chunk| {
-                // A closed stdout (`| head`) ends the command on the next write.
-                let _ = stdout.write_all(chunk).and_then(|()| stdout.flush());
-            })
+            .logs(
+                service.name.as_str(),
+                args.lines,
+                args.follow,
+                args.json,
+                |chunk| {
+                    // A closed stdout (`| head`) ends the command on the next write.
+                    let _ = stdout.write_all(chunk).and_then(|()| stdout.flush());
+                },
+            )
             .await
             .map_err(from_daemon)?;
         return Ok(exit::OK);

@@ -10,12 +10,10 @@ use vigil_core::{RestartRequest, Source};
 
 use super::{RestartArgs, daemon_client, from_daemon, guard_context, service_or_usage};
 use crate::exit;
-use crate::ledger::HoldRow;
 use crate::render as output;
 use crate::render::hold as words;
 use crate::service::oneshot::{Actors, OneShotError};
 use crate::service::protocol::{Outcome, ServiceMsg};
-use vigil_core::lifecycle::HoldKind;
 
 pub(super) async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
     let service = service_or_usage(config, &args.service)?;
@@ -68,7 +66,7 @@ pub(super) async fn restart(config: &Config, args: RestartArgs) -> anyhow::Resul
             let hold = cx.ledger.call(move |l| l.current_hold(&name, now)).await?;
             eprintln!(
                 "{}",
-                held_message(service.name.as_str(), kind, hold.as_ref(), now)
+                words::held_restart(service.name.as_str(), kind, hold.as_ref(), now)
             );
             return Ok(exit::FAILED);
         }
@@ -99,21 +97,4 @@ pub(super) async fn restart(config: &Config, args: RestartArgs) -> anyhow::Resul
         }
     }
     Ok(code)
-}
-
-/// Why a restart was refused by an operator's hold, and how to clear it.
-pub fn held_message(
-    name: &str,
-    kind: HoldKind,
-    hold: Option<&HoldRow>,
-    now: vigil_core::Timestamp,
-) -> String {
-    let what = hold.map_or_else(
-        || kind.as_str().to_owned(),
-        |h| words::describe_hold(h, now),
-    );
-    format!(
-        "{name}: restart refused: it is {what}; {} (even --force does not override an operator's hold)",
-        words::how_to_clear(kind, name)
-    )
 }

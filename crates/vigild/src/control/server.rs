@@ -16,6 +16,11 @@
 //! - `POST /v1/services/S/restart[?force=true]`: a manual restart through the guard.
 //! - `POST /v1/services/S/reset`: clear the restart history and given-up state.
 //! - `POST /v1/heartbeat/S/C`: push a heartbeat.
+//! - `POST /v1/services/S/{stop,start,pause,resume}[?for=D][&reason=T]` (S may be
+//!   `@GROUP`): an operator's hold, recorded with the caller's uid from the socket's peer
+//!   credentials (`operate.rs`).
+//! - `GET  /v1/services/S/logs[?n=N][&follow=true][&format=json]`: an exec service's
+//!   captured output, streamed while `follow` (`operate.rs`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -49,6 +54,8 @@ use tokio_util::sync::CancellationToken;
 use vigil_config::model::{CheckKind, Config};
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 
+use super::operate;
+use crate::drivers::exec::output::Outputs;
 use crate::guard::{self, GuardContext};
 use crate::platform::clock;
 use crate::render as output;
@@ -58,14 +65,24 @@ use crate::service::protocol::{Outcome, ServiceMsg};
 /// The daemon publishes a new view on every (re)load.
 pub struct ApiView {
     pub config: Arc<Config>,
+    /// Each service actor's inbox, and each group actor's as `@NAME`.
     pub services: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>>,
+    /// Exec services' captured output.
+    pub outputs: Outputs,
 }
 
 #[derive(Clone)]
-struct AppState {
-    view: watch::Receiver<Arc<ApiView>>,
-    guard: GuardContext,
+pub(super) struct AppState {
+    pub(super) view: watch::Receiver<Arc<ApiView>>,
+    pub(super) guard: GuardContext,
     started_at: Timestamp,
+}
+
+/// Who is on the other end of a connection: the uid from its peer credentials
+/// (`SO_PEERCRED`), in every request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Peer {
+    pub(super) uid: Option<u32>,
 }
 
 /// Why the socket could not be served.
@@ -237,6 +254,11 @@ pub async fn serve(
         .route("/v1/services/{service}/restart", post(restart))
         .route("/v1/services/{service}/reset", post(reset))
         .route("/v1/heartbeat/{service}/{check}", post(heartbeat))
+        .route("/v1/services/{service}/stop", post(operate::stop))
+        .route("/v1/services/{service}/start", post(operate::start))
+        .route("/v1/services/{service}/pause", post(operate::pause))
+        .route("/v1/services/{service}/resume", post(operate::resume))
+        .route("/v1/services/{service}/logs", get(operate::logs))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
@@ -323,9 +345,13 @@ async fn serve_connection(
     cancel: CancellationToken,
 ) {
     let in_flight = Arc::new(InFlight::default());
+    let peer = Peer {
+        uid: stream.peer_cred().ok().map(|c| c.uid()),
+    };
     let io = TokioIo::new(Guarded::new(stream, in_flight.clone(), limits));
     let router = TowerToHyperService::new(app);
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(peer);
         // Counted from the moment the head is parsed (this closure runs in hyper's
         // dispatch, not when the future is first polled) until the body is written.
         let busy = in_flight.enter();
@@ -622,7 +648,7 @@ impl AsyncWrite for Guarded {
 
 /// The query string, or a 400 in the documented shape (axum's own rejection is plain
 /// text).
-struct ApiQuery<T>(T);
+pub(super) struct ApiQuery<T>(pub(super) T);
 
 impl<T, S> FromRequestParts<S> for ApiQuery<T>
 where
@@ -643,7 +669,7 @@ where
 }
 
 /// The path's parameters, percent-decoded, or a 400 (or 500) in the documented shape.
-struct ApiPath<T>(T);
+pub(super) struct ApiPath<T>(pub(super) T);
 
 impl<T, S> FromRequestParts<S> for ApiPath<T>
 where
@@ -683,20 +709,20 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 /// An error answer: a status code and a message the CLI prints as is.
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
         }
     }
 
-    fn internal(error: impl std::fmt::Display) -> ApiError {
+    pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
     }
 }
@@ -711,17 +737,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 /// Pretty JSON, byte for byte what the CLI prints without a daemon.
-fn json(value: &impl serde::Serialize) -> Response {
+pub(super) fn json(value: &impl serde::Serialize) -> Response {
     match serde_json::to_string_pretty(value) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body + "\n").into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
 }
 
-fn text(body: String) -> Response {
+pub(super) fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
@@ -857,6 +883,19 @@ async fn restart(
     match outcome {
         Outcome::Decided(decision) => Ok(json(&output::decision_json(&service, &decision))),
         Outcome::Failed(why) => Err(ApiError::internal(format!("{service}: {why}"))),
+        Outcome::Held(kind) => {
+            let (name, now) = (service.to_string(), clock::now());
+            let hold = st
+                .guard
+                .ledger
+                .call(move |l| l.current_hold(&name, now))
+                .await
+                .map_err(ApiError::internal)?;
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                output::hold::held_restart(service.as_str(), kind, hold.as_ref(), now),
+            ))
+        }
         other => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{service}: {}", other.describe()),

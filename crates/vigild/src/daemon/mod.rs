@@ -165,6 +165,7 @@ impl Daemon {
         let (api_view, view_rx) = watch::channel(Arc::new(ApiView {
             config: config.clone(),
             services: BTreeMap::new(),
+            outputs: shared.drivers.outputs.clone(),
         }));
         let mut daemon = Daemon {
             config_path,
@@ -195,8 +196,8 @@ impl Daemon {
                 .start_service(service, driver, &saved, &mut index, n_checks)
                 .await;
         }
-        daemon.publish_api_view();
         daemon.start_groups();
+        daemon.publish_api_view();
         {
             let socket = config.vigil.control_socket.clone();
             let guard = daemon.shared.guard.clone();
@@ -289,15 +290,22 @@ impl Daemon {
         }
     }
 
-    /// Shows the API the running config and the actors' inboxes.
+    /// Shows the API the running config and the actors' inboxes (a group's as `@NAME`).
     fn publish_api_view(&self) {
+        let mut services: BTreeMap<ServiceName, _> = self
+            .services
+            .iter()
+            .map(|(name, handle)| (name.clone(), handle.tx.clone()))
+            .collect();
+        let groups = self.shared.groups.read().unwrap_or_else(|p| p.into_inner());
+        for (group, tx) in groups.values() {
+            services.insert(ServiceName::new(format!("@{group}")), tx.clone());
+        }
+        drop(groups);
         self.api_view.send_replace(Arc::new(ApiView {
             config: self.config.clone(),
-            services: self
-                .services
-                .iter()
-                .map(|(name, handle)| (name.clone(), handle.tx.clone()))
-                .collect(),
+            services,
+            outputs: self.shared.drivers.outputs.clone(),
         }));
     }
 

@@ -215,8 +215,8 @@ impl Daemon {
             );
         }
         self.config = Arc::new(new);
-        self.publish_api_view();
         self.start_groups();
+        self.publish_api_view();
         self.notify(&format!(
             "READY=1\nSTATUS=running {} service(s), {} check(s)",
             self.config.services.len(),

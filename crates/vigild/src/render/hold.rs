@@ -138,3 +138,12 @@ pub fn answer(
         hold: hold.map(|h| HoldJson::of(h, now)),
     }
 }
+
+/// Why a restart was refused by an operator's hold, and how to clear it.
+pub fn held_restart(name: &str, kind: HoldKind, hold: Option<&HoldRow>, now: Timestamp) -> String {
+    let what = hold.map_or_else(|| kind.as_str().to_owned(), |h| describe_hold(h, now));
+    format!(
+        "{name}: restart refused: it is {what}; {} (even --force does not override an operator's hold)",
+        how_to_clear(kind, name)
+    )
+}

@@ -96,12 +96,7 @@ impl OutputLog {
         let first = ring.lines.front().map_or(ring.next + 1, |l| l.seq);
         Since {
             missed: first.saturating_sub(seq + 1),
-            lines: ring
-                .lines
-                .iter()
-                .filter(|l| l.seq > seq)
-                .cloned()
-                .collect(),
+            lines: ring.lines.iter().filter(|l| l.seq > seq).cloned().collect(),
         }
     }
 
