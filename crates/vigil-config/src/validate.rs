@@ -792,10 +792,25 @@ fn exec(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<ExecCheck> {
 }
 
 fn schedules(cx: &mut Cx<'_>, service: &Table<'_>) -> Option<Vec<ScheduleEntry>> {
-    let Some(v) = service.get("schedule") else {
+    array_of_tables(cx, service, "schedule", &schema::SCHEDULE, |cx, t| {
+        schedule(cx, t).map(|schedule| ScheduleEntry { schedule })
+    })
+}
+
+/// The entries of `[[OWNER.key]]`, each a table of `section` (unknown keys rejected) read
+/// by `entry`. `None` when `key` holds something else than an array of tables, or when any
+/// entry is invalid (every entry is still read, for its errors).
+pub(super) fn array_of_tables<'a, T>(
+    cx: &mut Cx<'_>,
+    owner: &Table<'a>,
+    key: &str,
+    section: &'static Section,
+    mut entry: impl FnMut(&mut Cx<'_>, &Table<'a>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let Some(v) = owner.get(key) else {
         return Some(Vec::new());
     };
-    let path = service.path.key("schedule");
+    let path = owner.path.key(key);
     let items = match v.get_ref() {
         DeValue::Array(items) => items,
         DeValue::Table(_) => {
@@ -812,8 +827,12 @@ fn schedules(cx: &mut Cx<'_>, service: &Table<'_>) -> Option<Vec<ScheduleEntry>>
     };
     let mut entries = Some(Vec::new());
     for (i, item) in items.iter().enumerate() {
-        let entry = schedule_entry(cx, item, path.index(i), &path, i);
-        match (&mut entries, entry) {
+        let label = format!("[[{path}]] entry #{}", i + 1);
+        let parsed = Table::new(cx, item, path.index(i), label, &[section]).and_then(|t| {
+            t.reject_unknown(cx, &no_hint);
+            entry(cx, &t)
+        });
+        match (&mut entries, parsed) {
             (Some(list), Some(e)) => list.push(e),
             _ => entries = None,
         }
@@ -821,20 +840,13 @@ fn schedules(cx: &mut Cx<'_>, service: &Table<'_>) -> Option<Vec<ScheduleEntry>>
     entries
 }
 
-fn schedule_entry(
-    cx: &mut Cx<'_>,
-    v: &Value<'_>,
-    path: KeyPath,
-    array_path: &KeyPath,
-    i: usize,
-) -> Option<ScheduleEntry> {
-    let label = format!("[[{array_path}]] entry #{}", i + 1);
-    let t = Table::new(cx, v, path, label, &[&schema::SCHEDULE])?;
-    t.reject_unknown(cx, &no_hint);
+/// When a table with `cron` (and `timezone`) or `every` fires: a schedule entry's or a
+/// maintenance window's. Exactly one of `cron` and `every`; `timezone` only with `cron`.
+pub(super) fn schedule(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<Schedule> {
     let cron = t.get("cron");
     let every = t.get("every");
     let timezone = t.get("timezone");
-    let schedule = match (cron, every) {
+    match (cron, every) {
         (Some(_), Some(ev)) => {
             let span = t.key_span("every").unwrap_or_else(|| ev.span());
             let message = "set either `cron` or `every`, not both";
@@ -875,8 +887,7 @@ fn schedule_entry(
                 None => None,
             }
         }
-    };
-    schedule.map(|schedule| ScheduleEntry { schedule })
+    }
 }
 
 fn every_schedule(cx: &mut Cx<'_>, d: Duration, v: &Value<'_>, path: &KeyPath) -> Option<Schedule> {
