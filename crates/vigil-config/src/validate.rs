@@ -10,6 +10,7 @@ mod alerts;
 mod exec;
 mod groups;
 mod kinds;
+mod maintenance;
 
 use std::time::Duration;
 
@@ -282,6 +283,10 @@ fn service(
     };
     let checks = checks(cx, &t);
     let schedules = schedules(cx, &t);
+    let mut maintenance = maintenance::windows(cx, &t);
+    if let Some(driver) = &driver {
+        maintenance::check_service(cx, name.get_ref(), driver, &mut maintenance);
+    }
     let alerts = match t.get("alerts") {
         Some(v) => alerts::route(cx, v, &t.path.key("alerts"), channels),
         None => Some(AlertRoute::All),
@@ -300,6 +305,7 @@ fn service(
             guard: guard?,
             checks: checks?,
             schedules: schedules?,
+            maintenance: maintenance.list?,
             after: Vec::new(),
             ready_check: None,
             alerts: alerts?,
