@@ -220,6 +220,16 @@ timezone = "Europe/Berlin"
 [[services.camera.schedule]]
 every = "24h"
 
+[[services.camera.maintenance]]
+cron = "0 3 * * 0"
+timezone = "Europe/Berlin"
+duration = "30m"
+action = "stop"
+
+[[services.camera.maintenance]]
+every = "6h"
+duration = "5m"
+
 [services.kms]
 driver = "docker"
 container = "kms-production"
@@ -233,6 +243,11 @@ ready_timeout = "30s"
 [groups.platform.guard]
 cooldown = "5m"
 max_restarts = 2
+
+[[groups.platform.maintenance]]
+cron = "0 2 1 * *"
+duration = "1h"
+action = "stop"
 
 [services.worker]
 driver = "exec"

@@ -64,6 +64,8 @@ pub struct Group {
     pub guard: GuardPolicy,
     /// How long a member's `ready_check` may take to pass after it starts.
     pub ready_timeout: Duration,
+    /// `[[groups.NAME.maintenance]]` in file order: windows over the whole group.
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 impl Group {
@@ -120,6 +122,8 @@ pub struct Service {
     pub checks: Vec<Check>,
     /// `[[services.NAME.schedule]]` in file order.
     pub schedules: Vec<ScheduleEntry>,
+    /// `[[services.NAME.maintenance]]` in file order.
+    pub maintenance: Vec<MaintenanceWindow>,
     /// Members of its restart group this service starts after.
     pub after: Vec<ServiceName>,
     /// In a group restart, this check must pass before the next member starts.
@@ -862,6 +866,42 @@ pub struct ExecCheck {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScheduleEntry {
     pub schedule: Schedule,
+}
+
+/// `[[services.NAME.maintenance]]` / `[[groups.NAME.maintenance]]`: a window that opens at
+/// each firing of `schedule` and lasts `duration`, during which `action` holds the service
+/// (or the group).
+///
+/// Validated: `duration > 0`; with an `every` schedule, `duration < every` (windows never
+/// overlap); `Stop` only where every command-driver service involved has `stop_command`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaintenanceWindow {
+    /// When each window opens (`cron` with its `timezone`, or `every`).
+    pub schedule: Schedule,
+    /// How long each window lasts.
+    pub duration: Duration,
+    pub action: MaintenanceAction,
+}
+
+/// What a maintenance window does for its length: `action = "pause" | "stop"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MaintenanceAction {
+    /// Restarts and repair commands are held back, as `vigil pause` does; the service
+    /// keeps running and is still checked.
+    #[default]
+    Pause,
+    /// The service is stopped when the window opens and started when it closes, as
+    /// `vigil stop` / `vigil start` do.
+    Stop,
+}
+
+impl MaintenanceAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceAction::Pause => "pause",
+            MaintenanceAction::Stop => "stop",
+        }
+    }
 }
 
 /// `kind = "heartbeat"`: pushed, not probed. The service (or a cron job) runs

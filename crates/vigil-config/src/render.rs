@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use vigil_core::Signal;
 use vigil_core::guard::GuardPolicy;
+use vigil_core::schedule::Schedule;
 
 use crate::model::{
     AlertChannel, AlertRoute, Argv, ChannelKind, Check, CheckKind, ClientCert, Config, DriverSpec,
-    LogFormat, LogLevel, LogSource, OnDaemonExit, OnFailure, OutputTarget, ProcessTarget, Protocol,
-    Proxy, Ready, Secret, Service, Side, SmtpTls, StatusSet, SystemdBus, TlsOptions,
+    LogFormat, LogLevel, LogSource, MaintenanceWindow, OnDaemonExit, OnFailure, OutputTarget,
+    ProcessTarget, Protocol, Proxy, Ready, Secret, Service, Side, SmtpTls, StatusSet, SystemdBus,
+    TlsOptions,
 };
 
 /// What an inline secret is shown as.
@@ -115,6 +117,7 @@ pub fn render_effective(config: &Config) -> String {
         );
         kv(&mut out, "ready_timeout", duration(g.ready_timeout));
         guard(&mut out, &format!("{header}.guard"), &g.guard);
+        maintenance(&mut out, &header, &g.maintenance);
     }
     for c in &config.alerts {
         channel(&mut out, c);
@@ -241,13 +244,28 @@ fn service(out: &mut String, s: &Service) {
     }
     for entry in &s.schedules {
         let _ = writeln!(out, "\n[[{header}.schedule]]");
-        let schedule = &entry.schedule;
-        if let Some((expr, zone)) = schedule.cron_expr() {
-            kv(out, "cron", quote(expr));
-            kv(out, "timezone", quote(zone));
-        } else if let Some(interval) = schedule.interval() {
-            kv(out, "every", duration(interval));
-        }
+        schedule(out, &entry.schedule);
+    }
+    maintenance(out, &header, &s.maintenance);
+}
+
+/// `cron` and `timezone`, or `every`.
+fn schedule(out: &mut String, schedule: &Schedule) {
+    if let Some((expr, zone)) = schedule.cron_expr() {
+        kv(out, "cron", quote(expr));
+        kv(out, "timezone", quote(zone));
+    } else if let Some(interval) = schedule.interval() {
+        kv(out, "every", duration(interval));
+    }
+}
+
+/// `[[OWNER.maintenance]]` of a service or group.
+fn maintenance(out: &mut String, owner: &str, windows: &[MaintenanceWindow]) {
+    for w in windows {
+        let _ = writeln!(out, "\n[[{owner}.maintenance]]");
+        schedule(out, &w.schedule);
+        kv(out, "duration", duration(w.duration));
+        kv(out, "action", quote(w.action.as_str()));
     }
 }
 

@@ -117,6 +117,8 @@ pub const ALERT_EVENTS: &[&str] = &[
 ];
 pub const SMTP_TLS: &[&str] = &["starttls", "implicit", "none"];
 pub const BUSES: &[&str] = &["system", "user"];
+/// Maintenance window actions, as [`crate::model::MaintenanceAction::as_str`] spells them.
+pub const MAINTENANCE_ACTIONS: &[&str] = &["pause", "stop"];
 
 /// Alert channel kinds, with their keys.
 pub static ALERT_KINDS: &[(&str, &Section)] = &[
@@ -200,6 +202,7 @@ pub static SECTIONS: &[&Section] = &[
     &DOCKER,
     &SYSTEMD,
     &SCHEDULE,
+    &MAINTENANCE,
     &ALERT,
     &ALERT_WEBHOOK,
     &ALERT_SLACK,
@@ -530,6 +533,12 @@ pub static SERVICE: Section = Section {
             "Scheduled restarts: [`[[services.NAME.schedule]]`](#schedule).",
         ),
         key(
+            "maintenance",
+            Ty::ArrayOfTables,
+            Dflt::None,
+            "Maintenance windows: [`[[services.NAME.maintenance]]`](#maintenance).",
+        ),
+        key(
             "after",
             Ty::Other("array of service names"),
             Dflt::None,
@@ -575,6 +584,12 @@ pub static GROUP: Section = Section {
             POSITIVE,
             Dflt::Value("\"60s\""),
             "How long a member's `ready_check` may take to pass after it starts, before the group restart stops as failed.",
+        ),
+        key(
+            "maintenance",
+            Ty::ArrayOfTables,
+            Dflt::None,
+            "Maintenance windows over the whole group: [`[[groups.NAME.maintenance]]`](#maintenance).",
         ),
     ],
     planned: &[],
@@ -1435,24 +1450,52 @@ pub static SCHEDULE: Section = Section {
     also: &[],
     applies: None,
     doc: "A scheduled restart: a restart request with source `schedule`, through the guard like any other (so it is skipped while the guard says so). Each entry has exactly one of `cron` or `every`.",
+    keys: &[CRON_KEY, EVERY_KEY, TIMEZONE_KEY],
+    planned: &[],
+};
+
+// When a schedule fires: `[[services.NAME.schedule]]` and maintenance windows read these
+// keys with the same code.
+const CRON_KEY: KeyDoc = key(
+    "cron",
+    Ty::Other("cron expression"),
+    Dflt::None,
+    "Five fields (minute, hour, day of month, month, day of week), or six with a leading seconds field, e.g. `\"0 8,16 * * *\"`.",
+);
+const EVERY_KEY: KeyDoc = key(
+    "every",
+    POSITIVE,
+    Dflt::None,
+    "A fixed interval instead of `cron`.",
+);
+const TIMEZONE_KEY: KeyDoc = key(
+    "timezone",
+    Ty::Other("IANA time zone"),
+    Dflt::Value("\"UTC\""),
+    "The time zone `cron` is evaluated in, e.g. `\"Europe/Berlin\"`. Only with `cron`.",
+);
+
+pub static MAINTENANCE: Section = Section {
+    id: "maintenance",
+    header: "[[services.NAME.maintenance]]",
+    also: &["[[groups.NAME.maintenance]]"],
+    applies: None,
+    doc: "A recurring maintenance window: it opens whenever its schedule fires (exactly one of `cron` or `every`, read as in [`[[services.NAME.schedule]]`](#schedule)) and lasts `duration`, during which `action` holds the service, or every member of the group. With `every`, `duration` must be shorter than the interval, so that windows never overlap.",
     keys: &[
+        CRON_KEY,
+        EVERY_KEY,
+        TIMEZONE_KEY,
         key(
-            "cron",
-            Ty::Other("cron expression"),
-            Dflt::None,
-            "Five fields (minute, hour, day of month, month, day of week), or six with a leading seconds field, e.g. `\"0 8,16 * * *\"`.",
-        ),
-        key(
-            "every",
+            "duration",
             POSITIVE,
-            Dflt::None,
-            "A fixed interval instead of `cron`.",
+            Dflt::Required,
+            "How long each window lasts.",
         ),
         key(
-            "timezone",
-            Ty::Other("IANA time zone"),
-            Dflt::Value("\"UTC\""),
-            "The time zone `cron` is evaluated in, e.g. `\"Europe/Berlin\"`. Only with `cron`.",
+            "action",
+            Ty::OneOf(MAINTENANCE_ACTIONS),
+            Dflt::Value("\"pause\""),
+            "`\"pause\"`: restarts and repair commands are held back, as `vigil pause` does; the service keeps running and is still checked. `\"stop\"`: the service is stopped when the window opens and started when it closes, as `vigil stop` and `vigil start` do (a group stops in reverse start order and starts in order); a `driver = \"command\"` service (or group member) needs `stop_command` for it.",
         ),
     ],
     planned: &[],

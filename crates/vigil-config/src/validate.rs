@@ -10,6 +10,7 @@ mod alerts;
 mod exec;
 mod groups;
 mod kinds;
+mod maintenance;
 
 use std::time::Duration;
 
@@ -282,6 +283,10 @@ fn service(
     };
     let checks = checks(cx, &t);
     let schedules = schedules(cx, &t);
+    let mut maintenance = maintenance::windows(cx, &t);
+    if let Some(driver) = &driver {
+        maintenance::check_service(cx, name.get_ref(), driver, &mut maintenance);
+    }
     let alerts = match t.get("alerts") {
         Some(v) => alerts::route(cx, v, &t.path.key("alerts"), channels),
         None => Some(AlertRoute::All),
@@ -300,6 +305,7 @@ fn service(
             guard: guard?,
             checks: checks?,
             schedules: schedules?,
+            maintenance: maintenance.list?,
             after: Vec::new(),
             ready_check: None,
             alerts: alerts?,
@@ -816,10 +822,25 @@ fn exec(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<ExecCheck> {
 }
 
 fn schedules(cx: &mut Cx<'_>, service: &Table<'_>) -> Option<Vec<ScheduleEntry>> {
-    let Some(v) = service.get("schedule") else {
+    array_of_tables(cx, service, "schedule", &schema::SCHEDULE, |cx, t| {
+        schedule(cx, t).map(|schedule| ScheduleEntry { schedule })
+    })
+}
+
+/// The entries of `[[OWNER.key]]`, each a table of `section` (unknown keys rejected) read
+/// by `entry`. `None` when `key` holds something else than an array of tables, or when any
+/// entry is invalid (every entry is still read, for its errors).
+pub(super) fn array_of_tables<'a, T>(
+    cx: &mut Cx<'_>,
+    owner: &Table<'a>,
+    key: &str,
+    section: &'static Section,
+    mut entry: impl FnMut(&mut Cx<'_>, &Table<'a>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let Some(v) = owner.get(key) else {
         return Some(Vec::new());
     };
-    let path = service.path.key("schedule");
+    let path = owner.path.key(key);
     let items = match v.get_ref() {
         DeValue::Array(items) => items,
         DeValue::Table(_) => {
@@ -836,8 +857,12 @@ fn schedules(cx: &mut Cx<'_>, service: &Table<'_>) -> Option<Vec<ScheduleEntry>>
     };
     let mut entries = Some(Vec::new());
     for (i, item) in items.iter().enumerate() {
-        let entry = schedule_entry(cx, item, path.index(i), &path, i);
-        match (&mut entries, entry) {
+        let label = format!("[[{path}]] entry #{}", i + 1);
+        let parsed = Table::new(cx, item, path.index(i), label, &[section]).and_then(|t| {
+            t.reject_unknown(cx, &no_hint);
+            entry(cx, &t)
+        });
+        match (&mut entries, parsed) {
             (Some(list), Some(e)) => list.push(e),
             _ => entries = None,
         }
@@ -845,20 +870,13 @@ fn schedules(cx: &mut Cx<'_>, service: &Table<'_>) -> Option<Vec<ScheduleEntry>>
     entries
 }
 
-fn schedule_entry(
-    cx: &mut Cx<'_>,
-    v: &Value<'_>,
-    path: KeyPath,
-    array_path: &KeyPath,
-    i: usize,
-) -> Option<ScheduleEntry> {
-    let label = format!("[[{array_path}]] entry #{}", i + 1);
-    let t = Table::new(cx, v, path, label, &[&schema::SCHEDULE])?;
-    t.reject_unknown(cx, &no_hint);
+/// When a table with `cron` (and `timezone`) or `every` fires: a schedule entry's or a
+/// maintenance window's. Exactly one of `cron` and `every`; `timezone` only with `cron`.
+pub(super) fn schedule(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<Schedule> {
     let cron = t.get("cron");
     let every = t.get("every");
     let timezone = t.get("timezone");
-    let schedule = match (cron, every) {
+    match (cron, every) {
         (Some(_), Some(ev)) => {
             let span = t.key_span("every").unwrap_or_else(|| ev.span());
             let message = "set either `cron` or `every`, not both";
@@ -899,8 +917,7 @@ fn schedule_entry(
                 None => None,
             }
         }
-    };
-    schedule.map(|schedule| ScheduleEntry { schedule })
+    }
 }
 
 fn every_schedule(cx: &mut Cx<'_>, d: Duration, v: &Value<'_>, path: &KeyPath) -> Option<Schedule> {

@@ -53,6 +53,9 @@ fn template(section: &Section) -> String {
         }
         "check-systemd" => check("kind = \"systemd\"\nunit = \"u\""),
         "schedule" => format!("{SERVICE}[[services.web.schedule]]\ncron = \"0 * * * *\"\n{{}}\n"),
+        "maintenance" => format!(
+            "{SERVICE}[[services.web.maintenance]]\ncron = \"0 * * * *\"\nduration = \"5m\"\n{{}}\n"
+        ),
         other => panic!("no template for section {other}; add one"),
     }
 }

@@ -535,13 +535,37 @@ fn complete_example_parses_into_the_expected_model() {
         cam.schedules,
         vec![
             ScheduleEntry {
-                schedule: Schedule::cron("0 8,16 * * *", berlin, "Europe/Berlin").unwrap(),
+                schedule: Schedule::cron("0 8,16 * * *", berlin.clone(), "Europe/Berlin").unwrap(),
             },
             ScheduleEntry {
                 schedule: Schedule::every(secs(24 * 3600)).unwrap(),
             },
         ]
     );
+    assert_eq!(
+        cam.maintenance,
+        vec![
+            MaintenanceWindow {
+                schedule: Schedule::cron("0 3 * * 0", berlin, "Europe/Berlin").unwrap(),
+                duration: secs(30 * 60),
+                action: MaintenanceAction::Stop,
+            },
+            MaintenanceWindow {
+                schedule: Schedule::every(secs(6 * 3600)).unwrap(),
+                duration: secs(5 * 60),
+                action: MaintenanceAction::Pause,
+            },
+        ]
+    );
+    assert_eq!(
+        config.groups[0].maintenance,
+        vec![MaintenanceWindow {
+            schedule: Schedule::cron("0 2 1 * *", jiff::tz::TimeZone::UTC, "UTC").unwrap(),
+            duration: secs(3600),
+            action: MaintenanceAction::Stop,
+        }]
+    );
+    assert!(config.service("kms").unwrap().maintenance.is_empty());
 }
 
 /// The example is the "every key" config: make sure it stays that way when keys are added.
@@ -645,6 +669,7 @@ fn minimal_config_takes_every_default() {
     assert_eq!(http.expect_status, StatusSet::default());
     assert_eq!(http.max_body, 1 << 20);
     assert!(web.schedules.is_empty());
+    assert!(web.maintenance.is_empty());
     assert_eq!(web.alerts, AlertRoute::All);
     assert!(config.alerts.is_empty());
 }

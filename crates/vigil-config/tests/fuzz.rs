@@ -351,6 +351,11 @@ fn odd_whole_inputs() {
         "[services.web]\nchecks = 1",
         "[services.web]\nschedule = \"x\"",
         "[services.web]\nschedule = [1]",
+        "[services.web]\nmaintenance = \"x\"",
+        "[services.web]\nmaintenance = [1]",
+        "[services.web]\nmaintenance = [{}]\ndriver = \"command\"\nrestart_command = [\"x\"]",
+        "[groups.g]\nmaintenance = {}",
+        "[groups.g]\nmembers = [\"nope\"]\n[[groups.g.maintenance]]\naction = \"stop\"",
         "[services.web]\nguard = 5\ndriver = \"command\"\nrestart_command = [\"x\"]",
         "vigil = { state_dir = \"\" }",
         "defaults = []",
@@ -595,7 +600,10 @@ fn clean_value(key: &KeyDoc, section: &Section) -> String {
         "proxy" => quoted("socks5h://ops@127.0.0.1:1080"),
         "address" => quoted("::1"),
         "max_cpu_percent" => "50.5".to_owned(),
-        "every" if section.id == "schedule" => quoted("1h"),
+        // Longer than a window's `duration` ("1m 30s" below), so windows never overlap.
+        "every" if matches!(section.id, "schedule" | "maintenance") => quoted("1h"),
+        // A stop window needs `stop_command` on a command service, which a clean file may lack.
+        "action" if section.id == "maintenance" => quoted("pause"),
         "control_socket" => quoted("/run/vigil/fuzz.sock"),
         _ => match key.ty {
             Ty::String => quoted("vigil"),
@@ -631,7 +639,7 @@ fn keys_of(rng: &mut Rng, out: &mut String, sections: &[&Section], names: &Names
             // interval, a channel its URL.
             let needed = names.clean
                 && (matches!(key.key, "name" | "path" | "webhook_url")
-                    || (section.id == "schedule" && key.key == "every")
+                    || (matches!(section.id, "schedule" | "maintenance") && key.key == "every")
                     || (section.id == "alert-webhook" && key.key == "url"));
             if (required || rng.chance(35) || needed) && !risky {
                 written.push(key.key);
@@ -672,7 +680,8 @@ fn writeln_str(out: &mut String, line: &str) -> std::fmt::Result {
 }
 
 /// A configuration from the grammar of `schema`: settings, defaults, services with their
-/// driver's keys, checks of every kind, schedules, groups and alert channels.
+/// driver's keys, checks of every kind, schedules, maintenance windows, groups (with
+/// theirs) and alert channels.
 fn generate(rng: &mut Rng, clean: bool) -> String {
     let names = Names {
         services: (0..1 + rng.below(4)).map(|i| format!("s{i}")).collect(),
@@ -718,10 +727,18 @@ fn generate(rng: &mut Rng, clean: bool) -> String {
             out.push_str(&format!("[[services.{service}.schedule]]\n"));
             keys_of(rng, &mut out, &[&schema::SCHEDULE], &names);
         }
+        for _ in 0..rng.below(3) {
+            out.push_str(&format!("[[services.{service}.maintenance]]\n"));
+            keys_of(rng, &mut out, &[&schema::MAINTENANCE], &names);
+        }
     }
     if !clean && rng.chance(30) {
         out.push_str("[groups.g]\n");
         keys_of(rng, &mut out, &[&schema::GROUP], &names);
+        for _ in 0..rng.below(3) {
+            out.push_str("[[groups.g.maintenance]]\n");
+            keys_of(rng, &mut out, &[&schema::MAINTENANCE], &names);
+        }
     }
     for channel in &names.channels {
         if rng.chance(40) {

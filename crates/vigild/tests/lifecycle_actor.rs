@@ -248,6 +248,7 @@ fn service(script: &Script) -> Service {
         guard: script.policy.clone(),
         checks: Vec::new(),
         schedules: Vec::new(),
+        maintenance: Vec::new(),
         after: Vec::new(),
         ready_check: None,
         alerts: Default::default(),

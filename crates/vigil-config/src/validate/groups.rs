@@ -9,7 +9,7 @@ use toml::de::DeValue;
 use vigil_core::ServiceName;
 use vigil_core::guard::GuardPolicy;
 
-use super::{Inherit, guard, name_ok};
+use super::{Inherit, guard, maintenance, name_ok};
 use vigil_core::CheckName;
 
 use crate::model::{Group, OnFailure, Service};
@@ -112,6 +112,7 @@ pub(super) fn groups(
                 None => default_guard.cloned(),
             };
             let ready_timeout = t.defaulted(cx, "ready_timeout", positive_duration);
+            let mut windows = maintenance::windows(cx, &t);
             let (Some(guard), Some(ready_timeout)) = (guard, ready_timeout) else {
                 ok = false;
                 continue;
@@ -121,6 +122,7 @@ pub(super) fn groups(
                 members: Vec::new(),
                 guard,
                 ready_timeout,
+                maintenance: Vec::new(),
             };
             let mut listed = HashSet::new();
             for (member, span, mpath) in members {
@@ -150,6 +152,16 @@ pub(super) fn groups(
                     }
                     Some(s) => group.members.push(s.name.clone()),
                 }
+            }
+            let members: Vec<&Service> = group
+                .members
+                .iter()
+                .filter_map(|m| by_name.get(m.as_str()).map(|&i| &services[i]))
+                .collect();
+            maintenance::check_group(cx, &members, &mut windows);
+            match windows.list {
+                Some(list) => group.maintenance = list,
+                None => ok = false,
             }
             groups.push((group, t.span.clone(), gpath));
         }
