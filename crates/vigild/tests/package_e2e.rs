@@ -166,7 +166,7 @@ fn the_package_installs_runs_and_goes_away_like_a_debian_service() {
     assert_eq!(
         ct.sh("test -e /usr/bin/vigil").status.code(),
         Some(1),
-        "the test bed is not pristine: it already has vigil"
+        "the test bed is not pristine (it already has vigil): bench/pkg-down.sh && bench/pkg-up.sh"
     );
 
     // -- Install (offline: dpkg, then apt for anything missing). Enabled, started, and
@@ -175,7 +175,10 @@ fn the_package_installs_runs_and_goes_away_like_a_debian_service() {
     assert_eq!(ct.ok("systemctl is-enabled vigil").trim(), "enabled");
     assert_eq!(ct.ok("systemctl is-active vigil").trim(), "active");
     assert!(ct.show("vigil", "StatusText").contains("service(s)"));
-    assert_eq!(ct.ok("readlink -f \"$(which vigil)\"").trim(), "/usr/bin/vigil");
+    assert_eq!(
+        ct.ok("readlink -f \"$(which vigil)\"").trim(),
+        "/usr/bin/vigil"
+    );
     assert!(
         ct.ok("dpkg-query -W -f '${Conffiles}' vigil")
             .contains("/etc/vigil/vigil.toml")
@@ -216,11 +219,12 @@ fn the_package_installs_runs_and_goes_away_like_a_debian_service() {
     ct.write("/etc/systemd/system/demo.service", DEMO_UNIT);
     ct.ok("systemctl daemon-reload && systemctl start demo");
     ct.write(
-        "/var/tmp/include-probe.toml",
+        "/var/tmp/include-probe/vigil.toml",
         "include = [\"conf.d/*.toml\"]\n",
     );
+    ct.write("/var/tmp/include-probe/conf.d/empty.toml", "");
     let include = ct
-        .sh("vigil config check -c /var/tmp/include-probe.toml")
+        .sh("vigil config check -c /var/tmp/include-probe/vigil.toml")
         .status
         .success();
     if include {
