@@ -16,8 +16,8 @@ N=${N:-30}
 eval "$(bash bench/docker-up.sh)"
 SOCK=${DOCKER_HOST#unix://}
 api() { curl -sf --unix-socket "$SOCK" "$@"; }
-cargo build -q --release -p vigild
-VIGIL=$CARGO_TARGET_DIR/release/vigil
+cargo build -q --profile dist -p vigild
+VIGIL=$CARGO_TARGET_DIR/dist/vigil
 WORK=$(mktemp -d /tmp/vigil-docker-bench.XXXXXX)
 NAME=vigil-bench-$$
 cleanup() {

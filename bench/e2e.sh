@@ -129,9 +129,9 @@ verdict() { # verdict VALUE TARGET (lower is better) -> "met" / "missed by X (Y%
 calc() { awk "BEGIN { v = $*; if (v >= 1000 || v <= -1000) printf \"%.0f\", v; else printf \"%.4g\", v }"; }
 
 # ---------------------------------------------------------------- build
-log "building vigild and vigil-bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release -p vigild -p vigil-bench
-BIN=$CARGO_TARGET_DIR/release
+log "building vigild and vigil-bench (the packages' dist profile, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --profile dist -p vigild -p vigil-bench
+BIN=$CARGO_TARGET_DIR/dist
 mkdir -p "$OUT"
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(git -C "$ROOT" status --porcelain -- crates 2>/dev/null | head -c1)

@@ -15,8 +15,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 : "${CARGO_TARGET_DIR:=$ROOT/target}"
 export CARGO_TARGET_DIR
-cargo build --release -q -p vigild -p vigil-test-helpers
-export VIGIL="$CARGO_TARGET_DIR/release/vigil" HELPERS="$CARGO_TARGET_DIR/release"
+# The packages' build (dist profile: fat LTO), as docs/BENCHMARKS.md's figures.
+cargo build --profile dist -q -p vigild -p vigil-test-helpers
+export VIGIL="$CARGO_TARGET_DIR/dist/vigil" HELPERS="$CARGO_TARGET_DIR/dist"
 export OUT=${OUT:-$ROOT/bench-out}
 python3 "$ROOT/bench/exec.py"
 # The same scenarios with systemd 252 as the supervisor (nspawn test bed), in the same run.

@@ -90,21 +90,12 @@ fi
 
 # ---------------------------------------------------------------- rootfs (cached)
 mkdir -p "$CACHE" "$RUN"
-if [ ! -x "$ROOT/lib/systemd/systemd" ] || [ "$(cat "$CACHE/stamp" 2>/dev/null)" != "$STAMP" ]; then
-  # The same mirror apt uses on this machine.
-  mirror=$(sed -n 's/^URIs: *\([^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
-  mirror=${mirror:-http://deb.debian.org/debian}
-  log "building the rootfs ($SUITE, $INCLUDE) from $mirror; this takes 1-2 minutes"
-  t0=$(date +%s%N)
-  rm -rf "$ROOT.new"
-  debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOT.new" "$mirror" \
-    >"$CACHE/debootstrap.log" 2>&1 \
-    || { log "debootstrap failed; last lines:"; tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
-  rm -rf "$ROOT"
-  mv "$ROOT.new" "$ROOT"
-  echo "$STAMP" > "$CACHE/stamp"
-  log "rootfs ready in $(ms_since "$t0") ($(du -sh "$ROOT" | cut -f1))"
+# Shared with bench/pkg-up.sh (which copies it): built once, under a lock.
+# (A rootfs cached before bench/rootfs.sh existed kept its stamp in $CACHE/stamp.)
+if [ ! -f "$ROOT.stamp" ] && [ "$(cat "$CACHE/stamp" 2>/dev/null)" = "$STAMP" ]; then
+  echo "$STAMP" > "$ROOT.stamp"
 fi
+bash "$(dirname "$0")/rootfs.sh" "$SUITE" "$ROOT" "$INCLUDE"
 
 # ---------------------------------------------------------------- test units
 U=$ROOT/etc/systemd/system

@@ -313,6 +313,18 @@ pub fn default_state_dir() -> PathBuf {
     system
 }
 
+/// The default `control_socket`: `/run/vigil/vigil.sock` for the system's instance (the
+/// one whose `state_dir` is `/var/lib/vigil`, root's default), so members of
+/// `control_socket_group` can reach it (`/var/lib/vigil` is closed to them); otherwise
+/// `state_dir/vigil.sock`, so every other instance (another `state_dir`) has its own.
+pub fn default_control_socket(state_dir: &Path) -> PathBuf {
+    if state_dir == Path::new("/var/lib/vigil") {
+        PathBuf::from("/run/vigil/vigil.sock")
+    } else {
+        state_dir.join("vigil.sock")
+    }
+}
+
 /// The effective uid, from the `Uid:` line of `/proc/self/status` (real, effective, saved,
 /// filesystem). Avoids `unsafe` `geteuid` in a crate that forbids unsafe code.
 fn effective_uid() -> Option<u32> {

@@ -476,7 +476,7 @@ fn channel(out: &mut String, c: &AlertChannel) {
     kv(out, "queue_size", c.queue_size.to_string());
     match &c.kind {
         ChannelKind::Webhook(w) => {
-            secret(out, ["url", "url_file", "url_env"], &w.url);
+            secret_url(out, ["url", "url_file", "url_env"], &w.url);
             // Any header of an alert channel may carry a token.
             if !w.headers.is_empty() {
                 let shown = w.headers.iter().map(|(n, _)| (n.as_str(), REDACTED));
@@ -488,7 +488,7 @@ fn channel(out: &mut String, c: &AlertChannel) {
         }
         ChannelKind::Slack(s) => {
             let keys = ["webhook_url", "webhook_url_file", "webhook_url_env"];
-            secret(out, keys, &s.webhook_url);
+            secret_url(out, keys, &s.webhook_url);
         }
         ChannelKind::Email(e) => {
             kv(out, "smtp_host", quote(&e.smtp_host));
@@ -521,6 +521,28 @@ fn secret(out: &mut String, [inline, file, env]: [&str; 3], s: &Secret) {
         Secret::Env(name) => kv(out, env, quote(name)),
     }
 }
+
+/// A URL that may carry a token anywhere but its scheme and host (Slack's are in the
+/// path): shown as `scheme://host[:port]/` plus [`REDACTED_PATH`], so the reader sees
+/// where alerts go and the output still validates.
+fn secret_url(out: &mut String, keys: [&str; 3], s: &Secret) {
+    let Secret::Inline(url) = s else {
+        return secret(out, keys, s);
+    };
+    let shown = url.split_once("://").map(|(scheme, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        // Userinfo (`user:pass@`) is a secret too.
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        format!("{scheme}://{host}{REDACTED_PATH}")
+    });
+    match shown {
+        Some(shown) => kv(out, keys[0], quote(&shown)),
+        None => kv(out, keys[0], quote(REDACTED)),
+    }
+}
+
+/// What replaces the path and query of a redacted URL.
+pub const REDACTED_PATH: &str = "/REDACTED";
 
 /// A check's `password` / `password_file` (checks take no `password_env`).
 fn password(out: &mut String, s: Option<&Secret>) {

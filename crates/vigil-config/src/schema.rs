@@ -397,14 +397,16 @@ pub static VIGIL: Section = Section {
         key(
             "control_socket",
             Ty::Path,
-            Dflt::Computed("`state_dir/vigil.sock`"),
-            "The daemon's control socket (HTTP+JSON). `vigil restart`, `status`, `history`, `reset` and `heartbeat` go through it when a daemon runs; without one they work on the ledger directly. A second daemon refuses to start while the first answers here. At most 107 bytes (a unix socket path limit).",
+            Dflt::Computed(
+                "`/run/vigil/vigil.sock` when `state_dir` is `/var/lib/vigil`, else `state_dir/vigil.sock`",
+            ),
+            "The daemon's control socket (HTTP+JSON). `vigil restart`, `status`, `history`, `reset` and `heartbeat` go through it when a daemon runs; without one they work on the ledger directly. The CLI tries `/run/vigil/vigil.sock` before reading the configuration, then this path (`--socket` or `$VIGIL_SOCKET` name another). A missing directory is created (0755, or 0750 with `control_socket_group` as its group). A second daemon refuses to start while the first answers here. At most 107 bytes (a unix socket path limit).",
         ),
         key(
             "control_socket_group",
             Ty::String,
             Dflt::None,
-            "A group allowed to use the control socket: the socket gets that group and mode 0660. Without it the socket is 0600 (its owner only).",
+            "A group allowed to use the control socket (resolved through NSS): the socket gets that group and mode 0660. Without it the socket is 0600 (its owner only).",
         ),
     ],
     planned: &[],
@@ -565,7 +567,7 @@ pub static GROUP: Section = Section {
     header: "[groups.NAME]",
     also: &[],
     applies: None,
-    doc: "Services restarted together (seed 001's \"restart ALL services\"). A member's check with `on_failure = \"restart-group\"` asks for the group: one guard decision is taken with the group's own lock, cooldown and budget (recorded in the ledger as `@NAME`); then the members stop in reverse start order and start in order, each waiting for its `ready_check` to pass before the next starts. Members' restarts are recorded with source `group`. A group restart that fails half way stops there and names the member.",
+    doc: "Services restarted together (a script's \"restart ALL services\"). A member's check with `on_failure = \"restart-group\"` asks for the group: one guard decision is taken with the group's own lock, cooldown and budget (recorded in the ledger as `@NAME`); then the members stop in reverse start order and start in order, each waiting for its `ready_check` to pass before the next starts. Members' restarts are recorded with source `group`. A group restart that fails half way stops there and names the member.",
     keys: &[
         key(
             "members",
@@ -689,7 +691,7 @@ pub static DRIVER_EXEC: Section = Section {
             "user",
             Ty::String,
             Dflt::None,
-            "Run as this user (name or numeric uid); Vigil must run as root to switch. Supplementary groups are dropped.",
+            "Run as this user (name or numeric uid), with the user's supplementary groups, as `initgroups` gives them; Vigil must run as root to switch. Names resolve through NSS (`/etc/passwd`, LDAP, SSSD, ... as `/etc/nsswitch.conf` says; the static build reads only `/etc/passwd`-style files).",
         ),
         key(
             "group",

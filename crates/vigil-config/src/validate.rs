@@ -107,7 +107,7 @@ fn settings(cx: &mut Cx<'_>, top: &Table<'_>) -> Option<Settings> {
     let control_socket_group = t.optional(cx, "control_socket_group", value::nonempty_string);
     let state_dir = state_dir.unwrap_or_else(crate::default_state_dir);
     Some(Settings {
-        control_socket: control_socket.unwrap_or_else(|| state_dir.join("vigil.sock")),
+        control_socket: control_socket.unwrap_or_else(|| crate::default_control_socket(&state_dir)),
         control_socket_group,
         state_dir,
         log_format: log_format?,

@@ -113,6 +113,8 @@ fn secrets_are_never_shown() {
         "password_env = \"VIGIL_SMTP_PASSWORD\"",
         "proxy = \"socks5h://ops:<redacted>@127.0.0.1:1080\"",
         "headers = { Authorization = \"<redacted>\" }",
+        "url = \"https://alerts.example.com/REDACTED\"",
+        "webhook_url = \"https://hooks.slack.com/REDACTED\"",
     ] {
         assert!(text.contains(reference), "no {reference} in:\n{text}");
     }

@@ -408,3 +408,50 @@ timeout = "2s"
     let reason = doc["services"][0]["checks"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("CA certificates"), "{reason}");
 }
+
+/// `vigil config show` prints the effective configuration: the services of included files
+/// too, every default written out, and secrets redacted; what it prints validates again.
+#[test]
+fn config_show_prints_the_effective_config_with_includes_and_no_secrets() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("conf.d")).unwrap();
+    std::fs::write(
+        env.path("conf.d/web.toml"),
+        "[services.web]\ndriver = \"command\"\nrestart_command = [\"true\"]\n",
+    )
+    .unwrap();
+    // `include` is a top-level key: before `[vigil]`.
+    std::fs::write(
+        env.config_path(),
+        format!(
+            "include = [\"conf.d/*.toml\"]\n\n[vigil]\nstate_dir = {:?}\n\n[alerts.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"TOP-SECRET-HMAC\"\n",
+            env.state_dir().display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = env.vigil(&["config", "show"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("[services.web]"), "{shown}");
+    assert!(
+        shown.contains("cooldown = "),
+        "defaults written out: {shown}"
+    );
+    assert!(!shown.contains("TOP-SECRET-HMAC"), "{shown}");
+    std::fs::write(env.path("shown.toml"), &shown).unwrap();
+    let again = command(vigil_bin())
+        .args(["config", "check", "-c"])
+        .arg(env.path("shown.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+
+    std::fs::write(env.path("conf.d/bad.toml"), "[services.web]\ndriver = 3\n").unwrap();
+    let out = env.vigil(&["config", "show"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("bad.toml:"),
+        "{}",
+        text(&out.stderr)
+    );
+}

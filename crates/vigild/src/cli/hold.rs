@@ -1,7 +1,7 @@
 //! `vigil stop|start|pause|resume SERVICE|@GROUP [--for D] [--reason T]`: an operator's
-//! hold. With a daemon, a request over the control socket (the daemon records the
-//! caller's uid from the socket's peer credentials); without one (cron mode), the same
-//! actors run for this command, and the CLI's own user is recorded.
+//! hold. With a daemon, a request over the control socket (`remote.rs`; the daemon
+//! records the caller's uid from the socket's peer credentials); without one (cron mode,
+//! here), the same actors run for this command, and the CLI's own user is recorded.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use vigil_checks::ProbeContext;
 use vigil_config::model::Config;
 use vigil_core::lifecycle::HoldKind;
 
-use super::{HoldArgs, UsageError, daemon_client, from_daemon, guard_context};
+use super::{HoldArgs, UsageError, guard_context};
 use crate::exit;
 use crate::guard::GuardContext;
 use crate::ledger::{HoldRow, OperatorRow};
@@ -26,19 +26,6 @@ pub(super) async fn hold(config: &Config, action: Control, args: HoldArgs) -> an
     let until =
         operator::prepare(config, target, action, args.for_.as_deref(), now).map_err(usage)?;
     let label = target.label();
-    if let Some(daemon) = daemon_client(config)? {
-        let (body, answer) = daemon
-            .operator(&label, action, args.for_.as_deref(), args.reason.as_deref())
-            .await
-            .map_err(from_daemon)?;
-        if args.json {
-            print!("{body}");
-        } else {
-            let line = answer.hold.as_ref().map(words::HoldJson::describe);
-            print_answer(&answer.service, answer.ok, &answer.message, line.as_deref());
-        }
-        return Ok(if answer.ok { exit::OK } else { exit::FAILED });
-    }
     let command = OperatorCommand {
         action,
         until,
@@ -68,7 +55,7 @@ fn print_plain(answer: &Answer, hold: Option<&HoldRow>, now: vigil_core::Timesta
     print_answer(&answer.service, answer.ok, &answer.message, line.as_deref());
 }
 
-fn print_answer(label: &str, ok: bool, message: &str, hold: Option<&str>) {
+pub(super) fn print_answer(label: &str, ok: bool, message: &str, hold: Option<&str>) {
     if ok {
         println!("{label}: {message}");
     } else {

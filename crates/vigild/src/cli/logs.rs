@@ -1,13 +1,12 @@
 //! `vigil logs SERVICE [-n N] [-f]`: an exec service's captured output, from the daemon
-//! that captures it (its in-memory ring per service), followed live with `-f`. Without a
-//! daemon, the files the output goes to when `stdout`/`stderr` are files.
+//! that captures it (its in-memory ring per service, followed live with `-f`: `remote.rs`).
+//! Without a daemon (here), the files the output goes to when `stdout`/`stderr` are files.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use vigil_config::model::{Config, DriverSpec, OutputTarget};
 
-use super::{LogsArgs, UsageError, daemon_client, from_daemon, service_or_usage};
+use super::{LogsArgs, UsageError, service_or_usage};
 use crate::exit;
 
 pub(super) async fn logs(config: &Config, args: LogsArgs) -> anyhow::Result<u8> {
@@ -19,23 +18,6 @@ pub(super) async fn logs(config: &Config, args: LogsArgs) -> anyhow::Result<u8> 
             service.driver.kind()
         ))));
     };
-    if let Some(daemon) = daemon_client(config)? {
-        let mut stdout = std::io::stdout().lock();
-        daemon
-            .logs(
-                service.name.as_str(),
-                args.lines,
-                args.follow,
-                args.json,
-                |chunk| {
-                    // A closed stdout (`| head`) ends the command on the next write.
-                    let _ = stdout.write_all(chunk).and_then(|()| stdout.flush());
-                },
-            )
-            .await
-            .map_err(from_daemon)?;
-        return Ok(exit::OK);
-    }
     let files: Vec<(&str, &Path)> = [("stdout", &spec.stdout), ("stderr", &spec.stderr)]
         .into_iter()
         .filter_map(|(name, target)| match target {

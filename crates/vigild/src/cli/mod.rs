@@ -21,7 +21,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vigil_config::model::{CheckKind, Config, LogFormat};
 use vigil_core::Timestamp;
 
+mod locate;
+mod remote;
+
 use crate::control::client;
+
 use crate::daemon::Daemon;
 use crate::exit;
 use crate::guard::{self, GuardContext};
@@ -39,6 +43,11 @@ struct Cli {
     /// Configuration file [default: $VIGIL_CONFIG, else /etc/vigil/vigil.toml].
     #[arg(short = 'c', long = "config", global = true, env = "VIGIL_CONFIG")]
     config: Option<PathBuf>,
+    /// The daemon's control socket to talk to [default: /run/vigil/vigil.sock, else the
+    /// configuration's `control_socket`]. The daemon itself listens where its
+    /// configuration says.
+    #[arg(long, global = true, env = "VIGIL_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
     /// Log format on stderr (overrides `[vigil] log_format`).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormatArg>,
@@ -89,6 +98,13 @@ enum Command {
     /// Alert channel commands.
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+struct CompletionsArgs {
+    shell: clap_complete::Shell,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,33 +146,40 @@ struct CheckArgs {
 
 #[derive(Args, Debug)]
 struct RestartArgs {
+    /// The service to restart.
     service: String,
     /// Skip the budget, cooldown and backoff (never the lock); recorded as forced.
     #[arg(long)]
     force: bool,
+    /// Machine-readable output (see docs/cli-json.md).
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args, Debug)]
 struct StatusArgs {
+    /// Only this service [default: all].
     service: Option<String>,
+    /// Machine-readable output (see docs/cli-json.md).
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args, Debug)]
 struct HistoryArgs {
+    /// Only this service [default: all].
     service: Option<String>,
     /// Only entries newer than this (e.g. "24h", "30m", "7d") [default: everything].
     #[arg(long)]
     since: Option<String>,
+    /// Machine-readable output (see docs/cli-json.md).
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args, Debug)]
 struct ResetArgs {
+    /// The service whose history and given-up state to clear.
     service: String,
 }
 
@@ -216,10 +239,27 @@ impl From<TargetArgs> for HoldArgs {
 enum ConfigCommand {
     /// Validate the configuration; every error as `file:line:col: message`.
     Check,
+    /// Print the effective configuration (every included file, every default applied,
+    /// secrets redacted) as TOML.
+    Show,
 }
+
+/// The packaging step's command (`dist/build.sh`): `vigil __dist-assets DIR`. Outside
+/// clap, so no help text, man page or completion ever offers it.
+const DIST_ASSETS_ARG: &str = "__dist-assets";
 
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> u8 {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == DIST_ASSETS_ARG) {
+        return match (args.next(), args.next()) {
+            (Some(dir), None) => dist_assets(Path::new(&dir)),
+            _ => {
+                eprintln!("usage: vigil {DIST_ASSETS_ARG} DIR");
+                exit::USAGE
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -232,25 +272,55 @@ pub fn main() -> u8 {
             return code;
         }
     };
+    let named_config = cli.config.is_some();
     let config_path = cli
         .config
         .clone()
-        .unwrap_or_else(|| PathBuf::from("/etc/vigil/vigil.toml"));
-    if let Command::Config(ConfigCommand::Check) = cli.command {
-        return config_check(&config_path);
+        .unwrap_or_else(|| PathBuf::from(locate::SYSTEM_CONFIG));
+    match &cli.command {
+        Command::Config(ConfigCommand::Check) => return config_check(&config_path),
+        Command::Config(ConfigCommand::Show) => return config_show(&config_path),
+        Command::SystemdUnit => return systemd_unit(cli.config.as_deref()),
+        Command::Completions(args) => return completions(args.shell),
+        _ => {}
     }
-    if let Command::SystemdUnit = cli.command {
-        return systemd_unit(&config_path);
+    // The daemon first, without reading the configuration (`locate.rs`).
+    let system_config = locate::is_system_config(&config_path, named_config);
+    let mut tried = None;
+    if let Some(request) = remote::Remote::of(&cli.command) {
+        match locate::before_config(cli.socket.as_deref(), system_config) {
+            Ok(locate::Lookup::Daemon(daemon)) => {
+                let format = match cli.log_format {
+                    Some(LogFormatArg::Json) => LogFormat::Json,
+                    Some(LogFormatArg::Human) | None => LogFormat::Human,
+                };
+                log::init(format, vigil_config::model::LogLevel::Info);
+                return block_on(remote::run(&daemon, request));
+            }
+            Ok(locate::Lookup::ReadConfig { tried: t }) => tried = t,
+            Err(e) => {
+                eprintln!("vigil: {e}");
+                return exit::FAILED;
+            }
+        }
     }
     let config = match vigil_config::load(&config_path) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!(
-                "vigil: {} error(s) in {}",
-                errors.len(),
-                config_path.display()
-            );
+            if let Some(socket) = &tried {
+                eprintln!(
+                    "vigil: no daemon answers at {} (is it running? `systemctl status vigil`), and {} cannot be used instead",
+                    socket.display(),
+                    config_path.display()
+                );
+            } else {
+                eprintln!(
+                    "vigil: {} error(s) in {}",
+                    errors.len(),
+                    config_path.display()
+                );
+            }
             return exit::USAGE;
         }
     };
@@ -260,6 +330,21 @@ pub fn main() -> u8 {
         None => config.vigil.log_format,
     };
     log::init(format, config.vigil.log_level);
+    if let Some(request) = remote::Remote::of(&cli.command) {
+        match locate::after_config(&config, &config_path, tried.as_deref(), system_config) {
+            Ok(Some(daemon)) => return block_on(remote::run(&daemon, request)),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("vigil: {e}");
+                return exit::FAILED;
+            }
+        }
+    }
+    block_on(dispatch(cli.command, config_path, config))
+}
+
+/// Runs a command's future on the CLI's runtime and maps its error to an exit code.
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> u8 {
     // One thread runs every task: checks wait on I/O and timers, so a second worker mostly
     // adds park/wake churn (the largest CPU item in the 1,000-check benchmark). Blocking-pool
     // threads serve DNS lookups and long file scans; a few are plenty, and idle ones should
@@ -276,7 +361,7 @@ pub fn main() -> u8 {
             return exit::FAILED;
         }
     };
-    let res = runtime.block_on(dispatch(cli.command, config_path, config));
+    let res = runtime.block_on(command);
     // Do not wait for blocking tasks (e.g. a stuck DNS lookup) on the way out.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match res {
@@ -292,12 +377,12 @@ pub fn main() -> u8 {
     }
 }
 
-fn systemd_unit(config_path: &Path) -> u8 {
+/// `vigil systemd-unit`: the packaged unit, starting this binary (with `-c` when named).
+fn systemd_unit(config: Option<&Path>) -> u8 {
     let exe = std::env::current_exe()
         .ok()
         .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/vigil"));
-    let config = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/vigil"));
     let quote = |p: &Path| {
         let s = p.display().to_string();
         if s.contains(char::is_whitespace) {
@@ -306,11 +391,67 @@ fn systemd_unit(config_path: &Path) -> u8 {
             s
         }
     };
+    let config = config.map(|c| quote(&std::path::absolute(c).unwrap_or_else(|_| c.to_owned())));
     print!(
         "{}",
-        crate::observe::sdnotify::unit_file(&quote(&exe), &quote(&config))
+        crate::observe::sdnotify::unit_file(&quote(&exe), config.as_deref())
     );
     exit::OK
+}
+
+/// The clap definition of the whole command line (for man pages and completions).
+fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// `vigil completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> u8 {
+    clap_complete::generate(shell, &mut command(), "vigil", &mut std::io::stdout());
+    exit::OK
+}
+
+/// `vigil __dist-assets DIR`: `DIR/man/vigil.1` and one page per subcommand
+/// (`vigil-status.1`, `vigil-config-check.1`, ...), and `DIR/completions/` with
+/// `vigil.bash`, `_vigil` (zsh) and `vigil.fish`.
+fn dist_assets(out: &Path) -> u8 {
+    let write = || -> std::io::Result<()> {
+        let man = out.join("man");
+        let completions = out.join("completions");
+        std::fs::create_dir_all(&man)?;
+        std::fs::create_dir_all(&completions)?;
+        clap_mangen::generate_to(command(), &man)?;
+        for (shell, file) in [
+            (clap_complete::Shell::Bash, "vigil.bash"),
+            (clap_complete::Shell::Zsh, "_vigil"),
+            (clap_complete::Shell::Fish, "vigil.fish"),
+        ] {
+            let mut f = std::fs::File::create(completions.join(file))?;
+            clap_complete::generate(shell, &mut command(), "vigil", &mut f);
+        }
+        Ok(())
+    };
+    match write() {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("vigil: cannot write to {}: {e}", out.display());
+            exit::FAILED
+        }
+    }
+}
+
+/// `vigil config show`: what the daemon would run, from every file it would read.
+fn config_show(path: &Path) -> u8 {
+    match vigil_config::load(path) {
+        Ok(config) => {
+            print!("{}", vigil_config::render_effective(&config));
+            exit::OK
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            exit::USAGE
+        }
+    }
 }
 
 fn config_check(path: &Path) -> u8 {
@@ -351,21 +492,6 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         Command::Resume(args) => hold(&config, Control::Resume, args.into()).await,
         Command::Logs(args) => logs(&config, args).await,
         Command::Status(args) => {
-            if let Some(name) = &args.service {
-                service_or_usage(&config, name)?;
-            }
-            if let Some(daemon) = daemon_client(&config)? {
-                let body = daemon
-                    .status(
-                        args.service.as_deref(),
-                        args.json,
-                        output::stdout_wants_color(),
-                    )
-                    .await
-                    .map_err(from_daemon)?;
-                print!("{body}");
-                return Ok(exit::OK);
-            }
             let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
             if let Some(name) = &args.service {
                 service_or_usage(&config, name)?;
@@ -383,19 +509,6 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
                 Some(text) => Some(parse_since(text)?),
                 None => None,
             };
-            if let Some(daemon) = daemon_client(&config)? {
-                let body = daemon
-                    .history(
-                        args.service.as_deref(),
-                        since.map(Timestamp::as_millis),
-                        args.json,
-                        output::stdout_wants_color(),
-                    )
-                    .await
-                    .map_err(from_daemon)?;
-                print!("{body}");
-                return Ok(exit::OK);
-            }
             let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
             let service = args.service.clone();
             let (rows, deliveries) = ledger
@@ -416,25 +529,6 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         }
         Command::Reset(args) => {
             let service = service_or_usage(&config, &args.service)?;
-            if let Some(daemon) = daemon_client(&config)? {
-                return match daemon.reset(service.name.as_str()).await {
-                    Ok(cleared) => {
-                        println!(
-                            "{}: restart history reset ({cleared} restart(s) no longer count; given-up state cleared)",
-                            service.name
-                        );
-                        Ok(exit::OK)
-                    }
-                    Err(client::ClientError::Refused {
-                        status: 409,
-                        message,
-                    }) => {
-                        eprintln!("{message}");
-                        Ok(exit::FAILED)
-                    }
-                    Err(e) => Err(from_daemon(e)),
-                };
-            }
             let cx = guard_context(&config)?;
             match guard::reset(&cx, &service.name, &service.guard).await? {
                 Some(cleared) => {
@@ -474,7 +568,9 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
             Ok(exit::OK)
         }
         Command::Config(ConfigCommand::Check) => Ok(config_check(&config_path)),
-        Command::SystemdUnit => Ok(systemd_unit(&config_path)),
+        Command::Config(ConfigCommand::Show) => Ok(config_show(&config_path)),
+        Command::SystemdUnit => Ok(systemd_unit(Some(&config_path))),
+        Command::Completions(args) => Ok(completions(args.shell)),
         Command::Alert(AlertCommand::Test(args)) => alert_test(&config, args).await,
     }
 }
@@ -639,7 +735,7 @@ fn daemon_client(config: &Config) -> anyhow::Result<Option<client::DaemonClient>
 
 /// A daemon's refusal: "no such service" is a usage error (exit 2), like the CLI's own.
 fn from_daemon(e: client::ClientError) -> anyhow::Error {
-    if e.is_not_found() {
+    if e.is_not_found() || e.is_bad_request() {
         anyhow::Error::new(UsageError(e.to_string()))
     } else {
         anyhow::Error::new(e)

@@ -1,6 +1,6 @@
 //! `vigil restart SERVICE [--force]`: a manual restart through the guard. With a daemon,
-//! a message to the service's actor over the control socket; without one (cron mode), the
-//! same actor run for this command.
+//! a message to the service's actor over the control socket (`remote.rs`); without one
+//! (cron mode, here), the same actor run for this command.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use vigil_checks::ProbeContext;
 use vigil_config::model::Config;
 use vigil_core::{RestartRequest, Source};
 
-use super::{RestartArgs, daemon_client, from_daemon, guard_context, service_or_usage};
+use super::{RestartArgs, guard_context, service_or_usage};
 use crate::exit;
 use crate::render as output;
 use crate::render::hold as words;
@@ -17,30 +17,6 @@ use crate::service::protocol::{Outcome, ServiceMsg};
 
 pub(super) async fn restart(config: &Config, args: RestartArgs) -> anyhow::Result<u8> {
     let service = service_or_usage(config, &args.service)?;
-    if let Some(daemon) = daemon_client(config)? {
-        let (body, answer) = daemon
-            .restart(service.name.as_str(), args.force)
-            .await
-            .map_err(from_daemon)?;
-        if args.json {
-            print!("{body}");
-        } else {
-            println!("{}: {}", answer.service, answer.message);
-            if let (Some(outcome), Some(detail)) = (&answer.outcome, &answer.detail) {
-                let status = if outcome == "ok" {
-                    "restarted"
-                } else {
-                    "restart FAILED"
-                };
-                println!("{}: {status}: {detail}", answer.service);
-            }
-        }
-        return Ok(if answer.outcome.as_deref() == Some("ok") {
-            exit::OK
-        } else {
-            exit::FAILED
-        });
-    }
     let cx = guard_context(config)?;
     let request = if args.force {
         RestartRequest::forced(Source::Manual)

@@ -1,7 +1,8 @@
-//! The CLI's side of the control socket (`api.rs`): when a daemon answers on
-//! `control_socket`, `restart`, `status`, `history`, `reset` and `heartbeat` go through it
-//! (the daemon owns its children and serializes restarts per service); when none does,
-//! the CLI works on the ledger directly (the seed's cron mode).
+//! The CLI's side of the control socket (`server.rs`): when a daemon answers,
+//! `restart`, `status`, `history`, `reset` and `heartbeat` go through it (the daemon owns
+//! its children and serializes restarts per service); when none does, the CLI works on
+//! the ledger directly (the seed's cron mode). Which socket to try is `cli/locate.rs`'s
+//! business; a socket that refuses us is reported with what is missing.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,14 +22,10 @@ pub struct DaemonClient {
 /// Why the daemon could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "cannot use the daemon's control socket {path}: {source}{hint}",
-        hint = if source.kind() == io::ErrorKind::PermissionDenied {
-            " (the socket is for its owner only unless `[vigil] control_socket_group` names one of your groups)"
-        } else {
-            ""
-        }
-    )]
+    /// The socket exists but refuses us; `why` says what is missing.
+    #[error("cannot reach the daemon at {path}: permission denied ({why})")]
+    Denied { path: PathBuf, why: String },
+    #[error("cannot reach the daemon at {path}: {source}")]
     Connect { path: PathBuf, source: io::Error },
     #[error("the daemon on {path} did not answer: {detail}")]
     Transport { path: PathBuf, detail: String },
@@ -41,6 +38,12 @@ impl ClientError {
     /// The daemon does not know the service (its config differs from the CLI's).
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Refused { status: 404, .. })
+    }
+
+    /// The daemon found the request's input wrong (a `--for` that does not parse, a stop
+    /// the service cannot do): a usage error, like the CLI's own.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(self, ClientError::Refused { status: 400, .. })
     }
 }
 
@@ -56,6 +59,12 @@ pub fn reach(socket: &Path) -> Result<Option<DaemonClient>, ClientError> {
             ) =>
         {
             return Ok(None);
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(ClientError::Denied {
+                path: socket.to_owned(),
+                why: why_denied(socket),
+            });
         }
         Err(source) => {
             return Err(ClientError::Connect {
@@ -80,6 +89,73 @@ pub fn reach(socket: &Path) -> Result<Option<DaemonClient>, ClientError> {
         http,
         socket: socket.to_owned(),
     }))
+}
+
+/// What keeps this user from a socket they may not connect to: a directory on the way
+/// they cannot enter, a socket for its owner only, or a group they are not in (or were
+/// added to after logging in). Users and groups are named through NSS.
+fn why_denied(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    for dir in socket.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        if rustix::fs::access(dir, rustix::fs::Access::EXEC_OK).is_err()
+            && let Ok(meta) = std::fs::metadata(dir)
+        {
+            let mode = meta.mode() & 0o7777;
+            return if mode & 0o010 != 0 {
+                not_in_group(meta.gid(), &format!("the group of {}", dir.display()))
+            } else {
+                format!(
+                    "the directory {} (mode {mode:04o}) is closed to you",
+                    dir.display()
+                )
+            };
+        }
+    }
+    let Ok(meta) = std::fs::metadata(socket) else {
+        return "the socket is closed to you".to_owned();
+    };
+    let mode = meta.mode() & 0o777;
+    if mode & 0o060 == 0o060 {
+        return not_in_group(meta.gid(), "the socket's group");
+    }
+    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+        .ok()
+        .flatten()
+        .map_or_else(|| meta.uid().to_string(), |u| u.name);
+    format!(
+        "the socket is for `{owner}` only (mode {mode:04o}): the daemon's configuration sets no `control_socket_group`"
+    )
+}
+
+/// "you are not in group `G`, WHAT", or, when the group lists this user but this session
+/// does not have it yet, how to get it.
+fn not_in_group(gid: u32, what: &str) -> String {
+    use nix::unistd::{Gid, Group, User, getegid, geteuid, getgrouplist, getgroups};
+    let gid = Gid::from_raw(gid);
+    let group = Group::from_gid(gid)
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |g| g.name);
+    let in_session = getegid() == gid || getgroups().is_ok_and(|g| g.contains(&gid));
+    if in_session {
+        return format!("you are in group `{group}`, {what}, and still refused");
+    }
+    let listed = User::from_uid(geteuid())
+        .ok()
+        .flatten()
+        .and_then(|me| std::ffi::CString::new(me.name).ok().map(|n| (n, me.gid)))
+        .and_then(|(name, primary)| getgrouplist(&name, primary).ok())
+        .is_some_and(|groups| groups.contains(&gid));
+    if listed {
+        format!(
+            "you are in group `{group}`, {what}, but this session started before you were added: log in again, or run `newgrp {group}`"
+        )
+    } else {
+        format!("you are not in group `{group}`, {what}")
+    }
 }
 
 /// A manual restart's answer (the `vigil restart --json` document).

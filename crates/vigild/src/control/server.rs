@@ -94,8 +94,12 @@ pub enum BindError {
     AlreadyRunning(PathBuf),
     #[error("cannot create the control socket {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("control_socket_group: no group named `{0}` in /etc/group")]
+    #[error(
+        "control_socket_group: no group named `{0}` (looked up through NSS: /etc/group and what /etc/nsswitch.conf names)"
+    )]
     UnknownGroup(String),
+    #[error("control_socket_group: cannot look up `{name}`: {source}")]
+    GroupLookup { name: String, source: io::Error },
 }
 
 /// Binds the control socket: refuses when a daemon answers there, replaces a stale socket
@@ -114,8 +118,11 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, BindError>
         Some(name) => Some(group_id(name)?),
         None => None,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err)?;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        create_socket_dir(dir, gid).map_err(io_err)?;
     }
     let tmp = path.with_extension(format!("sock.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
@@ -138,17 +145,29 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, BindError>
     Ok(listener)
 }
 
-/// Looks a group name up in `/etc/group` (no NSS: the daemon needs no libc resolver).
+/// Creates the socket's directory (e.g. `/run/vigil` when systemd's `RuntimeDirectory=`
+/// did not) so the socket's group can enter it: 0750 with that group, else 0755. The
+/// mode is set explicitly: the daemon's umask (0027 in the packaged unit) would close it.
+fn create_socket_dir(dir: &Path, gid: Option<u32>) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mode = match gid {
+        Some(gid) => {
+            rustix::fs::chown(dir, None, Some(rustix::fs::Gid::from_raw(gid)))?;
+            0o750
+        }
+        None => 0o755,
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// Looks a group name up through NSS (`getgrnam_r`: `/etc/group`, LDAP, SSSD, ...).
 fn group_id(name: &str) -> Result<u32, BindError> {
-    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let group = fields.next()?;
-            let gid = fields.nth(1)?.parse().ok()?;
-            (group == name).then_some(gid)
-        })
-        .next()
+    nix::unistd::Group::from_name(name)
+        .map_err(|e| BindError::GroupLookup {
+            name: name.to_owned(),
+            source: io::Error::from(e),
+        })?
+        .map(|g| g.gid.as_raw())
         .ok_or_else(|| BindError::UnknownGroup(name.to_owned()))
 }
 

@@ -249,49 +249,34 @@ pub async fn watchdog_loop(
     }
 }
 
-/// `vigil systemd-unit`: a unit file for Vigil itself.
-pub fn unit_file(exe: &str, config: &str) -> String {
-    format!(
-        r#"# Vigil under systemd: Type=notify with a watchdog fed only while every internal loop
-# of Vigil is alive (seed 004's two-level liveness). Install as
-# /etc/systemd/system/vigil.service, then: systemctl daemon-reload && systemctl enable --now vigil
-[Unit]
-Description=Vigil: keeps services alive without ever making things worse
-After=network-online.target
-Wants=network-online.target
+/// The unit file the packages install (`package/vigil.service`, as
+/// `/lib/systemd/system/vigil.service`). One text: `vigil systemd-unit` prints the same,
+/// with the running binary's path.
+const PACKAGED_UNIT: &str = include_str!("../../package/vigil.service");
 
-[Service]
-Type=notify
-NotifyAccess=main
-ExecStart={exe} run -c {config}
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=2s
-WatchdogSec=30s
-# Vigil stops its own exec children per their stop policy: SIGTERM goes to Vigil only,
-# whatever is left after TimeoutStopSec is killed. (With on_daemon_exit = "leave", use
-# KillMode=process instead.)
-KillMode=mixed
-TimeoutStopSec=90s
-StateDirectory=vigil
-StateDirectoryMode=0750
-LimitNOFILE=65536
-UMask=0027
+/// The `ExecStart=` line of [`PACKAGED_UNIT`].
+const PACKAGED_EXEC_START: &str = "ExecStart=/usr/bin/vigil run";
 
-# Sandboxing that still lets Vigil do its job: it runs restart commands, repair commands
-# and supervised processes, which inherit these settings, so only what no service should
-# need is taken away.
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectClock=yes
-ProtectHostname=yes
-LockPersonality=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-SystemCallArchitectures=native
+/// `vigil systemd-unit`: the packaged unit file, starting `exe` (with `-c config` when a
+/// configuration other than the default was named). Both are quoted for systemd already.
+pub fn unit_file(exe: &str, config: Option<&str>) -> String {
+    let exec_start = match config {
+        Some(config) => format!("ExecStart={exe} run -c {config}"),
+        None => format!("ExecStart={exe} run"),
+    };
+    PACKAGED_UNIT.replacen(PACKAGED_EXEC_START, &exec_start, 1)
+}
 
-[Install]
-WantedBy=multi-user.target
-"#
-    )
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn the_packaged_unit_starts_the_packaged_binary_once() {
+        assert_eq!(PACKAGED_UNIT.matches(PACKAGED_EXEC_START).count(), 1);
+        assert_eq!(unit_file("/usr/bin/vigil", None), PACKAGED_UNIT);
+        let unit = unit_file("/opt/vigil/vigil", Some("/srv/v.toml"));
+        assert!(unit.contains("\nExecStart=/opt/vigil/vigil run -c /srv/v.toml\n"));
+        assert!(!unit.contains("/usr/bin/vigil"));
+    }
 }

@@ -182,6 +182,8 @@ pub fn release_code_pages() -> std::io::Result<Released> {
             released.mappings += 1;
         }
     }
+    // musl (the static build) has no malloc_trim: its allocator returns memory by itself.
+    #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free memory to the system; any thread may call it.
     unsafe {
         libc::malloc_trim(0);

@@ -2,7 +2,8 @@
 //! is `vigil_checks::process::run`, for commands that run to completion).
 //!
 //! Owns: argv/cwd/env, the process group (the child leads its own), `user`/`group`
-//! (dropping privileges when root; std clears supplementary groups), pipes for outputs
+//! (dropping privileges when root: looked up through NSS, with the user's supplementary
+//! groups), pipes for outputs
 //! Vigil routes, `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`. Must not: wait for,
 //! signal or judge the process; the supervisor does that through `proc.rs`.
 //!
@@ -18,6 +19,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::unistd::{Gid, Group, Uid, User, getgrouplist, setgid, setgroups, setuid};
 use rustix::process::Pid;
 use vigil_config::model::{ExecDriver, OutputTarget};
 
@@ -38,77 +40,126 @@ pub enum SpawnError {
     NotFound { program: String },
     #[error("cannot run {program}: permission denied (is it executable?)")]
     PermissionDenied { program: String },
-    #[error("unknown user {0:?}")]
+    #[error(
+        "unknown user {0:?} (looked up through NSS: /etc/passwd and what /etc/nsswitch.conf names)"
+    )]
     UnknownUser(String),
-    #[error("unknown group {0:?}")]
+    #[error(
+        "unknown group {0:?} (looked up through NSS: /etc/group and what /etc/nsswitch.conf names)"
+    )]
     UnknownGroup(String),
+    #[error(
+        "user {0} has no account (through NSS): set `group` too, or the process would keep Vigil's group"
+    )]
+    UidWithoutGroup(String),
+    #[error("cannot look up {what:?}: {source}")]
+    Lookup { what: String, source: io::Error },
     #[error("cannot switch to user/group {0}: vigil is not running as root")]
     NotRoot(String),
     #[error("cannot run {program}: {source}")]
     Io { program: String, source: io::Error },
 }
 
-/// Resolves `user`/`group` to ids from `/etc/passwd` and `/etc/group` (or numbers).
-fn identity(spec: &ExecDriver) -> Result<(Option<u32>, Option<u32>), SpawnError> {
-    let mut uid = None;
-    let mut gid = None;
-    if let Some(user) = &spec.user {
-        let (u, primary) = match user.parse::<u32>() {
-            Ok(n) => (
-                n,
-                lookup("/etc/passwd", |f| f.get(2) == Some(&user.as_str()), 3),
-            ),
-            Err(_) => {
-                let line = find_entry("/etc/passwd", user)
-                    .ok_or_else(|| SpawnError::UnknownUser(user.clone()))?;
-                let u = line
-                    .get(2)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| SpawnError::UnknownUser(user.clone()))?;
-                (u, line.get(3).and_then(|s| s.parse().ok()))
+/// Who a service runs as, resolved before the fork (NSS lookups are not safe between
+/// fork and exec).
+struct Identity {
+    uid: Uid,
+    gid: Gid,
+    /// Supplementary groups, as `initgroups(user, gid)` would set them.
+    groups: Vec<Gid>,
+}
+
+/// Resolves `user`/`group` through NSS (`getpwnam_r`, `getgrnam_r`, `getgrouplist`; so
+/// `/etc/passwd`, LDAP, SSSD, ... whatever `/etc/nsswitch.conf` names) or as numbers, as
+/// systemd's `User=`/`Group=` do: the group defaults to the user's primary group, and the
+/// supplementary groups are the user's. `None`: run as Vigil runs.
+fn identity(spec: &ExecDriver) -> Result<Option<Identity>, SpawnError> {
+    let lookup = |what: &str, e: nix::Error| SpawnError::Lookup {
+        what: what.to_owned(),
+        source: io::Error::from(e),
+    };
+    let user = match &spec.user {
+        None => None,
+        Some(name) => {
+            let entry = match name.parse::<u32>() {
+                Ok(n) => User::from_uid(Uid::from_raw(n)),
+                Err(_) => User::from_name(name),
             }
-        };
-        uid = Some(u);
-        gid = primary;
-    }
-    if let Some(group) = &spec.group {
-        gid = Some(match group.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => find_entry("/etc/group", group)
-                .and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
-                .ok_or_else(|| SpawnError::UnknownGroup(group.clone()))?,
-        });
-    }
+            .map_err(|e| lookup(name, e))?;
+            match (entry, name.parse::<u32>()) {
+                (Some(entry), _) => Some((entry.uid, Some(entry))),
+                // A bare uid without an account: only with an explicit group, so the
+                // process never keeps Vigil's (root's) group.
+                (None, Ok(n)) if spec.group.is_some() => Some((Uid::from_raw(n), None)),
+                (None, Ok(_)) => return Err(SpawnError::UidWithoutGroup(name.clone())),
+                (None, Err(_)) => return Err(SpawnError::UnknownUser(name.clone())),
+            }
+        }
+    };
+    let group = match &spec.group {
+        None => None,
+        Some(name) => Some(match name.parse::<u32>() {
+            Ok(n) => Gid::from_raw(n),
+            Err(_) => {
+                Group::from_name(name)
+                    .map_err(|e| lookup(name, e))?
+                    .ok_or_else(|| SpawnError::UnknownGroup(name.clone()))?
+                    .gid
+            }
+        }),
+    };
+    let uid = user.as_ref().map(|(uid, _)| *uid);
+    let gid = group.or_else(|| user.as_ref().and_then(|(_, e)| e.as_ref().map(|e| e.gid)));
     let me = rustix::process::getuid();
-    let switching = uid.is_some_and(|u| u != me.as_raw())
-        || gid.is_some_and(|g| g != rustix::process::getgid().as_raw());
-    if switching && !me.is_root() {
-        let who = format!(
-            "{}:{}",
-            spec.user.as_deref().unwrap_or("-"),
-            spec.group.as_deref().unwrap_or("-")
-        );
-        return Err(SpawnError::NotRoot(who));
-    }
+    let switching = uid.is_some_and(|u| u.as_raw() != me.as_raw())
+        || gid.is_some_and(|g| g.as_raw() != rustix::process::getgid().as_raw());
     if !me.is_root() {
-        return Ok((None, None));
+        if switching {
+            let who = format!(
+                "{}:{}",
+                spec.user.as_deref().unwrap_or("-"),
+                spec.group.as_deref().unwrap_or("-")
+            );
+            return Err(SpawnError::NotRoot(who));
+        }
+        return Ok(None);
     }
-    Ok((uid, gid))
+    // Only `group`: the user stays Vigil's (root).
+    let (Some(uid), Some(gid)) = (uid.or(gid.map(|_| Uid::from_raw(me.as_raw()))), gid) else {
+        return Ok(None);
+    };
+    let groups = match user.as_ref().and_then(|(_, e)| e.as_ref()) {
+        Some(entry) => {
+            // NSS hands out C strings: a name never holds a NUL byte.
+            let name = std::ffi::CString::new(entry.name.as_str())
+                .map_err(|_| SpawnError::UnknownUser(entry.name.clone()))?;
+            getgrouplist(&name, gid).map_err(|e| lookup(&entry.name, e))?
+        }
+        // No account (a bare uid, or only `group`): no supplementary groups but that one.
+        None => vec![gid],
+    };
+    Ok(Some(Identity { uid, gid, groups }))
 }
 
-fn find_entry(file: &str, name: &str) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines()
-        .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
-        .find(|f| f.first().is_some_and(|n| n == name))
-}
-
-fn lookup(file: &str, pred: impl Fn(&[&str]) -> bool, field: usize) -> Option<u32> {
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| pred(f))
-        .and_then(|f| f.get(field).and_then(|s| s.parse().ok()))
+/// Makes the child take `who`'s identity between fork and exec: supplementary groups,
+/// then the group, then the user (the order that still has the right to each step).
+/// std's `Command::uid`/`gid` cannot set supplementary groups (`groups` is unstable), so
+/// this is the one `pre_exec` hook.
+#[allow(unsafe_code)]
+fn switch_identity_in_child(cmd: &mut std::process::Command, who: Identity) {
+    let switch = move || -> io::Result<()> {
+        setgroups(&who.groups).map_err(io::Error::from)?;
+        setgid(who.gid).map_err(io::Error::from)?;
+        setuid(who.uid).map_err(io::Error::from)?;
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child, where only async-signal-safe work is
+    // allowed. It makes three system calls (setgroups, setgid, setuid) on data resolved
+    // before the fork and allocates nothing: nix passes the slice as is, and an error is
+    // an `io::Error` holding the errno.
+    unsafe {
+        cmd.pre_exec(switch);
+    }
 }
 
 fn stdio(target: &OutputTarget) -> Stdio {
@@ -135,7 +186,7 @@ pub fn spawn(
     owner: &Owner<'_>,
 ) -> Result<Spawned, SpawnError> {
     let program = spec.command.program().to_owned();
-    let (uid, gid) = identity(spec)?;
+    let who = identity(spec)?;
     #[expect(
         clippy::disallowed_methods,
         reason = "the supervised-service spawn site: process group, identity, env and pipes live here"
@@ -167,11 +218,8 @@ pub fn spawn(
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    if let Some(g) = gid {
-        cmd.gid(g);
-    }
-    if let Some(u) = uid {
-        cmd.uid(u);
+    if let Some(who) = who {
+        switch_identity_in_child(&mut cmd, who);
     }
     // The instance lock is made inheritable just around the spawn (the runtime that spawns
     // is single-threaded, so no other spawn picks it up), then closed on exec again here.
