@@ -198,7 +198,7 @@ async fn containers_in_every_state() {
     assert!(out.reason.ends_with("(healthy)"), "{out:?}");
 
     // HEALTHCHECK `false`: unhealthy, with the check's output in the reason.
-    let out = probe_until(&check(&unhealthy), |o| o.reason.contains("unhealthy")).await;
+    let out = probe_until(&check(&unhealthy), |o| o.reason.contains("but unhealthy")).await;
     assert!(!out.passed, "{out:?}");
     assert_eq!(
         out.reason,
