@@ -126,7 +126,9 @@ fn restart_recorder_logs_start_and_end_and_exits_with_the_code() {
     let expected_pids = [first.pid(), first.pid(), second.pid(), second.pid()];
     let mut last_ns = 0u128;
     for (i, line) in lines.iter().enumerate() {
-        assert_eq!(line.len(), 3, "{text}");
+        assert_eq!(line.len(), 4, "{text}");
+        // Run outside Vigil: no restart id.
+        assert_eq!(line[3], "-", "{text}");
         assert_eq!(line[0], if i % 2 == 0 { "start" } else { "end" });
         assert_eq!(line[1].parse::<u32>().unwrap(), expected_pids[i]);
         let ns: u128 = line[2].parse().unwrap();
