@@ -152,6 +152,18 @@ on_failure = "alert"
     };
     let mut daemon = env.start_daemon(&[]);
     daemon.wait_log("vigil running", std::time::Duration::from_secs(20));
+    // A log check's first run starts at the end of the file: append after it.
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "the check's first run",
+        || {
+            let out = env.vigil(&["status", "--json"]);
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            doc["services"][0]["checks"][0]["last_run"]
+                .is_string()
+                .then_some(())
+        },
+    );
     append("error: seen by the daemon");
     daemon.wait_log(
         "error: seen by the daemon",
