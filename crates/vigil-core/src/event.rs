@@ -221,6 +221,14 @@ pub enum Event {
     ScheduleFired {
         schedule: String,
     },
+    /// A maintenance window began: the service is paused or stopped until `until` (its
+    /// end is the hold's expiry, [`Event::HoldExpired`]).
+    MaintenanceStarted {
+        /// `pause` or `stop`.
+        action: &'static str,
+        until: Timestamp,
+        window: String,
+    },
     /// Vigil itself was stalled while the check ran (the run took far longer than its
     /// timeouts allow): the run says nothing about the service; it is not counted and runs
     /// again.
@@ -308,6 +316,7 @@ impl Event {
             Event::CheckGrace { .. } => "check_grace",
             Event::FailingAlertOnly { .. } => "failing_alert_only",
             Event::ScheduleFired { .. } => "schedule_fired",
+            Event::MaintenanceStarted { .. } => "maintenance_started",
             Event::VigilStalled { .. } => "vigil_stalled",
         }
     }
@@ -396,7 +405,8 @@ impl Event {
             | Event::DefinitionChanged
             | Event::Announced { .. }
             | Event::CheckGrace { .. }
-            | Event::ScheduleFired { .. } => Level::Info,
+            | Event::ScheduleFired { .. }
+            | Event::MaintenanceStarted { .. } => Level::Info,
         }
     }
 
@@ -463,10 +473,13 @@ impl Event {
                     .to_owned()
             }
             Event::HoldExpired { kind } => match *kind {
-                "stopped" => "the operator's stop ended (its time is up): starting the service again"
-                    .to_owned(),
-                _ => "the operator's pause ended (its time is up): automatic actions go through the guard again"
-                    .to_owned(),
+                "stopped" => {
+                    "the stop ended (its time is up): starting the service again".to_owned()
+                }
+                _ => {
+                    "the pause ended (its time is up): automatic actions go through the guard again"
+                        .to_owned()
+                }
             },
             Event::OperatorFinished { op, report } => {
                 let what = if *op == "stop" { "Stop" } else { "Start" };
@@ -477,7 +490,9 @@ impl Event {
                 }
             }
             Event::RestartHeld { source, kind } => {
-                format!("Restart NOT ATTEMPTED: the service is {kind} by an operator (source {source})")
+                format!(
+                    "Restart NOT ATTEMPTED: the service is {kind} by an operator (source {source})"
+                )
             }
             Event::RestartDeferred {
                 source,
@@ -617,6 +632,18 @@ impl Event {
             Event::ScheduleFired { schedule } => {
                 format!("=== Scheduled Restart Triggered: {schedule} ===")
             }
+            Event::MaintenanceStarted {
+                action,
+                until,
+                window,
+            } => format!(
+                "maintenance window ({window}) begins: {} until {until}",
+                if *action == "stop" {
+                    "stopping the service"
+                } else {
+                    "automatic actions paused"
+                }
+            ),
             Event::VigilStalled { took, bound, .. } => format!(
                 "vigil itself was stalled during this run (it took {}, its timeouts allow {}): the result is not counted; running it again",
                 format_duration(*took),
@@ -789,6 +816,9 @@ impl Event {
             | Event::Announced { .. }
             | Event::FailingAlertOnly { .. }
             | Event::ScheduleFired { .. } => Vec::new(),
+            Event::MaintenanceStarted { until, .. } => {
+                vec![("until", Str(until.to_string()))]
+            }
         }
     }
 }

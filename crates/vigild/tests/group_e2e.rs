@@ -163,3 +163,66 @@ fn a_group_restart_that_fails_half_way_stops_and_names_the_member() {
         ]
     );
 }
+
+/// `vigil stop @GROUP` stops the members in reverse order and holds each down (a failing
+/// member check restarts nothing); `vigil start @GROUP` starts them in order, each after
+/// the one before is ready, exactly as a group restart does. The ledger has a row for the
+/// group (the caller's) and one per member (source `group`).
+#[test]
+fn stop_and_start_of_a_group_step_through_its_members_in_order() {
+    let env = Env::new();
+    config(&env, None);
+    let daemon = env.start_daemon(&[]);
+    daemon.wait_log("vigil running", Duration::from_secs(20));
+
+    let out = env.vigil(&["stop", "@platform", "--reason", "rack move"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(order(&env), ["stop web", "stop broker", "stop db"]);
+    // web's health check fails (no `healthy` file): a stopped member is not restarted,
+    // and neither is its group.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(order(&env).len(), 3, "{:?}", order(&env));
+    let out = env.vigil(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for s in doc["services"].as_array().unwrap() {
+        assert_eq!(s["state"], "stopped", "{s}");
+        assert_eq!(s["hold"]["source"], "group", "{s}");
+    }
+
+    std::fs::remove_file(env.path("ready-broker")).ok();
+    let out = env.vigil(&["start", "@platform"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        order(&env)[3..],
+        ["start db", "start broker", "start web"],
+        "{:?}",
+        order(&env)
+    );
+    let rows: Vec<(String, String, String)> = env
+        .history()
+        .iter()
+        .map(|e| {
+            (
+                e["service"].as_str().unwrap().to_owned(),
+                e["verdict"].as_str().unwrap().to_owned(),
+                e["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .filter(|(_, v, _)| v == "stop" || v == "start")
+        .collect();
+    let expect = |s: &str, v: &str, src: &str| (s.to_owned(), v.to_owned(), src.to_owned());
+    assert_eq!(
+        rows,
+        [
+            expect("@platform", "stop", "operator"),
+            expect("web", "stop", "group"),
+            expect("broker", "stop", "group"),
+            expect("db", "stop", "group"),
+            expect("@platform", "start", "operator"),
+            expect("db", "start", "group"),
+            expect("broker", "start", "group"),
+            expect("web", "start", "group"),
+        ]
+    );
+    drop(daemon);
+}

@@ -707,3 +707,75 @@ fn a_stop_over_the_socket_names_the_caller_and_needs_access() {
     assert_eq!(s["hold"]["by"]["user"], "nobody", "{s}");
     drop(daemon);
 }
+
+/// A maintenance window (every 3 s, for 2 s) holds back the restart a failing check would
+/// get; when the window ends the failure is restarted through the guard. The ledger shows
+/// the window's start and end.
+#[test]
+fn a_maintenance_window_holds_back_a_restart_until_it_ends() {
+    let env = Env::new();
+    let healthy = env.path("healthy");
+    std::fs::write(&healthy, "").unwrap();
+    env.write_config(&format!(
+        r#"[defaults.guard]
+cooldown = "0"
+
+[services.svc]
+driver = "command"
+restart_command = ["touch", {healthy:?}]
+
+[services.svc.checks.up]
+kind = "exec"
+command = ["test", "-f", {healthy:?}]
+every = "100ms"
+
+[[services.svc.maintenance]]
+every = "3s"
+duration = "2s"
+"#,
+        healthy = healthy.display().to_string()
+    ));
+    let daemon = env.start_daemon(&[]);
+    daemon.wait_log("vigil running", LONG);
+    let s = status(&env);
+    assert_eq!(s["next_maintenance"]["action"], "pause", "{s}");
+    let opened = wait_until(LONG, "the window to open", || {
+        rows(&env, "pause")
+            .into_iter()
+            .find(|r| r["source"] == "window")
+    });
+    assert!(
+        opened["message"]
+            .as_str()
+            .unwrap()
+            .contains("maintenance window"),
+        "{opened}"
+    );
+    assert_eq!(status(&env)["hold"]["source"], "window");
+    std::fs::remove_file(&healthy).unwrap();
+    wait_until(LONG, "the check to fail in the window", || {
+        (status(&env)["checks"][0]["status"] == "failing").then_some(())
+    });
+    assert!(!healthy.exists(), "restarted inside the window");
+    let closed = wait_until(LONG, "the window to close", || {
+        rows(&env, "expired")
+            .into_iter()
+            .find(|r| r["source"] == "window")
+    });
+    assert!(
+        closed["message"]
+            .as_str()
+            .unwrap()
+            .contains("maintenance window ended"),
+        "{closed}"
+    );
+    let restart = wait_until(LONG, "the restart after the window", || {
+        rows(&env, "allowed").into_iter().next()
+    });
+    assert!(
+        restart["at"].as_str() >= closed["at"].as_str(),
+        "restarted before the window closed: {restart} / {closed}"
+    );
+    assert!(healthy.exists());
+    drop(daemon);
+}

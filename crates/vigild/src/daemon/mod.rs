@@ -17,6 +17,7 @@
 //! at once, in-flight restarts get a bounded grace), a second signal exits immediately.
 
 mod check_loop;
+mod maintenance;
 mod reload;
 mod schedule;
 
@@ -30,7 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_checks::ProbeContext;
-use vigil_config::model::{Check, Config, ScheduleEntry, Service};
+use vigil_config::model::{Check, Config, MaintenanceWindow, Service};
 use vigil_core::health::{CheckHealth, HealthStatus};
 use vigil_core::{ServiceName, Timestamp};
 
@@ -47,6 +48,7 @@ use crate::service::group::{self, GroupDriver};
 use crate::service::protocol::ServiceMsg;
 
 use self::check_loop::CheckLoop;
+use self::maintenance::maintenance_loop;
 use self::schedule::schedule_loop;
 
 pub use self::reload::{ConfigDiff, ServiceChange};
@@ -274,6 +276,21 @@ impl Daemon {
                 self.root.clone(),
             );
             // Not in the task set: a reload ends these on purpose.
+            let inboxes: Vec<_> = g
+                .members
+                .iter()
+                .filter_map(|m| Some((m.clone(), self.services.get(m)?.tx.clone())))
+                .collect();
+            for window in &g.maintenance {
+                tokio::spawn(maintenance_loop(
+                    g.ledger_key(),
+                    window.clone(),
+                    tx.clone(),
+                    inboxes.clone(),
+                    self.shared.guard.events.clone(),
+                    self.group_actors.clone(),
+                ));
+            }
             tokio::spawn(actor.run(rx));
         }
         *self
@@ -381,7 +398,7 @@ impl Daemon {
             let task = self.spawn_check(&name, &handle, check, initial, position, offset);
             handle.checks.insert(check.name.to_string(), task);
         }
-        handle.schedules = self.spawn_schedules(&name, &handle, &service.schedules);
+        handle.schedules = self.spawn_schedules(&name, &handle, service);
         self.services.insert(name, handle);
     }
 
@@ -432,23 +449,47 @@ impl Daemon {
         }
     }
 
+    /// The service's timed tasks: its scheduled restarts and its maintenance windows.
     fn spawn_schedules(
         &mut self,
-        service: &ServiceName,
+        name: &ServiceName,
         handle: &ServiceHandle,
-        schedules: &[ScheduleEntry],
+        service: &Service,
     ) -> CancellationToken {
         let cancel = handle.cancel.child_token();
-        for (i, entry) in schedules.iter().enumerate() {
+        for (i, entry) in service.schedules.iter().enumerate() {
             let schedule = entry.schedule.clone();
             let tx = handle.tx.clone();
             let cancel = cancel.clone();
-            let service = service.clone();
+            let service = name.clone();
             let events = self.shared.guard.events.clone();
             let label = format!("schedule {service}#{i}");
             self.spawn_labeled(label, schedule_loop(service, schedule, tx, events, cancel));
         }
+        self.spawn_windows(name, &service.maintenance, &handle.tx, &cancel);
         cancel
+    }
+
+    /// One task per maintenance window of `name` (a service, or a group's `@NAME`).
+    fn spawn_windows(
+        &mut self,
+        name: &ServiceName,
+        windows: &[MaintenanceWindow],
+        tx: &mpsc::Sender<ServiceMsg>,
+        cancel: &CancellationToken,
+    ) {
+        for (i, window) in windows.iter().enumerate() {
+            let label = format!("maintenance {name}#{i}");
+            let task = maintenance_loop(
+                name.clone(),
+                window.clone(),
+                tx.clone(),
+                Vec::new(),
+                self.shared.guard.events.clone(),
+                cancel.clone(),
+            );
+            self.spawn_labeled(label, task);
+        }
     }
 
     fn spawn_labeled<F>(&mut self, label: String, fut: F)

@@ -41,6 +41,7 @@ pub struct ServiceChange {
     pub driver: bool,
     /// The guard policy, the group order keys or anything else the actor holds.
     pub policy: bool,
+    /// Scheduled restarts or maintenance windows.
     pub schedules: bool,
     /// Checks added, removed or changed (each restarts fresh; the others keep state).
     pub checks: bool,
@@ -67,7 +68,7 @@ impl ConfigDiff {
                 name: s.name.clone(),
                 driver: was.driver != s.driver,
                 policy: was.guard != s.guard,
-                schedules: was.schedules != s.schedules,
+                schedules: was.schedules != s.schedules || was.maintenance != s.maintenance,
                 checks: was.checks != s.checks,
             };
             if change.driver || change.policy || change.schedules || change.checks {
@@ -306,7 +307,7 @@ impl Daemon {
         }
         if change.schedules {
             handle.schedules.cancel();
-            handle.schedules = self.spawn_schedules(&service.name, &handle, &service.schedules);
+            handle.schedules = self.spawn_schedules(&service.name, &handle, service);
         }
         self.services.insert(service.name.clone(), handle);
         kept

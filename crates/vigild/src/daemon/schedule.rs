@@ -1,8 +1,6 @@
 //! Schedule tasks: each `[[services.X.schedule]]` entry fires restart requests with
 //! source `schedule`.
 
-use std::time::Duration;
-
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{RestartRequest, ServiceName, Source};
@@ -23,19 +21,8 @@ pub(super) async fn schedule_loop(
 ) {
     let mut after = clock::now();
     while let Some(next) = schedule.next_after(after) {
-        // Sleep in bounded steps against the wall clock, so a clock step or suspend cannot
-        // make a firing early or hours late.
-        loop {
-            let now = clock::now();
-            if now >= next {
-                break;
-            }
-            let left = next.saturating_since(now).min(Duration::from_secs(30));
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(left) => {}
-            }
+        if !clock::sleep_until_wall(next, &cancel).await {
+            return;
         }
         events.publish(
             &service,

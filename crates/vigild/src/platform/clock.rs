@@ -89,3 +89,21 @@ impl Clock {
         at.saturating_since(self.moment())
     }
 }
+
+/// Sleeps until wall time `at`, in steps of at most 30 s against the wall clock, so a
+/// clock step or a suspend cannot make a timed action early or hours late; `false` when
+/// `cancel` fires first.
+pub async fn sleep_until_wall(at: Timestamp, cancel: &tokio_util::sync::CancellationToken) -> bool {
+    loop {
+        let now = now();
+        if now >= at {
+            return true;
+        }
+        let left = at.saturating_since(now).min(Duration::from_secs(30));
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(left) => {}
+        }
+    }
+}

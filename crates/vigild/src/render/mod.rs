@@ -147,11 +147,24 @@ pub struct ServiceStatus {
     pub last_restart: Option<LastRestart>,
     pub next_scheduled_restart: Option<String>,
     pub schedules: Vec<String>,
+    /// The next (or current) maintenance window.
+    pub next_maintenance: Option<MaintenanceJson>,
     pub checks: Vec<CheckStatus>,
     /// `driver = "exec"`: the supervised process as `vigil run` last reported it.
     pub exec: Option<ExecStatus>,
     /// `driver = "systemd"`: the unit as systemd reports it; `null` for other drivers.
     pub systemd: Option<SystemdStatus>,
+}
+
+/// A maintenance window in `vigil status --json`.
+#[derive(Serialize, Debug)]
+pub struct MaintenanceJson {
+    pub start: String,
+    pub end: String,
+    /// `pause` or `stop`.
+    pub action: &'static str,
+    /// Whether it is open now.
+    pub open: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -376,6 +389,14 @@ pub async fn status(
                 detail: r.outcome_detail,
             }),
             next_scheduled_restart: next_scheduled.map(|t| t.to_string()),
+            next_maintenance: crate::service::operator::next_window(&service.maintenance, now).map(
+                |(w, start, end)| MaintenanceJson {
+                    start: start.to_string(),
+                    end: end.to_string(),
+                    action: w.action.as_str(),
+                    open: start <= now,
+                },
+            ),
             schedules: service
                 .schedules
                 .iter()
@@ -562,9 +583,22 @@ pub fn render_status(report: &StatusReport) -> String {
             ))
         })
         .collect();
-    if !holds.is_empty() {
+    let windows: Vec<String> = report
+        .services
+        .iter()
+        .filter_map(|s| {
+            let w = s.next_maintenance.as_ref()?;
+            let when = if w.open { "open now" } else { "next" };
+            Some(format!(
+                "{}: maintenance window {when}: {} to {} ({})\n",
+                s.name, w.start, w.end, w.action
+            ))
+        })
+        .collect();
+    if !holds.is_empty() || !windows.is_empty() {
         out.push('\n');
         out.extend(holds);
+        out.extend(windows);
     }
     let check_rows: Vec<Vec<(String, String)>> = report
         .services

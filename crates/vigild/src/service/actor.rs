@@ -501,6 +501,29 @@ impl ServiceActor {
     /// An operator's command: recorded (before its answer) when the lifecycle accepts it.
     fn on_operator(&mut self, command: OperatorCommand, reply: Option<oneshot::Sender<Outcome>>) {
         let now = self.deps.clock.moment();
+        // A maintenance window (or a group's step) never overrides an operator's own hold,
+        // and a window already in force (restored after a restart of Vigil) is not applied
+        // twice.
+        if command.source != "operator"
+            && matches!(command.action, Control::Stop | Control::Pause)
+            && let Some(hold) = self.machine.hold()
+            && (self.hold_source == "operator" || command.source == "window")
+        {
+            let answer = if self.hold_source != command.source {
+                Outcome::Held(hold.kind)
+            } else {
+                Outcome::Done(RestartReport {
+                    ok: true,
+                    detail: format!("this window's {} is in force already", hold.kind.as_str()),
+                    duration: Duration::ZERO,
+                    action_required: None,
+                })
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(answer);
+            }
+            return;
+        }
         let id = RequestId(self.next_id);
         self.next_id += 1;
         self.waiting.push(Waiting {

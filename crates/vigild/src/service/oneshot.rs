@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use vigil_checks::ProbeContext;
-use vigil_config::model::{Config, DriverSpec, Group, Service};
+use vigil_config::model::{Config, DriverSpec, Group, MaintenanceWindow, Service};
 use vigil_core::ServiceName;
 
 use crate::drivers::{self, Driver, DriverContext};
@@ -19,7 +19,8 @@ use crate::guard::GuardContext;
 use crate::platform::clock::Clock;
 use crate::service::actor::{Deps, ServiceActor};
 use crate::service::group::{self, GroupDriver};
-use crate::service::protocol::{Outcome, ServiceMsg};
+use crate::service::operator;
+use crate::service::protocol::{OperatorCommand, Outcome, ServiceMsg};
 
 /// What one-shot commands say about an exec service: the running daemon owns its process.
 pub const EXEC_OWNED_BY_DAEMON: &str = "exec services are supervised by `vigil run`, which owns their processes; this command cannot act on one without the daemon's control socket";
@@ -92,6 +93,7 @@ impl Actors {
             self.cancel.clone(),
         );
         self.tasks.spawn(actor.run(rx));
+        let _ = open_window(&tx, &service.maintenance);
         self.inboxes.insert(service.name.clone(), tx.clone());
         Ok(tx)
     }
@@ -128,6 +130,17 @@ impl Actors {
             self.cancel.clone(),
         );
         self.tasks.spawn(actor.run(rx));
+        if let Some(command) = open_window(&tx, &g.maintenance) {
+            let step = operator::member_step(&command, &key);
+            for m in &g.members {
+                if let Some(inbox) = self.inboxes.get(m) {
+                    let _ = inbox.try_send(ServiceMsg::Operator {
+                        command: Box::new(step.clone()),
+                        reply: None,
+                    });
+                }
+            }
+        }
         self.inboxes.insert(key, tx.clone());
         Ok(tx)
     }
@@ -156,4 +169,25 @@ impl Actors {
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// Cron mode has no timer for maintenance windows: a window open now applies to what this
+/// command does (and is recorded, its end with it, as the daemon would).
+/// The window's command, when one was sent.
+fn open_window(
+    tx: &mpsc::Sender<ServiceMsg>,
+    windows: &[MaintenanceWindow],
+) -> Option<OperatorCommand> {
+    let now = crate::platform::clock::now();
+    let (window, start, end) = operator::next_window(windows, now)?;
+    if start > now {
+        return None;
+    }
+    let command = operator::window_command(window, end);
+    // First in the new actor's inbox: before anything this command asks.
+    let _ = tx.try_send(ServiceMsg::Operator {
+        command: Box::new(command.clone()),
+        reply: None,
+    });
+    Some(command)
 }

@@ -9,8 +9,9 @@
 //! carried out by each service's actor, which records what it accepts.
 
 use tokio::sync::{mpsc, oneshot};
-use vigil_config::model::{Config, DriverSpec, Group, Service};
-use vigil_core::lifecycle::HoldKind;
+use vigil_config::model::{
+    Config, DriverSpec, Group, MaintenanceAction, MaintenanceWindow, Service,
+};
 use vigil_core::{ServiceName, Timestamp};
 
 use crate::ledger::Caller;
@@ -172,38 +173,56 @@ pub async fn apply(
     let Some(inbox) = inbox_of(&key) else {
         return Outcome::Dropped(format!("{key} has no actor (is it configured?)"));
     };
-    let outcome = send(&inbox, command.clone()).await;
-    let Target::Group(g) = target else {
-        return outcome;
+    let members: Vec<Member> = match target {
+        Target::Service(_) => Vec::new(),
+        Target::Group(g) => g
+            .members
+            .iter()
+            .filter(|m| config.service(m.as_str()).is_some())
+            .filter_map(|m| Some((m.clone(), inbox_of(m)?)))
+            .collect(),
     };
-    if !matches!(command.action, Control::Pause | Control::Resume)
+    apply_to(&key, &inbox, &members, command).await
+}
+
+/// A group member's name and inbox.
+pub type Member = (ServiceName, mpsc::Sender<ServiceMsg>);
+
+/// [`apply`] with the actors found: `members` is empty for a service. Maintenance windows
+/// of groups go through here too.
+pub async fn apply_to(
+    key: &ServiceName,
+    inbox: &mpsc::Sender<ServiceMsg>,
+    members: &[Member],
+    command: OperatorCommand,
+) -> Outcome {
+    let outcome = send(inbox, command.clone()).await;
+    if members.is_empty()
+        || !matches!(command.action, Control::Pause | Control::Resume)
         || !matches!(outcome, Outcome::Done(ref r) if r.ok)
     {
         return outcome;
     }
-    for member in g
-        .members
-        .iter()
-        .filter(|m| config.service(m.as_str()).is_some())
-    {
-        let Some(inbox) = inbox_of(member) else {
-            continue;
-        };
-        let step = OperatorCommand {
-            caller: None,
-            reason: Some(format!("group {} {}", g.name, command.action.past())),
-            source: "group",
-            ..command.clone()
-        };
-        let answer = send(&inbox, step).await;
-        // A stopped member is already more than paused.
-        if !matches!(answer, Outcome::Done(ref r) if r.ok)
-            && !matches!(answer, Outcome::Held(HoldKind::Stopped))
-        {
+    for (member, inbox) in members {
+        let answer = send(inbox, member_step(&command, key)).await;
+        // A stopped member is already more than paused; one an operator holds keeps
+        // that hold.
+        if !matches!(answer, Outcome::Done(ref r) if r.ok) && !matches!(answer, Outcome::Held(_)) {
             return Outcome::Failed(format!("{member}: {}", answer.describe()));
         }
     }
     outcome
+}
+
+/// A group's command as its members get it (source `group`, nobody in particular asked).
+pub fn member_step(command: &OperatorCommand, group_key: &ServiceName) -> OperatorCommand {
+    let group = group_key.as_str().trim_start_matches('@');
+    OperatorCommand {
+        caller: None,
+        reason: Some(format!("group {group} {}", command.action.past())),
+        source: "group",
+        ..command.clone()
+    }
 }
 
 async fn send(inbox: &mpsc::Sender<ServiceMsg>, command: OperatorCommand) -> Outcome {
@@ -218,4 +237,38 @@ async fn send(inbox: &mpsc::Sender<ServiceMsg>, command: OperatorCommand) -> Out
     answer
         .await
         .unwrap_or_else(|_| Outcome::Dropped("vigil stopped before answering".to_owned()))
+}
+
+/// The first window of `windows` that is open at `now` or opens after it: its start and
+/// end.
+pub fn next_window(
+    windows: &[MaintenanceWindow],
+    now: Timestamp,
+) -> Option<(&MaintenanceWindow, Timestamp, Timestamp)> {
+    windows
+        .iter()
+        .filter_map(|w| {
+            // From one window's length ago: a window open now is found too.
+            let start = w.schedule.next_after(now.saturating_sub(w.duration))?;
+            Some((w, start, start.saturating_add(w.duration)))
+        })
+        .min_by_key(|(_, start, _)| *start)
+}
+
+/// What a maintenance window asks of its service at its start, until `end`.
+pub fn window_command(window: &MaintenanceWindow, end: Timestamp) -> OperatorCommand {
+    OperatorCommand {
+        action: match window.action {
+            MaintenanceAction::Pause => Control::Pause,
+            MaintenanceAction::Stop => Control::Stop,
+        },
+        until: Some(end),
+        caller: None,
+        reason: Some(format!(
+            "maintenance window ({}, {})",
+            window.schedule.describe(),
+            vigil_core::format_duration(window.duration)
+        )),
+        source: "window",
+    }
 }
