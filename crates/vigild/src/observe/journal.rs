@@ -6,8 +6,12 @@
 //! Owns: telling whether stderr is the journal (`JOURNAL_STREAM`, systemd's rule), the
 //! encoding of an entry, and sending it (one datagram, or a sealed memfd for an entry too
 //! large for a datagram). Must not: decide what is logged or at which priority
-//! (`observe::log` does), or wait: a datagram that cannot leave at once is an error the
-//! caller answers by writing the line to stderr instead.
+//! (`observe::log` does), or wait long. journald's socket queues only
+//! `net.unix.max_dgram_qlen` datagrams (10 by default), so a burst of records must wait
+//! for journald to read (measured: with no wait, about 1 record in 10 of a burst was
+//! refused); a send waits at most [`SEND_WAIT`], and after one such timeout sends do not
+//! wait at all until one succeeds again, so a stuck journald costs one wait, not one per
+//! record. A refused entry is an error the caller answers by writing the line to stderr.
 //!
 //! No libsystemd: the protocol is `NAME=value\n` per field, or for a value holding a
 //! newline `NAME\n`, its length as a little-endian u64, the bytes, `\n`.
@@ -16,9 +20,12 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::io::Errno;
+use rustix::net::sockopt::Timeout;
 use rustix::net::{
     AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
     SocketFlags, SocketType,
@@ -26,6 +33,9 @@ use rustix::net::{
 
 /// Where journald listens for native entries.
 pub const SOCKET: &str = "/run/systemd/journal/socket";
+
+/// The longest a send waits for room in journald's queue.
+pub const SEND_WAIT: Duration = Duration::from_millis(100);
 
 /// Syslog priorities (`PRIORITY=`), as journald and `journalctl -p` number them.
 pub const ERR: u8 = 3;
@@ -104,6 +114,8 @@ impl Entry {
 pub struct Journal {
     fd: OwnedFd,
     addr: SocketAddrUnix,
+    /// A send timed out and none has succeeded since: do not wait.
+    stalled: AtomicBool,
 }
 
 impl Journal {
@@ -114,25 +126,45 @@ impl Journal {
             SocketFlags::CLOEXEC,
             None,
         )?;
+        rustix::net::sockopt::set_socket_timeout(&fd, Timeout::Send, Some(SEND_WAIT))?;
         let addr = SocketAddrUnix::new(path.as_ref())?;
-        Ok(Journal { fd, addr })
+        Ok(Journal {
+            fd,
+            addr,
+            stalled: AtomicBool::new(false),
+        })
     }
 
-    /// Sends one entry without waiting: a full journald queue is `WouldBlock`, a missing
-    /// journald `NotFound` or `ConnectionRefused`.
+    /// Sends one entry, waiting at most [`SEND_WAIT`] for room (not at all while stalled):
+    /// a full queue is `WouldBlock`, a missing journald `NotFound` or `ConnectionRefused`.
     pub fn send(&self, entry: &Entry) -> io::Result<()> {
-        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-        match rustix::net::sendto(&self.fd, entry.as_bytes(), flags, &self.addr) {
+        let mut flags = SendFlags::NOSIGNAL;
+        if self.stalled.load(Ordering::Relaxed) {
+            flags |= SendFlags::DONTWAIT;
+        }
+        let sent = match rustix::net::sendto(&self.fd, entry.as_bytes(), flags, &self.addr) {
             Ok(_) => Ok(()),
             // Larger than the socket's send buffer: the protocol's other form.
             Err(Errno::MSGSIZE) => self.send_memfd(entry.as_bytes(), flags),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => {
+                self.stalled.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                if e == Errno::AGAIN {
+                    self.stalled.store(true, Ordering::Relaxed);
+                }
+                Err(e.into())
+            }
         }
     }
 
     /// The entry in a sealed memfd, passed with `SCM_RIGHTS` in an empty datagram (journald
     /// takes a memfd only once it is sealed against writes, growing and shrinking).
-    fn send_memfd(&self, data: &[u8], flags: SendFlags) -> io::Result<()> {
+    fn send_memfd(&self, data: &[u8], flags: SendFlags) -> rustix::io::Result<()> {
         let memfd = rustix::fs::memfd_create(
             "vigil-journal-entry",
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
@@ -140,10 +172,10 @@ impl Journal {
         let mut rest = data;
         while !rest.is_empty() {
             match rustix::io::write(&memfd, rest) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(Errno::IO),
                 Ok(n) => rest = &rest[n..],
                 Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         rustix::fs::fcntl_add_seals(
@@ -154,7 +186,7 @@ impl Journal {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-            return Err(io::Error::other("no room for SCM_RIGHTS"));
+            return Err(Errno::NOBUFS); // cmsg_space! sized it: cannot happen
         }
         rustix::net::sendmsg_addr(&self.fd, &self.addr, &[], &mut control, flags)?;
         Ok(())
@@ -202,6 +234,41 @@ mod tests {
         let long = vigil_field(&"a".repeat(100));
         assert_eq!(long.len(), 64);
         assert!(long.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+    }
+
+    /// A real datagram socket nobody reads, as a stuck journald's: the send that finds
+    /// the queue full waits [`SEND_WAIT`], the next ones do not wait, and one that gets
+    /// through again ends the stall.
+    #[test]
+    fn a_full_queue_costs_one_wait_then_none_until_a_send_goes_through() {
+        use crate::platform::clock::monotonic;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let reader = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let journal = Journal::open(&path).unwrap();
+        let mut entry = Entry::new();
+        entry.field("MESSAGE", "x");
+        let mut sent = 0;
+        let first_refusal = loop {
+            let start = monotonic();
+            match journal.send(&entry) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+                    break start.elapsed();
+                }
+            }
+            assert!(sent < 100_000, "the queue never filled");
+        };
+        assert!(first_refusal >= SEND_WAIT / 2, "{first_refusal:?}");
+        let start = monotonic();
+        assert!(journal.send(&entry).is_err());
+        assert!(start.elapsed() < SEND_WAIT / 2, "{:?}", start.elapsed());
+        // journald reads one: the next send goes through and sends wait again.
+        let mut buf = [0u8; 64];
+        reader.recv(&mut buf).unwrap();
+        journal.send(&entry).unwrap();
+        assert!(!journal.stalled.load(Ordering::Relaxed));
     }
 
     #[test]
