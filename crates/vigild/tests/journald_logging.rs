@@ -335,3 +335,119 @@ command = ["/bin/sh", "-c", "echo 'web complains on stderr' >&2; exec sleep 600"
         "{line}"
     );
 }
+
+/// The whole point, under a real systemd (the nspawn test bed's systemd 252, gated by
+/// `VIGIL_TEST_SYSTEMD=1`): Vigil as a unit whose stderr systemd connected to the journal,
+/// and `journalctl -u UNIT -p warning` shows its warnings, `-p err` its errors, and
+/// `-t web` what its exec service printed, stderr at priority 4.
+#[test]
+fn under_systemd_journalctl_filters_vigils_records_by_priority() {
+    if std::env::var("VIGIL_TEST_SYSTEMD").as_deref() != Ok("1") {
+        println!(
+            "skipped: set VIGIL_TEST_SYSTEMD=1 and VIGIL_TEST_SYSTEMD_LEADER (see bench/nspawn-up.sh)"
+        );
+        return;
+    }
+    let leader = std::env::var("VIGIL_TEST_SYSTEMD_LEADER").expect("VIGIL_TEST_SYSTEMD_LEADER");
+    let root = std::path::PathBuf::from(format!("/proc/{leader}/root"));
+    let run = |args: &[&str]| {
+        command("nsenter")
+            .args(["-t", &leader, "-a"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let id = format!("vigil-journal-{}", std::process::id());
+    let unit = format!("{id}.service");
+    let bin_in = format!("usr/local/bin/{id}");
+    let conf_in = format!("etc/{id}.toml");
+    let unit_in = format!("etc/systemd/system/{unit}");
+
+    /// Stops the unit and removes what the test installed, pass or fail.
+    struct Installed<F: Fn(&[&str]) -> std::process::Output> {
+        run: F,
+        unit: String,
+        files: Vec<std::path::PathBuf>,
+        state_dir: std::path::PathBuf,
+    }
+    impl<F: Fn(&[&str]) -> std::process::Output> Drop for Installed<F> {
+        fn drop(&mut self) {
+            let _ = (self.run)(&["systemctl", "stop", &self.unit]);
+            for f in &self.files {
+                let _ = std::fs::remove_file(f);
+            }
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+            let _ = (self.run)(&["systemctl", "daemon-reload"]);
+        }
+    }
+    let _installed = Installed {
+        run: &run,
+        unit: unit.clone(),
+        files: [&bin_in, &conf_in, &unit_in]
+            .iter()
+            .map(|p| root.join(p))
+            .collect(),
+        state_dir: root.join(format!("var/lib/{id}")),
+    };
+    std::fs::copy(vigil_bin(), root.join(&bin_in)).unwrap();
+    std::fs::write(
+        root.join(&conf_in),
+        format!("[vigil]\nstate_dir = \"/var/lib/{id}\"\n{CONFIG}"),
+    )
+    .unwrap();
+    // systemd's defaults: stdout and stderr to the journal, JOURNAL_STREAM set.
+    std::fs::write(
+        root.join(&unit_in),
+        format!("[Service]\nExecStart=/{bin_in} run -c /{conf_in}\n"),
+    )
+    .unwrap();
+    assert!(run(&["systemctl", "daemon-reload"]).status.success());
+    let start = run(&["systemctl", "start", &unit]);
+    assert!(start.status.success(), "{}", text(&start.stderr));
+
+    let journal = |args: &[&str]| -> Vec<Value> {
+        let mut all = vec!["journalctl", "-u", &unit, "--no-pager", "-q", "-o", "json"];
+        all.extend_from_slice(args);
+        text(&run(&all).stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("journalctl json line"))
+            .collect()
+    };
+    let find = |args: &[&str], what: &str, prefix: &str| -> Value {
+        wait_until(LONG, what, || {
+            journal(args)
+                .into_iter()
+                .find(|e| field(e, "MESSAGE").starts_with(prefix))
+        })
+    };
+    let warn = find(
+        &["-p", "warning"],
+        "a warning in journalctl -u UNIT -p warning",
+        "web probe: Health check FAIL",
+    );
+    assert_eq!(field(&warn, "PRIORITY"), "4", "{warn}");
+    assert_eq!(field(&warn, "_SYSTEMD_UNIT"), unit, "{warn}");
+    assert_eq!(field(&warn, "_TRANSPORT"), "journal", "{warn}");
+    let error = find(
+        &["-p", "err"],
+        "an error in journalctl -u UNIT -p err",
+        "broken: Restart FAILED",
+    );
+    assert_eq!(field(&error, "PRIORITY"), "3", "{error}");
+    let stderr = find(
+        &["-t", "web"],
+        "web's stderr in journalctl -u UNIT -t web",
+        "web complains on stderr",
+    );
+    assert_eq!(field(&stderr, "PRIORITY"), "4", "{stderr}");
+    let stdout = find(
+        &["-t", "web"],
+        "web's stdout in journalctl -u UNIT -t web",
+        "web says hello on stdout",
+    );
+    assert_eq!(field(&stdout, "PRIORITY"), "6", "{stdout}");
+    // Nothing of Vigil's came through the stream as a `[timestamp] LEVEL` line.
+    for e in journal(&["-t", "vigil"]) {
+        assert!(!field(&e, "MESSAGE").starts_with('['), "{e}");
+    }
+}
