@@ -386,7 +386,7 @@ pub static VIGIL: Section = Section {
             "log_format",
             Ty::OneOf(LOG_FORMATS),
             Dflt::Value("\"human\""),
-            "Log line format. The `--log-format` flag overrides it.",
+            "Log line format on stderr. The `--log-format` flag overrides it. Under journald (stderr is the journal) records are journal entries instead, with their priority and fields.",
         ),
         key(
             "log_level",

@@ -1,12 +1,21 @@
-//! Log output (SPEC §7): one line per event on stderr.
+//! Log output (SPEC §7): one record per event, on stderr or in the journal.
 //!
 //! Human: `[2025-02-14T10:30:00Z] LEVEL service check: message` (UTC). JSON: one object per
 //! line with `ts`, `level`, `service`, `check`, `event`, `message` and every other field
 //! (the numbers behind a verdict). One small `tracing` layer renders both, so the two
 //! formats can never disagree on what was logged.
+//!
+//! When systemd connected stderr to the journal (`JOURNAL_STREAM`), each record is a
+//! journal entry instead (`observe::journal`): `MESSAGE` without the timestamp and level
+//! (journald has both), `PRIORITY` from the level, `SYSLOG_IDENTIFIER=vigil` and the
+//! fields as `VIGIL_SERVICE`, `VIGIL_CHECK`, `VIGIL_EVENT`, `VIGIL_<NAME>`. An exec
+//! service's captured output goes in under the service's own identifier ([`output`]).
+//! An entry journald does not take at once is written to stderr with its `<N>` priority
+//! prefix, so the journal still gets it, at the right priority.
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -16,11 +25,11 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use vigil_config::model::{LogFormat, LogLevel};
-use vigil_core::Timestamp;
 use vigil_core::event::Field as EventField;
+use vigil_core::{ServiceName, Timestamp};
 
 use crate::observe::bus::Published;
-
+use crate::observe::journal::{self, Entry, Journal};
 use crate::platform::clock;
 
 /// The most verbose level written (set once by [`init`]); events below it are skipped
@@ -32,10 +41,40 @@ const LEVEL_INFO: u8 = 3;
 const LEVEL_DEBUG: u8 = 4;
 const LEVEL_TRACE: u8 = 5;
 
-/// The format every line is written in (set once by [`init`]).
-static JSON: AtomicBool = AtomicBool::new(false);
+/// Where records go (set once by [`init`]; stderr in the human format until then).
+static SINK: OnceLock<Sink> = OnceLock::new();
 
-/// Installs the global logger. Safe to call once per process.
+enum Sink {
+    Stderr(LogFormat),
+    /// Stderr is the journal: entries to journald's socket (`None`: no socket could be
+    /// made, so every record takes the `<N>`-prefixed stderr line).
+    Journal(Option<Journal>),
+}
+
+fn sink() -> &'static Sink {
+    // Not `get_or_init`: a record written before `init` must not fix the sink for good.
+    static BEFORE_INIT: Sink = Sink::Stderr(LogFormat::Human);
+    SINK.get().unwrap_or(&BEFORE_INIT)
+}
+
+/// Which stream of a supervised service a captured line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Installs the global logger. Safe to call once per process. Under journald (stderr is
+/// the journal stream) `format` does not apply: records are journal entries.
 pub fn init(format: LogFormat, level: LogLevel) {
     let (filter, max) = match level {
         LogLevel::Error => (LevelFilter::ERROR, LEVEL_ERROR),
@@ -45,20 +84,25 @@ pub fn init(format: LogFormat, level: LogLevel) {
         LogLevel::Trace => (LevelFilter::TRACE, LEVEL_TRACE),
     };
     MAX_LEVEL.store(max, Ordering::Relaxed);
-    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
+    let _ = SINK.set(if journal::stderr_is_journal() {
+        Sink::Journal(Journal::open(journal::SOCKET).ok())
+    } else {
+        Sink::Stderr(format)
+    });
     let _ = tracing_subscriber::registry()
-        .with(LineLayer { format }.with_filter(filter))
+        .with(LineLayer.with_filter(filter))
         .try_init();
 }
 
 /// Writes one published event as a line (the event bus's log subscriber).
 pub fn event(p: &Published<'_>) {
-    let (level, rank) = match p.event.level() {
-        vigil_core::event::Level::Error => ("ERROR", LEVEL_ERROR),
-        vigil_core::event::Level::Warn => ("WARN", LEVEL_WARN),
-        vigil_core::event::Level::Info => ("INFO", LEVEL_INFO),
-        vigil_core::event::Level::Debug => ("DEBUG", LEVEL_DEBUG),
+    let level = match p.event.level() {
+        vigil_core::event::Level::Error => Level::ERROR,
+        vigil_core::event::Level::Warn => Level::WARN,
+        vigil_core::event::Level::Info => Level::INFO,
+        vigil_core::event::Level::Debug => Level::DEBUG,
     };
+    let rank = rank(&level);
     if rank > MAX_LEVEL.load(Ordering::Relaxed) {
         return;
     }
@@ -79,17 +123,41 @@ pub fn event(p: &Published<'_>) {
         };
         fields.rest.insert(name.to_owned(), value);
     }
-    let format = if JSON.load(Ordering::Relaxed) {
-        LogFormat::Json
-    } else {
-        LogFormat::Human
-    };
-    write_line(format, p.at, level, fields);
+    write_record(p.at, &level, fields, None);
 }
 
-struct LineLayer {
-    format: LogFormat,
+/// Writes a line a supervised service printed on `stream` (when its output goes into
+/// Vigil's log). In the journal it is the service's own entry: `SYSLOG_IDENTIFIER` is the
+/// service (`journalctl -t NAME`), stderr at priority warning and stdout at info;
+/// elsewhere an info line of Vigil's with the service's name.
+pub fn output(service: &ServiceName, stream: Stream, text: &str) {
+    let (priority, rank) = match stream {
+        Stream::Stdout => (journal::INFO, LEVEL_INFO),
+        Stream::Stderr => (journal::WARNING, LEVEL_WARN),
+    };
+    match sink() {
+        Sink::Journal(socket) => {
+            if rank > MAX_LEVEL.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut entry = Entry::new();
+            entry
+                .field("MESSAGE", text)
+                .field("PRIORITY", [b'0' + priority])
+                .field("SYSLOG_IDENTIFIER", service.as_str())
+                .field("VIGIL_SERVICE", service.as_str())
+                .field("VIGIL_STREAM", stream.as_str());
+            send_or_stderr(socket.as_ref(), &entry, priority, || {
+                format!("{service}: {text}")
+            });
+        }
+        Sink::Stderr(_) => {
+            tracing::info!(service = %service, event = "output", stream = stream.as_str(), "{text}");
+        }
+    }
 }
+
+struct LineLayer;
 
 #[derive(Default)]
 struct Fields {
@@ -146,6 +214,26 @@ impl Fields {
     }
 }
 
+fn rank(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => LEVEL_ERROR,
+        Level::WARN => LEVEL_WARN,
+        Level::INFO => LEVEL_INFO,
+        Level::DEBUG => LEVEL_DEBUG,
+        Level::TRACE => LEVEL_TRACE,
+    }
+}
+
+/// The syslog priority journald files a record of this level under.
+fn priority(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => journal::ERR,
+        Level::WARN => journal::WARNING,
+        Level::INFO => journal::INFO,
+        Level::DEBUG | Level::TRACE => journal::DEBUG,
+    }
+}
+
 fn level_name(level: &Level) -> &'static str {
     match *level {
         Level::ERROR => "ERROR",
@@ -160,29 +248,102 @@ impl<S: Subscriber> Layer<S> for LineLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let level = level_name(event.metadata().level());
-        write_line(self.format, clock::now(), level, fields);
+        let meta = event.metadata();
+        let code = meta.file().zip(meta.line());
+        write_record(clock::now(), meta.level(), fields, code);
     }
+}
+
+/// Writes one record where [`init`] said: a line on stderr, or a journal entry.
+fn write_record(ts: Timestamp, level: &Level, fields: Fields, code: Option<(&str, u32)>) {
+    match sink() {
+        Sink::Stderr(format) => write_line(*format, ts, level_name(level), fields),
+        Sink::Journal(socket) => {
+            let priority = priority(level);
+            let entry = journal_entry(priority, &fields, code);
+            send_or_stderr(socket.as_ref(), &entry, priority, || message(&fields));
+        }
+    }
+}
+
+/// What a human line says after its timestamp and level: `service check: message: error`.
+fn message(fields: &Fields) -> String {
+    let mut line = String::with_capacity(fields.message.len() + 32);
+    match (&fields.service, &fields.check) {
+        (Some(s), Some(c)) => line.push_str(&format!("{s} {c}: ")),
+        (Some(s), None) => line.push_str(&format!("{s}: ")),
+        (None, Some(c)) => line.push_str(&format!("{c}: ")),
+        (None, None) => {}
+    }
+    line.push_str(&fields.message);
+    if let Some(error) = &fields.error {
+        line.push_str(": ");
+        line.push_str(error);
+    }
+    line
+}
+
+/// A record as a journal entry of Vigil's (`SYSLOG_IDENTIFIER=vigil`).
+fn journal_entry(priority: u8, fields: &Fields, code: Option<(&str, u32)>) -> Entry {
+    let mut entry = Entry::new();
+    entry
+        .field("MESSAGE", message(fields))
+        .field("PRIORITY", [b'0' + priority])
+        .field("SYSLOG_IDENTIFIER", "vigil");
+    let named = [
+        ("VIGIL_SERVICE", &fields.service),
+        ("VIGIL_CHECK", &fields.check),
+        ("VIGIL_EVENT", &fields.event),
+        ("VIGIL_ERROR", &fields.error),
+    ];
+    for (name, value) in named {
+        if let Some(value) = value {
+            entry.field(name, value);
+        }
+    }
+    for (name, value) in &fields.rest {
+        let name = journal::vigil_field(name);
+        match value {
+            Value::String(s) => entry.field(&name, s),
+            Value::Null => continue,
+            other => entry.field(&name, other.to_string()),
+        };
+    }
+    if let Some((file, line)) = code {
+        entry
+            .field("CODE_FILE", file)
+            .field("CODE_LINE", line.to_string());
+    }
+    entry
+}
+
+/// Sends an entry to journald; if it cannot go (no journald, its queue full), writes the
+/// `line` to stderr, the journal stream, each line behind the `<N>` prefix journald reads
+/// as the priority (sd-daemon(3)).
+fn send_or_stderr(
+    socket: Option<&Journal>,
+    entry: &Entry,
+    priority: u8,
+    line: impl FnOnce() -> String,
+) {
+    if socket.is_some_and(|j| j.send(entry).is_ok()) {
+        return;
+    }
+    let mut out = String::new();
+    for l in line().split('\n') {
+        out.push('<');
+        out.push(char::from(b'0' + priority));
+        out.push('>');
+        out.push_str(l);
+        out.push('\n');
+    }
+    let _ = std::io::stderr().lock().write_all(out.as_bytes());
 }
 
 /// Renders and writes one line, in one `write(2)`.
 fn write_line(format: LogFormat, ts: Timestamp, level: &str, fields: Fields) {
     let line = match format {
-        LogFormat::Human => {
-            let mut line = format!("[{ts}] {level} ");
-            match (&fields.service, &fields.check) {
-                (Some(s), Some(c)) => line.push_str(&format!("{s} {c}: ")),
-                (Some(s), None) => line.push_str(&format!("{s}: ")),
-                (None, Some(c)) => line.push_str(&format!("{c}: ")),
-                (None, None) => {}
-            }
-            line.push_str(&fields.message);
-            if let Some(error) = &fields.error {
-                line.push_str(": ");
-                line.push_str(error);
-            }
-            line
-        }
+        LogFormat::Human => format!("[{ts}] {level} {}", message(&fields)),
         LogFormat::Json => {
             let mut obj = Map::new();
             obj.insert("ts".into(), Value::String(ts.to_string()));
@@ -213,4 +374,50 @@ fn write_line(format: LogFormat, ts: Timestamp, level: &str, fields: Fields) {
     let mut line = line;
     line.push('\n');
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_record_has_its_priority_and_fields_and_no_timestamp() {
+        let mut fields = Fields {
+            message: "Health check FAIL (1/3): timeout".to_owned(),
+            service: Some("web".to_owned()),
+            check: Some("health".to_owned()),
+            event: Some("check_run".to_owned()),
+            ..Fields::default()
+        };
+        fields.rest.insert(
+            "reason".to_owned(),
+            Value::String("line one\nline two".to_owned()),
+        );
+        fields.rest.insert("wait_ms".to_owned(), Value::from(1500));
+        let entry = journal_entry(journal::WARNING, &fields, Some(("src/x.rs", 7)));
+        let mut want = b"MESSAGE=web health: Health check FAIL (1/3): timeout\n\
+            PRIORITY=4\nSYSLOG_IDENTIFIER=vigil\n\
+            VIGIL_SERVICE=web\nVIGIL_CHECK=health\nVIGIL_EVENT=check_run\n\
+            VIGIL_REASON\n"
+            .to_vec();
+        want.extend_from_slice(&17u64.to_le_bytes());
+        want.extend_from_slice(
+            b"line one\nline two\nVIGIL_WAIT_MS=1500\nCODE_FILE=src/x.rs\nCODE_LINE=7\n",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(entry.as_bytes()),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    #[test]
+    fn the_human_line_is_unchanged() {
+        let fields = Fields {
+            message: "Restart FAILED: exit code 1".to_owned(),
+            service: Some("web".to_owned()),
+            error: Some("boom".to_owned()),
+            ..Fields::default()
+        };
+        assert_eq!(message(&fields), "web: Restart FAILED: exit code 1: boom");
+    }
 }

@@ -1,5 +1,6 @@
 //! A supervised process's stdout/stderr: read from its pipe, cut into lines, and routed
-//! into Vigil's log (prefixed with the service) or appended to a file rotated by size.
+//! into Vigil's log (prefixed with the service; under journald, entries of the service's
+//! own, `observe::log::output`) or appended to a file rotated by size.
 //! Every line also goes to the service's [`OutputLog`] (`vigil logs`, hang evidence).
 //!
 //! Memory matters with hundreds of idle services: a pipe costs one registration and an
@@ -15,25 +16,13 @@ use vigil_config::model::OutputTarget;
 use vigil_core::ServiceName;
 
 use super::output::OutputLog;
+use crate::observe::log;
 use crate::platform::clock;
 
 /// How long a line may be (longer ones are cut).
 const MAX_LINE: usize = 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
+pub use crate::observe::log::Stream;
 
 /// A rotating output file: `PATH`, then `PATH.1` (newest) .. `PATH.keep`.
 pub struct RotatingFile {
@@ -214,7 +203,7 @@ impl Pipe {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         if matches!(self.sink, Sink::Log) {
-            tracing::info!(service = %service, event = "output", stream = self.stream.as_str(), "{text}");
+            log::output(service, self.stream, text);
         }
         output.push(self.stream, clock::now(), text);
     }
