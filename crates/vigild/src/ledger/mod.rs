@@ -43,14 +43,14 @@ pub use self::handle::{CHECK_STATE_FLUSH, LedgerHandle};
 pub use self::in_place::sync_wal;
 pub use self::restarts::{
     Caller, DanglingOutcome, HistoryRow, HoldRow, Intent, NewVerdict, OperatorAction, OperatorRow,
-    Recorded,
+    Recorded, describe_caller,
 };
 pub use self::states::{CheckStateRow, ExecStateRow};
 
 use self::restarts::CountedCache;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Why the ledger could not be used. Its message carries the cause, once: `source()` is
 /// `None`, so printing the chain (`{:#}`, [`vigil_checks::probe::error_chain`]) does not
