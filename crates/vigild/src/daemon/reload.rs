@@ -91,6 +91,11 @@ impl ConfigDiff {
             diff.needs_restart
                 .push("control_socket/control_socket_group");
         }
+        let listener = |c: &Config| c.vigil.http.as_ref().map(|h| (h.listen, h.tls.clone()));
+        if listener(new) != listener(old) {
+            diff.needs_restart
+                .push("http_listen/http_tls_cert/http_tls_key");
+        }
         diff
     }
 
@@ -125,6 +130,18 @@ impl Daemon {
                 ));
                 return;
             }
+        };
+        // The listener's token is read again (SIGHUP rotates it); one that cannot be read
+        // rejects the whole reload, like a file that does not validate.
+        let token = match (&self.http_token, &new.vigil.http) {
+            (Some(_), Some(spec)) => match crate::control::http::TokenSwap::read(spec) {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    self.reject(&error.to_string());
+                    return;
+                }
+            },
+            _ => None,
         };
         let diff = ConfigDiff::between(&self.config, &new);
         for what in &diff.needs_restart {
@@ -214,6 +231,9 @@ impl Daemon {
                 "alert channels reloaded: {} channel(s)",
                 new.alerts.len()
             );
+        }
+        if let (Some(swap), Some(token)) = (&self.http_token, token) {
+            swap.set(token);
         }
         self.config = Arc::new(new);
         self.start_groups();
