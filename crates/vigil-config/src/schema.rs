@@ -412,7 +412,7 @@ pub static VIGIL: Section = Section {
             "http_listen",
             Ty::Other("`\"IP:PORT\"`"),
             Dflt::None,
-            "Serve HTTP on this TCP address too (e.g. `\"127.0.0.1:9731\"`; port 0 picks a free port, which the log and `/v1/health` name): the read-only API (`/v1/health`, `/v1/status`, `/v1/history`, a service's `logs`) without a token, and the operator's endpoints (restart, reset, stop, start, pause, resume, heartbeat) only with `Authorization: Bearer` and the token of `http_token_file`. Off by default. Same limits as the control socket (docs/cli-json.md). A change takes effect at the next start of vigil.",
+            "Serve HTTP on this TCP address too (e.g. `\"127.0.0.1:9731\"`; port 0 picks a free port, which the log and `/v1/health` name): `/metrics` (Prometheus) and the read-only API (`/v1/health`, `/v1/status`, `/v1/history`, a service's `logs`) without a token, and the operator's endpoints (restart, reset, stop, start, pause, resume, heartbeat) only with `Authorization: Bearer` and the token of `http_token_file`. Off by default. Same limits as the control socket (docs/cli-json.md). A change takes effect at the next start of vigil.",
         ),
         key(
             "http_token_file",

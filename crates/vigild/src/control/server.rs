@@ -11,6 +11,7 @@
 //!
 //! Routes (all JSON unless `format=text`; every error, the extractors' and the router's
 //! included, is `{"error": "..."}` with its status):
+//! - `GET  /metrics`: Prometheus metrics (`observe/metrics.rs`).
 //! - `GET  /v1/health`: pid, version, start time, services, the TCP listener's address.
 //! - `GET  /v1/status[?service=S][&format=text&color=1]`: the `vigil status` document.
 //! - `GET  /v1/history[?service=S][&since=MS][&format=text&color=1]`: the ledger.
@@ -50,6 +51,7 @@ pub use super::conn::{HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_
 use super::operate;
 use crate::drivers::exec::output::Outputs;
 use crate::guard::{self, GuardContext};
+use crate::observe::metrics::{self as prometheus, Metrics};
 use crate::platform::clock;
 use crate::render as output;
 use crate::service::protocol::{Outcome, ServiceMsg};
@@ -64,6 +66,8 @@ pub struct ApiView {
     pub outputs: Outputs,
     /// Where the TCP listener listens (`http_listen`, its port resolved), if it is on.
     pub http: Option<SocketAddr>,
+    /// The daemon's metrics, for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What every handler shares; the same for both listeners.
@@ -174,6 +178,7 @@ fn group_id(name: &str) -> Result<u32, BindError> {
 /// through without its token: `http.rs`).
 pub(super) fn routes(state: AppState) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
         .route("/v1/history", get(history))
@@ -342,6 +347,16 @@ fn known_service(view: &ApiView, name: &str) -> Result<ServiceName, ApiError> {
                 ),
             )
         })
+}
+
+/// The Prometheus exposition: the budgets from the ledger (one job), the rest from memory.
+async fn metrics(State(st): State<AppState>) -> ApiResult {
+    let view = st.view.borrow().clone();
+    let budgets = view.metrics.budgets(&st.guard.ledger, clock::now()).await;
+    let body = view
+        .metrics
+        .render(&budgets, &st.guard.events, clock::now());
+    Ok(([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], body).into_response())
 }
 
 async fn health(State(st): State<AppState>) -> ApiResult {

@@ -44,6 +44,7 @@ use crate::guard::GuardContext;
 use crate::ledger::{CheckStateRow, LedgerHandle};
 use crate::observe::alerting::AlertHub;
 use crate::observe::bus::Events;
+use crate::observe::metrics::Metrics;
 use crate::observe::sdnotify::{Liveness, Notifier};
 use crate::platform::clock::Clock;
 use crate::service::actor::{Deps, ServiceActor};
@@ -81,6 +82,8 @@ struct Shared {
     guard: GuardContext,
     /// The alert router (a subscriber of the guard's event bus), for reload and shutdown.
     alerts: AlertHub,
+    /// The metrics (another subscriber), reconfigured on reload.
+    metrics: Arc<Metrics>,
     drivers: DriverContext,
     probes: Arc<ProbeContext>,
     clock: Clock,
@@ -151,9 +154,10 @@ impl Daemon {
                 intent.pid
             );
         }
-        let alerts = AlertHub::start(&config, ledger.clone());
+        let metrics = Metrics::new(&config);
+        let alerts = AlertHub::start(&config, ledger.clone(), metrics.clone());
         let clock = Clock::real();
-        let events = Events::new(alerts.clone());
+        let events = Events::new(alerts.clone(), metrics.clone());
         let probes = Arc::new(ProbeContext::new());
         let shared = Arc::new(Shared {
             guard: GuardContext {
@@ -162,6 +166,7 @@ impl Daemon {
                 events: events.clone(),
             },
             alerts,
+            metrics,
             drivers: DriverContext {
                 probes: probes.clone(),
                 state_dir: config.vigil.state_dir.clone(),
@@ -179,6 +184,7 @@ impl Daemon {
             services: BTreeMap::new(),
             outputs: shared.drivers.outputs.clone(),
             http: http.as_ref().map(http::Bound::addr),
+            metrics: shared.metrics.clone(),
         }));
         let mut daemon = Daemon {
             config_path,
@@ -363,6 +369,7 @@ impl Daemon {
             services,
             outputs: self.shared.drivers.outputs.clone(),
             http: self.http_addr,
+            metrics: self.shared.metrics.clone(),
         }));
     }
 
@@ -435,6 +442,10 @@ impl Daemon {
             let position = row.and_then(|r| r.position.clone());
             let offset = stagger(*index, n_checks, check.every);
             *index += 1;
+            let last = row.and_then(|r| r.last_verdict);
+            self.shared
+                .metrics
+                .check_started(&name, check.name.as_str(), initial.status, last);
             let task = self.spawn_check(&name, &handle, check, initial, position, offset);
             handle.checks.insert(check.name.to_string(), task);
         }

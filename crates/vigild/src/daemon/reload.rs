@@ -178,6 +178,9 @@ impl Daemon {
                 }
             }
         }
+        // Nothing rejects the reload from here on: the metrics take the new set of series
+        // (before the new check tasks start, which report to theirs).
+        self.shared.metrics.configure(&new);
         let mut changed = 0usize;
         for name in diff.removed.iter().chain(&diff.replaced) {
             if let Some(handle) = self.services.remove(name) {
@@ -309,6 +312,12 @@ impl Daemon {
                     let position = saved
                         .get(&(service.name.to_string(), check.name.to_string()))
                         .and_then(|r| r.position.clone());
+                    self.shared.metrics.check_started(
+                        &service.name,
+                        check.name.as_str(),
+                        CheckHealth::default().status,
+                        None,
+                    );
                     let task = self.spawn_check(
                         &service.name,
                         &handle,
