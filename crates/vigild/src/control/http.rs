@@ -156,9 +156,20 @@ pub struct Bound {
     token: Option<Token>,
 }
 
-/// Reads the token and TLS files of `spec` and binds its address.
+/// Reads the token and TLS files of `spec` and binds its address. A token file that
+/// others may read is used, with a warning.
 pub fn bind(spec: &HttpListener) -> Result<Bound, HttpError> {
     let token = token_of(spec)?;
+    if let Some(path) = &spec.token_file
+        && let Ok(meta) = std::fs::metadata(path)
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(event = "http_token_file_open", path = %path.display(),
+                "http_token_file {} is readable by others (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
+        }
+    }
     let tls = spec.tls.as_ref().map(tls_acceptor).transpose()?;
     let bind_err = |source| HttpError::Bind {
         addr: spec.listen,
