@@ -282,7 +282,7 @@ fn label(name: &str, value: &str) -> String {
 /// The scrape-time facts from the ledger: per service or group, the restarts counted in
 /// its window and whether the guard would deny (given up).
 #[derive(Clone, Debug, Default)]
-pub struct Budgets(BTreeMap<ServiceName, (u32, bool)>);
+pub struct Budgets(pub BTreeMap<ServiceName, (u32, bool)>);
 
 impl Metrics {
     pub fn new(config: &Config) -> Arc<Metrics> {
