@@ -214,6 +214,89 @@ fn operator_endpoints_need_the_bearer_token() {
     assert_eq!(stop.status, 400, "{stop:?}");
 }
 
+/// `request` (a whole request, head and body, written as is) on a fresh connection.
+fn ask_raw(addr: std::net::SocketAddr, request: &[u8]) -> Answer {
+    let mut stream = connect(addr);
+    stream.write_all(request).unwrap();
+    let answer = read_answer(&mut stream, Duration::from_secs(30));
+    answer.assert_no_cors();
+    answer
+}
+
+/// What a page of another origin can make a browser send without a CORS preflight: a
+/// form POST (urlencoded, multipart or text/plain; with fields or none), or a `fetch`
+/// in `no-cors` mode, each carrying the browser's cookies and the page's `Origin` and
+/// `Referer`, but never an `Authorization` header. Each is refused (401, or 413 for a
+/// body, which no endpoint reads) whatever its fields and cookies hold, and nothing is
+/// done or recorded. Answers to reads from that origin carry no CORS header either, so
+/// the page cannot read them.
+#[test]
+fn cross_origin_browser_posts_are_refused() {
+    let env = Env::new();
+    write_config(&env, &listener_keys(&env));
+    let (_daemon, addr) = start(&env, None);
+    let forms = [
+        (
+            "application/x-www-form-urlencoded",
+            format!("token={TOKEN}&authorization=Bearer+{TOKEN}&access_token={TOKEN}"),
+        ),
+        (
+            "multipart/form-data; boundary=xYz",
+            format!(
+                "--xYz\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\n{TOKEN}\r\n--xYz--\r\n"
+            ),
+        ),
+        ("text/plain", format!("Authorization: Bearer {TOKEN}")),
+        // A form with no fields: no body at all.
+        ("application/x-www-form-urlencoded", String::new()),
+    ];
+    let paths = [
+        "/v1/services/web/restart?force=true",
+        "/v1/services/web/reset",
+        "/v1/services/web/pause?reason=csrf",
+        "/v1/services/web/stop",
+        "/v1/heartbeat/web/beat",
+        // A public read's path, posted to: not a read, so not public.
+        "/v1/status",
+    ];
+    for path in paths {
+        for (content_type, body) in &forms {
+            for mode in ["navigate", "no-cors"] {
+                let request = format!(
+                    "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://evil.example\r\n\
+                     Referer: https://evil.example/csrf.html\r\nSec-Fetch-Site: cross-site\r\n\
+                     Sec-Fetch-Mode: {mode}\r\nCookie: token={TOKEN}; vigil_token={TOKEN}\r\n\
+                     Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let answer = ask_raw(addr, request.as_bytes());
+                let expected = if body.is_empty() { 401 } else { 413 };
+                assert_eq!(
+                    answer.status, expected,
+                    "{path} {content_type} {mode}: {answer:?}"
+                );
+                answer.error();
+            }
+        }
+    }
+    // A cross-origin page reading the public API gets its answer, but no header that
+    // would let the browser hand it to the page.
+    for path in ["/v1/status", "/metrics", "/v1/health"] {
+        let answer = ask(addr, "GET", path, &["Origin: https://evil.example"]);
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+    }
+    let history = env.history();
+    assert!(
+        history
+            .iter()
+            .all(|e| e["source"] != "manual" && e["source"] != "operator"),
+        "a cross-origin request acted: {history:?}"
+    );
+    let status = env.vigil(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(doc["services"][0]["hold"].is_null(), "{doc}");
+}
+
 /// Without `http_token_file` the operator endpoints are closed over TCP, whatever is
 /// presented; the reads are open.
 #[test]
@@ -420,19 +503,32 @@ fn raise_nofile() {
     );
 }
 
+/// Whether the daemon still holds `conn` open: nothing to read yet, not closed.
+fn still_open(mut conn: &TcpStream) -> bool {
+    conn.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    let open = matches!(conn.read(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock);
+    conn.set_nonblocking(false).unwrap();
+    open
+}
+
 /// Hostile clients on the TCP listener: 1,000 idle connections, a 100 MB body, slowloris
-/// headers, garbage bytes, an oversized head and path traversal are each answered 4xx or
-/// dropped within the configured timeouts; the daemon's memory stays bounded; and all the
-/// while a check at `every = "1s"` keeps its schedule and a forced restart through the
-/// control socket is not held up.
+/// headers, garbage bytes, an oversized head and path traversal are each answered 4xx (503
+/// for connections beyond the bound) or dropped within the configured timeouts; the
+/// daemon's memory stays bounded; a forced restart through the control socket is done
+/// while the 1,000 connections are held; and all the while a check at `every = "1s"`
+/// keeps its schedule: it runs once per second of the attack, counted from the runs it
+/// recorded (no timing threshold on any single run).
 #[test]
 fn hostile_clients_never_hold_up_checks_or_restarts() {
     raise_nofile();
     let env = Env::new();
     write_config(&env, &listener_keys(&env));
-    // Header 1 s, idle 2 s: the contract's 10 s and 30 s, shortened to watch them work.
-    let (header, idle) = (Duration::from_secs(1), Duration::from_secs(2));
-    let (daemon, addr) = start(&env, Some((1_000, 2_000)));
+    // Header and idle timeouts of 4 s (the contract's 10 s and 30 s, shortened to watch
+    // them work): the idle connections are held that long, the forced restart happens
+    // meanwhile.
+    let header = Duration::from_secs(4);
+    let (daemon, addr) = start(&env, Some((4_000, 4_000)));
     let pid = daemon.child.id();
     wait_until(Duration::from_secs(20), "the check's first runs", || {
         (runs(&env).len() >= 3).then_some(())
@@ -440,25 +536,38 @@ fn hostile_clients_never_hold_up_checks_or_restarts() {
     let rss_before = rss_kib(pid);
     let attack_start = now_ns();
 
-    // 1,000 idle connections, opened at once: the first 256 are served (and closed at the
-    // header timeout), some more answered 503, the rest closed without an answer.
-    let mut idle_conns: Vec<TcpStream> = (0..1000)
-        .filter_map(|_| TcpStream::connect(addr).ok())
-        .collect();
+    // 1,000 idle connections: the first 256 are served (and closed at the header
+    // timeout), some more answered 503, the rest closed without an answer. The first 300
+    // fill every slot; the other 700 arrive while a forced restart goes through the
+    // control socket.
+    let open_idle = move |n: usize| -> Vec<TcpStream> {
+        (0..n)
+            .filter_map(|_| TcpStream::connect(addr).ok())
+            .collect()
+    };
+    let mut idle_conns = open_idle(300);
+    let flood = std::thread::spawn(move || open_idle(700));
+
+    // The restart: recorded, and done before the daemon let go of the connections that
+    // hold its slots.
+    let out = env.vigil(&["restart", "web", "--force", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        rows(&env, "web", "manual", "allowed").len(),
+        1,
+        "{:?}",
+        env.history()
+    );
+    let held = idle_conns.iter().take(64).filter(|c| still_open(c)).count();
+    assert!(
+        held > 0,
+        "the restart was held up until the idle connections were let go"
+    );
+    idle_conns.extend(flood.join().unwrap());
     assert!(
         idle_conns.len() >= 900,
         "only {} connected",
         idle_conns.len()
-    );
-
-    // A forced restart through the control socket meanwhile is answered at once.
-    let restart_started = instant_now();
-    let out = env.vigil(&["restart", "web", "--force", "--json"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let restart_took = restart_started.elapsed();
-    assert!(
-        restart_took < Duration::from_secs(3),
-        "restart took {restart_took:?}"
     );
 
     // The idle connections: each closed by the daemon (a 503 first for some) within the
@@ -582,11 +691,14 @@ fn hostile_clients_never_hold_up_checks_or_restarts() {
         assert!(!text(&answer.body).contains("root:"), "{path}: {answer:?}");
     }
 
+    // Closed at the header deadline (plus slack for a busy machine), long before the
+    // client would have finished its 40 s of headers.
     let slow_closed = slow.join().unwrap().expect("slowloris was never closed");
     assert!(
-        slow_closed < header + Duration::from_secs(3),
+        slow_closed < header + Duration::from_secs(10),
         "slowloris closed after {slow_closed:?}"
     );
+    let attack_end = now_ns();
 
     // Memory: bounded while under attack.
     let rss_after = rss_kib(pid);
@@ -595,27 +707,25 @@ fn hostile_clients_never_hold_up_checks_or_restarts() {
         "VmRSS grew from {rss_before} KiB to {rss_after} KiB"
     );
 
-    // The check kept its schedule: no gap over 2.5 s between runs during the attack.
-    let attack_end = now_ns();
-    wait_until(Duration::from_secs(5), "a run after the attack", || {
-        runs(&env).iter().any(|t| *t > attack_end).then_some(())
-    });
-    let during: Vec<u128> = runs(&env)
+    // The check kept its schedule: a fixed-rate 1 s check ran once per whole second of
+    // the attack, less one for the window's two edges and one for a late fork on a busy
+    // machine. A check held up for 3 s anywhere in the window fails this.
+    let window_s = (attack_end - attack_start) / 1_000_000_000;
+    assert!(window_s >= 6, "the attack lasted only {window_s} s");
+    let during = runs(&env)
         .into_iter()
-        .filter(|t| *t + 1_500_000_000 >= attack_start)
-        .collect();
-    let worst = during.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        .filter(|t| (attack_start..attack_end).contains(t))
+        .count() as u128;
     assert!(
-        worst < 2_500_000_000,
-        "the 1 s check went {:.2} s without a run under attack ({} runs)",
-        worst as f64 / 1e9,
-        during.len()
+        during + 2 >= window_s,
+        "the 1 s check ran {during} times in the {window_s} s of the attack"
     );
     // The listener still answers, and so does the socket.
     assert_eq!(ask(addr, "GET", "/v1/health", &[]).status, 200);
     assert!(env.vigil(&["status", "--json"]).status.success());
     eprintln!(
-        "hostile: VmRSS {rss_before} -> {rss_after} KiB; {answered_503} idle connections answered 503; forced restart took {restart_took:?}; slowloris closed after {slow_closed:?}; worst gap between check runs {:.2} s; idle {idle:?}",
-        worst as f64 / 1e9
+        "hostile: VmRSS {rss_before} -> {rss_after} KiB; {answered_503} idle connections answered 503; \
+         {held} of the first 64 still held after the restart; slowloris closed after {slow_closed:?}; \
+         the check ran {during} times in {window_s} s of attack"
     );
 }
