@@ -49,10 +49,16 @@ on_failure = "alert"
 fn listener_keys(env: &Env) -> String {
     let token = env.path("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    set_mode(&token, 0o600);
     format!(
         "http_listen = \"127.0.0.1:0\"\nhttp_token_file = {:?}",
         token.display().to_string()
     )
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Writes the config with `keys` in `[vigil]` (the state dir first).
@@ -82,7 +88,12 @@ fn rows(env: &Env, service: &str, source: &str, verdict: &str) -> Vec<serde_json
 fn operator_endpoints_need_the_bearer_token() {
     let env = Env::new();
     write_config(&env, &listener_keys(&env));
-    let (_daemon, addr) = start(&env, None);
+    let (daemon, addr) = start(&env, None);
+    assert!(
+        !daemon.log_text().contains("readable by others"),
+        "{}",
+        daemon.log_text()
+    );
     let mutating = [
         "/v1/services/web/restart?force=true",
         "/v1/services/web/reset",
@@ -319,9 +330,10 @@ fn without_a_token_file_every_operator_endpoint_is_401() {
     assert!(rows(&env, "web", "manual", "allowed").is_empty());
 }
 
-/// An empty or unreadable token file stops the start, saying which file and why. On
-/// reload (SIGHUP) the token is read again: a new token replaces the old one, and an
-/// unreadable file rejects the reload (the running token stays).
+/// An empty or unreadable token file stops the start, saying which file and why; one
+/// that others may read is used, with a warning. On reload (SIGHUP) the token is read
+/// again: a new token replaces the old one, and an unreadable file rejects the reload
+/// (the running token stays).
 #[test]
 fn the_token_file_is_checked_at_start_and_rotated_on_reload() {
     let env = Env::new();
@@ -351,7 +363,17 @@ fn the_token_file_is_checked_at_start_and_rotated_on_reload() {
     );
 
     std::fs::write(&token, "first-token\n").unwrap();
+    // Readable by its group and others: used, with a warning naming the file.
+    set_mode(&token, 0o644);
     let (daemon, addr) = start(&env, None);
+    assert!(
+        daemon.log_text().contains(&format!(
+            "http_token_file {} is readable by others (mode 644)",
+            token.display()
+        )),
+        "{}",
+        daemon.log_text()
+    );
     let reset = |t: &str| {
         ask(
             addr,

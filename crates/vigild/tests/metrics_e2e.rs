@@ -409,28 +409,22 @@ fn prom_value(prom: SocketAddr, query: &str) -> Option<String> {
     }
 }
 
-/// A real Prometheus scrapes Vigil's TCP listener every second; after a forced restart
-/// and with a failing check, its own query API reports `vigil_restarts_total` and
-/// `vigil_check_up` as they are. It also parses every query of the Grafana dashboard.
-#[test]
-fn prometheus_scrapes_the_listener() {
-    if !servers() {
-        return;
-    }
+/// Starts a real Prometheus on a free loopback port, with its own storage in `env`'s
+/// directory, scraping `target` every second as job `vigil` (`job`: more of the job's
+/// YAML, one key a line, e.g. its scheme and TLS settings); waits until it is ready. Its
+/// log is `prometheus.log`.
+fn start_prometheus(env: &Env, target: SocketAddr, job: &str) -> (KillOnDrop, SocketAddr) {
     assert!(
         command("prometheus").arg("--version").output().is_ok(),
         "prometheus is needed (Debian's prometheus package)"
     );
-    let env = Env::new();
-    config(&env, true);
-    let (_daemon, addr) = start(&env, None);
-    let prom_port = free_port();
-    let prom = SocketAddr::from(([127, 0, 0, 1], prom_port));
+    let prom = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let job: String = job.lines().map(|l| format!("    {l}\n")).collect();
     std::fs::write(
         env.path("prometheus.yml"),
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: vigil\n    static_configs:\n      - targets: ['{addr}']\n"
+             scrape_configs:\n  - job_name: vigil\n{job}    static_configs:\n      - targets: ['{target}']\n"
         ),
     )
     .unwrap();
@@ -450,8 +444,7 @@ fn prometheus_scrapes_the_listener() {
         .stderr(log)
         .spawn()
         .expect("start prometheus");
-    let _prometheus = KillOnDrop(child);
-    let prom_log = || std::fs::read_to_string(env.path("prometheus.log")).unwrap_or_default();
+    let prometheus = KillOnDrop(child);
     wait_until(Duration::from_secs(30), "Prometheus to be ready", || {
         let mut s = std::net::TcpStream::connect(prom).ok()?;
         s.write_all(b"GET /-/ready HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n")
@@ -460,6 +453,22 @@ fn prometheus_scrapes_the_listener() {
         s.read_to_string(&mut got).ok()?;
         got.starts_with("HTTP/1.1 200").then_some(())
     });
+    (prometheus, prom)
+}
+
+/// A real Prometheus scrapes Vigil's TCP listener every second; after a forced restart
+/// and with a failing check, its own query API reports `vigil_restarts_total` and
+/// `vigil_check_up` as they are. It also parses every query of the Grafana dashboard.
+#[test]
+fn prometheus_scrapes_the_listener() {
+    if !servers() {
+        return;
+    }
+    let env = Env::new();
+    config(&env, true);
+    let (_daemon, addr) = start(&env, None);
+    let (_prometheus, prom) = start_prometheus(&env, addr, "");
+    let prom_log = || std::fs::read_to_string(env.path("prometheus.log")).unwrap_or_default();
 
     let out = env.vigil(&["restart", "svc", "--force"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -516,6 +525,57 @@ fn prometheus_scrapes_the_listener() {
             .replace("$__rate_interval", "1m");
         prom_query(prom, &q);
     }
+}
+
+/// Prometheus scrapes the listener over TLS (`http_tls_cert`/`http_tls_key`: a
+/// certificate for 127.0.0.1 made with rcgen, which Prometheus is given as its CA): the
+/// target is up and the checks' values arrive through Prometheus's query API.
+#[test]
+fn prometheus_scrapes_the_tls_listener() {
+    if !servers() {
+        return;
+    }
+    let env = Env::new();
+    config(&env, false);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(env.path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(env.path("key.pem"), key.serialize_pem()).unwrap();
+    let listen = "http_listen = \"127.0.0.1:0\"\n";
+    let plain = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(plain.contains(listen), "{plain}");
+    let tls = plain.replace(
+        listen,
+        &format!("{listen}http_tls_cert = \"cert.pem\"\nhttp_tls_key = \"key.pem\"\n"),
+    );
+    std::fs::write(env.config_path(), tls).unwrap();
+    let (daemon, addr) = start(&env, None);
+    assert!(daemon.log_text().contains(&format!("https://{addr}")));
+
+    let job = format!(
+        "scheme: https\ntls_config:\n  ca_file: {}",
+        env.path("cert.pem").display()
+    );
+    let (_prometheus, prom) = start_prometheus(&env, addr, &job);
+    let prom_log = || std::fs::read_to_string(env.path("prometheus.log")).unwrap_or_default();
+    wait_until(
+        Duration::from_secs(30),
+        "Prometheus to have the check verdicts over TLS",
+        || {
+            let broken = prom_value(prom, r#"vigil_check_up{service="svc",check="broken"}"#);
+            let ok = prom_value(prom, r#"vigil_check_up{service="svc",check="ok"}"#);
+            (broken.as_deref() == Some("0") && ok.as_deref() == Some("1")).then_some(())
+        },
+    );
+    assert_eq!(
+        prom_value(prom, r#"up{job="vigil"}"#).as_deref(),
+        Some("1"),
+        "{}",
+        prom_log()
+    );
 }
 
 /// `promtool check metrics` accepts the exposition, from the TCP listener and from the
