@@ -407,8 +407,9 @@ fn self_signed(dir: &Path) -> Vec<u8> {
 }
 
 /// With `http_tls_cert`/`http_tls_key` the listener speaks TLS (a client trusting the
-/// certificate gets its answers; the token works as over plain HTTP), and a plain-HTTP
-/// request gets no answer. A certificate file without a certificate stops the start.
+/// certificate gets its answers; the token works as over plain HTTP); a plain-HTTP
+/// request gets no answer, and a handshake that stalls is dropped at the header timeout.
+/// A certificate file without a certificate stops the start.
 #[test]
 fn tls_listener() {
     let env = Env::new();
@@ -418,7 +419,9 @@ fn tls_listener() {
         listener_keys(&env)
     );
     write_config(&env, &keys);
-    let (daemon, addr) = start(&env, None);
+    // Header timeout 2 s (the contract's 10 s, shortened): the handshake must end by then.
+    let header = Duration::from_secs(2);
+    let (daemon, addr) = start(&env, Some((2_000, 2_000)));
     assert!(daemon.log_text().contains(&format!("https://{addr}")));
 
     let mut roots = rustls::RootCertStore::empty();
@@ -459,6 +462,19 @@ fn tls_listener() {
     let mut got = Vec::new();
     let _ = plain.read_to_end(&mut got);
     assert!(!text(&got).contains("200 OK"), "{:?}", text(&got));
+
+    // A handshake that never finishes (nothing sent; half a ClientHello record) is
+    // dropped at the header deadline, without an answer; the listener still serves.
+    let silent = connect(addr);
+    let mut half = connect(addr);
+    half.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        .unwrap();
+    for mut stalled in [silent, half] {
+        let got = read_until_closed(&mut stalled, header + Duration::from_secs(10))
+            .expect("a stalled TLS handshake still open past the header timeout");
+        assert!(got.is_empty(), "{:?}", text(&got));
+    }
+    assert_eq!(tls_ask("GET", "/v1/health", "").status, 200);
     drop(daemon);
 
     std::fs::write(env.path("cert.pem"), "not a certificate\n").unwrap();
