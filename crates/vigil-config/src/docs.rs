@@ -18,6 +18,10 @@ log_format = "human"
 log_level = "info"
 control_socket = "/run/vigil/vigil.sock"
 control_socket_group = "vigil-ops"
+http_listen = "127.0.0.1:9731"
+http_token_file = "/etc/vigil/http-token"
+http_tls_cert = "/etc/vigil/tls/cert.pem"
+http_tls_key = "/etc/vigil/tls/key.pem"
 
 [defaults.guard]
 cooldown = "120s"

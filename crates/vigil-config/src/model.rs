@@ -5,7 +5,7 @@
 //! re-validates. Types derive `PartialEq` so a reload can tell unchanged services and
 //! checks from changed ones.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,6 +92,31 @@ pub struct Settings {
     pub control_socket: PathBuf,
     /// When set, the socket is owned by this group and mode 0660; otherwise 0600.
     pub control_socket_group: Option<String>,
+    /// `http_listen` and the keys that go with it: the optional TCP listener (metrics,
+    /// the read-only API, and with a token the operator's endpoints). `None`: off.
+    pub http: Option<HttpListener>,
+}
+
+/// `[vigil] http_listen` with `http_token_file` and `http_tls_cert`/`http_tls_key`.
+/// The files are named here and read by the daemon when it starts (and the token file on
+/// every reload): one-shot commands load this configuration too, often as a user who may
+/// not read them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpListener {
+    /// The address and port to listen on (port 0: any free port, which the daemon logs).
+    pub listen: SocketAddr,
+    /// The file holding the bearer token the mutating endpoints require. Without it they
+    /// all answer 401 over TCP.
+    pub token_file: Option<PathBuf>,
+    /// TLS with this certificate chain and key (PEM); plain HTTP without.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -103,6 +103,16 @@ pub fn render_effective(config: &Config) -> String {
     if let Some(group) = &v.control_socket_group {
         kv(&mut out, "control_socket_group", quote(group));
     }
+    if let Some(http) = &v.http {
+        kv(&mut out, "http_listen", quote(&http.listen.to_string()));
+        if let Some(file) = &http.token_file {
+            kv(&mut out, "http_token_file", path(file));
+        }
+        if let Some(tls) = &http.tls {
+            kv(&mut out, "http_tls_cert", path(&tls.cert));
+            kv(&mut out, "http_tls_key", path(&tls.key));
+        }
+    }
     guard(&mut out, "defaults.guard", &config.default_guard);
     for s in &config.services {
         service(&mut out, s);

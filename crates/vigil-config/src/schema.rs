@@ -408,6 +408,30 @@ pub static VIGIL: Section = Section {
             Dflt::None,
             "A group allowed to use the control socket (resolved through NSS): the socket gets that group and mode 0660. Without it the socket is 0600 (its owner only).",
         ),
+        key(
+            "http_listen",
+            Ty::Other("`\"IP:PORT\"`"),
+            Dflt::None,
+            "Serve HTTP on this TCP address too (e.g. `\"127.0.0.1:9731\"`; port 0 picks a free port, which the log and `/v1/health` name): `/metrics` (Prometheus) and the read-only API (`/v1/health`, `/v1/status`, `/v1/history`, a service's `logs`) without a token, and the operator's endpoints (restart, reset, stop, start, pause, resume, heartbeat) only with `Authorization: Bearer` and the token of `http_token_file`. Off by default. Same limits as the control socket (docs/cli-json.md). A change takes effect at the next start of vigil.",
+        ),
+        key(
+            "http_token_file",
+            Ty::Path,
+            Dflt::None,
+            "A file holding the bearer token of the TCP listener's operator endpoints (surrounding whitespace is ignored). Read when the daemon starts and on every reload (SIGHUP rotates it); an unreadable or empty file stops the start (or rejects the reload). Without it every operator endpoint answers 401 over TCP. Keep it readable by vigil only (0600).",
+        ),
+        key(
+            "http_tls_cert",
+            Ty::Path,
+            Dflt::None,
+            "Serve the TCP listener over TLS with this certificate chain (PEM, leaf first); needs `http_tls_key`. Read when the daemon starts.",
+        ),
+        key(
+            "http_tls_key",
+            Ty::Path,
+            Dflt::None,
+            "The private key of `http_tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).",
+        ),
     ],
     planned: &[],
 };

@@ -23,8 +23,8 @@ use vigil_core::{CheckName, ServiceName};
 
 use crate::model::{
     AlertRoute, Check, CheckKind, CommandDriver, Config, DockerDriver, DriverSpec, ExecCheck,
-    HttpCheck, ListeningCheck, LogFormat, LogLevel, OnFailure, Protocol, ScheduleEntry, Service,
-    Settings, Severity, StatusSet, SystemdDriver, TcpCheck,
+    HttpCheck, HttpListener, ListeningCheck, LogFormat, LogLevel, OnFailure, Protocol,
+    ScheduleEntry, Service, Settings, Severity, StatusSet, SystemdDriver, TcpCheck, TlsFiles,
 };
 use crate::schema::{self, Section};
 use crate::suggest;
@@ -105,14 +105,74 @@ fn settings(cx: &mut Cx<'_>, top: &Table<'_>) -> Option<Settings> {
     });
     let control_socket = t.optional(cx, "control_socket", value::socket_path);
     let control_socket_group = t.optional(cx, "control_socket_group", value::nonempty_string);
+    let http = http_listener(cx, &t);
     let state_dir = state_dir.unwrap_or_else(crate::default_state_dir);
     Some(Settings {
         control_socket: control_socket.unwrap_or_else(|| crate::default_control_socket(&state_dir)),
         control_socket_group,
+        http: http?,
         state_dir,
         log_format: log_format?,
         log_level: log_level?,
     })
+}
+
+/// `http_listen` and its companions; `Some(None)` when the listener is off. The files are
+/// only named here (the daemon reads them): a one-shot command run by a user who may not
+/// read the token still loads this configuration.
+fn http_listener(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<Option<HttpListener>> {
+    let listen = t.optional(cx, "http_listen", value::socket_addr);
+    let token_file = t.optional(cx, "http_token_file", value::path);
+    let cert = t.optional(cx, "http_tls_cert", value::path);
+    let key = t.optional(cx, "http_tls_key", value::path);
+    let mut ok = true;
+    if t.get("http_listen").is_none() {
+        for name in ["http_token_file", "http_tls_cert", "http_tls_key"] {
+            if let Some(span) = t.key_span(name) {
+                let message =
+                    format!("`{name}` applies only with `http_listen` (the TCP listener is off)");
+                cx.error(span, &t.path.key(name), message);
+                ok = false;
+            }
+        }
+    }
+    for (have, missing) in [
+        ("http_tls_cert", "http_tls_key"),
+        ("http_tls_key", "http_tls_cert"),
+    ] {
+        if let Some(span) = t.key_span(have)
+            && t.get(missing).is_none()
+        {
+            let message = format!(
+                "`{have}` needs `{missing}` too (TLS takes a certificate chain and its private key)"
+            );
+            cx.error(span, &t.path.key(have), message);
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let Some(listen) = listen else {
+        // Absent (off), or invalid (its error is recorded).
+        return t.get("http_listen").is_none().then_some(None);
+    };
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        // One of them was invalid: its error is recorded.
+        _ => return None,
+    };
+    if (t.get("http_token_file").is_some() && token_file.is_none())
+        || (t.get("http_tls_cert").is_some() && tls.is_none())
+    {
+        return None;
+    }
+    Some(Some(HttpListener {
+        listen,
+        token_file,
+        tls,
+    }))
 }
 
 fn defaults(cx: &mut Cx<'_>, top: &Table<'_>) -> Option<GuardPolicy> {

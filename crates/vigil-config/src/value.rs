@@ -775,6 +775,27 @@ pub(crate) fn socket_path(cx: &mut Cx<'_>, v: &Value<'_>, key: &KeyPath) -> Opti
     Some(p)
 }
 
+/// An IP address and port to listen on: `"127.0.0.1:9731"`, `"[::1]:9731"`,
+/// `"0.0.0.0:9731"`. No host names: what a listener binds must not depend on DNS.
+pub(crate) fn socket_addr(
+    cx: &mut Cx<'_>,
+    v: &Value<'_>,
+    path: &KeyPath,
+) -> Option<std::net::SocketAddr> {
+    let s = string(cx, v, path)?;
+    match s.parse::<std::net::SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            let message = format!(
+                "expected an IP address and port like \"127.0.0.1:9731\" or \"[::1]:9731\", found {:?} (no host names: the address is bound as written)",
+                shorten(&s)
+            );
+            cx.error(v.span(), path, message);
+            None
+        }
+    }
+}
+
 /// A command as a non-empty array of strings; no shell is involved.
 pub(crate) fn argv(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<Argv> {
     let items = match v.get_ref() {

@@ -1373,6 +1373,58 @@ fn control_socket_keys() {
 }
 
 #[test]
+fn http_listener_keys() {
+    assert_only_error(
+        &format!("[vigil]\nhttp_listen = \"localhost:9731\"\n{HEAD}"),
+        2,
+        15,
+        "expected an IP address and port like \"127.0.0.1:9731\"",
+    );
+    assert_only_error(
+        &format!("[vigil]\nhttp_listen = \"127.0.0.1\"\n{HEAD}"),
+        2,
+        15,
+        "no host names",
+    );
+    assert_only_error(
+        &format!("[vigil]\nhttp_token_file = \"/etc/vigil/token\"\n{HEAD}"),
+        2,
+        1,
+        "`http_token_file` applies only with `http_listen`",
+    );
+    assert_only_error(
+        &format!("[vigil]\nhttp_listen = \"127.0.0.1:9731\"\nhttp_tls_cert = \"c.pem\"\n{HEAD}"),
+        3,
+        1,
+        "`http_tls_cert` needs `http_tls_key` too",
+    );
+    assert_only_error(
+        &format!("[vigil]\nhttp_listen = \"127.0.0.1:9731\"\nhttp_tls_key = \"k.pem\"\n{HEAD}"),
+        3,
+        1,
+        "`http_tls_key` needs `http_tls_cert` too",
+    );
+    assert_only_error(
+        &format!("[vigil]\nhttp_listen = \"127.0.0.1:9731\"\nhttp_token_file = \"\"\n{HEAD}"),
+        3,
+        19,
+        "path must not be empty",
+    );
+    // IPv6 and port 0 (any free port) are fine; the files are not read here.
+    let ok = format!(
+        "[vigil]\nhttp_listen = \"[::1]:0\"\nhttp_token_file = \"/nonexistent/token\"\n{HEAD}"
+    );
+    let config = parse(&ok, Path::new("vigil.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let http = config.vigil.http.expect("listener on");
+    assert_eq!(http.listen.to_string(), "[::1]:0");
+    assert_eq!(
+        http.token_file.as_deref(),
+        Some(Path::new("/nonexistent/token"))
+    );
+    assert!(http.tls.is_none());
+}
+
+#[test]
 fn docker_driver_keys() {
     let svc = |lines: &str| format!("[services.web]\ndriver = \"docker\"\n{lines}\n");
     assert_only_error(&svc(""), 1, 1, "missing required key `container`");

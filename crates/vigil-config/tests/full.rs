@@ -35,6 +35,14 @@ fn complete_example_parses_into_the_expected_model() {
             log_level: LogLevel::Info,
             control_socket: PathBuf::from("/run/vigil/vigil.sock"),
             control_socket_group: Some("vigil-ops".to_owned()),
+            http: Some(HttpListener {
+                listen: "127.0.0.1:9731".parse().unwrap(),
+                token_file: Some(PathBuf::from("/etc/vigil/http-token")),
+                tls: Some(TlsFiles {
+                    cert: PathBuf::from("/etc/vigil/tls/cert.pem"),
+                    key: PathBuf::from("/etc/vigil/tls/key.pem"),
+                }),
+            }),
         }
     );
     let default_backoff = BackoffPolicy {

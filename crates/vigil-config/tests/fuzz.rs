@@ -534,6 +534,10 @@ struct Names {
 /// Keys a clean configuration leaves out: they refer across tables or constrain each
 /// other (pairs, exactly-one-of groups, orderings).
 const RISKY: &[&str] = &[
+    // They need `http_listen` (and each other).
+    "http_token_file",
+    "http_tls_cert",
+    "http_tls_key",
     "after",
     "ready_check",
     "alerts",
@@ -605,6 +609,7 @@ fn clean_value(key: &KeyDoc, section: &Section) -> String {
         // A stop window needs `stop_command` on a command service, which a clean file may lack.
         "action" if section.id == "maintenance" => quoted("pause"),
         "control_socket" => quoted("/run/vigil/fuzz.sock"),
+        "http_listen" => quoted("127.0.0.1:9731"),
         _ => match key.ty {
             Ty::String => quoted("vigil"),
             Ty::Bool => "true".to_owned(),

@@ -1,7 +1,7 @@
 //! Every fact Vigil reports about a service, as one closed type.
 //!
 //! The lifecycle machine, the guard at the edge and the check loops emit [`Event`]s; the
-//! log line, the alert and (later) the metric are their subscribers, so the wording of a
+//! log line, the alert and the metric are their subscribers, so the wording of a
 //! fact lives here once (the seed's wording: "Restart SKIPPED: cooldown active (90s ago
 //! by health, need 120s, wait 30s more)") and tests assert on events, not on log text.
 //!
@@ -190,7 +190,8 @@ pub enum Event {
 
     // ----------------------------------------------------------------- checks
     /// A check changed status. `recovered`: it passes again after a failing or warning
-    /// status was announced.
+    /// status was announced. `took`: the run, all its attempts (the check loop's
+    /// measure; a metric's histogram observes it).
     CheckStatus {
         check: String,
         verdict: RunVerdict,
@@ -198,6 +199,7 @@ pub enum Event {
         to: HealthStatus,
         reason: String,
         recovered: bool,
+        took: Duration,
     },
     /// A run that did not change the check's status.
     CheckRun {
@@ -205,12 +207,15 @@ pub enum Event {
         verdict: RunVerdict,
         status: HealthStatus,
         reason: String,
+        took: Duration,
     },
     /// A verdict ignored during the service's grace period.
     CheckGrace {
         check: String,
+        verdict: RunVerdict,
         left: Duration,
         reason: String,
+        took: Duration,
     },
     /// A failing check with `on_failure = "alert"`: not restarting.
     FailingAlertOnly {
@@ -791,17 +796,25 @@ impl Event {
                 ("count", U64(processes.len() as u64)),
                 ("killed_by", Str(killed_by.clone())),
             ],
-            Event::CheckStatus { from, to, .. } => vec![
+            Event::CheckStatus { from, to, took, .. } => vec![
                 ("from", Str(from.as_str().to_owned())),
                 ("to", Str(to.as_str().to_owned())),
+                ("took_ms", U64(ms(*took))),
             ],
             Event::CheckRun {
-                verdict, status, ..
+                verdict,
+                status,
+                took,
+                ..
             } => vec![
                 ("verdict", Str(verdict.as_str().to_owned())),
                 ("status", Str(status.as_str().to_owned())),
+                ("took_ms", U64(ms(*took))),
             ],
-            Event::CheckGrace { left, .. } => vec![("grace_left_ms", U64(ms(*left)))],
+            Event::CheckGrace { left, took, .. } => vec![
+                ("grace_left_ms", U64(ms(*left))),
+                ("took_ms", U64(ms(*took))),
+            ],
             Event::VigilStalled { took, bound, .. } => {
                 vec![("took_ms", U64(ms(*took))), ("bound_ms", U64(ms(*bound)))]
             }

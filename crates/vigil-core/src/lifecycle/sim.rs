@@ -540,8 +540,10 @@ impl CheckSim {
                 let event = match (obs.in_grace, obs.transition) {
                     (Some(left), _) => Event::CheckGrace {
                         check: "health".to_owned(),
+                        verdict,
                         left,
                         reason,
+                        took: Duration::ZERO,
                     },
                     (None, Some((from, to))) => {
                         let recovered = to == HealthStatus::Passing && self.announced;
@@ -557,6 +559,7 @@ impl CheckSim {
                             to,
                             reason,
                             recovered,
+                            took: Duration::ZERO,
                         }
                     }
                     (None, None) => Event::CheckRun {
@@ -564,6 +567,7 @@ impl CheckSim {
                         verdict,
                         status: self.health.status,
                         reason,
+                        took: Duration::ZERO,
                     },
                 };
                 lines.push(trace_event(at, &event));

@@ -64,7 +64,8 @@ pub struct Folded {
 }
 
 /// Folds `run` into `health`. `announced`: a failing or warning status was announced
-/// (alerted) and no recovery yet; a change to passing after it is a recovery.
+/// (alerted) and no recovery yet; a change to passing after it is a recovery. `took`:
+/// how long the run took (for its event).
 pub fn fold(
     health: &mut CheckHealth,
     announced: &mut bool,
@@ -72,14 +73,17 @@ pub fn fold(
     run: &CheckRun,
     uptime: Option<Duration>,
     now: Timestamp,
+    took: Duration,
 ) -> Folded {
     let obs = health.observe_after_grace(run.verdict, check.thresholds, check.grace, uptime, now);
     let name = check.name.to_string();
     let event = match (obs.in_grace, obs.transition) {
         (Some(left), _) => Event::CheckGrace {
             check: name,
+            verdict: run.verdict,
             left,
             reason: run.reason.clone(),
+            took,
         },
         (None, Some((from, to))) => {
             let recovered = to == HealthStatus::Passing && *announced;
@@ -95,6 +99,7 @@ pub fn fold(
                 to,
                 reason: run.reason.clone(),
                 recovered,
+                took,
             }
         }
         (None, None) => Event::CheckRun {
@@ -102,6 +107,7 @@ pub fn fold(
             verdict: run.verdict,
             status: health.status,
             reason: run.reason.clone(),
+            took,
         },
     };
     Folded {
@@ -109,6 +115,14 @@ pub fn fold(
         obs,
         event,
     }
+}
+
+/// How long a run took, from its attempts: each attempt's probe time and the retry
+/// delays between them (for one-shot runs, which do not time the run as a whole).
+pub fn run_time(check: &Check, run: &CheckRun) -> Duration {
+    let probes: Duration = run.attempts.iter().map(|a| a.elapsed).sum();
+    let retries = u32::try_from(run.attempts.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    probes + check.retry_delay * retries
 }
 
 /// Takes up a `log` check's saved read position before this process's first run of it

@@ -180,7 +180,8 @@ async fn run_checks(
                 None => started_at.map(|t| now.saturating_since(t)),
             }
         };
-        let folded = checks::fold(&mut health, &mut announced, check, &run, uptime, now);
+        let took = checks::run_time(check, &run);
+        let folded = checks::fold(&mut health, &mut announced, check, &run, uptime, now, took);
         cx.events.publish(&service.name, folded.event);
         if folded.obs.in_grace.is_none() {
             let row = CheckStateRow {

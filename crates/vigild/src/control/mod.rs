@@ -1,6 +1,10 @@
-//! The control socket: the daemon's HTTP+JSON server (`server`, with the operator's
-//! endpoints in `operate`) and the CLI's client (`client`).
+//! The daemon's HTTP+JSON API and the CLI's client: the routes (`server`, with the
+//! operator's endpoints in `operate`), served on the control socket and, when
+//! `http_listen` is set, on a TCP listener (`http`), both through the same connection
+//! machinery and limits (`conn`); and the CLI's side (`client`).
 
 pub mod client;
+mod conn;
+pub mod http;
 mod operate;
 pub mod server;

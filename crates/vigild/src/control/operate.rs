@@ -1,6 +1,7 @@
-//! The operator's endpoints of the control socket: stop, start, pause and resume (of a
-//! service or `@GROUP`), recorded with the caller's uid from the connection's peer
-//! credentials; and an exec service's captured output, streamed while it is followed.
+//! The operator's endpoints of the API: stop, start, pause and resume (of a service or
+//! `@GROUP`), recorded with the caller (the socket peer's uid, or over TCP the token's
+//! holder and address); and an exec service's captured output, streamed while it is
+//! followed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use vigil_config::model::DriverSpec;
 
 use super::server::{ApiError, ApiPath, ApiQuery, ApiResult, AppState, Peer, json};
 use crate::drivers::exec::output::{Line, OutputLog};
+use crate::ledger::Caller;
 use crate::platform::clock;
 use crate::render::hold as words;
 use crate::service::operator::{self, Refused};
@@ -87,16 +89,22 @@ async fn hold(
     let target = operator::target(&view.config, &name).map_err(|e| refused(&e))?;
     let until = operator::prepare(&view.config, target, action, q.for_.as_deref(), now)
         .map_err(|e| refused(&e))?;
-    let Some(uid) = peer.uid else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "the caller's credentials are unknown (not a unix socket peer)",
-        ));
+    // Over TCP the request got here with the bearer token (`http.rs`): its caller is the
+    // token's holder, named by the address it came from.
+    let caller = match peer {
+        Peer::Local { uid: Some(uid) } => operator::caller_of(uid),
+        Peer::Remote { addr } => Caller::token(addr),
+        Peer::Local { uid: None } => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the caller's credentials are unknown (not a unix socket peer)",
+            ));
+        }
     };
     let command = OperatorCommand {
         action,
         until,
-        caller: Some(operator::caller_of(uid)),
+        caller: Some(caller),
         reason: q.reason,
         source: "operator",
     };

@@ -86,7 +86,8 @@ impl CheckLoop {
                         clock::now(),
                     ) => run,
                 };
-                if self.stalled(&run, run_started.elapsed()) {
+                let took = run_started.elapsed();
+                if self.stalled(&run, took) {
                     // Run again now: the stall said nothing about the service.
                     due = Instant::now();
                     continue;
@@ -111,6 +112,7 @@ impl CheckLoop {
                     &run,
                     uptime,
                     now,
+                    took,
                 );
                 self.shared
                     .guard

@@ -10,7 +10,9 @@
 //! - one **schedule task** per `[[services.X.schedule]]` entry sends `schedule` requests;
 //! - the ledger thread (`LedgerHandle`) owns the SQLite connection;
 //! - the **API task** serves the control socket (`control/server.rs`); it sees the running config and
-//!   each actor's inbox through a published [`ApiView`], refreshed on every reload.
+//!   each actor's inbox through a published [`ApiView`], refreshed on every reload. With
+//!   `http_listen`, the same routes are served over TCP on a thread of their own
+//!   (`control/http.rs`).
 //!
 //! The main loop only handles signals: SIGHUP reloads (validate fully, then apply: unchanged
 //! checks keep their tasks and state), SIGTERM/SIGINT shut down gracefully (checks cancelled
@@ -35,12 +37,14 @@ use vigil_config::model::{Check, Config, MaintenanceWindow, Service};
 use vigil_core::health::{CheckHealth, HealthStatus};
 use vigil_core::{ServiceName, Timestamp};
 
+use crate::control::http::{self, TokenSwap};
 use crate::control::server::{self as api, ApiView};
 use crate::drivers::{self, Driver, DriverContext, Reader};
 use crate::guard::GuardContext;
 use crate::ledger::{CheckStateRow, LedgerHandle};
 use crate::observe::alerting::AlertHub;
 use crate::observe::bus::Events;
+use crate::observe::metrics::Metrics;
 use crate::observe::sdnotify::{Liveness, Notifier};
 use crate::platform::clock::Clock;
 use crate::service::actor::{Deps, ServiceActor};
@@ -78,6 +82,8 @@ struct Shared {
     guard: GuardContext,
     /// The alert router (a subscriber of the guard's event bus), for reload and shutdown.
     alerts: AlertHub,
+    /// The metrics (another subscriber), reconfigured on reload.
+    metrics: Arc<Metrics>,
     drivers: DriverContext,
     probes: Arc<ProbeContext>,
     clock: Clock,
@@ -118,6 +124,10 @@ pub struct Daemon {
     group_actors: CancellationToken,
     /// What each running task is, to name the stragglers at the shutdown deadline.
     labels: std::collections::HashMap<tokio::task::Id, String>,
+    /// The TCP listener's address, when `http_listen` is set.
+    http_addr: Option<std::net::SocketAddr>,
+    /// Its token's handle, swapped on reload.
+    http_token: Option<TokenSwap>,
 }
 
 impl Daemon {
@@ -128,6 +138,9 @@ impl Daemon {
             &config.vigil.control_socket,
             config.vigil.control_socket_group.as_deref(),
         )?;
+        // Then the TCP listener: a port in use or an unreadable token or TLS file stops
+        // the start with the reason, before anything runs.
+        let http = config.vigil.http.as_ref().map(http::bind).transpose()?;
         raise_fd_limit();
         let config = Arc::new(config);
         let ledger = LedgerHandle::spawn(&config.vigil.state_dir)?;
@@ -141,9 +154,10 @@ impl Daemon {
                 intent.pid
             );
         }
-        let alerts = AlertHub::start(&config, ledger.clone());
+        let metrics = Metrics::new(&config);
+        let alerts = AlertHub::start(&config, ledger.clone(), metrics.clone());
         let clock = Clock::real();
-        let events = Events::new(alerts.clone());
+        let events = Events::new(alerts.clone(), metrics.clone());
         let probes = Arc::new(ProbeContext::new());
         let shared = Arc::new(Shared {
             guard: GuardContext {
@@ -152,6 +166,7 @@ impl Daemon {
                 events: events.clone(),
             },
             alerts,
+            metrics,
             drivers: DriverContext {
                 probes: probes.clone(),
                 state_dir: config.vigil.state_dir.clone(),
@@ -168,6 +183,8 @@ impl Daemon {
             config: config.clone(),
             services: BTreeMap::new(),
             outputs: shared.drivers.outputs.clone(),
+            http: http.as_ref().map(http::Bound::addr),
+            metrics: shared.metrics.clone(),
         }));
         let mut daemon = Daemon {
             config_path,
@@ -180,6 +197,8 @@ impl Daemon {
             notifier: Notifier::from_env().map(Arc::new),
             group_actors: CancellationToken::new(),
             labels: std::collections::HashMap::new(),
+            http_addr: http.as_ref().map(http::Bound::addr),
+            http_token: None,
         };
         // Every driver is built before anything starts: one that cannot be built (an exec
         // service's notify socket) stops the daemon with the reason.
@@ -200,6 +219,32 @@ impl Daemon {
         }
         daemon.start_groups();
         daemon.publish_api_view();
+        if let Some(bound) = http {
+            let addr = bound.addr();
+            let guard = daemon.shared.guard.clone();
+            let cancel = daemon.root.child_token();
+            let spec = config.vigil.http.as_ref();
+            let (tls, token) = (
+                spec.is_some_and(|h| h.tls.is_some()),
+                spec.is_some_and(|h| h.token_file.is_some()),
+            );
+            let (swap, done) = bound.start(view_rx.clone(), guard, cancel)?;
+            daemon.http_token = Some(swap);
+            daemon.spawn_labeled("http listener".to_owned(), done);
+            tracing::info!(
+                event = "http_listening",
+                %addr,
+                tls,
+                token,
+                "http listener on {}://{addr}{}",
+                if tls { "https" } else { "http" },
+                if token {
+                    ""
+                } else {
+                    " (no http_token_file: the operator endpoints answer 401 over TCP)"
+                }
+            );
+        }
         {
             let socket = config.vigil.control_socket.clone();
             let guard = daemon.shared.guard.clone();
@@ -323,6 +368,8 @@ impl Daemon {
             config: self.config.clone(),
             services,
             outputs: self.shared.drivers.outputs.clone(),
+            http: self.http_addr,
+            metrics: self.shared.metrics.clone(),
         }));
     }
 
@@ -395,6 +442,10 @@ impl Daemon {
             let position = row.and_then(|r| r.position.clone());
             let offset = stagger(*index, n_checks, check.every);
             *index += 1;
+            let last = row.and_then(|r| r.last_verdict);
+            self.shared
+                .metrics
+                .check_started(&name, check.name.as_str(), initial.status, last);
             let task = self.spawn_check(&name, &handle, check, initial, position, offset);
             handle.checks.insert(check.name.to_string(), task);
         }

@@ -91,6 +91,11 @@ impl ConfigDiff {
             diff.needs_restart
                 .push("control_socket/control_socket_group");
         }
+        let listener = |c: &Config| c.vigil.http.as_ref().map(|h| (h.listen, h.tls.clone()));
+        if listener(new) != listener(old) {
+            diff.needs_restart
+                .push("http_listen/http_tls_cert/http_tls_key");
+        }
         diff
     }
 
@@ -125,6 +130,18 @@ impl Daemon {
                 ));
                 return;
             }
+        };
+        // The listener's token is read again (SIGHUP rotates it); one that cannot be read
+        // rejects the whole reload, like a file that does not validate.
+        let token = match (&self.http_token, &new.vigil.http) {
+            (Some(_), Some(spec)) => match crate::control::http::TokenSwap::read(spec) {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    self.reject(&error.to_string());
+                    return;
+                }
+            },
+            _ => None,
         };
         let diff = ConfigDiff::between(&self.config, &new);
         for what in &diff.needs_restart {
@@ -161,6 +178,9 @@ impl Daemon {
                 }
             }
         }
+        // Nothing rejects the reload from here on: the metrics take the new set of series
+        // (before the new check tasks start, which report to theirs).
+        self.shared.metrics.configure(&new);
         let mut changed = 0usize;
         for name in diff.removed.iter().chain(&diff.replaced) {
             if let Some(handle) = self.services.remove(name) {
@@ -214,6 +234,9 @@ impl Daemon {
                 "alert channels reloaded: {} channel(s)",
                 new.alerts.len()
             );
+        }
+        if let (Some(swap), Some(token)) = (&self.http_token, token) {
+            swap.set(token);
         }
         self.config = Arc::new(new);
         self.start_groups();
@@ -289,6 +312,12 @@ impl Daemon {
                     let position = saved
                         .get(&(service.name.to_string(), check.name.to_string()))
                         .and_then(|r| r.position.clone());
+                    self.shared.metrics.check_started(
+                        &service.name,
+                        check.name.as_str(),
+                        CheckHealth::default().status,
+                        None,
+                    );
                     let task = self.spawn_check(
                         &service.name,
                         &handle,

@@ -43,14 +43,22 @@ pub use self::handle::{CHECK_STATE_FLUSH, LedgerHandle};
 pub use self::in_place::sync_wal;
 pub use self::restarts::{
     Caller, DanglingOutcome, HistoryRow, HoldRow, Intent, NewVerdict, OperatorAction, OperatorRow,
-    Recorded,
+    Recorded, describe_caller,
 };
 pub use self::states::{CheckStateRow, ExecStateRow};
+
+use crate::platform::histogram::{COMMIT_BOUNDS, Histogram};
 
 use self::restarts::CountedCache;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
+
+/// How long the commits of [`Ledger::transaction`] took, in this process: every guard
+/// decision and outcome, and the batched check and exec states. Observed with two atomic
+/// adds (no lock: it is on the crash-to-restart path); the daemon exposes it as
+/// `vigil_ledger_commit_seconds`.
+pub static COMMIT_TIMES: Histogram = Histogram::new(COMMIT_BOUNDS);
 
 /// Why the ledger could not be used. Its message carries the cause, once: `source()` is
 /// `None`, so printing the chain (`{:#}`, [`vigil_checks::probe::error_chain`]) does not
@@ -204,6 +212,8 @@ impl Ledger {
     /// without waiting for the disk; the next `FULL` commit on this connection, or
     /// [`sync_wal`], makes it durable against power loss too. Nor does it run an
     /// automatic checkpoint (which would fsync): the next full commit does.
+    ///
+    /// Each `COMMIT`'s duration goes to [`COMMIT_TIMES`] (`vigil_ledger_commit_seconds`).
     pub fn transaction<R>(&self, relaxed: bool, f: impl FnOnce(&Self) -> Result<R>) -> Result<R> {
         let err = sql_err(&self.path);
         if relaxed {
@@ -211,12 +221,18 @@ impl Ledger {
                 .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
                 .map_err(&err)?;
         }
+        let commit = |r| {
+            let started = crate::platform::clock::monotonic();
+            let done = self.conn.execute_batch("COMMIT");
+            COMMIT_TIMES.observe(started.elapsed());
+            done.map_err(&err).map(|()| r)
+        };
         let result = self
             .conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(&err)
             .and_then(|()| f(self))
-            .and_then(|r| self.conn.execute_batch("COMMIT").map_err(&err).map(|()| r));
+            .and_then(commit);
         if result.is_err() {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");

@@ -96,17 +96,50 @@ impl OperatorAction {
     }
 }
 
-/// Who asked for an operator's action: the caller's uid and user name (from the control
-/// socket's peer credentials, or the CLI process's own).
+/// Who asked for an operator's action: on the control socket (or the CLI without a
+/// daemon) the caller's uid and user name, from the peer credentials (or the process's
+/// own); over the TCP listener, which knows no uid, the bearer token's holder (`token`)
+/// and the address it connected from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    pub uid: u32,
+    pub uid: Option<u32>,
     pub user: String,
+    /// A TCP caller's address (`192.0.2.7:41234`); `None` on the socket.
+    pub from: Option<String>,
+}
+
+impl Caller {
+    /// A caller on the control socket (or the CLI's own process).
+    pub fn local(uid: u32, user: String) -> Caller {
+        Caller {
+            uid: Some(uid),
+            user,
+            from: None,
+        }
+    }
+
+    /// A caller over the TCP listener that presented the bearer token.
+    pub fn token(from: std::net::SocketAddr) -> Caller {
+        Caller {
+            uid: None,
+            user: "token".to_owned(),
+            from: Some(from.to_string()),
+        }
+    }
+}
+
+/// `alice (uid 1000)`, or `token from 192.0.2.7:41234` for a TCP caller.
+pub fn describe_caller(uid: Option<u32>, user: &str, from: Option<&str>) -> String {
+    match (uid, from) {
+        (Some(uid), _) => format!("{user} (uid {uid})"),
+        (None, Some(from)) => format!("{user} from {from}"),
+        (None, None) => user.to_owned(),
+    }
 }
 
 impl std::fmt::Display for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (uid {})", self.user, self.uid)
+        f.write_str(&describe_caller(self.uid, &self.user, self.from.as_deref()))
     }
 }
 
@@ -543,8 +576,8 @@ impl Ledger {
         self.conn
             .prepare_cached(
                 "INSERT INTO restarts (service, at, source, forced, verdict, reason, message,
-                    counts, pid, hold_until, uid, user, reason_text)
-                 VALUES (?1, ?2, ?3, 0, ?4, '', ?5, 0, ?6, ?7, ?8, ?9, ?10)",
+                    counts, pid, hold_until, uid, user, reason_text, peer)
+                 VALUES (?1, ?2, ?3, 0, ?4, '', ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -555,9 +588,10 @@ impl Ledger {
                     message,
                     std::process::id(),
                     row.until.map(Timestamp::as_millis),
-                    row.caller.as_ref().map(|c| c.uid),
+                    row.caller.as_ref().and_then(|c| c.uid),
                     row.caller.as_ref().map(|c| c.user.as_str()),
                     row.reason,
+                    row.caller.as_ref().and_then(|c| c.from.as_deref()),
                 ])
             })
             .map_err(sql_err(&self.path))?;
@@ -572,7 +606,7 @@ impl Ledger {
         let latest = self
             .conn
             .prepare_cached(
-                "SELECT verdict, at, hold_until, uid, user, reason_text, source FROM restarts
+                "SELECT verdict, at, hold_until, uid, user, reason_text, source, peer FROM restarts
                  WHERE service = ?1 AND verdict IN ('stop', 'start', 'pause', 'resume', 'expired')
                  ORDER BY at DESC, id DESC LIMIT 1",
             )
@@ -586,12 +620,13 @@ impl Ledger {
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, String>(6)?,
+                        r.get::<_, Option<String>>(7)?,
                     ))
                 })?;
                 rows.next().transpose()
             })
             .map_err(&err)?;
-        let Some((verdict, since, until, uid, user, reason, source)) = latest else {
+        let Some((verdict, since, until, uid, user, reason, source, from)) = latest else {
             return Ok(None);
         };
         let kind = match verdict.as_str() {
@@ -619,7 +654,7 @@ impl Ledger {
             kind,
             since,
             until,
-            caller: uid.zip(user).map(|(uid, user)| Caller { uid, user }),
+            caller: user.map(|user| Caller { uid, user, from }),
             reason,
             source,
         }))

@@ -1,7 +1,8 @@
 //! The ledger's tables, created and migrated in `PRAGMA user_version` steps (v1 restarts
 //! and check states, v2 heartbeats, v3 evidence and exec state, v4 alert deliveries, v5
 //! the partial indexes behind the guard's two queries, v6 given-up episodes counted on
-//! their first denial, log checks' positions), each tested from older files.
+//! their first denial, log checks' positions, operator holds; v7 a TCP caller's address),
+//! each tested from older files.
 
 use super::{Ledger, LedgerError, Result, SCHEMA_VERSION, sql_err};
 
@@ -151,6 +152,15 @@ impl Ledger {
                 CREATE INDEX restarts_holds ON restarts(service, at)
                     WHERE verdict IN ('stop', 'start', 'pause', 'resume', 'expired');
                 PRAGMA user_version = 6;",
+            )
+            .map_err(&err)?;
+        }
+        if version < 7 {
+            // v7: an operator's action over the TCP listener has no uid (`uid` is NULL,
+            // `user` is `token`); `peer` is the address it came from.
+            tx.execute_batch(
+                "ALTER TABLE restarts ADD COLUMN peer TEXT;
+                PRAGMA user_version = 7;",
             )
             .map_err(&err)?;
         }

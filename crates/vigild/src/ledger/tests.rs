@@ -481,6 +481,7 @@ fn a_version_2_ledger_gains_alert_deliveries_keeping_its_rows() {
              ALTER TABLE restarts DROP COLUMN hold_until;
              ALTER TABLE restarts DROP COLUMN uid;
              ALTER TABLE restarts DROP COLUMN user;
+             ALTER TABLE restarts DROP COLUMN peer;
              ALTER TABLE restarts DROP COLUMN reason_text;
              ALTER TABLE check_state DROP COLUMN position;
              INSERT INTO restarts (service, at, source, verdict, message, counts, outcome, pid)
@@ -522,6 +523,63 @@ fn a_version_2_ledger_gains_alert_deliveries_keeping_its_rows() {
         "ops"
     );
     assert!(ledger.deliveries(Some("nope"), None).unwrap().is_empty());
+}
+
+fn stop_by(caller: Caller, at: i64) -> OperatorRow {
+    OperatorRow {
+        action: OperatorAction::Stop,
+        at: Timestamp::from_millis(at),
+        until: None,
+        caller: Some(caller),
+        reason: Some("disk swap".to_owned()),
+        source: "operator".to_owned(),
+    }
+}
+
+/// A v6 ledger's holds (recorded with a uid) read the same after v7 adds `peer`; a hold
+/// taken over the TCP listener has no uid, the user `token` and the caller's address.
+#[test]
+fn a_version_6_ledger_keeps_its_holds_and_tcp_callers_have_no_uid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    ledger
+        .record_operator(
+            "web",
+            &stop_by(Caller::local(1000, "alice".to_owned()), 1000),
+        )
+        .unwrap();
+    drop(ledger);
+    let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+    conn.execute_batch("ALTER TABLE restarts DROP COLUMN peer; PRAGMA user_version = 6;")
+        .unwrap();
+    drop(conn);
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let hold = ledger
+        .current_hold("web", Timestamp::from_millis(2000))
+        .unwrap()
+        .expect("held");
+    assert_eq!(hold.caller, Some(Caller::local(1000, "alice".to_owned())));
+    let from: std::net::SocketAddr = "192.0.2.7:41234".parse().unwrap();
+    ledger
+        .record_operator("api", &stop_by(Caller::token(from), 3000))
+        .unwrap();
+    let hold = ledger
+        .current_hold("api", Timestamp::from_millis(4000))
+        .unwrap()
+        .expect("held");
+    let caller = hold.caller.expect("a caller");
+    assert_eq!(caller.uid, None);
+    assert_eq!(caller.to_string(), "token from 192.0.2.7:41234");
+    let row = ledger
+        .history(Some("api"), None)
+        .unwrap()
+        .pop()
+        .expect("the stop row");
+    assert!(
+        row.message.contains("by token from 192.0.2.7:41234"),
+        "{}",
+        row.message
+    );
 }
 
 #[test]

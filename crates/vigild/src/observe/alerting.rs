@@ -20,6 +20,7 @@ use vigil_core::health::HealthStatus;
 
 use crate::ledger::{DeliveryRow, LedgerHandle};
 use crate::observe::bus::{Published, Subscriber};
+use crate::observe::metrics::Metrics;
 use crate::platform::clock;
 
 /// How long shutdown waits for alert deliveries in flight.
@@ -40,12 +41,13 @@ impl AlertHub {
         AlertHub(None)
     }
 
-    /// Starts the channels of `config`; deliveries are recorded in `ledger`.
-    pub fn start(config: &Config, ledger: LedgerHandle) -> AlertHub {
+    /// Starts the channels of `config`; deliveries are recorded in `ledger` and counted
+    /// in `metrics`.
+    pub fn start(config: &Config, ledger: LedgerHandle, metrics: Arc<Metrics>) -> AlertHub {
         let deps = Deps {
             host: Arc::from(vigil_alerts::host_name()),
             clock: clock::now,
-            log: Arc::new(LedgerLog(ledger)),
+            log: Arc::new(LedgerLog(ledger, metrics)),
             http: vigil_alerts::http_client(),
         };
         let alerter = Arc::new(Alerter::start(config, deps.clone()));
@@ -88,8 +90,8 @@ impl AlertHub {
     }
 }
 
-/// The ledger as the delivery log.
-struct LedgerLog(LedgerHandle);
+/// The ledger as the delivery log (and the metrics' count of deliveries).
+struct LedgerLog(LedgerHandle, Arc<Metrics>);
 
 impl DeliveryLog for LedgerLog {
     fn record(&self, d: Delivery) {
@@ -100,6 +102,7 @@ impl DeliveryLog for LedgerLog {
         } else {
             "failed"
         };
+        self.1.delivery(&d.channel, status);
         self.0.record_delivery(DeliveryRow {
             id: 0,
             channel: d.channel,

@@ -1,5 +1,6 @@
 //! Where events go: every [`Event`] about a service is published here once, stamped, and
-//! handed to each subscriber (the log line, the alert router; a test's recorder).
+//! handed to each subscriber (the log line, the alert router, the metrics; a test's
+//! recorder).
 //!
 //! Owns: stamping (from the publisher's [`Clock`], so simulated tests get simulated
 //! times) and fan-out. Must not: block or fail — subscribers only format and queue.
@@ -13,6 +14,7 @@ use vigil_core::lifecycle::HoldKind;
 use vigil_core::{ServiceName, Timestamp};
 
 use crate::observe::alerting::AlertHub;
+use crate::observe::metrics::Metrics;
 use crate::platform::clock::Clock;
 
 /// One published event.
@@ -47,9 +49,9 @@ struct Holds {
 }
 
 impl Events {
-    /// The daemon's: log lines and alerts.
-    pub fn new(alerts: AlertHub) -> Events {
-        Events::to(vec![Arc::new(LogLines), Arc::new(alerts)])
+    /// The daemon's: log lines, alerts and metrics.
+    pub fn new(alerts: AlertHub, metrics: Arc<Metrics>) -> Events {
+        Events::to(vec![Arc::new(LogLines), Arc::new(alerts), metrics])
     }
 
     /// Log lines only (one-shot commands: alerts are the daemon's).

@@ -1,8 +1,9 @@
 //! What Vigil needs from the machine it runs on, kept apart from the logic: the clock (the
-//! only place time is read), facts about other processes, and the memory tuning of a
-//! long-running daemon.
+//! only place time is read), facts about other processes, the memory tuning of a
+//! long-running daemon, and a lock-free histogram for timings on hot paths.
 
 pub mod clock;
+pub mod histogram;
 pub mod memory;
 pub mod process;
 

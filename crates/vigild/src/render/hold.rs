@@ -42,10 +42,14 @@ pub struct HoldJson {
     pub source: String,
 }
 
+/// Who asked: on the control socket the caller's uid and user name; over the TCP
+/// listener `uid` is null, `user` is `token` and `from` the caller's address.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct CallerJson {
-    pub uid: u32,
+    pub uid: Option<u32>,
     pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 impl HoldJson {
@@ -58,6 +62,7 @@ impl HoldJson {
             by: row.caller.as_ref().map(|c| CallerJson {
                 uid: c.uid,
                 user: c.user.clone(),
+                from: c.from.clone(),
             }),
             reason: row.reason.clone(),
             source: row.source.clone(),
@@ -78,7 +83,10 @@ impl HoldJson {
     /// One line (see [`describe_hold`]); the CLI says the same from the API's answer.
     pub fn describe(&self) -> String {
         let by = match (&self.by, self.source.as_str()) {
-            (Some(c), _) => format!(" by {} (uid {})", c.user, c.uid),
+            (Some(c), _) => format!(
+                " by {}",
+                crate::ledger::describe_caller(c.uid, &c.user, c.from.as_deref())
+            ),
             (None, "window") => " by a maintenance window".to_owned(),
             (None, "group") => " with its group".to_owned(),
             (None, _) => String::new(),

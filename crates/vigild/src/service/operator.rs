@@ -156,7 +156,7 @@ pub fn caller_of(uid: u32) -> Caller {
         .ok()
         .flatten()
         .map_or_else(|| uid.to_string(), |u| u.name);
-    Caller { uid, user }
+    Caller::local(uid, user)
 }
 
 /// Sends the command to the target's actors and waits for its answer. A group's stop and
