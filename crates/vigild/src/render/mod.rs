@@ -236,8 +236,19 @@ pub async fn status(
     ledger: &LedgerHandle,
     only: Option<&str>,
 ) -> Result<StatusReport, LedgerError> {
+    status_with(config, ledger, only, &vigil_checks::ProbeContext::new()).await
+}
+
+/// [`status`] asking the drivers through `probes`, so that a caller building reports in
+/// a loop (the dashboard's feed) keeps one D-Bus connection rather than opening one per
+/// report.
+pub async fn status_with(
+    config: &Config,
+    ledger: &LedgerHandle,
+    only: Option<&str>,
+    probes: &vigil_checks::ProbeContext,
+) -> Result<StatusReport, LedgerError> {
     let now = clock::now();
-    let probes = vigil_checks::ProbeContext::new();
     let states = ledger.call(|l| l.check_states()).await?;
     let exec_states = ledger.call(|l| l.exec_states()).await?;
     let dangling = ledger.call(|l| l.dangling_intents(None)).await?;
@@ -255,11 +266,7 @@ pub async fn status(
             ledger
                 .call(move |l| -> Result<_, LedgerError> {
                     let counted = l.counted_restarts(&n, window_start)?;
-                    let last = l
-                        .history(Some(&n), None)?
-                        .into_iter()
-                        .rev()
-                        .find(|r| r.verdict == "allowed");
+                    let last = l.last_allowed(&n)?;
                     Ok((
                         counted,
                         last,
@@ -333,7 +340,7 @@ pub async fn status(
             .iter()
             .filter_map(|s| s.schedule.next_after(now))
             .min();
-        let driver = crate::drivers::Reader::new(&service.driver, &probes);
+        let driver = crate::drivers::Reader::new(&service.driver, probes);
         let driver_detail = driver.detail().await;
         let unit = driver.unit_state().await;
         let exec = match &service.driver {
