@@ -1,0 +1,273 @@
+//! The dashboard's live feed, `GET /v1/live`: server-sent events, one `snapshot` a second
+//! (the `vigil status` document and the ledger's last entries) to every client at once.
+//!
+//! Owns: the one publisher task per listener, which runs only while a client is
+//! connected, builds each snapshot once and serializes it once (a client costs a wake-up
+//! and a write of shared bytes, never a report of its own); the bound on clients
+//! ([`MAX_CLIENTS`], one more is a 503); and each client's body, which ends when the
+//! daemon stops. Polling `/v1/status` and `/v1/history` instead would build a report per
+//! client and per poll (docs/BENCHMARKS.md, "Dashboard").
+//!
+//! Must not: change anything, or hold a report's ledger reads open between ticks.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::super::server::{ApiError, AppState, Peer};
+use crate::render as output;
+
+/// Live clients served at once by one listener (each holds one of its connections). One
+/// more is answered 503 with `Retry-After`; the page then tries again on its own.
+pub const MAX_CLIENTS: usize = 128;
+
+/// How often a snapshot is built and sent while anyone watches: as often as `vigil
+/// status` promises a change of verdict to be visible.
+pub const EVERY: Duration = Duration::from_secs(1);
+
+/// How many of the ledger's last entries a snapshot carries.
+pub const RECENT_ENTRIES: usize = 20;
+
+/// What a browser waits before reconnecting after the stream ended (the daemon stopped
+/// or restarted), sent as the stream's `retry:`.
+const RECONNECT_MS: u64 = 3000;
+
+/// One listener's feed: the last snapshot, framed as an event, shared by its clients.
+pub(in crate::control) struct Live {
+    feed: watch::Sender<Option<Bytes>>,
+    clients: Arc<Semaphore>,
+    /// Whether the publisher runs. Taken only to start or stop it, together with a look
+    /// at the number of clients, so a client never subscribes to a publisher that is
+    /// just ending.
+    publishing: Mutex<bool>,
+    cancel: CancellationToken,
+}
+
+impl Live {
+    /// A feed whose streams end when `cancel` (the listener's, the daemon's shutdown).
+    pub(in crate::control) fn new(cancel: CancellationToken) -> Arc<Live> {
+        Arc::new(Live {
+            feed: watch::Sender::new(None),
+            clients: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            publishing: Mutex::new(false),
+            cancel,
+        })
+    }
+
+    fn publishing(&self) -> MutexGuard<'_, bool> {
+        self.publishing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new client's receiver, starting the publisher (on the caller's runtime: the
+    /// listener's) when nobody was watching.
+    fn subscribe(self: &Arc<Live>, st: &AppState) -> watch::Receiver<Option<Bytes>> {
+        let mut publishing = self.publishing();
+        let rx = self.feed.subscribe();
+        if !*publishing {
+            *publishing = true;
+            tokio::spawn(publish(self.clone(), st.clone()));
+        }
+        rx
+    }
+}
+
+/// Builds and sends a snapshot every [`EVERY`] until the last client has gone (or the
+/// daemon stops). The next client starts it again.
+async fn publish(live: Arc<Live>, st: AppState) {
+    tracing::debug!("dashboard feed: started");
+    let probes = vigil_checks::ProbeContext::new();
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = live.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        {
+            let mut publishing = live.publishing();
+            if live.feed.receiver_count() == 0 {
+                // No stale snapshot for the next client: it waits for a fresh one.
+                live.feed.send_replace(None);
+                *publishing = false;
+                tracing::debug!("dashboard feed: stopped, nobody watches");
+                return;
+            }
+        }
+        let event = match snapshot(&st, &probes).await {
+            Ok(json) => event("snapshot", &json),
+            Err(error) => {
+                tracing::warn!(%error, event = "dashboard_snapshot_failed", "dashboard feed: cannot build a snapshot");
+                event(
+                    "problem",
+                    &serde_json::json!({ "error": error.to_string() }).to_string(),
+                )
+            }
+        };
+        live.feed.send_replace(Some(Bytes::from(event)));
+    }
+}
+
+/// One server-sent event. `data` is one line (compact JSON escapes its newlines).
+fn event(name: &str, data: &str) -> String {
+    format!("event: {name}\ndata: {data}\n\n")
+}
+
+/// What a `snapshot` event carries (docs/cli-json.md, `GET /v1/live`).
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    version: u32,
+    vigil: &'static str,
+    pid: u32,
+    started_at: String,
+    every_ms: u64,
+    status: &'a output::StatusReport,
+    /// The ledger's last entries, oldest first, as in `vigil history --json` but without
+    /// a watchdog restart's `evidence` (`vigil history` shows it).
+    history: Vec<output::HistoryEntry<'a>>,
+}
+
+async fn snapshot(
+    st: &AppState,
+    probes: &vigil_checks::ProbeContext,
+) -> Result<String, crate::ledger::LedgerError> {
+    let view = st.view.borrow().clone();
+    let status = output::status_with(&view.config, &st.guard.ledger, None, probes).await?;
+    let mut rows = st
+        .guard
+        .ledger
+        .call(|l| l.recent_history(RECENT_ENTRIES))
+        .await?;
+    for row in &mut rows {
+        row.evidence = None;
+    }
+    let doc = Snapshot {
+        version: output::JSON_VERSION,
+        vigil: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        started_at: st.started_at.to_string(),
+        every_ms: u64::try_from(EVERY.as_millis()).unwrap_or(u64::MAX),
+        status: &status,
+        history: output::history_json(&rows, &[]).entries,
+    };
+    Ok(serde_json::to_string(&doc).unwrap_or_else(|e| {
+        serde_json::json!({ "error": format!("cannot serialize the snapshot: {e}") }).to_string()
+    }))
+}
+
+/// `GET /v1/live`: a `hello` event (whether this listener needs the bearer token for the
+/// operator's endpoints), then the current snapshot, then each new one, until the client
+/// goes away or the daemon stops.
+pub(super) async fn stream(
+    State(st): State<AppState>,
+    Extension(peer): Extension<Peer>,
+) -> Result<Response, ApiError> {
+    let live = st.live.clone();
+    if live.cancel.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is stopping",
+        ));
+    }
+    let Ok(client) = live.clients.clone().try_acquire_owned() else {
+        let mut busy = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_CLIENTS} dashboards are watching already; try again later"),
+        )
+        .into_response();
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Ok(busy);
+    };
+    let hello = serde_json::json!({
+        "version": output::JSON_VERSION,
+        "token_needed": matches!(peer, Peer::Remote { .. }),
+        "every_ms": u64::try_from(EVERY.as_millis()).unwrap_or(u64::MAX),
+    });
+    let hello = format!(
+        "retry: {RECONNECT_MS}\n{}",
+        event("hello", &hello.to_string())
+    );
+    let body = Feed {
+        hello: Some(Bytes::from(hello)),
+        rx: live.subscribe(&st),
+        fresh: true,
+        changed: None,
+        stopping: Box::pin(live.cancel.clone().cancelled_owned()),
+        _client: client,
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Body::new(body),
+    )
+        .into_response())
+}
+
+type Changed = Pin<Box<dyn Future<Output = Option<watch::Receiver<Option<Bytes>>>> + Send>>;
+
+/// One client's stream: its `hello`, then every snapshot the publisher sends (one that
+/// came while the client was still writing the last one replaces it: a slow client skips
+/// snapshots, it never queues them).
+struct Feed {
+    hello: Option<Bytes>,
+    rx: watch::Receiver<Option<Bytes>>,
+    /// `rx`'s current value has not been sent yet.
+    fresh: bool,
+    changed: Option<Changed>,
+    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+    _client: OwnedSemaphorePermit,
+}
+
+impl hyper::body::Body for Feed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(hello) = this.hello.take() {
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(hello))));
+        }
+        // The daemon stops: the stream ends, so the connection can close at once.
+        if this.stopping.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        loop {
+            if std::mem::take(&mut this.fresh)
+                && let Some(event) = this.rx.borrow_and_update().clone()
+            {
+                return Poll::Ready(Some(Ok(hyper::body::Frame::data(event))));
+            }
+            let rx = &this.rx;
+            let changed = this.changed.get_or_insert_with(|| {
+                let mut rx = rx.clone();
+                Box::pin(async move { rx.changed().await.ok().map(|()| rx) })
+            });
+            match changed.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(rx)) => {
+                    this.changed = None;
+                    this.rx = rx;
+                    this.fresh = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The dashboard over HTTP, without a browser: the page and its files (embedded, under
+//! 150 KB together, with their content types, revalidation, a strict CSP and `nosniff`),
+//! the live feed `GET /v1/live` (server-sent events: `hello`, then a snapshot a second;
+//! at most `MAX_CLIENTS` at once; ended when the daemon stops), `GET /v1/whoami` behind the
+//! token, and the same page on the control socket. Requests are written by hand on raw
+//! connections.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A panic is a test failure.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use support::http::*;
+use support::*;
+
+const TOKEN: &str = "dash-t0ken-93kq";
+
+/// The daemon's bound on live clients per listener (`dashboard::MAX_CLIENTS`).
+const MAX_CLIENTS: usize = 128;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn config(env: &Env) {
+    let token = env.path("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    env.write_config(&format!(
+        r#"http_listen = "127.0.0.1:0"
+http_token_file = {token:?}
+
+[services.web]
+driver = "command"
+restart_command = ["true"]
+
+[services.web.checks.tick]
+kind = "exec"
+command = ["true"]
+every = "1s"
+"#,
+        token = token.display().to_string()
+    ));
+}
+
+/// The `/assets/...` files a page references (`href="..."`, `src="..."`).
+fn referenced(page: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for attr in ["href=\"", "src=\""] {
+        for part in page.split(attr).skip(1) {
+            let url = part.split('"').next().unwrap();
+            if url.starts_with("/assets/") && !found.iter().any(|f| f == url) {
+                found.push(url.to_owned());
+            }
+        }
+    }
+    found
+}
+
+fn assert_page_headers(answer: &Answer, content_type: &str) {
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.header("content-type"),
+        Some(content_type),
+        "{answer:?}"
+    );
+    assert_eq!(
+        answer.header("content-security-policy"),
+        Some(CSP),
+        "{answer:?}"
+    );
+    assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(answer.header("cache-control"), Some("no-cache"));
+    assert_eq!(answer.header("x-frame-options"), Some("DENY"));
+    assert_eq!(answer.header("referrer-policy"), Some("no-referrer"));
+    assert!(answer.header("etag").is_some(), "{answer:?}");
+    assert!(answer.header("set-cookie").is_none());
+    assert_eq!(
+        answer.header("content-length"),
+        Some(answer.body.len().to_string().as_str())
+    );
+}
+
+/// The page, its files and their headers; the first load is under 150 KB; an unchanged
+/// file is a 304; nothing needs the token.
+#[test]
+fn the_page_and_its_files_are_small_embedded_and_strict() {
+    let env = Env::new();
+    config(&env);
+    let (_daemon, addr) = start(&env, None);
+    let page = ask(addr, "GET", "/", &[]);
+    assert_page_headers(&page, "text/html; charset=utf-8");
+    let html = String::from_utf8(page.body.clone()).unwrap();
+    let files = referenced(&html);
+    for wanted in ["/assets/app.js", "/assets/app.css", "/assets/icon.svg"] {
+        assert!(files.iter().any(|f| f == wanted), "{wanted} in {files:?}");
+    }
+    // Nothing from another origin, nothing inline.
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    assert!(!html.contains("<script>") && !html.contains("<style"));
+    let mut total = page.body.len();
+    for file in &files {
+        let answer = ask(addr, "GET", file, &[]);
+        let ty = match file.rsplit('.').next().unwrap() {
+            "js" => "text/javascript; charset=utf-8",
+            "css" => "text/css; charset=utf-8",
+            "svg" => "image/svg+xml",
+            other => panic!("unexpected file type {other}"),
+        };
+        assert_page_headers(&answer, ty);
+        total += answer.body.len();
+        // Revalidation: the same ETag gives a 304 without a body.
+        let etag = answer.header("etag").unwrap().to_owned();
+        let again = ask(addr, "GET", file, &[&format!("If-None-Match: {etag}")]);
+        assert_eq!(again.status, 304, "{again:?}");
+        assert!(again.body.is_empty());
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
+    }
+    println!("first load: {total} bytes (HTML + CSS + JS + icon)");
+    assert!(total < 150 * 1024, "first load is {total} bytes");
+    // The script never builds HTML from strings (server data goes in as text).
+    let js = String::from_utf8(ask(addr, "GET", "/assets/app.js", &[]).body).unwrap();
+    assert!(!js.contains("innerHTML") && !js.contains("eval("));
+    assert!(
+        !js.contains("document.cookie"),
+        "the token never goes into a cookie"
+    );
+
+    let missing = ask(addr, "GET", "/assets/nope.js", &[]);
+    assert_eq!(missing.status, 404);
+    missing.error();
+    // HEAD works as GET, without a body.
+    let head = {
+        let mut s = connect(addr);
+        write!(s, "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        text(&all)
+    };
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "a body after HEAD: {head}");
+}
+
+/// `GET /v1/whoami`: 401 without the token over TCP (so it tells the page whether a
+/// token is accepted), the token's holder with it.
+#[test]
+fn whoami_is_behind_the_token() {
+    let env = Env::new();
+    config(&env);
+    let (_daemon, addr) = start(&env, None);
+    let refused = ask(addr, "GET", "/v1/whoami", &[]);
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let wrong = ask(addr, "GET", "/v1/whoami", &["Authorization: Bearer nope"]);
+    assert_eq!(wrong.status, 401);
+    let me = ask(
+        addr,
+        "GET",
+        "/v1/whoami",
+        &[&format!("Authorization: Bearer {TOKEN}")],
+    );
+    assert_eq!(me.status, 200, "{me:?}");
+    let me = me.json();
+    assert_eq!(me["user"], "token");
+    assert!(me["uid"].is_null());
+    assert!(
+        me["from"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{me}"
+    );
+}
+
+/// An open `GET /v1/live`: the head, and what has been read of the body so far.
+struct Live {
+    stream: TcpStream,
+    head: String,
+    seen: Vec<u8>,
+}
+
+fn open_live(addr: SocketAddr) -> Live {
+    let mut stream = connect(addr);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET /v1/live HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the head: {}", text(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    Live {
+        stream,
+        head: text(&buf[..end]),
+        seen: buf[end..].to_vec(),
+    }
+}
+
+impl Live {
+    /// Reads until `needle` has appeared `times` times in the body, within `limit`.
+    fn read_until(&mut self, needle: &str, times: usize, limit: Duration) -> String {
+        let deadline = instant_now() + limit;
+        let mut chunk = [0u8; 16384];
+        loop {
+            let body = text(&self.seen);
+            if body.matches(needle).count() >= times {
+                return body;
+            }
+            assert!(
+                instant_now() < deadline,
+                "no {times}x {needle:?} in {limit:?}: {body}"
+            );
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "the stream ended: {body}");
+            self.seen.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads until the server closes the connection, within `limit`.
+    fn read_to_close(&mut self, limit: Duration) -> String {
+        let deadline = instant_now() + limit;
+        let mut chunk = [0u8; 16384];
+        loop {
+            assert!(
+                instant_now() < deadline,
+                "still open after {limit:?}: {}",
+                text(&self.seen)
+            );
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return text(&self.seen),
+                Ok(n) => self.seen.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return text(&self.seen),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+/// The `data:` of the last `snapshot` event in `body`.
+fn last_snapshot(body: &str) -> serde_json::Value {
+    let at = body.rfind("event: snapshot\ndata: ").unwrap();
+    let data = &body[at + "event: snapshot\ndata: ".len()..];
+    serde_json::from_str(data.split('\n').next().unwrap()).unwrap()
+}
+
+/// The feed: `hello`, then a snapshot at once and one a second (the status document and
+/// the ledger's last entries); at most `MAX_CLIENTS` clients, a slot freed when one goes.
+#[test]
+fn the_live_feed_streams_snapshots_to_a_bounded_number_of_clients() {
+    let env = Env::new();
+    config(&env);
+    let (_daemon, addr) = start(&env, None);
+    let mut live = open_live(addr);
+    assert!(live.head.starts_with("HTTP/1.1 200"), "{}", live.head);
+    assert!(
+        live.head
+            .to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{}",
+        live.head
+    );
+    assert!(
+        live.head
+            .to_ascii_lowercase()
+            .contains("cache-control: no-store")
+    );
+    let body = live.read_until("event: snapshot\n", 1, Duration::from_secs(10));
+    assert!(body.contains("retry: 3000\n"), "{body}");
+    let hello_at = body.find("event: hello\ndata: ").unwrap();
+    let hello: serde_json::Value =
+        serde_json::from_str(body[hello_at + 19..].split('\n').next().unwrap()).unwrap();
+    assert_eq!(hello["token_needed"], true, "{hello}");
+    // More come without asking (one a second).
+    let body = live.read_until("event: snapshot\n", 3, Duration::from_secs(10));
+    let snap = last_snapshot(&body);
+    assert_eq!(snap["version"], 1);
+    assert_eq!(snap["every_ms"], 1000);
+    let web = &snap["status"]["services"][0];
+    assert_eq!(web["name"], "web");
+    assert_eq!(web["checks"][0]["name"], "tick");
+    assert!(snap["history"].as_array().unwrap().is_empty());
+
+    // A restart shows up in the next snapshots' history and counts.
+    let restart = ask(
+        addr,
+        "POST",
+        "/v1/services/web/restart",
+        &[&format!("Authorization: Bearer {TOKEN}")],
+    );
+    assert_eq!(restart.status, 200, "{restart:?}");
+    let n = text(&live.seen).matches("event: snapshot\n").count();
+    let body = live.read_until("event: snapshot\n", n + 2, Duration::from_secs(10));
+    let snap = last_snapshot(&body);
+    assert_eq!(snap["history"][0]["source"], "manual", "{snap}");
+    assert_eq!(snap["status"]["services"][0]["restarts_in_window"], 1);
+
+    // The bound: MAX_CLIENTS at once (this one included), then a 503.
+    let mut others: Vec<Live> = (1..MAX_CLIENTS).map(|_| open_live(addr)).collect();
+    for other in &others {
+        assert!(other.head.starts_with("HTTP/1.1 200"), "{}", other.head);
+    }
+    let full = ask(addr, "GET", "/v1/live", &[]);
+    assert_eq!(full.status, 503, "{full:?}");
+    assert_eq!(full.header("retry-after"), Some("5"));
+    assert!(full.error().contains("dashboards"));
+    // One goes away: its slot is free once the daemon notices (its next write fails).
+    drop(others.pop());
+    let back = wait_until(Duration::from_secs(10), "a free live slot", || {
+        let live = open_live(addr);
+        live.head.starts_with("HTTP/1.1 200").then_some(live)
+    });
+    others.push(back);
+    // Every client is served: each gets snapshots.
+    for other in others.iter_mut().take(4) {
+        other.read_until("event: snapshot\n", 1, Duration::from_secs(10));
+    }
+}
+
+/// SIGTERM ends every live stream at once, and the daemon exits in time: a dashboard left
+/// open never holds the shutdown.
+#[test]
+fn the_live_feed_ends_when_the_daemon_stops() {
+    let env = Env::new();
+    config(&env);
+    let (mut daemon, addr) = start(&env, None);
+    let mut streams: Vec<Live> = (0..3).map(|_| open_live(addr)).collect();
+    for s in &mut streams {
+        s.read_until("event: snapshot\n", 1, Duration::from_secs(10));
+    }
+    daemon.signal(rustix::process::Signal::TERM);
+    for s in &mut streams {
+        let body = s.read_to_close(Duration::from_secs(5));
+        // The chunked body was ended properly, not cut.
+        assert!(
+            body.ends_with("0\r\n\r\n"),
+            "{:?}",
+            &body[body.len().saturating_sub(80)..]
+        );
+    }
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert!(status.success(), "{status}");
+}
+
+/// The control socket serves the same page and feed; there the socket's permissions are
+/// the credential, so the feed says no token is needed and `whoami` names the user.
+#[test]
+fn the_control_socket_serves_the_dashboard_too() {
+    let env = Env::new();
+    config(&env);
+    let (_daemon, _addr) = start(&env, None);
+    let socket = env.state_dir().join("vigil.sock");
+    let ask_socket = |target: &str| {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {target} HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        s
+    };
+    let page = read_answer(&mut ask_socket("/"), Duration::from_secs(10));
+    assert_page_headers(&page, "text/html; charset=utf-8");
+    let me = read_answer(&mut ask_socket("/v1/whoami"), Duration::from_secs(10));
+    assert_eq!(me.status, 200, "{me:?}");
+    let me = me.json();
+    assert_eq!(me["uid"], rustix::process::getuid().as_raw());
+    assert!(me["from"].is_null());
+    let mut live = ask_socket("/v1/live");
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !text(&seen).contains("event: snapshot\n") {
+        let n = live.read(&mut chunk).unwrap();
+        assert!(n > 0, "{}", text(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        text(&seen).contains("\"token_needed\":false"),
+        "{}",
+        text(&seen)
+    );
+}
