@@ -742,7 +742,9 @@ impl Ledger {
                  ORDER BY at DESC, id DESC LIMIT 1"
             ))
             .map_err(&err)?;
-        let mut rows = stmt.query_map(params![service], history_row).map_err(&err)?;
+        let mut rows = stmt
+            .query_map(params![service], history_row)
+            .map_err(&err)?;
         rows.next().transpose().map_err(&err)
     }
 
