@@ -10,7 +10,7 @@
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -44,13 +44,20 @@ every = "1s"
     ));
 }
 
-/// The `/assets/...` files a page references (`href="..."`, `src="..."`).
-fn referenced(page: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for attr in ["href=\"", "src=\""] {
-        for part in page.split(attr).skip(1) {
-            let url = part.split('"').next().unwrap();
-            if url.starts_with("/assets/") && !found.iter().any(|f| f == url) {
+/// Every URL a page or a style sheet references (`href="..."`, `src="..."`, `url(...)`,
+/// `@import`), in-page anchors (`#...`) left out.
+fn referenced(doc: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for (open, close) in [
+        ("href=\"", '"'),
+        ("src=\"", '"'),
+        ("url(", ')'),
+        ("@import \"", '"'),
+    ] {
+        for part in doc.split(open).skip(1) {
+            let url = part.split(close).next().unwrap();
+            let url = url.trim_matches(|c| c == '\'' || c == '"' || c == ' ');
+            if !url.starts_with('#') && !found.iter().any(|f| f == url) {
                 found.push(url.to_owned());
             }
         }
@@ -92,9 +99,23 @@ fn the_page_and_its_files_are_small_embedded_and_strict() {
     let page = ask(addr, "GET", "/", &[]);
     assert_page_headers(&page, "text/html; charset=utf-8");
     let html = String::from_utf8(page.body.clone()).unwrap();
-    let files = referenced(&html);
+    let mut files = referenced(&html);
     for wanted in ["/assets/app.js", "/assets/app.css", "/assets/icon.svg"] {
         assert!(files.iter().any(|f| f == wanted), "{wanted} in {files:?}");
+    }
+    // And what the style sheet pulls in.
+    let css = String::from_utf8(ask(addr, "GET", "/assets/app.css", &[]).body).unwrap();
+    for url in referenced(&css) {
+        if !files.contains(&url) {
+            files.push(url);
+        }
+    }
+    // Only this origin: absolute paths, never `//host`, `http:`, `data:`...
+    for url in &files {
+        assert!(
+            url.starts_with('/') && !url.starts_with("//"),
+            "not from this origin: {url}"
+        );
     }
     // Nothing from another origin, nothing inline.
     assert!(!html.contains("http://") && !html.contains("https://"));
@@ -122,6 +143,10 @@ fn the_page_and_its_files_are_small_embedded_and_strict() {
     // The script never builds HTML from strings (server data goes in as text).
     let js = String::from_utf8(ask(addr, "GET", "/assets/app.js", &[]).body).unwrap();
     assert!(!js.contains("innerHTML") && !js.contains("eval("));
+    for other_origin in ["http://", "https://", "ws://", "wss://", "import("] {
+        assert!(!js.contains(other_origin), "app.js has {other_origin}");
+        assert!(!css.contains(other_origin), "app.css has {other_origin}");
+    }
     assert!(
         !js.contains("document.cookie"),
         "the token never goes into a cookie"
@@ -171,17 +196,32 @@ fn whoami_is_behind_the_token() {
 
 /// An open `GET /v1/live`: the head, and what has been read of the body so far.
 struct Live {
-    stream: TcpStream,
+    stream: Box<dyn Read>,
     head: String,
     seen: Vec<u8>,
+    /// How much of `seen` [`Live::wait_snapshot`] has looked at.
+    looked: usize,
 }
 
 fn open_live(addr: SocketAddr) -> Live {
-    let mut stream = connect(addr);
+    let stream = connect(addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(stream, "GET /v1/live HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    live_on(Box::new(stream), &addr.to_string())
+}
+
+/// `GET /v1/live` on the control socket.
+fn open_live_socket(socket: &std::path::Path) -> Live {
+    let stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    live_on(Box::new(stream), "vigil")
+}
+
+fn live_on(mut stream: Box<dyn ReadWrite>, host: &str) -> Live {
+    write!(stream, "GET /v1/live HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -193,11 +233,15 @@ fn open_live(addr: SocketAddr) -> Live {
         buf.extend_from_slice(&chunk[..n]);
     };
     Live {
-        stream,
+        stream: Box::new(stream),
         head: text(&buf[..end]),
         seen: buf[end..].to_vec(),
+        looked: 0,
     }
 }
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 impl Live {
     /// Reads until `needle` has appeared `times` times in the body, within `limit`.
@@ -212,6 +256,43 @@ impl Live {
             assert!(
                 instant_now() < deadline,
                 "no {times}x {needle:?} in {limit:?}: {body}"
+            );
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "the stream ended: {body}");
+            self.seen.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The first snapshot not looked at before for which `want` holds, reading on until
+    /// one comes within `limit` (snapshots come every second).
+    fn wait_snapshot(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        const MARK: &str = "event: snapshot\ndata: ";
+        let deadline = instant_now() + limit;
+        let mut chunk = [0u8; 16384];
+        let mut last = None;
+        loop {
+            let body = text(&self.seen);
+            while let Some(at) = body[self.looked..].find(MARK) {
+                let start = self.looked + at + MARK.len();
+                let Some(len) = body[start..].find('\n') else {
+                    break; // not all here yet
+                };
+                self.looked = start + len;
+                let snap: serde_json::Value = serde_json::from_str(&body[start..start + len])
+                    .unwrap_or_else(|e| panic!("a snapshot that is not JSON ({e}): {body}"));
+                if want(&snap) {
+                    return snap;
+                }
+                last = Some(snap);
+            }
+            assert!(
+                instant_now() < deadline,
+                "no snapshot with {what} in {limit:?}; the last one: {last:#?}"
             );
             let n = self.stream.read(&mut chunk).unwrap();
             assert!(n > 0, "the stream ended: {body}");
@@ -383,4 +464,225 @@ fn the_control_socket_serves_the_dashboard_too() {
         "{}",
         text(&seen)
     );
+}
+
+/// A service in a snapshot, by name.
+fn service<'a>(snap: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    snap["status"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no service {name} in {snap}"))
+}
+
+/// What the page shows, as the feed carries it and as it changes, on both listeners: a
+/// check's state flipping to failing with the restart it causes (budget 1/5) and the
+/// cooldown that follows, a service that gave up (its budget used up, when it re-arms),
+/// and the operators' holds: a stop on the control socket, a pause over TCP with the token.
+#[test]
+fn the_feed_carries_checks_budgets_cooldowns_given_up_and_holds_as_they_change() {
+    let env = Env::new();
+    let token = env.path("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    std::fs::write(env.path("ok"), "").unwrap();
+    env.write_config(&format!(
+        r#"http_listen = "127.0.0.1:0"
+http_token_file = {token:?}
+
+[services.web]
+driver = "command"
+restart_command = ["true"]
+
+[services.web.guard]
+cooldown = "1h"
+max_restarts = 5
+
+[services.web.checks.ok-file]
+kind = "exec"
+command = ["test", "-f", {ok:?}]
+every = "1s"
+
+[services.flaky]
+driver = "command"
+restart_command = ["true"]
+
+[services.flaky.guard]
+cooldown = "0s"
+max_restarts = 1
+
+[services.flaky.checks.broken]
+kind = "exec"
+command = ["false"]
+every = "1s"
+
+[services.batch]
+driver = "command"
+restart_command = ["true"]
+stop_command = ["true"]
+
+[services.api]
+driver = "command"
+restart_command = ["true"]
+"#,
+        token = token.display().to_string(),
+        ok = env.path("ok").display().to_string(),
+    ));
+    let (_daemon, addr) = start(&env, None);
+    let mut tcp = open_live(addr);
+    let mut socket = open_live_socket(&env.state_dir().join("vigil.sock"));
+    let limit = Duration::from_secs(30);
+
+    let first = tcp.wait_snapshot("web passing", limit, |s| {
+        service(s, "web")["checks"][0]["status"] == "passing"
+    });
+    let web = service(&first, "web");
+    assert_eq!(web["state"], "ok", "{web:#}");
+    assert_eq!(web["checks"][0]["name"], "ok-file");
+    assert_eq!(web["restarts_in_window"], 0);
+    assert_eq!(web["max_restarts"], 5);
+    assert_eq!(web["cooldown_left_secs"], 0);
+    assert!(web["hold"].is_null());
+
+    // The check fails: the feed shows it, the restart it caused and the cooldown.
+    std::fs::remove_file(env.path("ok")).unwrap();
+    let snap = tcp.wait_snapshot("web failing after its restart", limit, |s| {
+        let web = service(s, "web");
+        web["checks"][0]["status"] == "failing" && web["restarts_in_window"] == 1
+    });
+    let web = service(&snap, "web");
+    assert_eq!(web["state"], "failing", "{web:#}");
+    assert_eq!(web["checks"][0]["last_verdict"], "fail", "{web:#}");
+    assert!(
+        web["checks"][0]["last_reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 1"),
+        "{web:#}"
+    );
+    let cooldown = web["cooldown_left_secs"].as_u64().unwrap();
+    assert!(cooldown > 3000 && cooldown <= 3600, "{web:#}");
+    assert_eq!(web["last_restart"]["source"], "health", "{web:#}");
+    assert!(
+        snap["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["service"] == "web" && e["source"] == "health"),
+        "{snap:#}"
+    );
+
+    // flaky used its budget of one and gave up (its episode starts with the first denial).
+    let snap = tcp.wait_snapshot("flaky given up", limit, |s| {
+        let flaky = service(s, "flaky");
+        flaky["state"] == "given-up" && flaky["given_up_since"].is_string()
+    });
+    let flaky = service(&snap, "flaky");
+    assert_eq!(flaky["restarts_in_window"], 1, "{flaky:#}");
+    assert_eq!(flaky["max_restarts"], 1);
+    assert!(flaky["rearm_at"].is_string(), "{flaky:#}");
+    assert!(flaky["given_up_since"].is_string(), "{flaky:#}");
+
+    // Holds: a stop with `vigil stop` on the control socket, a pause over TCP.
+    let out = env.vigil(&["stop", "batch", "--reason", "disk swap", "--for", "2h"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let paused = ask(
+        addr,
+        "POST",
+        "/v1/services/api/pause?reason=deploy",
+        &[&format!("Authorization: Bearer {TOKEN}")],
+    );
+    assert_eq!(paused.status, 200, "{paused:?}");
+    let held = |s: &serde_json::Value| {
+        service(s, "batch")["state"] == "stopped" && service(s, "api")["state"] == "paused"
+    };
+    for (feed, name) in [(&mut tcp, "tcp"), (&mut socket, "socket")] {
+        let snap = feed.wait_snapshot(&format!("the holds on the {name} feed"), limit, held);
+        let batch = &service(&snap, "batch")["hold"];
+        assert_eq!(batch["state"], "stopped", "{batch:#}");
+        assert_eq!(batch["source"], "operator");
+        assert_eq!(batch["reason"], "disk swap");
+        assert_eq!(batch["by"]["uid"], rustix::process::getuid().as_raw());
+        assert!(batch["until"].is_string(), "{batch:#}");
+        let api = &service(&snap, "api")["hold"];
+        assert_eq!(api["state"], "paused", "{api:#}");
+        assert_eq!(api["reason"], "deploy");
+        assert_eq!(api["by"]["user"], "token");
+        assert!(api["until"].is_null());
+        // The socket's feed carries everything the TCP one does.
+        assert_eq!(service(&snap, "flaky")["state"], "given-up");
+        assert_eq!(service(&snap, "web")["checks"][0]["status"], "failing");
+    }
+}
+
+/// Nothing the page (or another site's page) can send changes anything over TCP without
+/// the token: every operator action is 401 without it, with a wrong one, or as a
+/// cross-site "simple" request (no preflight, no credentials a browser would add on its
+/// own), answers carry no CORS header that would let another origin read or send, and
+/// nothing is recorded or run. With the token the same request acts, so the refusals are
+/// the gate's and not a broken route.
+#[test]
+fn no_action_is_reachable_without_the_token() {
+    let env = Env::new();
+    let token = env.path("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    env.write_config(&format!(
+        r#"http_listen = "127.0.0.1:0"
+http_token_file = {token:?}
+
+[services.web]
+driver = "command"
+restart_command = ["sh", "-c", "echo run >> {runs}"]
+stop_command = ["true"]
+"#,
+        token = token.display().to_string(),
+        runs = env.path("runs").display(),
+    ));
+    let (_daemon, addr) = start(&env, None);
+    let cross_site = [
+        "Origin: http://evil.example",
+        "Content-Type: text/plain",
+        "Cookie: vigil=1",
+    ];
+    let basic = format!("Authorization: Basic {TOKEN}");
+    for action in ["restart", "reset", "stop", "start", "pause", "resume"] {
+        let path = format!("/v1/services/web/{action}?reason=x");
+        for headers in [
+            &[][..],
+            &["Authorization: Bearer wrong"][..],
+            &[basic.as_str()][..],
+            &cross_site[..],
+        ] {
+            let answer = ask(addr, "POST", &path, headers);
+            assert_eq!(answer.status, 401, "POST {path} {headers:?}: {answer:?}");
+        }
+        // GET is never a way to act.
+        let get = ask(addr, "GET", &path, &[]);
+        assert!(matches!(get.status, 401 | 405), "GET {path}: {get:?}");
+        // A preflight gets no permission either (`ask` asserts no CORS header).
+        let preflight = ask(
+            addr,
+            "OPTIONS",
+            &path,
+            &[
+                "Origin: http://evil.example",
+                "Access-Control-Request-Method: POST",
+                "Access-Control-Request-Headers: authorization",
+            ],
+        );
+        assert!(preflight.status >= 400, "OPTIONS {path}: {preflight:?}");
+    }
+    assert!(env.history().is_empty(), "{:?}", env.history());
+    assert!(!env.path("runs").exists());
+
+    let restart = ask(
+        addr,
+        "POST",
+        "/v1/services/web/restart",
+        &[&format!("Authorization: Bearer {TOKEN}")],
+    );
+    assert_eq!(restart.status, 200, "{restart:?}");
+    let history = env.history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["source"], "manual");
 }

@@ -131,6 +131,19 @@ def main():
         p.wait("the service rows", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#service-rows tr[data-service]")) == 5)
         seen["rows"] = [r.get_attribute("data-service") for r in d.find_elements(By.CSS_SELECTOR, "#service-rows tr")]
 
+        # The first load as the browser counted it: everything from this origin, and the
+        # document and its files under 150 KB on the wire (the live feed aside: it never ends).
+        origin = d.execute_script("return location.origin")
+        loads = d.execute_script(
+            "return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))"
+            ".map(e => ({name: e.name, size: e.transferSize}))"
+        )
+        foreign = [e["name"] for e in loads if not e["name"].startswith(origin + "/")]
+        assert not foreign, f"loaded from another origin: {foreign}"
+        first_load = sum(e["size"] for e in loads if "/v1/" not in e["name"])
+        assert 0 < first_load < 150 * 1024, f"first load {first_load} bytes: {loads}"
+        seen["first_load_bytes"] = first_load
+
         # Landmarks and labels.
         for sel in ("header", "main", "aside", "footer", "label[for=token]", "[aria-live]", "#conn[role=status]"):
             assert d.find_elements(By.CSS_SELECTOR, sel), f"no {sel}"
@@ -172,7 +185,7 @@ def main():
         seen["worker_process"] = process
         # api: the next scheduled restart and the next maintenance window.
         timers = p.cell("api", "timers").text
-        assert "next restart" in timers and "maintenance" in timers, timers
+        assert "next restart" in timers and "maintenance" in timers and "for 30m" in timers, timers
         seen["api_timers"] = timers
 
         # An operator's stop on the control socket (another channel than this page): the

@@ -356,7 +356,10 @@
     if (s.next_maintenance) {
       const m = s.next_maintenance;
       if (m.open) add('maintenance', m.action + ' now, until ', when(m.end));
-      else add('maintenance', m.action + ' ', when(m.start), ' to ', when(m.end, 'rel'));
+      else {
+        const len = (parse(m.end) - parse(m.start)) / 1000;
+        add('maintenance', m.action + ' ', when(m.start), Number.isNaN(len) ? '' : ' for ' + span(len));
+      }
     }
     if (!dl.firstChild) return h('span', { class: 'muted', text: 'none' });
     return dl;
