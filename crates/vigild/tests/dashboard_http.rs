@@ -294,9 +294,13 @@ impl Live {
                 instant_now() < deadline,
                 "no snapshot with {what} in {limit:?}; the last one: {last:#?}"
             );
-            let n = self.stream.read(&mut chunk).unwrap();
-            assert!(n > 0, "the stream ended: {body}");
-            self.seen.extend_from_slice(&chunk[..n]);
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("the stream ended: {body}"),
+                Ok(n) => self.seen.extend_from_slice(&chunk[..n]),
+                // Nothing within the socket's read timeout: look at the deadline again.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("{e}: {body}"),
+            }
         }
     }
 
@@ -685,4 +689,72 @@ stop_command = ["true"]
     let history = env.history();
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0]["source"], "manual");
+}
+
+/// What the drivers say is read apart from the snapshots: a `status_command` that hangs
+/// (until its `command_timeout` of an hour) holds neither the first snapshot nor the
+/// next ones, which keep showing a check as it flips, and it is not run again while it
+/// runs (not once a second per service while a page is open).
+#[test]
+fn a_hanging_status_command_never_holds_the_feed() {
+    let env = Env::new();
+    std::fs::write(env.path("ok"), "").unwrap();
+    env.write_config(&format!(
+        r#"[services.slow]
+driver = "command"
+restart_command = ["true"]
+status_command = ["sh", "-c", "echo $$ >> {runs}; exec sleep 3600"]
+command_timeout = "1h"
+
+[services.web]
+driver = "command"
+restart_command = ["true"]
+
+[services.web.checks.ok-file]
+kind = "exec"
+command = ["test", "-f", {ok:?}]
+every = "1s"
+"#,
+        runs = env.path("status-runs").display(),
+        ok = env.path("ok").display().to_string(),
+    ));
+    let mut daemon = env.start_daemon(&[]);
+    daemon.wait_log("vigil running", Duration::from_secs(20));
+    let mut live = open_live_socket(&env.state_dir().join("vigil.sock"));
+    let limit = Duration::from_secs(30);
+    // The probe's pid, to end it whatever happens (it runs for an hour otherwise).
+    let probe = wait_until(limit, "the status_command to run", || {
+        let runs = std::fs::read_to_string(env.path("status-runs")).ok()?;
+        runs.lines().next()?.trim().parse().ok().map(KillPid)
+    });
+    live.wait_snapshot("web passing", limit, |s| {
+        service(s, "web")["checks"][0]["status"] == "passing"
+    });
+    std::fs::remove_file(env.path("ok")).unwrap();
+    let snap = live.wait_snapshot("web failing", limit, |s| {
+        service(s, "web")["checks"][0]["status"] == "failing"
+    });
+    // The probe still hangs: nothing known about `slow` yet.
+    assert!(service(&snap, "slow")["running"].is_null(), "{snap:#}");
+    let runs = std::fs::read_to_string(env.path("status-runs")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "status_command runs: {runs:?}");
+
+    // The daemon stops: the probe's process is not left behind.
+    daemon.signal(rustix::process::Signal::TERM);
+    let status = daemon.wait_exit(Duration::from_secs(20)).expect("exit");
+    assert!(status.success(), "{status}");
+    wait_until(limit, "the probe's process to end", || {
+        (!alive(probe.0)).then_some(())
+    });
+}
+
+/// Kills a process the test learned the pid of, if it still runs when dropped.
+struct KillPid(u32);
+
+impl Drop for KillPid {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            signal(self.0, rustix::process::Signal::KILL);
+        }
+    }
 }

@@ -8,8 +8,15 @@
 //! daemon stops. Polling `/v1/status` and `/v1/history` instead would build a report per
 //! client and per poll (docs/BENCHMARKS.md, "Dashboard").
 //!
+//! What the drivers say (a `status_command` run, Docker's inspect, a unit's state over
+//! D-Bus) is read apart from the snapshots: by one background task at a time, every
+//! [`DRIVERS_EVERY`], each snapshot carrying the last views read. A snapshot is the
+//! ledger's facts only, so it costs no process and no round trip, and a probe that hangs
+//! until its `command_timeout` delays those views, never the feed.
+//!
 //! Must not: change anything, or hold a report's ledger reads open between ticks.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +30,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::super::server::{ApiError, AppState, Peer};
@@ -38,6 +46,11 @@ pub const EVERY: Duration = Duration::from_secs(1);
 
 /// How many of the ledger's last entries a snapshot carries.
 pub const RECENT_ENTRIES: usize = 20;
+
+/// How often the drivers are asked again, while anyone watches (in ticks of [`EVERY`]):
+/// a `status_command` run every second for every service would cost a process per
+/// service per second for as long as a page stays open.
+pub const DRIVERS_EVERY: Duration = Duration::from_secs(10);
 
 /// What a browser waits before reconnecting after the stream ended (the daemon stopped
 /// or restarted), sent as the stream's `retry:`.
@@ -86,9 +99,10 @@ impl Live {
 /// daemon stops). The next client starts it again.
 async fn publish(live: Arc<Live>, st: AppState) {
     tracing::debug!("dashboard feed: started");
-    let probes = vigil_checks::ProbeContext::new();
+    let mut drivers = Drivers::new();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
     loop {
         tokio::select! {
             () = live.cancel.cancelled() => return,
@@ -104,7 +118,8 @@ async fn publish(live: Arc<Live>, st: AppState) {
                 return;
             }
         }
-        let event = match snapshot(&st, &probes).await {
+        drivers.tick(&st, std::mem::take(&mut first)).await;
+        let event = match snapshot(&st, &drivers.views).await {
             Ok(json) => event("snapshot", &json),
             Err(error) => {
                 tracing::warn!(%error, event = "dashboard_snapshot_failed", "dashboard feed: cannot build a snapshot");
@@ -137,12 +152,96 @@ struct Snapshot<'a> {
     history: Vec<output::HistoryEntry<'a>>,
 }
 
+/// The drivers' views a publisher's snapshots carry, and the one task reading them anew.
+struct Drivers {
+    views: Arc<BTreeMap<String, output::DriverView>>,
+    reading: Option<JoinHandle<BTreeMap<String, output::DriverView>>>,
+    /// Ticks since the last read started.
+    age: u32,
+    probes: vigil_checks::ProbeContext,
+}
+
+impl Drivers {
+    fn new() -> Drivers {
+        Drivers {
+            views: Arc::default(),
+            reading: None,
+            age: 0,
+            probes: vigil_checks::ProbeContext::new(),
+        }
+    }
+
+    /// Takes the views of a read that finished, and starts the next one when it is due
+    /// and none is running. On the `first` tick it waits up to [`EVERY`] for them, so a
+    /// new page usually starts with the drivers' views rather than without.
+    async fn tick(&mut self, st: &AppState, first: bool) {
+        self.age = self.age.saturating_add(1);
+        let due = self.age >= ticks(DRIVERS_EVERY);
+        if self.reading.is_none() && (first || due) {
+            self.age = 0;
+            let config = st.view.borrow().config.clone();
+            let probes = self.probes.clone();
+            self.reading = Some(tokio::spawn(async move {
+                let mut views = BTreeMap::new();
+                for service in &config.services {
+                    let view = output::DriverView::read(&service.driver, &probes).await;
+                    views.insert(service.name.to_string(), view);
+                }
+                views
+            }));
+        }
+        let Some(reading) = self.reading.as_mut() else {
+            return;
+        };
+        let done = if first {
+            tokio::time::timeout(EVERY, reading).await.ok()
+        } else if reading.is_finished() {
+            Some(reading.await)
+        } else {
+            None
+        };
+        match done {
+            None => {}
+            Some(Ok(views)) => {
+                self.views = Arc::new(views);
+                self.reading = None;
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, event = "dashboard_drivers_failed", "dashboard feed: reading the drivers failed");
+                self.reading = None;
+            }
+        }
+    }
+}
+
+impl Drop for Drivers {
+    /// The publisher ended: a read still running is abandoned (its processes are killed
+    /// with their group when their futures drop).
+    fn drop(&mut self) {
+        if let Some(reading) = self.reading.take() {
+            reading.abort();
+        }
+    }
+}
+
+/// How many ticks of [`EVERY`] make `every`.
+fn ticks(every: Duration) -> u32 {
+    let n = every.as_millis() / EVERY.as_millis().max(1);
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
+
 async fn snapshot(
     st: &AppState,
-    probes: &vigil_checks::ProbeContext,
+    drivers: &BTreeMap<String, output::DriverView>,
 ) -> Result<String, crate::ledger::LedgerError> {
     let view = st.view.borrow().clone();
-    let status = output::status_with(&view.config, &st.guard.ledger, None, probes).await?;
+    let status = output::status_using(
+        &view.config,
+        &st.guard.ledger,
+        None,
+        output::Drivers::Known(drivers),
+    )
+    .await?;
     let mut rows = st
         .guard
         .ledger
