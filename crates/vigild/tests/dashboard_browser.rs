@@ -2,7 +2,8 @@
 //! port, and headless Chromium driven by `tests/browser/dashboard.py` (python3-selenium
 //! with Debian's chromium and chromium-driver). The script sees the service rows, a check
 //! flip from passing to failing with the restart it causes, a given-up service at the top,
-//! an exec service's pid and `STATUS=`, all without a reload; no operator button without
+//! an exec service's pid and `STATUS=`, an operator's stop as a hold, all without a reload;
+//! text contrast at WCAG AA in the light and dark schemes; no operator button without
 //! the token; with it pasted in, a click on Restart and a keyboard-driven pause. This test
 //! checks the daemon's side: what the ledger recorded and what ran. Screenshots go to
 //! `$VIGIL_ARTIFACTS` (else `artifacts/` in cargo's target dir); on a failure also the
@@ -237,7 +238,7 @@ fn the_dashboard_in_headless_chromium() {
         stop[0]["message"].as_str().unwrap().contains("disk swap"),
         "{stop:?}"
     );
-    for shot in ["dashboard.png", "dashboard-phone.png"] {
+    for shot in ["dashboard.png", "dashboard-dark.png", "dashboard-phone.png"] {
         let png = std::fs::read(out_dir.join(shot)).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
     }

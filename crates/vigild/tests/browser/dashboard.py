@@ -34,6 +34,54 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 WAIT = 30  # seconds for anything the daemon does (checks run every second)
 
+# Every visible element with text of its own whose contrast with what is behind it is below
+# WCAG AA: 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold). The background is the
+# element's and its ancestors' background colours composited; text in an image or over a
+# gradient is not judged (the page has none).
+LOW_CONTRAST_JS = """
+const parse = (s) => {
+  const m = /rgba?\\(([^)]+)\\)/.exec(s);
+  if (!m) return null;
+  const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+  return { rgb: p.slice(0, 3), a: p.length > 3 ? p[3] : 1 };
+};
+const lum = (rgb) => {
+  const [r, g, b] = rgb.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const behind = (el) => {
+  const layers = [];
+  for (let e = el; e; e = e.parentElement) {
+    const c = parse(getComputedStyle(e).backgroundColor);
+    if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; }
+  }
+  let rgb = [255, 255, 255];
+  for (const l of layers.reverse()) rgb = rgb.map((v, i) => l.rgb[i] * l.a + v * (1 - l.a));
+  return rgb;
+};
+const low = [];
+let judged = 0;
+for (const el of document.querySelectorAll('body *')) {
+  if (!el.getClientRects().length) continue;
+  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  const cs = getComputedStyle(el);
+  if (cs.visibility === 'hidden' || cs.clip === 'rect(0px, 0px, 0px, 0px)') continue;
+  const fg = parse(cs.color);
+  if (!fg) continue;
+  const bg = behind(el);
+  const f = fg.rgb.map((v, i) => v * fg.a + bg[i] * (1 - fg.a));
+  const [hi, lo] = [lum(f), lum(bg)].sort((a, b) => b - a);
+  const ratio = (hi + 0.05) / (lo + 0.05);
+  const size = parseFloat(cs.fontSize);
+  const large = size >= 24 || (size >= 18.66 && parseInt(cs.fontWeight, 10) >= 700);
+  judged += 1;
+  if (ratio < (large ? 3 : 4.5)) {
+    low.push({ text: el.textContent.trim().slice(0, 40), ratio: ratio.toFixed(2), color: cs.color, behind: 'rgb(' + bg.map(Math.round) + ')' });
+  }
+}
+return { judged, low };
+"""
+
 
 def browser(profile):
     opts = webdriver.ChromeOptions()
@@ -204,6 +252,20 @@ def main():
         seen["batch_stopped"] = held
 
         d.save_screenshot(os.path.join(args.artifacts, "dashboard.png"))
+
+        # Contrast, in both colour schemes, over everything the page shows now (badges of
+        # every state, the given-up row, holds, muted text).
+        for scheme in ("light", "dark"):
+            d.execute_cdp_cmd(
+                "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]}
+            )
+            contrast = d.execute_script(LOW_CONTRAST_JS)
+            assert contrast["judged"] > 50, contrast
+            assert not contrast["low"], f"{scheme}: text below WCAG AA contrast: {contrast['low']}"
+            seen[f"contrast_{scheme}"] = f"{contrast['judged']} text elements at AA or better"
+            if scheme == "dark":
+                d.save_screenshot(os.path.join(args.artifacts, "dashboard-dark.png"))
+        d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
 
         # A wrong token is refused and stored nowhere.
         p.paste_token(args.token + "-wrong")
