@@ -201,6 +201,13 @@ struct Live {
     seen: Vec<u8>,
     /// How much of `seen` [`Live::wait_snapshot`] has looked at.
     looked: usize,
+    /// The snapshot as of the last event looked at: the first `snapshot` with every
+    /// `changes` since applied, as the page does.
+    state: Option<serde_json::Value>,
+    /// The events looked at, by name.
+    events: Vec<String>,
+    /// `state` after each tick, by its `seq`.
+    by_seq: std::collections::BTreeMap<u64, serde_json::Value>,
 }
 
 fn open_live(addr: SocketAddr) -> Live {
@@ -237,6 +244,9 @@ fn live_on(mut stream: Box<dyn ReadWrite>, host: &str) -> Live {
         head: text(&buf[..end]),
         seen: buf[end..].to_vec(),
         looked: 0,
+        state: None,
+        events: Vec::new(),
+        by_seq: Default::default(),
     }
 }
 
@@ -263,36 +273,55 @@ impl Live {
         }
     }
 
-    /// The first snapshot not looked at before for which `want` holds, reading on until
-    /// one comes within `limit` (snapshots come every second).
+    /// The feed's state after the first event not looked at before with which `want`
+    /// holds for it, reading on until one comes within `limit` (one comes each second).
     fn wait_snapshot(
         &mut self,
         what: &str,
         limit: Duration,
         want: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        const MARK: &str = "event: snapshot\ndata: ";
         let deadline = instant_now() + limit;
         let mut chunk = [0u8; 16384];
-        let mut last = None;
         loop {
             let body = text(&self.seen);
-            while let Some(at) = body[self.looked..].find(MARK) {
-                let start = self.looked + at + MARK.len();
-                let Some(len) = body[start..].find('\n') else {
-                    break; // not all here yet
+            while let Some(at) = body[self.looked..].find("event: ") {
+                let start = self.looked + at;
+                // `event: NAME\ndata: JSON\n`, complete.
+                let mut lines = body[start..].splitn(3, '\n');
+                let (Some(name), Some(data), Some(_)) = (lines.next(), lines.next(), lines.next())
+                else {
+                    break;
                 };
-                self.looked = start + len;
-                let snap: serde_json::Value = serde_json::from_str(&body[start..start + len])
-                    .unwrap_or_else(|e| panic!("a snapshot that is not JSON ({e}): {body}"));
-                if want(&snap) {
-                    return snap;
+                self.looked = start + name.len() + data.len() + 2;
+                let name = name.trim_start_matches("event: ").to_owned();
+                let data: serde_json::Value =
+                    serde_json::from_str(data.trim_start_matches("data: "))
+                        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {body}"));
+                match name.as_str() {
+                    "snapshot" => self.state = Some(data),
+                    "changes" => apply(
+                        self.state.as_mut().expect("changes before a snapshot"),
+                        &data,
+                    ),
+                    _ => {}
                 }
-                last = Some(snap);
+                self.events.push(name);
+                if let Some(state) = &self.state
+                    && let Some(seq) = state["seq"].as_u64()
+                {
+                    self.by_seq.insert(seq, state.clone());
+                }
+                if let Some(state) = &self.state
+                    && want(state)
+                {
+                    return state.clone();
+                }
             }
             assert!(
                 instant_now() < deadline,
-                "no snapshot with {what} in {limit:?}; the last one: {last:#?}"
+                "no snapshot with {what} in {limit:?}; the last one: {:#?}",
+                self.state
             );
             match self.stream.read(&mut chunk) {
                 Ok(0) => panic!("the stream ended: {body}"),
@@ -300,6 +329,23 @@ impl Live {
                 // Nothing within the socket's read timeout: look at the deadline again.
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => panic!("{e}: {body}"),
+            }
+        }
+    }
+
+    /// The state after `n` more ticks (snapshots or changes).
+    fn ticks(&mut self, n: usize, limit: Duration) -> serde_json::Value {
+        let ticks = |events: &[String]| {
+            events
+                .iter()
+                .filter(|e| *e == "snapshot" || *e == "changes")
+                .count()
+        };
+        let target = ticks(&self.events) + n;
+        loop {
+            let state = self.wait_snapshot(&format!("{n} more ticks"), limit, |_| true);
+            if ticks(&self.events) >= target {
+                return state;
             }
         }
     }
@@ -325,11 +371,42 @@ impl Live {
     }
 }
 
-/// The `data:` of the last `snapshot` event in `body`.
-fn last_snapshot(body: &str) -> serde_json::Value {
-    let at = body.rfind("event: snapshot\ndata: ").unwrap();
-    let data = &body[at + "event: snapshot\ndata: ".len()..];
-    serde_json::from_str(data.split('\n').next().unwrap()).unwrap()
+/// Applies a `changes` event to a snapshot, as the page does.
+fn apply(state: &mut serde_json::Value, changes: &serde_json::Value) {
+    assert_eq!(
+        changes["seq"].as_u64(),
+        state["seq"].as_u64().map(|n| n + 1),
+        "changes out of sequence: {changes}"
+    );
+    let status = &mut state["status"];
+    let mut services: Vec<serde_json::Value> = status["services"].as_array().unwrap().clone();
+    for changed in changes["services"].as_array().unwrap() {
+        match services.iter_mut().find(|s| s["name"] == changed["name"]) {
+            Some(s) => *s = changed.clone(),
+            None => services.push(changed.clone()),
+        }
+    }
+    if let Some(order) = changes.get("order").and_then(|o| o.as_array()) {
+        services = order
+            .iter()
+            .map(|name| {
+                services
+                    .iter()
+                    .find(|s| s["name"] == *name)
+                    .unwrap()
+                    .clone()
+            })
+            .collect();
+    }
+    status["services"] = serde_json::Value::Array(services);
+    status["generated_at"] = changes["generated_at"].clone();
+    if let Some(d) = changes.get("dangling_intents") {
+        status["dangling_intents"] = d.clone();
+    }
+    if let Some(h) = changes.get("history") {
+        state["history"] = h.clone();
+    }
+    state["seq"] = changes["seq"].clone();
 }
 
 /// The feed: `hello`, then a snapshot at once and one a second (the status document and
@@ -355,13 +432,19 @@ fn the_live_feed_streams_snapshots_to_a_bounded_number_of_clients() {
     );
     let body = live.read_until("event: snapshot\n", 1, Duration::from_secs(10));
     assert!(body.contains("retry: 3000\n"), "{body}");
+    assert!(body.find("event: hello").unwrap() < body.find("event: snapshot").unwrap());
     let hello_at = body.find("event: hello\ndata: ").unwrap();
     let hello: serde_json::Value =
         serde_json::from_str(body[hello_at + 19..].split('\n').next().unwrap()).unwrap();
     assert_eq!(hello["token_needed"], true, "{hello}");
-    // More come without asking (one a second).
-    let body = live.read_until("event: snapshot\n", 3, Duration::from_secs(10));
-    let snap = last_snapshot(&body);
+    // More come without asking (one a second): after the first snapshot, what changed.
+    let snap = live.ticks(3, Duration::from_secs(10));
+    assert_eq!(live.events[..2], ["hello", "snapshot"], "{:?}", live.events);
+    assert!(
+        live.events[2..].iter().all(|e| e == "changes"),
+        "{:?}",
+        live.events
+    );
     assert_eq!(snap["version"], 1);
     assert_eq!(snap["every_ms"], 1000);
     let web = &snap["status"]["services"][0];
@@ -377,9 +460,9 @@ fn the_live_feed_streams_snapshots_to_a_bounded_number_of_clients() {
         &[&format!("Authorization: Bearer {TOKEN}")],
     );
     assert_eq!(restart.status, 200, "{restart:?}");
-    let n = text(&live.seen).matches("event: snapshot\n").count();
-    let body = live.read_until("event: snapshot\n", n + 2, Duration::from_secs(10));
-    let snap = last_snapshot(&body);
+    let snap = live.wait_snapshot("the restart", Duration::from_secs(10), |s| {
+        s["status"]["services"][0]["restarts_in_window"] == 1
+    });
     assert_eq!(snap["history"][0]["source"], "manual", "{snap}");
     assert_eq!(snap["status"]["services"][0]["restarts_in_window"], 1);
 
@@ -617,6 +700,41 @@ restart_command = ["true"]
         assert_eq!(service(&snap, "flaky")["state"], "given-up");
         assert_eq!(service(&snap, "web")["checks"][0]["status"], "failing");
     }
+
+    // The changes since its first snapshot rebuilt, tick by tick, what a client
+    // connecting now gets whole (but for what only time changes, which the page counts).
+    assert!(
+        tcp.events.iter().any(|e| e == "changes"),
+        "{:?}",
+        tcp.events
+    );
+    let mut fresh = open_live(addr);
+    let whole = fresh.wait_snapshot("a first snapshot", limit, |_| true);
+    assert_eq!(fresh.events, ["hello", "snapshot"]);
+    let seq = whole["seq"].as_u64().unwrap();
+    if !tcp.by_seq.contains_key(&seq) {
+        tcp.wait_snapshot(&format!("tick {seq}"), limit, |s| s["seq"] == seq);
+    }
+    let rebuilt = &tcp.by_seq[&seq];
+    assert_eq!(timeless(rebuilt), timeless(&whole));
+}
+
+/// A snapshot without what only time changes (the page counts those on itself).
+fn timeless(snap: &serde_json::Value) -> serde_json::Value {
+    let mut snap = snap.clone();
+    for s in snap["status"]["services"].as_array_mut().unwrap() {
+        let s = s.as_object_mut().unwrap();
+        s.remove("cooldown_left_secs");
+        for (outer, inner) in [("hold", "left_secs"), ("systemd", "uptime_secs")] {
+            if let Some(o) = s.get_mut(outer).and_then(|o| o.as_object_mut()) {
+                o.remove(inner);
+            }
+        }
+        for c in s["checks"].as_array_mut().unwrap() {
+            c.as_object_mut().unwrap().remove("age_secs");
+        }
+    }
+    snap
 }
 
 /// Nothing the page (or another site's page) can send changes anything over TCP without

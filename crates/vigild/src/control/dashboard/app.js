@@ -44,7 +44,14 @@
 
   // ------------------------------------------------------------------ time
 
-  let serverNow = Date.now(); // the snapshot's generated_at: relative times use it
+  let serverNow = Date.now(); // the last tick's generated_at: relative times use it
+
+  // Seconds since the tick that last sent service `s` (a tick sends a service only when
+  // its facts changed): what only time changes is counted on from there.
+  function since(s) {
+    const at = parse(s._at);
+    return at === null ? 0 : Math.max(0, (serverNow - at) / 1000);
+  }
 
   function parse(ts) {
     if (!ts) return null;
@@ -317,7 +324,7 @@
         badge(c.expected_down ? 'stopped' : c.status, status));
       const last = [];
       if (c.last_verdict) last.push('last ' + c.last_verdict);
-      if (c.age_secs !== null && c.age_secs !== undefined) last.push(span(c.age_secs) + ' ago');
+      if (c.age_secs !== null && c.age_secs !== undefined) last.push(span(c.age_secs + since(s)) + ' ago');
       if (c.consecutive_failures > 1) last.push(c.consecutive_failures + ' failures in a row');
       const reason = h('span', { class: 'reason' }, last.join(', ') + (c.last_reason ? ': ' + c.last_reason : ''));
       li.append(reason);
@@ -350,7 +357,8 @@
   function timersCell(s) {
     const dl = h('dl', { class: 'timers' });
     const add = (term, ...dd) => dl.append(h('dt', { text: term }), h('dd', null, ...dd));
-    if (s.cooldown_left_secs > 0) add('cooldown', span(s.cooldown_left_secs) + ' left');
+    const cooldown = s.cooldown_left_secs - since(s);
+    if (cooldown > 0) add('cooldown', span(cooldown) + ' left');
     if (s.rearm_at) add('re-arms', when(s.rearm_at));
     if (s.next_scheduled_restart) add('next restart', when(s.next_scheduled_restart));
     if (s.next_maintenance) {
@@ -384,7 +392,7 @@
       if (u.error) return h('span', { class: 'sub', text: u.unit + ': ' + u.error });
       const parts = [h('span', { class: 'mono', text: u.unit })];
       const facts = [u.active_state + (u.sub_state ? ' (' + u.sub_state + ')' : '')];
-      if (u.uptime_secs !== null && u.uptime_secs !== undefined) facts.push('up ' + span(u.uptime_secs));
+      if (u.uptime_secs !== null && u.uptime_secs !== undefined) facts.push('up ' + span(u.uptime_secs + since(s)));
       if (u.result && u.result !== 'success') facts.push('result ' + u.result);
       parts.push(h('span', { class: 'sub', text: facts.join(' · ') }));
       return parts;
@@ -431,7 +439,8 @@
       const row = rowFor(s);
       fill(row.name, s.driver + '|' + s.name, () => [h('span', { class: 'name', text: s.name }), h('span', { class: 'sub', text: s.driver })]);
       for (const [field, , build] of CELLS) {
-        const key = JSON.stringify([field, s, field === 'process' || field === 'timers' || field === 'restarts' || field === 'state' ? serverNow : 0]);
+        // Every cell shows a time relative to the daemon's clock: rebuilt each tick.
+        const key = JSON.stringify([field, s, serverNow]);
         fill(row.cells[field], key, () => build(s));
       }
       row.tr.classList.toggle('is-given-up', s.state === 'given-up');
@@ -545,10 +554,38 @@
       if (changed || (!canAct && (token || !tokenNeeded))) checkAccess();
       else setOperator(canAct, who);
     });
+    // The first tick is a whole snapshot; the next ones carry what changed (a service
+    // whose facts changed, in whole; the order when services came or went; the ledger's
+    // entries and the dangling intents when they changed).
     es.addEventListener('snapshot', (ev) => {
       lastEvent = Date.now();
       setConn('live', 'Live');
-      render(JSON.parse(ev.data));
+      const snap = JSON.parse(ev.data);
+      for (const s of snap.status.services) s._at = snap.status.generated_at;
+      render(snap);
+    });
+    es.addEventListener('changes', (ev) => {
+      lastEvent = Date.now();
+      const d = JSON.parse(ev.data);
+      if (!snapshot || d.seq !== snapshot.seq + 1) {
+        // Not on top of what this page has (cannot happen with one stream): start over.
+        connect();
+        return;
+      }
+      const st = snapshot.status;
+      const byName = new Map(st.services.map((s) => [s.name, s]));
+      for (const s of d.services) {
+        s._at = d.generated_at;
+        byName.set(s.name, s);
+      }
+      const order = d.order || st.services.map((s) => s.name);
+      st.services = order.map((name) => byName.get(name)).filter((s) => s);
+      st.generated_at = d.generated_at;
+      if (d.history) snapshot.history = d.history;
+      if (d.dangling_intents) st.dangling_intents = d.dangling_intents;
+      snapshot.seq = d.seq;
+      setConn('live', 'Live');
+      render(snapshot);
     });
     es.addEventListener('problem', (ev) => {
       lastEvent = Date.now();

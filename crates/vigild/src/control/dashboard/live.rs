@@ -1,5 +1,10 @@
-//! The dashboard's live feed, `GET /v1/live`: server-sent events, one `snapshot` a second
-//! (the `vigil status` document and the ledger's last entries) to every client at once.
+//! The dashboard's live feed, `GET /v1/live`: server-sent events, one a second to every
+//! client at once: first a `snapshot` (the `vigil status` document and the ledger's last
+//! entries), then `changes`: only the services whose facts changed since the last tick,
+//! and the entries and dangling intents when they changed. What only time changes
+//! (a check's age, the cooldown left, a hold's or a unit's seconds) is not a change: the
+//! page counts those on from the tick's `generated_at`. A hundred services are about
+//! 100 KB as a snapshot; a tick where two checks ran is about 2 KB.
 //!
 //! Owns: the one publisher task per listener, which runs only while a client is
 //! connected, builds each snapshot once and serializes it once (a client costs a wake-up
@@ -28,7 +33,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -56,9 +61,20 @@ pub const DRIVERS_EVERY: Duration = Duration::from_secs(10);
 /// or restarted), sent as the stream's `retry:`.
 const RECONNECT_MS: u64 = 3000;
 
-/// One listener's feed: the last snapshot, framed as an event, shared by its clients.
+/// One tick of the feed, framed as events: the whole `snapshot`, for a client that has
+/// nothing yet or missed the previous tick, and the `changes` since the previous tick, for
+/// a client that has that one (`None`: the previous tick had no snapshot).
+struct Published {
+    seq: u64,
+    full: Bytes,
+    changes: Option<Bytes>,
+}
+
+type Shared = Option<Arc<Published>>;
+
+/// One listener's feed: the last tick, shared by its clients.
 pub(in crate::control) struct Live {
-    feed: watch::Sender<Option<Bytes>>,
+    feed: watch::Sender<Shared>,
     clients: Arc<Semaphore>,
     /// Whether the publisher runs. Taken only to start or stop it, together with a look
     /// at the number of clients, so a client never subscribes to a publisher that is
@@ -84,7 +100,7 @@ impl Live {
 
     /// A new client's receiver, starting the publisher (on the caller's runtime: the
     /// listener's) when nobody was watching.
-    fn subscribe(self: &Arc<Live>, st: &AppState) -> watch::Receiver<Option<Bytes>> {
+    fn subscribe(self: &Arc<Live>, st: &AppState) -> watch::Receiver<Shared> {
         let mut publishing = self.publishing();
         let rx = self.feed.subscribe();
         if !*publishing {
@@ -103,6 +119,8 @@ async fn publish(live: Arc<Live>, st: AppState) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
+    let mut previous = None;
+    let mut seq = 0_u64;
     loop {
         tokio::select! {
             () = live.cancel.cancelled() => return,
@@ -119,37 +137,131 @@ async fn publish(live: Arc<Live>, st: AppState) {
             }
         }
         drivers.tick(&st, std::mem::take(&mut first)).await;
-        let event = match snapshot(&st, &drivers.views).await {
-            Ok(json) => event("snapshot", &json),
+        seq += 1;
+        let published = match snapshot(&st, &drivers.views).await {
+            Ok(tick) => tick.publish(seq, &st, &mut previous),
             Err(error) => {
                 tracing::warn!(%error, event = "dashboard_snapshot_failed", "dashboard feed: cannot build a snapshot");
-                event(
-                    "problem",
-                    &serde_json::json!({ "error": error.to_string() }).to_string(),
-                )
+                // The next tick is a whole snapshot for everyone.
+                previous = None;
+                let problem = serde_json::json!({ "error": error.to_string() }).to_string();
+                Published {
+                    seq,
+                    full: Bytes::from(event("problem", &problem)),
+                    changes: None,
+                }
             }
         };
-        live.feed.send_replace(Some(Bytes::from(event)));
+        live.feed.send_replace(Some(Arc::new(published)));
     }
+}
+
+/// One tick's facts, as JSON values.
+struct Tick {
+    status: Value,
+    history: Value,
+}
+
+/// What the last tick sent, to tell what changed.
+struct Previous {
+    /// Each service's facts without what only time changes, by name.
+    services: BTreeMap<String, String>,
+    order: Vec<String>,
+    history: Value,
+    dangling: Value,
+}
+
+impl Tick {
+    fn publish(self, seq: u64, st: &AppState, previous: &mut Option<Previous>) -> Published {
+        let Tick { status, history } = self;
+        let generated_at = status.get("generated_at").cloned().unwrap_or(Value::Null);
+        let dangling = status
+            .get("dangling_intents")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let services: &[Value] = status
+            .get("services")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice);
+        let keys: Vec<(String, String)> = services
+            .iter()
+            .map(|s| {
+                let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
+                (name.to_owned(), timeless(s))
+            })
+            .collect();
+        let order: Vec<String> = keys.iter().map(|(name, _)| name.clone()).collect();
+        let changes = previous.as_ref().map(|before| {
+            let changed: Vec<&Value> = services
+                .iter()
+                .zip(&keys)
+                .filter(|(_, (name, key))| before.services.get(name) != Some(key))
+                .map(|(service, _)| service)
+                .collect();
+            let mut doc = serde_json::json!({
+                "seq": seq,
+                "generated_at": generated_at,
+                "services": changed,
+            });
+            if order != before.order {
+                doc["order"] = serde_json::json!(order);
+            }
+            if history != before.history {
+                doc["history"] = history.clone();
+            }
+            if dangling != before.dangling {
+                doc["dangling_intents"] = dangling.clone();
+            }
+            Bytes::from(event("changes", &doc.to_string()))
+        });
+        let full = serde_json::json!({
+            "version": output::JSON_VERSION,
+            "vigil": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "started_at": st.started_at.to_string(),
+            "every_ms": u64::try_from(EVERY.as_millis()).unwrap_or(u64::MAX),
+            "seq": seq,
+            "status": &status,
+            "history": &history,
+        });
+        *previous = Some(Previous {
+            services: keys.into_iter().collect(),
+            order,
+            history,
+            dangling,
+        });
+        Published {
+            seq,
+            full: Bytes::from(event("snapshot", &full.to_string())),
+            changes,
+        }
+    }
+}
+
+/// A service's facts as compact JSON without what only the passing of time changes: a
+/// check's `age_secs`, `cooldown_left_secs`, a hold's `left_secs` and a unit's
+/// `uptime_secs` (the page counts them on from the tick's `generated_at`).
+fn timeless(service: &Value) -> String {
+    let mut service = service.clone();
+    if let Some(s) = service.as_object_mut() {
+        s.remove("cooldown_left_secs");
+        for (outer, inner) in [("hold", "left_secs"), ("systemd", "uptime_secs")] {
+            if let Some(o) = s.get_mut(outer).and_then(Value::as_object_mut) {
+                o.remove(inner);
+            }
+        }
+        if let Some(checks) = s.get_mut("checks").and_then(Value::as_array_mut) {
+            for check in checks.iter_mut().filter_map(Value::as_object_mut) {
+                check.remove("age_secs");
+            }
+        }
+    }
+    service.to_string()
 }
 
 /// One server-sent event. `data` is one line (compact JSON escapes its newlines).
 fn event(name: &str, data: &str) -> String {
     format!("event: {name}\ndata: {data}\n\n")
-}
-
-/// What a `snapshot` event carries (docs/cli-json.md, `GET /v1/live`).
-#[derive(Serialize)]
-struct Snapshot<'a> {
-    version: u32,
-    vigil: &'static str,
-    pid: u32,
-    started_at: String,
-    every_ms: u64,
-    status: &'a output::StatusReport,
-    /// The ledger's last entries, oldest first, as in `vigil history --json` but without
-    /// a watchdog restart's `evidence` (`vigil history` shows it).
-    history: Vec<output::HistoryEntry<'a>>,
 }
 
 /// The drivers' views a publisher's snapshots carry, and the one task reading them anew.
@@ -233,7 +345,7 @@ fn ticks(every: Duration) -> u32 {
 async fn snapshot(
     st: &AppState,
     drivers: &BTreeMap<String, output::DriverView>,
-) -> Result<String, crate::ledger::LedgerError> {
+) -> Result<Tick, crate::ledger::LedgerError> {
     let view = st.view.borrow().clone();
     let status = output::status_using(
         &view.config,
@@ -250,18 +362,13 @@ async fn snapshot(
     for row in &mut rows {
         row.evidence = None;
     }
-    let doc = Snapshot {
-        version: output::JSON_VERSION,
-        vigil: env!("CARGO_PKG_VERSION"),
-        pid: std::process::id(),
-        started_at: st.started_at.to_string(),
-        every_ms: u64::try_from(EVERY.as_millis()).unwrap_or(u64::MAX),
-        status: &status,
-        history: output::history_json(&rows, &[]).entries,
-    };
-    Ok(serde_json::to_string(&doc).unwrap_or_else(|e| {
-        serde_json::json!({ "error": format!("cannot serialize the snapshot: {e}") }).to_string()
-    }))
+    // Serializing these types cannot fail (string keys, no non-finite floats that
+    // serde_json would refuse); null would show as an empty page, not a panic.
+    Ok(Tick {
+        status: serde_json::to_value(&status).unwrap_or(Value::Null),
+        history: serde_json::to_value(output::history_json(&rows, &[]).entries)
+            .unwrap_or(Value::Null),
+    })
 }
 
 /// `GET /v1/live`: a `hello` event (whether this listener needs the bearer token for the
@@ -301,6 +408,7 @@ pub(super) async fn stream(
         hello: Some(Bytes::from(hello)),
         rx: live.subscribe(&st),
         fresh: true,
+        sent: None,
         changed: None,
         stopping: Box::pin(live.cancel.clone().cancelled_owned()),
         _client: client,
@@ -316,16 +424,19 @@ pub(super) async fn stream(
         .into_response())
 }
 
-type Changed = Pin<Box<dyn Future<Output = Option<watch::Receiver<Option<Bytes>>>> + Send>>;
+type Changed = Pin<Box<dyn Future<Output = Option<watch::Receiver<Shared>>> + Send>>;
 
-/// One client's stream: its `hello`, then every snapshot the publisher sends (one that
-/// came while the client was still writing the last one replaces it: a slow client skips
-/// snapshots, it never queues them).
+/// One client's stream: its `hello`, then each tick the publisher sends: its `changes`
+/// when this client got the tick before, else its whole `snapshot` (a tick that came while
+/// the client was still writing the last one replaces it: a slow client skips ticks, it
+/// never queues them, and catches up with a snapshot).
 struct Feed {
     hello: Option<Bytes>,
-    rx: watch::Receiver<Option<Bytes>>,
+    rx: watch::Receiver<Shared>,
     /// `rx`'s current value has not been sent yet.
     fresh: bool,
+    /// The last tick sent.
+    sent: Option<u64>,
     changed: Option<Changed>,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     _client: OwnedSemaphorePermit,
@@ -349,8 +460,16 @@ impl hyper::body::Body for Feed {
         }
         loop {
             if std::mem::take(&mut this.fresh)
-                && let Some(event) = this.rx.borrow_and_update().clone()
+                && let Some(tick) = this.rx.borrow_and_update().clone()
             {
+                let follows = this
+                    .sent
+                    .is_some_and(|sent| sent.wrapping_add(1) == tick.seq);
+                this.sent = Some(tick.seq);
+                let event = match &tick.changes {
+                    Some(changes) if follows => changes.clone(),
+                    _ => tick.full.clone(),
+                };
                 return Poll::Ready(Some(Ok(hyper::body::Frame::data(event))));
             }
             let rx = &this.rx;
