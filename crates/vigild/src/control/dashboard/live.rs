@@ -139,7 +139,7 @@ async fn publish(live: Arc<Live>, st: AppState) {
         drivers.tick(&st, std::mem::take(&mut first)).await;
         seq += 1;
         let published = match snapshot(&st, &drivers.views).await {
-            Ok(tick) => tick.publish(seq, &st, &mut previous),
+            Ok(tick) => tick.publish(seq, st.started_at, &mut previous),
             Err(error) => {
                 tracing::warn!(%error, event = "dashboard_snapshot_failed", "dashboard feed: cannot build a snapshot");
                 // The next tick is a whole snapshot for everyone.
@@ -172,7 +172,12 @@ struct Previous {
 }
 
 impl Tick {
-    fn publish(self, seq: u64, st: &AppState, previous: &mut Option<Previous>) -> Published {
+    fn publish(
+        self,
+        seq: u64,
+        started_at: vigil_core::Timestamp,
+        previous: &mut Option<Previous>,
+    ) -> Published {
         let Tick { status, history } = self;
         let generated_at = status.get("generated_at").cloned().unwrap_or(Value::Null);
         let dangling = status
@@ -218,7 +223,7 @@ impl Tick {
             "version": output::JSON_VERSION,
             "vigil": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
-            "started_at": st.started_at.to_string(),
+            "started_at": started_at.to_string(),
             "every_ms": u64::try_from(EVERY.as_millis()).unwrap_or(u64::MAX),
             "seq": seq,
             "status": &status,
@@ -487,5 +492,106 @@ impl hyper::body::Body for Feed {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(name: &str, status: &str, age: u64, cooldown: u64) -> Value {
+        json!({
+            "name": name, "state": "ok", "cooldown_left_secs": cooldown,
+            "hold": {"state": "paused", "left_secs": cooldown},
+            "systemd": null,
+            "checks": [{"name": "c", "status": status, "age_secs": age}],
+        })
+    }
+
+    fn tick(at: &str, services: Vec<Value>, history: Value) -> Tick {
+        Tick {
+            status: json!({"generated_at": at, "services": services, "dangling_intents": []}),
+            history,
+        }
+    }
+
+    /// The `data:` of an event, parsed.
+    fn data(event: &Bytes) -> Value {
+        let text = std::str::from_utf8(event).expect("utf-8");
+        let line = text.lines().nth(1).expect("a data line");
+        serde_json::from_str(line.trim_start_matches("data: ")).expect("JSON")
+    }
+
+    #[test]
+    fn changes_carry_only_what_changed_beyond_the_passing_of_time() {
+        let at = vigil_core::Timestamp::UNIX_EPOCH;
+        let mut previous = None;
+        let first = tick(
+            "t1",
+            vec![
+                service("a", "passing", 1, 30),
+                service("b", "passing", 1, 0),
+            ],
+            json!([]),
+        )
+        .publish(1, at, &mut previous);
+        assert!(first.changes.is_none(), "nothing to change from");
+        assert!(
+            std::str::from_utf8(&first.full)
+                .expect("utf-8")
+                .starts_with("event: snapshot\n")
+        );
+        assert_eq!(data(&first.full)["seq"], 1);
+
+        // Only ages and the cooldown moved on: no service is sent.
+        let second = tick(
+            "t2",
+            vec![
+                service("a", "passing", 2, 29),
+                service("b", "passing", 2, 0),
+            ],
+            json!([]),
+        )
+        .publish(2, at, &mut previous);
+        let changes = data(second.changes.as_ref().expect("changes"));
+        assert_eq!(
+            changes,
+            json!({"seq": 2, "generated_at": "t2", "services": []})
+        );
+        // The whole snapshot is there for a client that missed a tick.
+        assert_eq!(
+            data(&second.full)["status"]["services"][0]["cooldown_left_secs"],
+            29
+        );
+
+        // b's check fails and the ledger has an entry: b and the entries are sent.
+        let third = tick(
+            "t3",
+            vec![
+                service("a", "passing", 3, 28),
+                service("b", "failing", 0, 0),
+            ],
+            json!([{"id": 1}]),
+        )
+        .publish(3, at, &mut previous);
+        let changes = data(third.changes.as_ref().expect("changes"));
+        assert_eq!(changes["services"].as_array().map(Vec::len), Some(1));
+        assert_eq!(changes["services"][0]["name"], "b");
+        assert_eq!(changes["history"], json!([{"id": 1}]));
+        assert!(changes.get("order").is_none());
+        assert!(changes.get("dangling_intents").is_none());
+
+        // A reload removed a: the order says so.
+        let fourth = tick(
+            "t4",
+            vec![service("b", "failing", 1, 0)],
+            json!([{"id": 1}]),
+        )
+        .publish(4, at, &mut previous);
+        let changes = data(fourth.changes.as_ref().expect("changes"));
+        assert_eq!(changes["order"], json!(["b"]));
+        assert_eq!(changes["services"], json!([]));
+        assert!(changes.get("history").is_none());
     }
 }
