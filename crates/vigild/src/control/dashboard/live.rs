@@ -11,7 +11,7 @@
 //! wake-up and a write of shared bytes, never a report of its own); the bound on clients
 //! ([`MAX_CLIENTS`], one more is a 503); and each client's body, which ends when the
 //! daemon stops. Polling `/v1/status` and `/v1/history` instead would build a report per
-//! client and per poll: 67 % of a core for 100 pages against 1.4 % for 100 on this feed
+//! client and per poll: 67-75 % of a core for 100 pages against 1.2-1.4 % on this feed
 //! (docs/BENCHMARKS.md, "Dashboard (issue 14)").
 //!
 //! What the drivers say (a `status_command` run, Docker's inspect, a unit's state over
