@@ -4,8 +4,8 @@
 //! Owns: reading `http_token_file` and the TLS files, binding, the listener's own thread
 //! and runtime, and the [`Gate`] every request passes before the router:
 //! - reads that are public ([`is_public_read`]: `GET`/`HEAD` of `/metrics`, `/v1/health`,
-//!   `/v1/status`, `/v1/history`, a service's `logs`, and `/` and `/assets/...` for the
-//!   dashboard) need nothing;
+//!   `/v1/status`, `/v1/history`, a service's `logs`, and the dashboard's `/`,
+//!   `/assets/...` and `/v1/live`) need nothing;
 //! - everything else (every operator endpoint, and any route added later: default deny)
 //!   needs `Authorization: Bearer TOKEN` with the token of `http_token_file`, compared in
 //!   constant time, and is answered 401 without it (also when no token file is
@@ -223,7 +223,7 @@ impl Bound {
             answering: Arc::new(Semaphore::new(MAX_ANSWERING)),
             refusals: Refusals::default(),
         });
-        let app = routes(AppState::new(view, guard));
+        let app = routes(AppState::new(view, guard, cancel.clone()));
         let (done_tx, done_rx) = oneshot::channel::<()>();
         let (listener, tls, addr) = (self.listener, self.tls, self.addr);
         std::thread::Builder::new()
@@ -268,14 +268,14 @@ impl Bound {
     }
 }
 
-/// Whether a request is a public read: no token needed. `/` and `/assets/...` are kept
-/// for the dashboard.
+/// Whether a request is a public read: no token needed. `/`, `/assets/...` and the
+/// live feed `/v1/live` are the dashboard's (`dashboard/`).
 pub fn is_public_read(method: &Method, path: &str) -> bool {
     if method != Method::GET && method != Method::HEAD {
         return false;
     }
     match path {
-        "/metrics" | "/v1/health" | "/v1/status" | "/v1/history" | "/" => true,
+        "/metrics" | "/v1/health" | "/v1/status" | "/v1/history" | "/v1/live" | "/" => true,
         _ if path.starts_with("/assets/") => true,
         _ => {
             // `/v1/services/S/logs`, one non-empty segment for S.
@@ -389,7 +389,7 @@ fn unauthorized(why: Unauthorized) -> Response {
             "Bearer realm=\"vigil\"",
         ),
         Unauthorized::Missing => (
-            "this endpoint needs `Authorization: Bearer TOKEN` (the token of http_token_file); only the public reads (/metrics, /v1/health, /v1/status, /v1/history, a service's logs) are open without it",
+            "this endpoint needs `Authorization: Bearer TOKEN` (the token of http_token_file); only the public reads (/metrics, /v1/health, /v1/status, /v1/history, a service's logs, the dashboard and its /v1/live feed) are open without it",
             "Bearer realm=\"vigil\"",
         ),
         Unauthorized::NotBearer => (
@@ -455,6 +455,7 @@ mod tests {
             "/v1/services/web/logs",
             "/",
             "/assets/app.js",
+            "/v1/live",
         ] {
             assert!(is_public_read(&Method::GET, path), "{path}");
             assert!(is_public_read(&Method::HEAD, path), "{path}");
@@ -468,6 +469,8 @@ mod tests {
             "/v1/heartbeat/web/beat",
             "/../../etc/passwd",
             "/v1/statusx",
+            "/v1/whoami",
+            "/v1/live/x",
             "/metrics/",
         ] {
             assert!(!is_public_read(&Method::GET, path), "{path}");

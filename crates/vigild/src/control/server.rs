@@ -23,6 +23,8 @@
 //!   credentials, or over TCP as the token's holder and its address (`operate.rs`).
 //! - `GET  /v1/services/S/logs[?n=N][&follow=true][&format=json]`: an exec service's
 //!   captured output, streamed while `follow` (`operate.rs`).
+//! - `GET  /`, `/assets/NAME`, `/v1/live` (server-sent events), `/v1/whoami`: the live
+//!   dashboard and its feed (`dashboard/`).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -48,7 +50,7 @@ use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
 pub(super) use super::conn::Peer;
 use super::conn::{self, Access, Listener};
 pub use super::conn::{HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_STALL_TIMEOUT};
-use super::operate;
+use super::{dashboard, operate};
 use crate::drivers::exec::output::Outputs;
 use crate::guard::{self, GuardContext};
 use crate::observe::metrics::{self as prometheus, Metrics};
@@ -75,15 +77,22 @@ pub struct ApiView {
 pub(super) struct AppState {
     pub(super) view: watch::Receiver<Arc<ApiView>>,
     pub(super) guard: GuardContext,
-    started_at: Timestamp,
+    pub(super) started_at: Timestamp,
+    /// The dashboard's live feed (one per listener, ended by the listener's `cancel`).
+    pub(super) live: Arc<dashboard::Live>,
 }
 
 impl AppState {
-    pub(super) fn new(view: watch::Receiver<Arc<ApiView>>, guard: GuardContext) -> AppState {
+    pub(super) fn new(
+        view: watch::Receiver<Arc<ApiView>>,
+        guard: GuardContext,
+        cancel: CancellationToken,
+    ) -> AppState {
         AppState {
             view,
             guard,
             started_at: clock::now(),
+            live: dashboard::Live::new(cancel),
         }
     }
 }
@@ -190,6 +199,7 @@ pub(super) fn routes(state: AppState) -> Router {
         .route("/v1/services/{service}/pause", post(operate::pause))
         .route("/v1/services/{service}/resume", post(operate::resume))
         .route("/v1/services/{service}/logs", get(operate::logs))
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -205,7 +215,7 @@ pub async fn serve(
     guard: GuardContext,
     cancel: CancellationToken,
 ) {
-    let app = routes(AppState::new(view, guard));
+    let app = routes(AppState::new(view, guard, cancel.clone()));
     conn::serve(
         Listener::Unix(listener),
         app,

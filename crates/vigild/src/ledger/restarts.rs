@@ -714,35 +714,82 @@ impl Ledger {
         let err = sql_err(&self.path);
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, service, at, source, forced, verdict, reason, message, outcome,
-                        outcome_detail, finished_at, pid, evidence, repeats, last_at
-                 FROM restarts
+            .prepare_cached(&format!(
+                "SELECT {HISTORY_COLUMNS} FROM restarts
                  WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR at >= ?2)
-                 ORDER BY at, id",
-            )
+                 ORDER BY at, id"
+            ))
             .map_err(&err)?;
         let rows = stmt
-            .query_map(params![service, since.map(Timestamp::as_millis)], |r| {
-                Ok(HistoryRow {
-                    id: r.get(0)?,
-                    service: r.get(1)?,
-                    at: Timestamp::from_millis(r.get(2)?),
-                    source: r.get(3)?,
-                    forced: r.get(4)?,
-                    verdict: r.get(5)?,
-                    reason: r.get(6)?,
-                    message: r.get(7)?,
-                    outcome: r.get(8)?,
-                    outcome_detail: r.get(9)?,
-                    finished_at: ts(r.get(10)?),
-                    pid: r.get(11)?,
-                    evidence: r.get(12)?,
-                    repeats: r.get(13)?,
-                    last_at: ts(r.get(14)?),
-                })
-            })
+            .query_map(
+                params![service, since.map(Timestamp::as_millis)],
+                history_row,
+            )
             .map_err(&err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
     }
+
+    /// The service's last allowed restart (what `vigil status` shows as its last
+    /// restart), read backwards through the `(service, at)` index rather than by reading
+    /// its whole history: the dashboard asks every second.
+    pub fn last_allowed(&self, service: &str) -> Result<Option<HistoryRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {HISTORY_COLUMNS} FROM restarts
+                 WHERE service = ?1 AND verdict = 'allowed'
+                 ORDER BY at DESC, id DESC LIMIT 1"
+            ))
+            .map_err(&err)?;
+        let mut rows = stmt
+            .query_map(params![service], history_row)
+            .map_err(&err)?;
+        rows.next().transpose().map_err(&err)
+    }
+
+    /// The last `limit` rows written (by id, which the primary key makes a lookup, not a
+    /// scan of the whole history), newest last in the order `history` uses: what the
+    /// dashboard shows every second.
+    pub fn recent_history(&self, limit: usize) -> Result<Vec<HistoryRow>> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {HISTORY_COLUMNS} FROM restarts ORDER BY id DESC LIMIT ?1"
+            ))
+            .map_err(&err)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = stmt
+            .query_map(params![limit], history_row)
+            .map_err(&err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(&err)?;
+        rows.sort_by_key(|r| (r.at, r.id));
+        Ok(rows)
+    }
+}
+
+/// The columns `history_row` reads, in its order.
+const HISTORY_COLUMNS: &str = "id, service, at, source, forced, verdict, reason, message, outcome,
+     outcome_detail, finished_at, pid, evidence, repeats, last_at";
+
+fn history_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryRow> {
+    Ok(HistoryRow {
+        id: r.get(0)?,
+        service: r.get(1)?,
+        at: Timestamp::from_millis(r.get(2)?),
+        source: r.get(3)?,
+        forced: r.get(4)?,
+        verdict: r.get(5)?,
+        reason: r.get(6)?,
+        message: r.get(7)?,
+        outcome: r.get(8)?,
+        outcome_detail: r.get(9)?,
+        finished_at: ts(r.get(10)?),
+        pid: r.get(11)?,
+        evidence: r.get(12)?,
+        repeats: r.get(13)?,
+        last_at: ts(r.get(14)?),
+    })
 }

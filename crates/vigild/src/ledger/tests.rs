@@ -683,3 +683,38 @@ fn denials_of_one_episode_are_counted_on_its_first_row() {
     assert_eq!(new.repeat, None);
     assert_ne!(new.id, first.id);
 }
+
+/// The dashboard's last entries: the newest `limit` rows by id, shown oldest first, and
+/// read through the primary key (no scan of the whole history every second).
+#[test]
+fn recent_history_is_the_last_rows_through_the_primary_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    assert!(ledger.recent_history(5).unwrap().is_empty());
+    for (i, service) in ["web", "db", "web", "api", "db"].into_iter().enumerate() {
+        allowed(&ledger, service, Timestamp::from_secs(100 + i as i64));
+    }
+    let recent = ledger.recent_history(3).unwrap();
+    let seen: Vec<(&str, i64)> = recent
+        .iter()
+        .map(|r| (r.service.as_str(), r.at.as_millis() / 1000))
+        .collect();
+    assert_eq!(seen, [("web", 102), ("api", 103), ("db", 104)]);
+    assert_eq!(ledger.recent_history(50).unwrap().len(), 5);
+    let plan: String = ledger
+        .conn
+        .prepare("EXPLAIN QUERY PLAN SELECT id FROM restarts ORDER BY id DESC LIMIT 3")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    // The last allowed restart of one service, the same row its whole history ends with.
+    let last = ledger.last_allowed("web").unwrap().unwrap();
+    assert_eq!(last.at.as_millis() / 1000, 102);
+    let whole = ledger.history(Some("web"), None).unwrap();
+    assert_eq!(whole.last(), Some(&last));
+    assert_eq!(ledger.last_allowed("nobody").unwrap(), None);
+}

@@ -236,8 +236,72 @@ pub async fn status(
     ledger: &LedgerHandle,
     only: Option<&str>,
 ) -> Result<StatusReport, LedgerError> {
+    status_with(config, ledger, only, &vigil_checks::ProbeContext::new()).await
+}
+
+/// What a service's driver says about it, read by probing it: a `status_command` run,
+/// the Docker API, the unit's state over D-Bus. `vigil status` reads it for every report;
+/// the dashboard's feed reads it in the background at its own pace, so a slow or hanging
+/// probe never holds a snapshot (`control/dashboard/live.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct DriverView {
+    /// Whether it runs, from `status_command` or the container's state (`None`: the
+    /// driver cannot tell, or it is systemd's or exec's, told by `unit` or the ledger).
+    pub running: Option<bool>,
+    pub detail: Option<String>,
+    pub unit: Option<Result<vigil_checks::systemd::UnitState, String>>,
+}
+
+impl DriverView {
+    /// Asks `spec`'s driver, through the shared clients of `probes`.
+    pub async fn read(
+        spec: &vigil_config::model::DriverSpec,
+        probes: &vigil_checks::ProbeContext,
+    ) -> DriverView {
+        let driver = crate::drivers::Reader::new(spec, probes);
+        let detail = driver.detail().await;
+        let unit = driver.unit_state().await;
+        let running = match driver {
+            crate::drivers::Reader::Command(_) | crate::drivers::Reader::Docker(_) => {
+                driver.is_running().await
+            }
+            crate::drivers::Reader::Exec | crate::drivers::Reader::Systemd(_) => None,
+        };
+        DriverView {
+            running,
+            detail,
+            unit,
+        }
+    }
+}
+
+/// Where a status report gets each service's [`DriverView`].
+pub enum Drivers<'a> {
+    /// Asks every driver now, through these shared clients.
+    Probe(&'a vigil_checks::ProbeContext),
+    /// Views read earlier, by service name (a service missing is reported as unknown).
+    Known(&'a std::collections::BTreeMap<String, DriverView>),
+}
+
+/// [`status`] asking the drivers through `probes`, so that a caller building reports in
+/// a loop keeps one D-Bus connection rather than opening one per report.
+pub async fn status_with(
+    config: &Config,
+    ledger: &LedgerHandle,
+    only: Option<&str>,
+    probes: &vigil_checks::ProbeContext,
+) -> Result<StatusReport, LedgerError> {
+    status_using(config, ledger, only, Drivers::Probe(probes)).await
+}
+
+/// [`status`] with the drivers' views from `drivers`.
+pub async fn status_using(
+    config: &Config,
+    ledger: &LedgerHandle,
+    only: Option<&str>,
+    drivers: Drivers<'_>,
+) -> Result<StatusReport, LedgerError> {
     let now = clock::now();
-    let probes = vigil_checks::ProbeContext::new();
     let states = ledger.call(|l| l.check_states()).await?;
     let exec_states = ledger.call(|l| l.exec_states()).await?;
     let dangling = ledger.call(|l| l.dangling_intents(None)).await?;
@@ -255,11 +319,7 @@ pub async fn status(
             ledger
                 .call(move |l| -> Result<_, LedgerError> {
                     let counted = l.counted_restarts(&n, window_start)?;
-                    let last = l
-                        .history(Some(&n), None)?
-                        .into_iter()
-                        .rev()
-                        .find(|r| r.verdict == "allowed");
+                    let last = l.last_allowed(&n)?;
                     Ok((
                         counted,
                         last,
@@ -333,9 +393,14 @@ pub async fn status(
             .iter()
             .filter_map(|s| s.schedule.next_after(now))
             .min();
-        let driver = crate::drivers::Reader::new(&service.driver, &probes);
-        let driver_detail = driver.detail().await;
-        let unit = driver.unit_state().await;
+        let DriverView {
+            running: driver_running,
+            detail: driver_detail,
+            unit,
+        } = match &drivers {
+            Drivers::Probe(probes) => DriverView::read(&service.driver, probes).await,
+            Drivers::Known(views) => views.get(&name).cloned().unwrap_or_default(),
+        };
         let exec = match &service.driver {
             vigil_config::model::DriverSpec::Exec(_) => {
                 Some(exec_status(exec_states.iter().find(|r| r.service == name)))
@@ -353,7 +418,7 @@ pub async fn status(
             (Some(_), _) => None,
             (None, Some(Ok(state))) => Some(state.is_active()),
             (None, Some(Err(_))) => None,
-            (None, None) => driver.is_running().await,
+            (None, None) => driver_running,
         };
         let state = match (&hold, &exec) {
             (Some(h), _) if h.state == "stopped" => "stopped",
