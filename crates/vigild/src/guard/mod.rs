@@ -375,7 +375,7 @@ pub async fn begin(
     let waited_from = tokio::time::Instant::now();
     let deadline = waited_from + policy.lock_timeout;
     let mut held = lock::acquire(&lock_path, policy.lock_timeout).await?;
-    if held.is_some() && !wait_for_orphans(cx, service, deadline, action_timeout).await? {
+    if held.is_some() && !wait_for_orphans(cx, service, deadline, action_timeout, relaxed).await? {
         held = None;
     }
     let Some(held) = held else {
@@ -538,17 +538,20 @@ fn resolution(intent: &Intent) -> (DanglingOutcome, String) {
 /// deadline. Leftovers of a restart whose command itself has ended, or that ran longer
 /// than `action_timeout`, are not waited for: they are the service, started in the
 /// background, not a restart in progress.
+///
+/// `relaxed` (an exec crash loop's restart): the dangling intents are read in place when
+/// the ledger is idle, like the decision itself. Queued behind the ledger thread's
+/// fdatasync of the previous restart, this read made every crash-to-restart wait for the
+/// disk (0.41 -> 0.70 ms median, docs/BENCHMARKS.md "After issues 11 and 12").
 async fn wait_for_orphans(
     cx: &GuardContext,
     service: &ServiceName,
     deadline: tokio::time::Instant,
     action_timeout: Duration,
+    relaxed: bool,
 ) -> Result<bool, GuardError> {
     let name = service.to_string();
-    let dangling = cx
-        .ledger
-        .call(move |l| l.dangling_intents(Some(&name)))
-        .await?;
+    let dangling = ledger_job(cx, relaxed, move |l| l.dangling_intents(Some(&name))).await?;
     let mut announced = false;
     for intent in dangling {
         let mut pause = Duration::from_millis(5);
