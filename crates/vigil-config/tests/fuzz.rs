@@ -534,6 +534,8 @@ struct Names {
 /// Keys a clean configuration leaves out: they refer across tables or constrain each
 /// other (pairs, exactly-one-of groups, orderings).
 const RISKY: &[&str] = &[
+    // Names a `[fleet.keys.NAME]`, which generated files have no `[fleet]` for.
+    "fleet_key",
     "after",
     "ready_check",
     "alerts",
