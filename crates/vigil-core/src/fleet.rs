@@ -125,11 +125,14 @@ pub enum FleetRefusal {
 
 impl FleetRefusal {
     /// How long until asking again could be granted (`None`: unknown).
+    /// A busy key is asked again at most [`BUSY_RECHECK`] later: its lease is usually
+    /// released well before it would expire.
     pub fn wait(&self) -> Option<Duration> {
         match self {
-            FleetRefusal::Busy { wait, .. }
-            | FleetRefusal::Budget { wait, .. }
-            | FleetRefusal::MinHealthy { wait, .. } => Some(*wait),
+            FleetRefusal::Busy { wait, .. } => Some((*wait).min(BUSY_RECHECK)),
+            FleetRefusal::Budget { wait, .. } | FleetRefusal::MinHealthy { wait, .. } => {
+                Some(*wait)
+            }
             FleetRefusal::Unreachable { .. } => None,
         }
     }
@@ -237,6 +240,10 @@ impl fmt::Display for FleetNote {
         }
     }
 }
+
+/// How often a restart refused because the key is busy asks again (a lease's release is
+/// not announced; asking is one short transaction).
+pub const BUSY_RECHECK: Duration = Duration::from_secs(1);
 
 /// How long a `min_healthy` refusal waits before asking again: the members' states are
 /// published about once a second, so sooner says nothing new.
@@ -384,7 +391,7 @@ mod tests {
                 .starts_with("fleet: 1/1 restarting on host-b, started 4s ago"),
             "{refusal}"
         );
-        assert_eq!(refusal.wait(), Some(Duration::from_secs(26)));
+        assert_eq!(refusal.wait(), Some(BUSY_RECHECK));
     }
 
     #[test]

@@ -676,6 +676,21 @@ impl Ledger {
         service: Option<&str>,
         since: Option<Timestamp>,
     ) -> Result<Vec<HistoryRow>> {
+        self.history_rows(service, since, None, i64::MAX)
+    }
+
+    /// Up to `limit` history rows whose id is above `after`, by id (the fleet publisher).
+    pub fn history_after(&self, after: i64, limit: i64) -> Result<Vec<HistoryRow>> {
+        self.history_rows(None, None, Some(after), limit)
+    }
+
+    fn history_rows(
+        &self,
+        service: Option<&str>,
+        since: Option<Timestamp>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<HistoryRow>> {
         let err = sql_err(&self.path);
         let mut stmt = self
             .conn
@@ -684,29 +699,34 @@ impl Ledger {
                         outcome_detail, finished_at, pid, evidence, repeats, last_at
                  FROM restarts
                  WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR at >= ?2)
-                 ORDER BY at, id",
+                   AND (?3 IS NULL OR id > ?3)
+                 ORDER BY CASE WHEN ?3 IS NULL THEN at ELSE id END, id
+                 LIMIT ?4",
             )
             .map_err(&err)?;
         let rows = stmt
-            .query_map(params![service, since.map(Timestamp::as_millis)], |r| {
-                Ok(HistoryRow {
-                    id: r.get(0)?,
-                    service: r.get(1)?,
-                    at: Timestamp::from_millis(r.get(2)?),
-                    source: r.get(3)?,
-                    forced: r.get(4)?,
-                    verdict: r.get(5)?,
-                    reason: r.get(6)?,
-                    message: r.get(7)?,
-                    outcome: r.get(8)?,
-                    outcome_detail: r.get(9)?,
-                    finished_at: ts(r.get(10)?),
-                    pid: r.get(11)?,
-                    evidence: r.get(12)?,
-                    repeats: r.get(13)?,
-                    last_at: ts(r.get(14)?),
-                })
-            })
+            .query_map(
+                params![service, since.map(Timestamp::as_millis), after, limit],
+                |r| {
+                    Ok(HistoryRow {
+                        id: r.get(0)?,
+                        service: r.get(1)?,
+                        at: Timestamp::from_millis(r.get(2)?),
+                        source: r.get(3)?,
+                        forced: r.get(4)?,
+                        verdict: r.get(5)?,
+                        reason: r.get(6)?,
+                        message: r.get(7)?,
+                        outcome: r.get(8)?,
+                        outcome_detail: r.get(9)?,
+                        finished_at: ts(r.get(10)?),
+                        pid: r.get(11)?,
+                        evidence: r.get(12)?,
+                        repeats: r.get(13)?,
+                        last_at: ts(r.get(14)?),
+                    })
+                },
+            )
             .map_err(&err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
     }

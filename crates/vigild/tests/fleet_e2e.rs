@@ -1,0 +1,529 @@
+//! The fleet end to end (issue 16): several `vigil run` daemons, each its own host
+//! (`[fleet] host`, its own `state_dir`), sharing one real PostgreSQL 15 that the test
+//! starts in a temporary directory on a free loopback port.
+//!
+//! Gated: these run only with `VIGIL_TEST_SERVERS=1` (Debian's postgresql-15 package);
+//! otherwise each prints "skipped" and returns.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A panic is a test failure.
+
+mod support;
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use support::{Daemon, Env, command, helper_bin, instant_now, recorder_runs, text, wait_until};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn enabled() -> bool {
+    if std::env::var_os("VIGIL_TEST_SERVERS").is_some_and(|v| v == "1") {
+        true
+    } else {
+        eprintln!("skipped: set VIGIL_TEST_SERVERS=1");
+        false
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The `postgres` account's uid and gid.
+fn postgres_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .expect("a postgres user");
+    let fields: Vec<&str> = line.split(':').collect();
+    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
+}
+
+/// Our own PostgreSQL 15 cluster: killed and removed with the test.
+struct Pg {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Pg {
+    fn start() -> Pg {
+        let (uid, gid) = postgres_ids();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        let status = command(format!("{PG_BIN}/initdb"))
+            .uid(uid)
+            .gid(gid)
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-U", "postgres", "-A", "trust", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "initdb");
+        let mut pg = Pg {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        pg.resume();
+        pg
+    }
+
+    /// Starts (again) the server on the same data and port.
+    fn resume(&mut self) {
+        let (uid, gid) = postgres_ids();
+        let child = command(format!("{PG_BIN}/postgres"))
+            .uid(uid)
+            .gid(gid)
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_until(
+            Duration::from_secs(30),
+            "postgres to accept queries",
+            || self.try_query("SELECT 1").filter(|s| s == "1"),
+        );
+    }
+
+    /// Fast shutdown (SIGINT), waited for.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            support::signal(child.id(), rustix::process::Signal::INT);
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn try_query(&self, sql: &str) -> Option<String> {
+        let out = command(format!("{PG_BIN}/psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-Atqc", sql])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_owned())
+    }
+
+    fn query(&self, sql: &str) -> String {
+        self.try_query(sql)
+            .unwrap_or_else(|| panic!("query failed: {sql}"))
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One host: its own scratch dir, config and daemon.
+struct Host {
+    name: String,
+    env: Env,
+    healthy: PathBuf,
+    log: PathBuf,
+    daemon: Option<Daemon>,
+}
+
+struct HostOpts<'a> {
+    hold_ms: u64,
+    lease_ttl: &'a str,
+    on_unreachable: &'a str,
+    key: &'a str,
+}
+
+impl Default for HostOpts<'_> {
+    fn default() -> Self {
+        HostOpts {
+            hold_ms: 1500,
+            lease_ttl: "6s",
+            on_unreachable: "local",
+            key: "max_concurrent = 1",
+        }
+    }
+}
+
+impl Host {
+    fn new(pg: &Pg, name: &str, opts: &HostOpts<'_>) -> Host {
+        let env = Env::new();
+        let healthy = env.path("healthy");
+        let log = env.path("restarts.log");
+        std::fs::write(&healthy, "").unwrap();
+        let recorder = helper_bin("vigil-restart-recorder");
+        let script = format!(
+            "{} --log {} --hold-ms {} && touch {}",
+            recorder.display(),
+            log.display(),
+            opts.hold_ms,
+            healthy.display()
+        );
+        env.write_config(&format!(
+            r#"
+[defaults.guard]
+cooldown = "3s"
+max_restarts = 20
+window = "1h"
+
+[services.api]
+driver = "command"
+restart_command = ["/bin/sh", "-c", {script:?}]
+command_timeout = "60s"
+fleet_key = "api"
+
+[services.api.checks.health]
+kind = "exec"
+command = ["test", "-f", {healthy:?}]
+every = "200ms"
+timeout = "5s"
+
+[fleet]
+postgres = "{url}"
+host = "{name}"
+lease_ttl = "{ttl}"
+timeout = "1s"
+on_unreachable = "{unreachable}"
+
+[fleet.keys.api]
+{key}
+"#,
+            healthy = healthy.display().to_string(),
+            url = pg.url(),
+            ttl = opts.lease_ttl,
+            unreachable = opts.on_unreachable,
+            key = opts.key,
+        ));
+        let daemon = env.start_daemon(&[]);
+        Host {
+            name: name.to_owned(),
+            env,
+            healthy,
+            log,
+            daemon: Some(daemon),
+        }
+    }
+
+    fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().unwrap()
+    }
+
+    fn fail(&self) {
+        let _ = std::fs::remove_file(&self.healthy);
+    }
+
+    fn runs(&self) -> Vec<(u128, u128)> {
+        recorder_runs(&self.log)
+    }
+
+    fn starts(&self) -> usize {
+        support::recorder_lines(&self.log)
+            .iter()
+            .filter(|(k, _, _)| k == "start")
+            .count()
+    }
+}
+
+/// Every host's service reports passing in the fleet's tables.
+fn wait_all_passing(pg: &Pg, hosts: &[&Host]) {
+    let n = hosts.len().to_string();
+    wait_until(
+        Duration::from_secs(30),
+        "every host to publish passing",
+        || {
+            pg.try_query("SELECT count(*) FROM vigil_fleet_services WHERE status = 'passing'")
+                .filter(|c| *c == n)
+        },
+    );
+}
+
+fn all_logs(hosts: &[&Host]) -> String {
+    hosts
+        .iter()
+        .map(|h| format!("--- {}\n{}", h.name, h.daemon().log_text()))
+        .collect()
+}
+
+/// Three replicas fail at once: each is restarted, one at a time (the restart commands'
+/// start/end stamps never overlap across hosts), and the deferred ones say why.
+#[test]
+fn max_concurrent_one_restarts_every_replica_one_at_a_time() {
+    if !enabled() {
+        return;
+    }
+    let pg = Pg::start();
+    let opts = HostOpts::default();
+    let hosts: Vec<Host> = ["host-a", "host-b", "host-c"]
+        .iter()
+        .map(|n| Host::new(&pg, n, &opts))
+        .collect();
+    let refs: Vec<&Host> = hosts.iter().collect();
+    wait_all_passing(&pg, &refs);
+    for h in &hosts {
+        h.fail();
+    }
+    wait_until(Duration::from_secs(40), "three restarts", || {
+        (hosts.iter().map(|h| h.runs().len()).sum::<usize>() >= 3).then_some(())
+    });
+    let mut runs: Vec<(u128, u128, &str)> = hosts
+        .iter()
+        .flat_map(|h| h.runs().into_iter().map(|(s, e)| (s, e, h.name.as_str())))
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 3, "{runs:?}\n{}", all_logs(&refs));
+    for pair in runs.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "restarts overlap across hosts: {pair:?}"
+        );
+    }
+    for h in &hosts {
+        assert_eq!(
+            h.runs().len(),
+            1,
+            "{} restarted once\n{}",
+            h.name,
+            all_logs(&refs)
+        );
+    }
+    let logs = all_logs(&refs);
+    assert!(
+        logs.contains("Restart SKIPPED: fleet: 1/1 restarting on host-"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("fleet: lease on api, 1/1 restarting"),
+        "{logs}"
+    );
+    // The refusal is a verdict like the others, in the local ledger.
+    let skipped = hosts
+        .iter()
+        .flat_map(|h| h.env.history())
+        .filter(|e| e["reason"] == "fleet")
+        .count();
+    assert!(skipped >= 2, "two hosts waited at least once");
+    // Every lease was released.
+    assert_eq!(
+        pg.query("SELECT count(*) FROM vigil_fleet_leases WHERE released_at IS NULL"),
+        "0"
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM vigil_fleet_leases WHERE outcome = 'ok'"),
+        "3"
+    );
+}
+
+/// The host holding the lease is SIGKILLed mid-restart: the other host's restart goes
+/// after `lease_ttl` (not never), and the dead host is shown as lost.
+#[test]
+fn a_killed_lease_holder_blocks_the_fleet_for_at_most_lease_ttl() {
+    if !enabled() {
+        return;
+    }
+    let pg = Pg::start();
+    let opts = HostOpts {
+        hold_ms: 60_000,
+        lease_ttl: "3s",
+        ..HostOpts::default()
+    };
+    let mut hosts: Vec<Host> = ["host-a", "host-b"]
+        .iter()
+        .map(|n| Host::new(&pg, n, &opts))
+        .collect();
+    {
+        let refs: Vec<&Host> = hosts.iter().collect();
+        wait_all_passing(&pg, &refs);
+    }
+    for h in &hosts {
+        h.fail();
+    }
+    let holder = wait_until(Duration::from_secs(20), "one restart to start", || {
+        hosts.iter().position(|h| h.starts() == 1)
+    });
+    let other = 1 - holder;
+    // Only one lease: the other host waits.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hosts[other].starts(), 0);
+    let recorder_pid = support::recorder_lines(&hosts[holder].log)[0].1;
+    let mut dead = hosts[holder].daemon.take().unwrap();
+    dead.signal(rustix::process::Signal::KILL);
+    dead.wait_exit(Duration::from_secs(5)).unwrap();
+    let killed_at = instant_now();
+    // The restart command it ran (ours, through the shell it spawned) goes too.
+    if support::alive(recorder_pid) {
+        support::signal(recorder_pid, rustix::process::Signal::KILL);
+    }
+    wait_until(
+        Duration::from_secs(15),
+        "the other host's restart after lease_ttl",
+        || (hosts[other].starts() == 1).then_some(()),
+    );
+    let waited = killed_at.elapsed();
+    assert!(
+        waited <= Duration::from_secs(3 + 3),
+        "waited {waited:?}, lease_ttl is 3s"
+    );
+    let log = hosts[other].daemon().log_text();
+    assert!(
+        log.contains(&format!(
+            "Restart SKIPPED: fleet: 1/1 restarting on {}",
+            hosts[holder].name
+        )),
+        "{log}"
+    );
+    // Not seen for 3 × lease_ttl: lost.
+    let dead_name = hosts[holder].name.clone();
+    wait_until(
+        Duration::from_secs(20),
+        "the dead host shown as lost",
+        || {
+            let out = hosts[other].env.vigil(&["fleet", "status", "--json"]);
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            doc["services"]
+                .as_array()?
+                .iter()
+                .any(|s| s["host"] == dead_name.as_str() && s["lost"] == true)
+                .then_some(())
+        },
+    );
+    drop(dead);
+}
+
+/// PostgreSQL stopped while checks fail: with `local` the restart goes and says so;
+/// with `deny` it is skipped and says so; once each per outage the events; when the
+/// database is back the deferred restart goes and the history is published once.
+#[test]
+fn postgres_down_local_proceeds_deny_skips_and_history_catches_up_once() {
+    if !enabled() {
+        return;
+    }
+    let mut pg = Pg::start();
+    let local = Host::new(&pg, "host-local", &HostOpts::default());
+    let deny = Host::new(
+        &pg,
+        "host-deny",
+        &HostOpts {
+            on_unreachable: "deny",
+            ..HostOpts::default()
+        },
+    );
+    wait_all_passing(&pg, &[&local, &deny]);
+    pg.stop();
+    local.fail();
+    deny.fail();
+    wait_until(Duration::from_secs(20), "the local host's restart", || {
+        (local.runs().len() == 1).then_some(())
+    });
+    let log = deny.daemon().wait_log(
+        "Restart SKIPPED: fleet unreachable for key api",
+        Duration::from_secs(10),
+    );
+    assert!(log.contains("on_unreachable = deny"), "{log}");
+    let log = local.daemon().log_text();
+    assert!(log.contains("the local guard alone decided"), "{log}");
+    // Checks keep failing on the deny host: still one unreachable event per host.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(deny.starts(), 0);
+    for h in [&local, &deny] {
+        let log = h.daemon().log_text();
+        assert_eq!(
+            log.matches("fleet unreachable: ").count(),
+            1,
+            "{}: {log}",
+            h.name
+        );
+    }
+    pg.resume();
+    deny.daemon()
+        .wait_log("fleet recovered", Duration::from_secs(20));
+    wait_until(Duration::from_secs(20), "the deny host's restart", || {
+        (deny.runs().len() == 1).then_some(())
+    });
+    // Every local history row is in the fleet's history, exactly once.
+    for h in [&local, &deny] {
+        let local_rows = h.env.history().len();
+        wait_until(Duration::from_secs(20), "the history published", || {
+            let n: usize = pg
+                .query(&format!(
+                    "SELECT count(*) FROM vigil_fleet_history WHERE host = '{}'",
+                    h.name
+                ))
+                .parse()
+                .ok()?;
+            (n >= local_rows).then_some(())
+        });
+    }
+    assert_eq!(
+        pg.query(
+            "SELECT count(*) FROM (SELECT host, local_id FROM vigil_fleet_history
+             GROUP BY host, local_id HAVING count(*) > 1) d"
+        ),
+        "0"
+    );
+}
+
+/// `min_healthy = 2` of three: with two replicas failing neither restarts by itself;
+/// `vigil restart --force` still works and is recorded.
+#[test]
+fn min_healthy_holds_automatic_restarts_but_not_forced_ones() {
+    if !enabled() {
+        return;
+    }
+    let pg = Pg::start();
+    let opts = HostOpts {
+        key: "max_concurrent = 3\nmin_healthy = 2",
+        ..HostOpts::default()
+    };
+    let hosts: Vec<Host> = ["host-a", "host-b", "host-c"]
+        .iter()
+        .map(|n| Host::new(&pg, n, &opts))
+        .collect();
+    let refs: Vec<&Host> = hosts.iter().collect();
+    wait_all_passing(&pg, &refs);
+    hosts[0].fail();
+    hosts[1].fail();
+    hosts[0]
+        .daemon()
+        .wait_log("of key api passing, need 2", Duration::from_secs(20));
+    hosts[1]
+        .daemon()
+        .wait_log("of key api passing, need 2", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        hosts[0].starts() + hosts[1].starts(),
+        0,
+        "{}",
+        all_logs(&refs)
+    );
+    let out = hosts[0].env.vigil(&["restart", "--force", "api"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(hosts[0].runs().len(), 1);
+    let forced = hosts[0]
+        .env
+        .history()
+        .into_iter()
+        .filter(|e| e["verdict"] == "allowed" && e["forced"] == true)
+        .count();
+    assert_eq!(forced, 1);
+    let _ = Path::new("");
+}
