@@ -48,10 +48,16 @@ struct Pg {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    settings: Vec<String>,
 }
 
 impl Pg {
     fn start() -> Pg {
+        Pg::start_with(&[])
+    }
+
+    /// With extra `-c` settings, given as `name=value` (`{dir}` is the cluster's dir).
+    fn start_with(settings: &[&str]) -> Pg {
         let (uid, gid) = postgres_ids();
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
@@ -70,6 +76,7 @@ impl Pg {
             dir,
             port: free_port(),
             child: None,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
         };
         pg.resume();
         pg
@@ -78,7 +85,12 @@ impl Pg {
     /// Starts (again) the server on the same data and port.
     fn resume(&mut self) {
         let (uid, gid) = postgres_ids();
-        let child = command(format!("{PG_BIN}/postgres"))
+        let mut cmd = command(format!("{PG_BIN}/postgres"));
+        for s in &self.settings {
+            let s = s.replace("{dir}", &self.dir.path().display().to_string());
+            cmd.args(["-c", &s]);
+        }
+        let child = cmd
             .uid(uid)
             .gid(gid)
             .arg("-D")
@@ -152,6 +164,8 @@ struct HostOpts<'a> {
     lease_ttl: &'a str,
     on_unreachable: &'a str,
     key: &'a str,
+    /// More `[fleet]` lines.
+    fleet_extra: String,
 }
 
 impl Default for HostOpts<'_> {
@@ -161,6 +175,7 @@ impl Default for HostOpts<'_> {
             lease_ttl: "6s",
             on_unreachable: "local",
             key: "max_concurrent = 1",
+            fleet_extra: String::new(),
         }
     }
 }
@@ -204,6 +219,7 @@ host = "{name}"
 lease_ttl = "{ttl}"
 timeout = "1s"
 on_unreachable = "{unreachable}"
+{extra}
 
 [fleet.keys.api]
 {key}
@@ -213,6 +229,7 @@ on_unreachable = "{unreachable}"
             ttl = opts.lease_ttl,
             unreachable = opts.on_unreachable,
             key = opts.key,
+            extra = opts.fleet_extra,
         ));
         let daemon = env.start_daemon(&[]);
         Host {
@@ -526,4 +543,146 @@ fn min_healthy_holds_automatic_restarts_but_not_forced_ones() {
         .count();
     assert_eq!(forced, 1);
     let _ = Path::new("");
+}
+
+/// `openssl` with `args`, in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = command("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_certs(dir: &Path, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=vigil-test-ca",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+/// TLS to PostgreSQL with `ca_file`: the connection is encrypted (pg_stat_ssl says so);
+/// a server whose certificate another CA signed is refused, and the daemon says why.
+#[test]
+fn tls_with_a_ca_file_is_verified() {
+    if !enabled() {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path(), "ca");
+    // A second, unrelated CA.
+    let other = tempfile::tempdir().unwrap();
+    make_certs(other.path(), "other");
+    let (uid, gid) = postgres_ids();
+    let pgssl = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(pgssl.path(), Some(uid), Some(gid)).unwrap();
+    for f in ["server.crt", "server.key"] {
+        let to = pgssl.path().join(f);
+        std::fs::copy(certs.path().join(f), &to).unwrap();
+        std::os::unix::fs::chown(&to, Some(uid), Some(gid)).unwrap();
+    }
+    let ssl_cert = format!(
+        "ssl_cert_file={}",
+        pgssl.path().join("server.crt").display()
+    );
+    let ssl_key = format!("ssl_key_file={}", pgssl.path().join("server.key").display());
+    let pg = Pg::start_with(&["ssl=on", &ssl_cert, &ssl_key]);
+    let good = Host::new(
+        &pg,
+        "host-tls",
+        &HostOpts {
+            fleet_extra: format!(
+                "ca_file = {:?}",
+                certs.path().join("ca.pem").display().to_string()
+            ),
+            ..HostOpts::default()
+        },
+    );
+    let bad = Host::new(
+        &pg,
+        "host-wrong-ca",
+        &HostOpts {
+            fleet_extra: format!(
+                "ca_file = {:?}",
+                other.path().join("other.pem").display().to_string()
+            ),
+            ..HostOpts::default()
+        },
+    );
+    wait_all_passing(&pg, &[&good]);
+    assert_eq!(
+        pg.query(
+            "SELECT count(*) > 0 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'vigil' AND s.ssl"
+        ),
+        "t"
+    );
+    let log = bad
+        .daemon()
+        .wait_log("fleet unreachable: ", Duration::from_secs(20));
+    assert!(
+        log.contains("certificate") || log.contains("issuer"),
+        "{log}"
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM vigil_fleet_hosts WHERE host = 'host-wrong-ca'"),
+        "0"
+    );
 }

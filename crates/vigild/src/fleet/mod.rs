@@ -13,6 +13,7 @@
 pub mod publish;
 pub mod query;
 pub mod schema;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -199,20 +200,36 @@ impl FleetHandle {
             let password = secret.read().map_err(Unreachable)?;
             pg.password(password);
         }
-        if c.tls.is_some() {
-            return Err(Unreachable(
-                "TLS to PostgreSQL is not supported by this build yet".to_owned(),
-            ));
-        }
-        let (mut client, connection) = pg
-            .connect(NoTls)
-            .await
-            .map_err(|e| Unreachable(describe(&e)))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %describe(&error), "fleet connection closed");
+        let mut client = match &c.tls {
+            None => {
+                let (client, connection) = pg
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| Unreachable(describe(&e)))?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(error = %describe(&error), "fleet connection closed");
+                    }
+                });
+                client
             }
-        });
+            Some(tls) => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let config = vigil_checks::probe::tls_client_config(tls.ca_file.as_deref())
+                    .await
+                    .map_err(Unreachable)?;
+                let (client, connection) = pg
+                    .connect(tls::RustlsConnect(config))
+                    .await
+                    .map_err(|e| Unreachable(describe(&e)))?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(error = %describe(&error), "fleet connection closed");
+                    }
+                });
+                client
+            }
+        };
         schema::migrate(&mut client).await.map_err(|e| {
             Unreachable(format!("cannot migrate the fleet schema: {}", describe(&e)))
         })?;
