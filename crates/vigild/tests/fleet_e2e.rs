@@ -348,6 +348,37 @@ fn max_concurrent_one_restarts_every_replica_one_at_a_time() {
         pg.query("SELECT count(*) FROM vigil_fleet_leases WHERE outcome = 'ok'"),
         "3"
     );
+    // The fleet view, on any host: the CLI and the control socket.
+    let sock = hosts[0].env.state_dir().join("vigil.sock");
+    let out = command("curl")
+        .args(["-sf", "--unix-socket"])
+        .arg(&sock)
+        .arg("http://vigil/v1/fleet/status")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["services"].as_array().unwrap().len(), 3, "{doc}");
+    wait_until(
+        Duration::from_secs(10),
+        "every host's restart in the fleet history",
+        || {
+            let out = hosts[2].env.vigil(&["fleet", "history", "--json"]);
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let done: std::collections::BTreeSet<String> = doc["entries"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["verdict"] == "allowed" && e["outcome"] == "ok")
+                .filter_map(|e| e["host"].as_str().map(str::to_owned))
+                .collect();
+            (done.len() == 3).then_some(())
+        },
+    );
+    let out = hosts[1].env.vigil(&["fleet", "status"]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("host-a") && table.contains("host-c"),
+        "{table}"
+    );
 }
 
 /// The host holding the lease is SIGKILLed mid-restart: the other host's restart goes
