@@ -72,6 +72,11 @@ impl Pg {
             .status()
             .unwrap();
         assert!(status.success(), "initdb");
+        // Hosts in network namespaces connect from their veth addresses.
+        let hba = dir.path().join("data/pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).unwrap();
+        rules.push_str("host all all 10.0.0.0/8 trust\n");
+        std::fs::write(&hba, rules).unwrap();
         let mut pg = Pg {
             dir,
             port: free_port(),
@@ -86,18 +91,19 @@ impl Pg {
     fn resume(&mut self) {
         let (uid, gid) = postgres_ids();
         let mut cmd = command(format!("{PG_BIN}/postgres"));
-        for s in &self.settings {
-            let s = s.replace("{dir}", &self.dir.path().display().to_string());
-            cmd.args(["-c", &s]);
-        }
-        let child = cmd
-            .uid(uid)
+        cmd.uid(uid)
             .gid(gid)
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(self.dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
+        // Later settings override the defaults above.
+        for s in &self.settings {
+            let s = s.replace("{dir}", &self.dir.path().display().to_string());
+            cmd.args(["-c", &s]);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -166,6 +172,10 @@ struct HostOpts<'a> {
     key: &'a str,
     /// More `[fleet]` lines.
     fleet_extra: String,
+    /// Run the daemon in this network namespace, reaching PostgreSQL at this address.
+    netns: Option<(String, String)>,
+    /// The local guard's cooldown.
+    cooldown: &'a str,
 }
 
 impl Default for HostOpts<'_> {
@@ -176,6 +186,8 @@ impl Default for HostOpts<'_> {
             on_unreachable: "local",
             key: "max_concurrent = 1",
             fleet_extra: String::new(),
+            netns: None,
+            cooldown: "3s",
         }
     }
 }
@@ -197,7 +209,7 @@ impl Host {
         env.write_config(&format!(
             r#"
 [defaults.guard]
-cooldown = "3s"
+cooldown = "{cooldown}"
 max_restarts = 20
 window = "1h"
 
@@ -225,13 +237,34 @@ on_unreachable = "{unreachable}"
 {key}
 "#,
             healthy = healthy.display().to_string(),
-            url = pg.url(),
+            url = match &opts.netns {
+                Some((_, addr)) => format!("postgres://postgres@{addr}:{}/postgres", pg.port),
+                None => pg.url(),
+            },
             ttl = opts.lease_ttl,
             unreachable = opts.on_unreachable,
             key = opts.key,
             extra = opts.fleet_extra,
+            cooldown = opts.cooldown,
         ));
-        let daemon = env.start_daemon(&[]);
+        let daemon = match &opts.netns {
+            None => env.start_daemon(&[]),
+            Some((ns, _)) => {
+                let log = env.path("daemon.log");
+                let child = command("ip")
+                    .args(["netns", "exec", ns])
+                    .arg(support::vigil_bin())
+                    .arg("run")
+                    .arg("-c")
+                    .arg(env.config_path())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .unwrap();
+                Daemon { child, log }
+            }
+        };
         Host {
             name: name.to_owned(),
             env,
@@ -716,4 +749,156 @@ fn tls_with_a_ca_file_is_verified() {
         pg.query("SELECT count(*) FROM vigil_fleet_hosts WHERE host = 'host-wrong-ca'"),
         "0"
     );
+}
+
+fn ip(args: &[&str]) {
+    let out = command("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        text(&out.stderr)
+    );
+}
+
+/// A network namespace joined to the root one by a veth pair; deleted on drop (which
+/// removes the pair).
+struct Link {
+    ns: String,
+    /// The root side's name and address (PostgreSQL listens there).
+    host_if: String,
+    host_addr: String,
+}
+
+impl Link {
+    fn new(tag: &str, subnet: &str, i: u8) -> Link {
+        let ns = format!("vf{}{tag}", std::process::id());
+        let host_if = format!("vfh{}{tag}", std::process::id() % 100_000);
+        let peer = format!("vfp{}{tag}", std::process::id() % 100_000);
+        let (a, b) = (4 * i + 1, 4 * i + 2);
+        let host_addr = format!("{subnet}.{a}");
+        ip(&["netns", "add", &ns]);
+        let link = Link {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+            host_addr: host_addr.clone(),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer, "netns", &ns,
+        ]);
+        ip(&["addr", "add", &format!("{host_addr}/30"), "dev", &host_if]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{subnet}.{b}/30"),
+            "dev",
+            &peer,
+        ]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&["-n", &ns, "link", "set", &peer, "up"]);
+        ip(&["link", "set", &host_if, "up"]);
+        link
+    }
+
+    fn set(&self, up: bool) {
+        ip(&["link", "set", &self.host_if, if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = command("ip").args(["link", "del", &self.host_if]).output();
+        let _ = command("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// Two hosts, each in its own network namespace, reaching PostgreSQL over a veth link.
+/// The lease holder's link is cut mid-restart: it loses its lease after `lease_ttl` and
+/// the other host restarts then; when the link returns the cut-off host does not restart
+/// its replica a second time for the same failure, and publishes what it recorded.
+#[test]
+fn a_partitioned_holder_loses_its_lease_after_lease_ttl_and_does_not_restart_twice() {
+    if !enabled() {
+        return;
+    }
+    let pid = std::process::id();
+    let subnet = format!("10.{}.{}", 200 + pid % 50, (pid / 50) % 250);
+    let links = [Link::new("a", &subnet, 0), Link::new("b", &subnet, 1)];
+    let listen = format!(
+        "listen_addresses=127.0.0.1,{},{}",
+        links[0].host_addr, links[1].host_addr
+    );
+    let pg = Pg::start_with(&[&listen]);
+    let hosts: Vec<Host> = links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            Host::new(
+                &pg,
+                ["host-a", "host-b"][i],
+                &HostOpts {
+                    hold_ms: 8000,
+                    lease_ttl: "3s",
+                    // Longer than the restart: a check run that failed while the restart
+                    // ran asks again right after it (the local guard's business).
+                    cooldown: "20s",
+                    netns: Some((l.ns.clone(), l.host_addr.clone())),
+                    ..HostOpts::default()
+                },
+            )
+        })
+        .collect();
+    {
+        let refs: Vec<&Host> = hosts.iter().collect();
+        wait_all_passing(&pg, &refs);
+    }
+    // The daemons really are in their namespaces: PostgreSQL sees their veth addresses.
+    assert_eq!(
+        pg.query("SELECT count(DISTINCT client_addr) FROM pg_stat_activity WHERE application_name = 'vigil'"),
+        "2"
+    );
+    for h in &hosts {
+        h.fail();
+    }
+    let holder = wait_until(Duration::from_secs(20), "one restart to start", || {
+        hosts.iter().position(|h| h.starts() == 1)
+    });
+    let other = 1 - holder;
+    links[holder].set(false);
+    let cut_at = instant_now();
+    wait_until(
+        Duration::from_secs(15),
+        "the other host's restart once the lease expired",
+        || (hosts[other].starts() == 1).then_some(()),
+    );
+    let waited = cut_at.elapsed();
+    assert!(waited <= Duration::from_secs(3 + 3), "waited {waited:?}");
+    hosts[holder]
+        .daemon()
+        .wait_log("fleet lease on api lost", Duration::from_secs(10));
+    // Both restarts end; the link returns; nobody restarts again.
+    wait_until(Duration::from_secs(30), "both restarts to end", || {
+        (hosts[holder].runs().len() == 1 && hosts[other].runs().len() == 1).then_some(())
+    });
+    links[holder].set(true);
+    hosts[holder]
+        .daemon()
+        .wait_log("fleet recovered", Duration::from_secs(20));
+    let name = hosts[holder].name.clone();
+    wait_until(
+        Duration::from_secs(20),
+        "the cut-off host's restart published",
+        || {
+            let n = pg.try_query(&format!(
+                "SELECT count(*) FROM vigil_fleet_history WHERE host = '{name}' AND outcome = 'ok'"
+            ))?;
+            (n == "1").then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    for h in &hosts {
+        assert_eq!(h.starts(), 1, "{} restarted once", h.name);
+    }
 }
