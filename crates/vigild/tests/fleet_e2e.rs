@@ -225,6 +225,12 @@ command = ["test", "-f", {healthy:?}]
 every = "200ms"
 timeout = "5s"
 
+[services.api.checks.beat]
+kind = "exec"
+command = ["/bin/sh", "-c", "date +%s%N >> {beats}"]
+every = "1s"
+timeout = "5s"
+
 [fleet]
 postgres = "{url}"
 host = "{name}"
@@ -246,6 +252,7 @@ on_unreachable = "{unreachable}"
             key = opts.key,
             extra = opts.fleet_extra,
             cooldown = opts.cooldown,
+            beats = env.path("beats").display(),
         ));
         let daemon = match &opts.netns {
             None => env.start_daemon(&[]),
@@ -280,6 +287,15 @@ on_unreachable = "{unreachable}"
 
     fn fail(&self) {
         let _ = std::fs::remove_file(&self.healthy);
+    }
+
+    /// The `beat` check's runs, in unix ns.
+    fn beats(&self) -> Vec<u128> {
+        std::fs::read_to_string(self.env.path("beats"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     fn runs(&self) -> Vec<(u128, u128)> {
@@ -510,6 +526,7 @@ fn postgres_down_local_proceeds_deny_skips_and_history_catches_up_once() {
     );
     wait_all_passing(&pg, &[&local, &deny]);
     pg.stop();
+    let stopped_at = instant_now();
     local.fail();
     deny.fail();
     wait_until(Duration::from_secs(20), "the local host's restart", || {
@@ -534,9 +551,26 @@ fn postgres_down_local_proceeds_deny_skips_and_history_catches_up_once() {
             h.name
         );
     }
+    // PostgreSQL stays away for 20 s while the deny host's check keeps failing.
+    while stopped_at.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(deny.starts(), 0);
     pg.resume();
     deny.daemon()
         .wait_log("fleet recovered", Duration::from_secs(20));
+    // A check at every = "1s" never missed a beat by more than `timeout` (1s) meanwhile.
+    for h in [&local, &deny] {
+        let beats = h.beats();
+        assert!(beats.len() >= 5, "{}: {beats:?}", h.name);
+        let worst = beats.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            worst <= 2_000_000_000,
+            "{}: a 1s check waited {} ms between runs",
+            h.name,
+            worst / 1_000_000
+        );
+    }
     wait_until(Duration::from_secs(20), "the deny host's restart", || {
         (deny.runs().len() == 1).then_some(())
     });

@@ -827,3 +827,96 @@ pub async fn reset(
     drop(held);
     Ok(Some(cleared))
 }
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+
+    fn allowed() -> Verdict {
+        Verdict::Allowed {
+            count: 1,
+            max: 5,
+            window: Duration::from_secs(3600),
+            forced: false,
+            fleet: None,
+        }
+    }
+
+    fn busy() -> FleetRefusal {
+        FleetRefusal::Busy {
+            key: "api".to_owned(),
+            held: 1,
+            max: 1,
+            host: "host-b".to_owned(),
+            service: "api".to_owned(),
+            ago: Duration::from_secs(4),
+            wait: Duration::from_secs(26),
+        }
+    }
+
+    fn unreachable() -> FleetAnswer {
+        FleetAnswer::Unreachable {
+            key: "api".to_owned(),
+            error: "connection refused".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_fleet_refusal_is_a_skip_that_an_exit_restart_retries_within_a_second() {
+        let exit = RestartRequest::new(Source::Exit);
+        let v = with_fleet(
+            allowed(),
+            FleetAnswer::Refused(busy()),
+            OnUnreachable::Local,
+            exit,
+        );
+        assert_eq!(
+            v.to_string(),
+            "Restart SKIPPED: fleet: 1/1 restarting on host-b, started 4s ago (key api, api on host-b; its lease expires in 26s unless released sooner)"
+        );
+        assert_eq!(v.reason(), Some("fleet"));
+        // Deferred, not dropped: the lifecycle asks again at `retry_at`.
+        let now = Timestamp::from_millis(1_000_000);
+        assert_eq!(
+            v.retry_at(now),
+            Some(now.saturating_add(vigil_core::fleet::BUSY_RECHECK))
+        );
+    }
+
+    #[test]
+    fn unreachable_deny_skips_automatic_restarts_but_not_manual_ones() {
+        let health = RestartRequest::new(Source::Health);
+        let v = with_fleet(allowed(), unreachable(), OnUnreachable::Deny, health);
+        assert!(!v.is_allowed());
+        assert!(v.to_string().contains("on_unreachable = deny"), "{v}");
+        let manual = RestartRequest::new(Source::Manual);
+        let v = with_fleet(allowed(), unreachable(), OnUnreachable::Deny, manual);
+        assert!(v.is_allowed());
+        assert!(
+            v.to_string().contains("the local guard alone decided"),
+            "{v}"
+        );
+        let v = with_fleet(allowed(), unreachable(), OnUnreachable::Local, health);
+        assert!(v.is_allowed());
+    }
+
+    #[test]
+    fn a_local_refusal_is_never_turned_into_an_allowance() {
+        let skipped = Verdict::Skipped(Skip::Lock {
+            waited: Duration::from_secs(1),
+        });
+        let note = FleetNote::Leased {
+            key: "api".to_owned(),
+            held: 1,
+            max: 1,
+            forced: false,
+        };
+        let v = with_fleet(
+            skipped.clone(),
+            FleetAnswer::Granted(note),
+            OnUnreachable::Local,
+            RestartRequest::new(Source::Health),
+        );
+        assert_eq!(v, skipped);
+    }
+}
