@@ -24,11 +24,11 @@ const BATCH: i64 = 500;
 
 /// One service's state as published.
 #[derive(Clone, Debug)]
-struct ServiceState {
-    service: String,
-    fleet_key: Option<String>,
-    status: &'static str,
-    checks: String,
+pub struct ServiceState {
+    pub service: String,
+    pub fleet_key: Option<String>,
+    pub status: &'static str,
+    pub checks: String,
 }
 
 /// Publishes until `stop`.
@@ -129,7 +129,9 @@ fn next_cursor(cursor: i64, rows: &[HistoryRow]) -> i64 {
     next
 }
 
-async fn write(
+/// One batch in one transaction: the host's heartbeat, its services' states, its new
+/// ledger rows (public for the load benchmark, `benches/fleet_publish.rs`).
+pub async fn write(
     client: &mut tokio_postgres::Client,
     host: &str,
     ttl_ms: i64,
