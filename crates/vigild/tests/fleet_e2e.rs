@@ -1,9 +1,11 @@
 //! The fleet end to end (issue 16): several `vigil run` daemons, each its own host
-//! (`[fleet] host`, its own `state_dir`), sharing one real PostgreSQL 15 that the test
-//! starts in a temporary directory on a free loopback port.
+//! (`[fleet] host`, its own `state_dir`, its own network namespace joined to the root one
+//! by a veth link the test creates and removes), sharing one real PostgreSQL 15 that the
+//! test starts in a temporary directory on a free port, listening on the links' root
+//! ends. (The TLS test runs its hosts on loopback: its certificate names 127.0.0.1.)
 //!
-//! Gated: these run only with `VIGIL_TEST_SERVERS=1` (Debian's postgresql-15 package);
-//! otherwise each prints "skipped" and returns.
+//! Gated: these run only with `VIGIL_TEST_SERVERS=1` (Debian's postgresql-15 package,
+//! root for `ip netns`); otherwise each prints "skipped" and returns.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A panic is a test failure.
 
@@ -52,10 +54,6 @@ struct Pg {
 }
 
 impl Pg {
-    fn start() -> Pg {
-        Pg::start_with(&[])
-    }
-
     /// With extra `-c` settings, given as `name=value` (`{dir}` is the cluster's dir).
     fn start_with(settings: &[&str]) -> Pg {
         let (uid, gid) = postgres_ids();
@@ -165,6 +163,7 @@ struct Host {
     daemon: Option<Daemon>,
 }
 
+#[derive(Clone)]
 struct HostOpts<'a> {
     hold_ms: u64,
     lease_ttl: &'a str,
@@ -337,11 +336,12 @@ fn max_concurrent_one_restarts_every_replica_one_at_a_time() {
     if !enabled() {
         return;
     }
-    let pg = Pg::start();
-    let opts = HostOpts::default();
-    let hosts: Vec<Host> = ["host-a", "host-b", "host-c"]
+    let names = ["host-a", "host-b", "host-c"];
+    let (links, pg) = netns_fleet(1, &names);
+    let hosts: Vec<Host> = names
         .iter()
-        .map(|n| Host::new(&pg, n, &opts))
+        .enumerate()
+        .map(|(i, n)| Host::new(&pg, n, &in_ns(&links, i, HostOpts::default())))
         .collect();
     let refs: Vec<&Host> = hosts.iter().collect();
     wait_all_passing(&pg, &refs);
@@ -361,6 +361,13 @@ fn max_concurrent_one_restarts_every_replica_one_at_a_time() {
         assert!(
             pair[1].0 >= pair[0].1,
             "restarts overlap across hosts: {pair:?}"
+        );
+        // The next host goes as soon as the lease is released (its check asks every
+        // 200 ms), not when the lease would have expired (6 s).
+        let gap_ms = (pair[1].0 - pair[0].1) / 1_000_000;
+        assert!(
+            gap_ms < 3_000,
+            "the next restart waited {gap_ms} ms: {pair:?}"
         );
     }
     for h in &hosts {
@@ -437,15 +444,17 @@ fn a_killed_lease_holder_blocks_the_fleet_for_at_most_lease_ttl() {
     if !enabled() {
         return;
     }
-    let pg = Pg::start();
+    let names = ["host-a", "host-b"];
+    let (links, pg) = netns_fleet(2, &names);
     let opts = HostOpts {
         hold_ms: 60_000,
         lease_ttl: "3s",
         ..HostOpts::default()
     };
-    let mut hosts: Vec<Host> = ["host-a", "host-b"]
+    let mut hosts: Vec<Host> = names
         .iter()
-        .map(|n| Host::new(&pg, n, &opts))
+        .enumerate()
+        .map(|(i, n)| Host::new(&pg, n, &in_ns(&links, i, opts.clone())))
         .collect();
     {
         let refs: Vec<&Host> = hosts.iter().collect();
@@ -514,15 +523,19 @@ fn postgres_down_local_proceeds_deny_skips_and_history_catches_up_once() {
     if !enabled() {
         return;
     }
-    let mut pg = Pg::start();
-    let local = Host::new(&pg, "host-local", &HostOpts::default());
+    let (links, mut pg) = netns_fleet(3, &["host-local", "host-deny"]);
+    let local = Host::new(&pg, "host-local", &in_ns(&links, 0, HostOpts::default()));
     let deny = Host::new(
         &pg,
         "host-deny",
-        &HostOpts {
-            on_unreachable: "deny",
-            ..HostOpts::default()
-        },
+        &in_ns(
+            &links,
+            1,
+            HostOpts {
+                on_unreachable: "deny",
+                ..HostOpts::default()
+            },
+        ),
     );
     wait_all_passing(&pg, &[&local, &deny]);
     pg.stop();
@@ -604,14 +617,16 @@ fn min_healthy_holds_automatic_restarts_but_not_forced_ones() {
     if !enabled() {
         return;
     }
-    let pg = Pg::start();
+    let names = ["host-a", "host-b", "host-c"];
+    let (links, pg) = netns_fleet(4, &names);
     let opts = HostOpts {
         key: "max_concurrent = 3\nmin_healthy = 2",
         ..HostOpts::default()
     };
-    let hosts: Vec<Host> = ["host-a", "host-b", "host-c"]
+    let hosts: Vec<Host> = names
         .iter()
-        .map(|n| Host::new(&pg, n, &opts))
+        .enumerate()
+        .map(|(i, n)| Host::new(&pg, n, &in_ns(&links, i, opts.clone())))
         .collect();
     let refs: Vec<&Host> = hosts.iter().collect();
     wait_all_passing(&pg, &refs);
@@ -848,6 +863,33 @@ impl Drop for Link {
     }
 }
 
+/// PostgreSQL and one network namespace per host, each joined to the root namespace by a
+/// veth link that PostgreSQL listens on. `test` keeps tests running at once apart.
+fn netns_fleet(test: u32, names: &[&str]) -> (Vec<Link>, Pg) {
+    let pid = std::process::id();
+    let subnet = format!("10.{}.{}", 200 + pid % 50, ((pid / 50) % 40) * 6 + test);
+    let links: Vec<Link> = names
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let tag = format!("{test}{}", char::from(b'a' + u8::try_from(i).unwrap()));
+            Link::new(&tag, &subnet, u8::try_from(i).unwrap())
+        })
+        .collect();
+    let addrs: Vec<&str> = links.iter().map(|l| l.host_addr.as_str()).collect();
+    let listen = format!("listen_addresses=127.0.0.1,{}", addrs.join(","));
+    let pg = Pg::start_with(&[&listen]);
+    (links, pg)
+}
+
+/// The options for host `i` of a [`netns_fleet`].
+fn in_ns<'a>(links: &[Link], i: usize, opts: HostOpts<'a>) -> HostOpts<'a> {
+    HostOpts {
+        netns: Some((links[i].ns.clone(), links[i].host_addr.clone())),
+        ..opts
+    }
+}
+
 /// Two hosts, each in its own network namespace, reaching PostgreSQL over a veth link.
 /// The lease holder's link is cut mid-restart: it loses its lease after `lease_ttl` and
 /// the other host restarts then; when the link returns the cut-off host does not restart
@@ -857,14 +899,7 @@ fn a_partitioned_holder_loses_its_lease_after_lease_ttl_and_does_not_restart_twi
     if !enabled() {
         return;
     }
-    let pid = std::process::id();
-    let subnet = format!("10.{}.{}", 200 + pid % 50, (pid / 50) % 250);
-    let links = [Link::new("a", &subnet, 0), Link::new("b", &subnet, 1)];
-    let listen = format!(
-        "listen_addresses=127.0.0.1,{},{}",
-        links[0].host_addr, links[1].host_addr
-    );
-    let pg = Pg::start_with(&[&listen]);
+    let (links, pg) = netns_fleet(5, &["host-a", "host-b"]);
     let hosts: Vec<Host> = links
         .iter()
         .enumerate()
