@@ -971,3 +971,120 @@ fn a_partitioned_holder_loses_its_lease_after_lease_ttl_and_does_not_restart_twi
         assert_eq!(h.starts(), 1, "{} restarted once", h.name);
     }
 }
+
+/// An exec service's exit while another host holds the key's lease: the exit restart is
+/// refused by the fleet, deferred (not dropped), and goes as soon as the lease is
+/// released, not when it would have expired.
+#[test]
+fn an_exit_restart_refused_by_the_fleet_is_deferred_until_the_lease_is_released() {
+    if !enabled() {
+        return;
+    }
+    let (links, pg) = netns_fleet(6, &["host-a", "host-b"]);
+    let a = Host::new(
+        &pg,
+        "host-a",
+        &in_ns(
+            &links,
+            0,
+            HostOpts {
+                hold_ms: 4000,
+                lease_ttl: "30s",
+                cooldown: "20s",
+                ..HostOpts::default()
+            },
+        ),
+    );
+    let env = Env::new();
+    let spawns = env.path("spawns");
+    let trigger = env.path("trigger");
+    let script = format!(
+        "date +%s%N >> {s}; while [ ! -f {t} ]; do sleep 0.05; done; rm -f {t}; exit 1",
+        s = spawns.display(),
+        t = trigger.display()
+    );
+    env.write_config(&format!(
+        r#"
+[defaults.guard]
+cooldown = "0"
+max_restarts = 20
+window = "1h"
+
+[services.api]
+driver = "exec"
+command = ["/bin/sh", "-c", {script:?}]
+restart = "on-failure"
+restart_delay = "0"
+fleet_key = "api"
+
+[fleet]
+postgres = "postgres://postgres@{addr}:{port}/postgres"
+host = "host-b"
+lease_ttl = "30s"
+timeout = "1s"
+
+[fleet.keys.api]
+max_concurrent = 1
+"#,
+        addr = links[1].host_addr,
+        port = pg.port,
+    ));
+    let log = env.path("daemon.log");
+    let child = command("ip")
+        .args(["netns", "exec", &links[1].ns])
+        .arg(support::vigil_bin())
+        .arg("run")
+        .arg("-c")
+        .arg(env.config_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let b = Daemon { child, log };
+    let spawned = || -> Vec<u128> {
+        std::fs::read_to_string(&spawns)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    wait_until(Duration::from_secs(20), "host-b's process", || {
+        (spawned().len() == 1).then_some(())
+    });
+    wait_all_passing(&pg, &[&a]);
+    a.fail();
+    wait_until(Duration::from_secs(20), "host-a's restart to start", || {
+        (a.starts() == 1).then_some(())
+    });
+    std::fs::write(&trigger, "").unwrap();
+    b.wait_log(
+        "Restart SKIPPED: fleet: 1/1 restarting on host-a",
+        Duration::from_secs(10),
+    );
+    wait_until(Duration::from_secs(20), "host-b's deferred restart", || {
+        (spawned().len() == 2).then_some(())
+    });
+    let a_end = a.runs()[0].1;
+    let respawned = spawned()[1];
+    assert!(
+        respawned > a_end,
+        "host-b went before host-a's restart ended"
+    );
+    let after_ms = (respawned - a_end) / 1_000_000;
+    assert!(
+        after_ms < 3_000,
+        "host-b waited {after_ms} ms after the release (the lease would expire after 30 s)"
+    );
+    let history = env.history();
+    let refused = history
+        .iter()
+        .filter(|e| e["source"] == "exit" && e["reason"] == "fleet")
+        .count();
+    let allowed = history
+        .iter()
+        .filter(|e| e["source"] == "exit" && e["verdict"] == "allowed")
+        .count();
+    assert!(refused >= 1, "{history:?}");
+    assert_eq!(allowed, 1, "{history:?}");
+}
