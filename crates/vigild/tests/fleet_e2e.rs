@@ -51,20 +51,39 @@ struct Pg {
     port: u16,
     child: Option<Child>,
     settings: Vec<String>,
+    password: Option<String>,
 }
 
 impl Pg {
     /// With extra `-c` settings, given as `name=value` (`{dir}` is the cluster's dir).
     fn start_with(settings: &[&str]) -> Pg {
+        Pg::start_auth(settings, None)
+    }
+
+    /// With SCRAM password authentication for `postgres` when `password` is given.
+    fn start_auth(settings: &[&str], password: Option<&str>) -> Pg {
         let (uid, gid) = postgres_ids();
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
-        let status = command(format!("{PG_BIN}/initdb"))
+        let mut initdb = command(format!("{PG_BIN}/initdb"));
+        initdb
             .uid(uid)
             .gid(gid)
             .arg("-D")
             .arg(dir.path().join("data"))
-            .args(["-U", "postgres", "-A", "trust", "--no-sync"])
+            .args(["-U", "postgres", "--no-sync"]);
+        match password {
+            None => initdb.args(["-A", "trust"]),
+            Some(pw) => {
+                let file = dir.path().join("pwfile");
+                std::fs::write(&file, format!("{pw}\n")).unwrap();
+                std::os::unix::fs::chown(&file, Some(uid), Some(gid)).unwrap();
+                initdb
+                    .args(["-A", "scram-sha-256"])
+                    .arg(format!("--pwfile={}", file.display()))
+            }
+        };
+        let status = initdb
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -73,13 +92,18 @@ impl Pg {
         // Hosts in network namespaces connect from their veth addresses.
         let hba = dir.path().join("data/pg_hba.conf");
         let mut rules = std::fs::read_to_string(&hba).unwrap();
-        rules.push_str("host all all 10.0.0.0/8 trust\n");
+        rules.push_str(if password.is_some() {
+            "host all all 10.0.0.0/8 scram-sha-256\n"
+        } else {
+            "host all all 10.0.0.0/8 trust\n"
+        });
         std::fs::write(&hba, rules).unwrap();
         let mut pg = Pg {
             dir,
             port: free_port(),
             child: None,
             settings: settings.iter().map(|s| (*s).to_owned()).collect(),
+            password: password.map(str::to_owned),
         };
         pg.resume();
         pg
@@ -128,7 +152,11 @@ impl Pg {
     }
 
     fn try_query(&self, sql: &str) -> Option<String> {
-        let out = command(format!("{PG_BIN}/psql"))
+        let mut psql = command(format!("{PG_BIN}/psql"));
+        if let Some(pw) = &self.password {
+            psql.env("PGPASSWORD", pw);
+        }
+        let out = psql
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", "postgres", "-d", "postgres", "-Atqc", sql])
             .stdin(Stdio::null())
@@ -1087,4 +1115,98 @@ max_concurrent = 1
         .count();
     assert!(refused >= 1, "{history:?}");
     assert_eq!(allowed, 1, "{history:?}");
+}
+
+/// The password comes from `password_file` or `password_env`, and never shows: a wrong
+/// one is refused with PostgreSQL's reason, the secret appears in no log line.
+#[test]
+fn the_password_is_read_from_a_file_or_the_environment_and_never_logged() {
+    if !enabled() {
+        return;
+    }
+    const SECRET: &str = "fl33t-s3cret-pw";
+    let pg = Pg::start_auth(&[], Some(SECRET));
+    let env_file = Env::new();
+    let file = env_file.path("pg-password");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    let by_file = Host::new(
+        &pg,
+        "host-file",
+        &HostOpts {
+            fleet_extra: format!("password_file = {:?}", file.display().to_string()),
+            ..HostOpts::default()
+        },
+    );
+    let wrong = env_file.path("wrong");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let refused = Host::new(
+        &pg,
+        "host-wrong",
+        &HostOpts {
+            fleet_extra: format!("password_file = {:?}", wrong.display().to_string()),
+            ..HostOpts::default()
+        },
+    );
+    // password_env: the daemon's environment.
+    let env = Env::new();
+    std::fs::write(env.path("healthy"), "").unwrap();
+    env.write_config(&format!(
+        r#"
+[services.api]
+driver = "command"
+restart_command = ["true"]
+fleet_key = "api"
+
+[services.api.checks.health]
+kind = "exec"
+command = ["true"]
+every = "200ms"
+
+[fleet]
+postgres = "{url}"
+password_env = "VIGIL_TEST_PG_PASSWORD"
+host = "host-env"
+
+[fleet.keys.api]
+"#,
+        url = pg.url()
+    ));
+    let log = env.path("daemon.log");
+    let child = command(support::vigil_bin())
+        .arg("run")
+        .arg("-c")
+        .arg(env.config_path())
+        .env("VIGIL_TEST_PG_PASSWORD", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let by_env = Daemon { child, log };
+    wait_until(
+        Duration::from_secs(20),
+        "both good hosts publishing",
+        || {
+            pg.try_query(
+                "SELECT count(*) FROM vigil_fleet_hosts WHERE host IN ('host-file', 'host-env')",
+            )
+            .filter(|n| n == "2")
+        },
+    );
+    let log = refused
+        .daemon()
+        .wait_log("fleet unreachable: ", Duration::from_secs(20));
+    assert!(log.contains("password authentication failed"), "{log}");
+    // `vigil fleet status` reads the password the same way.
+    let out = by_file.env.vigil(&["fleet", "status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for text in [
+        by_file.daemon().log_text(),
+        refused.daemon().log_text(),
+        by_env.log_text(),
+        support::text(&out.stdout),
+        support::text(&by_file.env.vigil(&["config", "show"]).stdout),
+    ] {
+        assert!(!text.contains(SECRET), "the password leaked: {text}");
+    }
 }
