@@ -1210,3 +1210,57 @@ host = "host-env"
         assert!(!text.contains(SECRET), "the password leaked: {text}");
     }
 }
+
+/// Every postgres process of the cluster (the postmaster and its children).
+fn pg_pids(postmaster: u32) -> Vec<u32> {
+    let mut pids = vec![postmaster];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(postmaster) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// PostgreSQL hung (every process SIGSTOPped: connections open, no answers): a restart
+/// decision waits at most `timeout` on it, then the local guard decides and says so.
+#[test]
+fn a_hung_postgres_delays_a_restart_by_at_most_timeout() {
+    if !enabled() {
+        return;
+    }
+    let (links, pg) = netns_fleet(7, &["host-a"]);
+    let a = Host::new(&pg, "host-a", &in_ns(&links, 0, HostOpts::default()));
+    wait_all_passing(&pg, &[&a]);
+    let postmaster = pg.child.as_ref().unwrap().id();
+    let pids = pg_pids(postmaster);
+    for &pid in &pids {
+        support::signal(pid, rustix::process::Signal::STOP);
+    }
+    let failed_at = support::now_ns();
+    a.fail();
+    wait_until(Duration::from_secs(20), "the restart", || {
+        (a.starts() == 1).then_some(())
+    });
+    for &pid in &pids {
+        support::signal(pid, rustix::process::Signal::CONT);
+    }
+    let started = support::recorder_lines(&a.log)[0].2;
+    let delay_ms = (started - failed_at) / 1_000_000;
+    // The check notices within 200 ms; the fleet call gives up after `timeout` (1 s).
+    assert!(delay_ms < 1_000 + 1_500, "the restart waited {delay_ms} ms");
+    let log = a.daemon().log_text();
+    assert!(log.contains("no answer within 1s (timeout)"), "{log}");
+    assert!(log.contains("the local guard alone decided"), "{log}");
+}
