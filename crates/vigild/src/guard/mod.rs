@@ -523,8 +523,12 @@ pub async fn begin(
 /// What the fleet said to one request, before the verdict is recorded.
 #[derive(Clone, Debug)]
 enum FleetAnswer {
-    /// Not a fleet-keyed service, or the local guard refuses anyway.
+    /// Not a fleet-keyed service.
     NotAsked,
+    /// A fleet-keyed service the local guard refused a moment ago (so the fleet was not
+    /// asked): that refusal stands, even if the local guard would allow it now (a
+    /// cooldown ending in between), since no lease was taken.
+    LocalRefused(Verdict),
     Granted(FleetNote),
     Refused(FleetRefusal),
     Unreachable {
@@ -548,8 +552,9 @@ async fn ask_fleet(
     if fleet.key_of(service.as_str()).is_none() {
         return Ok((FleetAnswer::NotAsked, None));
     }
-    if !preview(cx, service, policy, request).await?.is_allowed() {
-        return Ok((FleetAnswer::NotAsked, None));
+    let local = preview(cx, service, policy, request).await?;
+    if !local.is_allowed() {
+        return Ok((FleetAnswer::LocalRefused(local), None));
     }
     Ok(
         match fleet.acquire(service.as_str(), request.forced).await {
@@ -591,6 +596,7 @@ fn with_fleet(
     };
     match answer {
         FleetAnswer::NotAsked => allowed(None),
+        FleetAnswer::LocalRefused(refusal) => refusal,
         FleetAnswer::Granted(note) => allowed(Some(note)),
         FleetAnswer::Refused(refusal) => Verdict::Skipped(Skip::Fleet(refusal)),
         FleetAnswer::Unreachable { key, error } => {
@@ -898,6 +904,23 @@ mod fleet_tests {
         );
         let v = with_fleet(allowed(), unreachable(), OnUnreachable::Local, health);
         assert!(v.is_allowed());
+    }
+
+    #[test]
+    fn a_keyed_restart_never_goes_without_a_lease_when_a_cooldown_ends_in_between() {
+        let refused = Verdict::Skipped(Skip::Cooldown {
+            wait: Duration::from_millis(1),
+            need: Duration::from_secs(120),
+            ago: Duration::from_secs(120),
+            by: Source::Health,
+        });
+        let v = with_fleet(
+            allowed(),
+            FleetAnswer::LocalRefused(refused.clone()),
+            OnUnreachable::Local,
+            RestartRequest::new(Source::Health),
+        );
+        assert_eq!(v, refused);
     }
 
     #[test]
