@@ -81,6 +81,8 @@ impl Alert {
             (AlertEvent::Recovered, _) => "Check recovered",
             (AlertEvent::Warning, _) => "Check warning",
             (AlertEvent::Watchdog, _) => "Watchdog timeout",
+            (AlertEvent::FleetUnreachable, _) => "Fleet database unreachable",
+            (AlertEvent::FleetRecovered, _) => "Fleet database reachable again",
         }
     }
 

@@ -352,6 +352,23 @@ unit = "camera-encoder.service"
 bus = "system"
 reset_failed = true
 job_timeout = "30s"
+fleet_key = "encoders"
+
+[fleet]
+postgres = "postgres://vigil@db.example.com:5432/vigil"
+password_file = "/etc/vigil/pg-password"
+host = "edge-01"
+lease_ttl = "30s"
+timeout = "2s"
+on_unreachable = "local"
+tls = true
+ca_file = "/etc/vigil/pg-ca.pem"
+
+[fleet.keys.encoders]
+max_concurrent = 1
+max_restarts = 4
+window = "1h"
+min_healthy = 2
 "#;
 
 /// A file with typical mistakes; the reference shows the errors `parse` really reports.

@@ -33,6 +33,8 @@ pub struct Config {
     pub groups: Vec<Group>,
     /// `[alerts.NAME]` channels in file order.
     pub alerts: Vec<AlertChannel>,
+    /// `[fleet]`: several hosts sharing restart rules through PostgreSQL.
+    pub fleet: Option<Fleet>,
 }
 
 impl Config {
@@ -155,6 +157,9 @@ pub struct Service {
     pub ready_check: Option<CheckName>,
     /// `alerts = [...]`: which channels hear about this service.
     pub alerts: AlertRoute,
+    /// `fleet_key = "..."`: the `[fleet.keys.NAME]` whose fleet-wide rules its restarts
+    /// also pass (validated to exist).
+    pub fleet_key: Option<String>,
 }
 
 /// A non-empty argv list. The program is `argv[0]`; no shell is involved.
@@ -967,10 +972,14 @@ pub enum AlertEvent {
     Warning,
     /// A supervised process missed its watchdog deadline.
     Watchdog,
+    /// PostgreSQL, the fleet's database, cannot be reached (once per outage).
+    FleetUnreachable,
+    /// PostgreSQL answers again after an outage.
+    FleetRecovered,
 }
 
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 7] = [
+    pub const ALL: [AlertEvent; 9] = [
         AlertEvent::Restarted,
         AlertEvent::Skipped,
         AlertEvent::GivenUp,
@@ -978,6 +987,8 @@ impl AlertEvent {
         AlertEvent::Recovered,
         AlertEvent::Warning,
         AlertEvent::Watchdog,
+        AlertEvent::FleetUnreachable,
+        AlertEvent::FleetRecovered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -989,6 +1000,8 @@ impl AlertEvent {
             AlertEvent::Recovered => "recovered",
             AlertEvent::Warning => "warning",
             AlertEvent::Watchdog => "watchdog",
+            AlertEvent::FleetUnreachable => "fleet-unreachable",
+            AlertEvent::FleetRecovered => "fleet-recovered",
         }
     }
 
@@ -996,7 +1009,7 @@ impl AlertEvent {
         AlertEvent::ALL.into_iter().find(|e| e.as_str() == s)
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
@@ -1009,7 +1022,7 @@ impl std::fmt::Display for AlertEvent {
 
 /// A set of [`AlertEvent`]s (`events = [...]`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct EventSet(u8);
+pub struct EventSet(u16);
 
 impl EventSet {
     /// The default: every event but `skipped`.
@@ -1230,4 +1243,81 @@ pub struct SystemdCheck {
     /// `.service` appended, as systemctl does).
     pub unit: String,
     pub bus: SystemdBus,
+}
+
+/// `[fleet]`: the fleet's database and this host's place in it (docs/fleet.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fleet {
+    pub postgres: PgTarget,
+    /// `password_file` / `password_env` (never inline: the file may be shown).
+    pub password: Option<Secret>,
+    /// This host's name in the fleet (default: the host name).
+    pub host: String,
+    pub lease_ttl: Duration,
+    pub timeout: Duration,
+    pub on_unreachable: OnUnreachable,
+    /// `tls = true` (or a `ca_file`): TLS, verified against `ca_file` or the system roots.
+    pub tls: Option<FleetTls>,
+    /// `[fleet.keys.NAME]` in file order.
+    pub keys: Vec<FleetKey>,
+}
+
+impl Fleet {
+    pub fn key(&self, name: &str) -> Option<&FleetKey> {
+        self.keys.iter().find(|k| k.name == name)
+    }
+}
+
+/// Where PostgreSQL is: `postgres://USER@HOST[:PORT]/DATABASE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgTarget {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+impl std::fmt::Display for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(
+            f,
+            "postgres://{}@{host}:{}/{}",
+            self.user, self.port, self.database
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetTls {
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `on_unreachable`: what a fleet-keyed restart does when PostgreSQL cannot be asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnUnreachable {
+    /// The local guard alone decides; the verdict says the fleet was unreachable.
+    Local,
+    /// Automatic restarts are skipped.
+    Deny,
+}
+
+impl OnUnreachable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnreachable::Local => "local",
+            OnUnreachable::Deny => "deny",
+        }
+    }
+}
+
+/// `[fleet.keys.NAME]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetKey {
+    pub name: String,
+    pub rules: vigil_core::fleet::FleetRules,
 }

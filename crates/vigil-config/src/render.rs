@@ -17,9 +17,9 @@ use vigil_core::schedule::Schedule;
 
 use crate::model::{
     AlertChannel, AlertRoute, Argv, ChannelKind, Check, CheckKind, ClientCert, Config, DriverSpec,
-    LogFormat, LogLevel, LogSource, MaintenanceWindow, OnDaemonExit, OnFailure, OutputTarget,
-    ProcessTarget, Protocol, Proxy, Ready, Secret, Service, Side, SmtpTls, StatusSet, SystemdBus,
-    TlsOptions,
+    Fleet, LogFormat, LogLevel, LogSource, MaintenanceWindow, OnDaemonExit, OnFailure,
+    OutputTarget, ProcessTarget, Protocol, Proxy, Ready, Secret, Service, Side, SmtpTls, StatusSet,
+    SystemdBus, TlsOptions,
 };
 
 /// What an inline secret is shown as.
@@ -132,7 +132,37 @@ pub fn render_effective(config: &Config) -> String {
     for c in &config.alerts {
         channel(&mut out, c);
     }
+    if let Some(f) = &config.fleet {
+        fleet(&mut out, f);
+    }
     out
+}
+
+fn fleet(out: &mut String, f: &Fleet) {
+    out.push_str("\n[fleet]\n");
+    kv(out, "postgres", quote(&f.postgres.to_string()));
+    if let Some(s) = &f.password {
+        secret(out, ["password_file", "password_file", "password_env"], s);
+    }
+    kv(out, "host", quote(&f.host));
+    kv(out, "lease_ttl", duration(f.lease_ttl));
+    kv(out, "timeout", duration(f.timeout));
+    kv(out, "on_unreachable", quote(f.on_unreachable.as_str()));
+    kv(out, "tls", f.tls.is_some().to_string());
+    if let Some(ca) = f.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+        kv(out, "ca_file", path(ca));
+    }
+    for k in &f.keys {
+        let _ = writeln!(out, "\n[fleet.keys.{}]", key(&k.name));
+        kv(out, "max_concurrent", k.rules.max_concurrent.to_string());
+        if let Some(b) = &k.rules.budget {
+            kv(out, "max_restarts", b.max_restarts.to_string());
+            kv(out, "window", duration(b.window));
+        }
+        if let Some(n) = k.rules.min_healthy {
+            kv(out, "min_healthy", n.to_string());
+        }
+    }
 }
 
 fn guard(out: &mut String, header: &str, g: &GuardPolicy) {
@@ -247,6 +277,9 @@ fn service(out: &mut String, s: &Service) {
     }
     if let AlertRoute::Only(channels) = &s.alerts {
         kv(out, "alerts", list(channels.iter().map(|c| quote(c))));
+    }
+    if let Some(k) = &s.fleet_key {
+        kv(out, "fleet_key", quote(k));
     }
     guard(out, &format!("{header}.guard"), &s.guard);
     for c in &s.checks {

@@ -114,11 +114,15 @@ pub const ALERT_EVENTS: &[&str] = &[
     "recovered",
     "warning",
     "watchdog",
+    "fleet-unreachable",
+    "fleet-recovered",
 ];
 pub const SMTP_TLS: &[&str] = &["starttls", "implicit", "none"];
 pub const BUSES: &[&str] = &["system", "user"];
 /// Maintenance window actions, as [`crate::model::MaintenanceAction::as_str`] spells them.
 pub const MAINTENANCE_ACTIONS: &[&str] = &["pause", "stop"];
+/// `[fleet] on_unreachable`.
+pub const ON_UNREACHABLE: &[&str] = &["local", "deny"];
 
 /// Alert channel kinds, with their keys.
 pub static ALERT_KINDS: &[(&str, &Section)] = &[
@@ -208,6 +212,8 @@ pub static SECTIONS: &[&Section] = &[
     &ALERT_SLACK,
     &ALERT_EMAIL,
     &ALERT_EXEC,
+    &FLEET,
+    &FLEET_KEY,
 ];
 
 const fn key(key: &'static str, ty: Ty, default: Dflt, doc: &'static str) -> KeyDoc {
@@ -362,6 +368,12 @@ pub static TOP: Section = Section {
             Ty::Table,
             Dflt::None,
             "One table per alert channel, keyed by its name: see [`[alerts.NAME]`](#alerts).",
+        ),
+        key(
+            "fleet",
+            Ty::Table,
+            Dflt::None,
+            "Several hosts sharing restart rules through PostgreSQL: see [`[fleet]`](#fleet).",
         ),
     ],
     planned: &[],
@@ -581,6 +593,12 @@ pub static SERVICE: Section = Section {
             Ty::Other("array of channel names"),
             Dflt::Computed("every channel"),
             "The [alert channels](#alerts) that hear about this service, e.g. `[\"ops-slack\"]`; `[]` for none. Each name must be an `[alerts.NAME]` table.",
+        ),
+        key(
+            "fleet_key",
+            Ty::String,
+            Dflt::None,
+            "The fleet key this service shares with services on other hosts, e.g. `\"api\"`: its restarts then also pass the key's fleet-wide rules ([`[fleet.keys.NAME]`](#fleet-keys)). Needs a [`[fleet]`](#fleet) table with that key.",
         ),
     ],
     planned: &[],
@@ -1749,5 +1767,111 @@ pub static ALERT_EXEC: Section = Section {
         Dflt::Required,
         "The command to run.",
     )],
+    planned: &[],
+};
+
+pub static FLEET: Section = Section {
+    id: "fleet",
+    header: "[fleet]",
+    also: &[],
+    applies: None,
+    doc: "Several hosts, one restart budget (docs/fleet.md). Every host's Vigil names the same PostgreSQL database; services that share a `fleet_key` obey the key's fleet-wide rules in [`[fleet.keys.NAME]`](#fleet-keys). The local guard decides first; an allowed restart of a fleet-keyed service then takes a *lease* in PostgreSQL, in one transaction, and gives it back when the restart ends; a lease whose holder died expires after `lease_ttl`. Each host also publishes its services' states and its ledger rows, which `vigil fleet status` and `vigil fleet history` show on any host. Vigil creates and migrates its tables itself (PostgreSQL 13 or later).",
+    keys: &[
+        key(
+            "postgres",
+            Ty::Other("PostgreSQL URL"),
+            Dflt::Required,
+            "The database, as `postgres://USER@HOST[:PORT]/DATABASE` (port 5432 by default). The password is not written here: use `password_file` or `password_env`. Query parameters are not taken (TLS is `tls`/`ca_file`).",
+        ),
+        key(
+            "password_file",
+            Ty::Path,
+            Dflt::None,
+            "A file holding the role's password, read at each connection (a trailing newline is ignored). Not with `password_env`. The password never appears in logs, errors or `vigil config show`.",
+        ),
+        key(
+            "password_env",
+            Ty::String,
+            Dflt::None,
+            "An environment variable of the Vigil process holding the password. Not with `password_file`.",
+        ),
+        key(
+            "host",
+            Ty::String,
+            Dflt::Computed("the machine's host name"),
+            "This host's name in the fleet: leases, states and history rows carry it. Every host needs its own.",
+        ),
+        key(
+            "lease_ttl",
+            POSITIVE,
+            Dflt::Value("\"30s\""),
+            "A lease is renewed every third of this while its restart runs; one whose holder died (or lost the database) expires this long after its last renewal. A host not seen for 3 × `lease_ttl` is shown as lost.",
+        ),
+        key(
+            "timeout",
+            POSITIVE,
+            Dflt::Value("\"2s\""),
+            "The longest any fleet call may take (connecting included): a restart decision never waits longer than this on PostgreSQL.",
+        ),
+        key(
+            "on_unreachable",
+            Ty::OneOf(ON_UNREACHABLE),
+            Dflt::Value("\"local\""),
+            "When PostgreSQL cannot be asked within `timeout`: `local`, the local guard alone decides (the verdict says so); `deny`, automatic restarts of fleet-keyed services are skipped (manual ones still go through the local guard).",
+        ),
+        key(
+            "tls",
+            Ty::Bool,
+            Dflt::Computed("`true` when `ca_file` is set, else `false`"),
+            "Speak TLS to PostgreSQL (rustls), verifying the server's certificate against `ca_file`, or the system's roots without it.",
+        ),
+        key(
+            "ca_file",
+            Ty::Path,
+            Dflt::None,
+            "The CA certificate(s) (PEM) that signed the server's certificate; implies `tls = true`.",
+        ),
+        key(
+            "keys",
+            Ty::Table,
+            Dflt::None,
+            "The fleet keys' rules: [`[fleet.keys.NAME]`](#fleet-keys).",
+        ),
+    ],
+    planned: &[],
+};
+
+pub static FLEET_KEY: Section = Section {
+    id: "fleet-keys",
+    header: "[fleet.keys.NAME]",
+    also: &[],
+    applies: None,
+    doc: "The fleet-wide rules of one key, shared by every service with `fleet_key = \"NAME\"` on any host (each host's configuration should say the same). A refusal is a verdict like the local guard's: `skipped(fleet: 1/1 restarting on host-b, started 4s ago)`. `vigil restart --force` skips `min_healthy` and the budget and never waits for another lease, but still takes one.",
+    keys: &[
+        key(
+            "max_concurrent",
+            AT_LEAST_1,
+            Dflt::Value("1"),
+            "At most this many restarts of the key in progress across the fleet (leases held).",
+        ),
+        key(
+            "max_restarts",
+            AT_LEAST_0,
+            Dflt::None,
+            "At most this many restarts of the key, fleet-wide, inside the rolling `window`. Needs `window`.",
+        ),
+        key(
+            "window",
+            POSITIVE,
+            Dflt::None,
+            "The rolling window `max_restarts` counts over. Needs `max_restarts`.",
+        ),
+        key(
+            "min_healthy",
+            AT_LEAST_1,
+            Dflt::None,
+            "No automatic restart while fewer than this many members of the key on other hosts report passing (this one counts as failing; a member of a host not seen for 3 × `lease_ttl` counts as failing too).",
+        ),
+    ],
     planned: &[],
 };

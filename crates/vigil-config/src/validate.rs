@@ -8,6 +8,7 @@
 
 mod alerts;
 mod exec;
+mod fleet;
 mod groups;
 mod kinds;
 mod maintenance;
@@ -69,7 +70,19 @@ pub(crate) fn config(
     let channels = alerts::channel_names(&top);
     let services = services(cx, &top, default_guard.as_ref(), &channels);
     let alerts = alerts::alerts(cx, &top);
-    let (mut services, refs) = services?;
+    let fleet = fleet::fleet(cx, &top);
+    let (mut services, mut refs) = services?;
+    let fleet_refs: Vec<_> = refs
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, r)| r.fleet_key.take().map(|k| (i, k)))
+        .collect();
+    fleet::check_refs(
+        cx,
+        fleet.as_ref().and_then(Option::as_ref),
+        &mut services,
+        fleet_refs,
+    );
     let groups = groups::groups(cx, &top, &mut services, &refs, default_guard.as_ref());
     Some(Config {
         path: file.to_path_buf(),
@@ -79,6 +92,7 @@ pub(crate) fn config(
         services,
         groups: groups?,
         alerts: alerts?,
+        fleet: fleet?,
     })
 }
 
@@ -352,6 +366,7 @@ fn service(
         None => Some(AlertRoute::All),
     };
     let mut refs = groups::service_refs(cx, &t);
+    refs.fleet_key = fleet::service_key(cx, &t);
     if let (Some(checks), Some(cv)) = (&checks, t.get("checks")) {
         refs.restart_group = restart_group_spans(checks, cv, &t.path.key("checks"));
     }
@@ -369,6 +384,7 @@ fn service(
             after: Vec::new(),
             ready_check: None,
             alerts: alerts?,
+            fleet_key: None,
         },
         refs,
     ))

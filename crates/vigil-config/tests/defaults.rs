@@ -56,6 +56,10 @@ fn template(section: &Section) -> String {
         "maintenance" => format!(
             "{SERVICE}[[services.web.maintenance]]\ncron = \"0 * * * *\"\nduration = \"5m\"\n{{}}\n"
         ),
+        "fleet" => "[fleet]\npostgres = \"postgres://vigil@db/fleet\"\n{}\n".to_owned(),
+        "fleet-keys" => {
+            "[fleet]\npostgres = \"postgres://vigil@db/fleet\"\n[fleet.keys.api]\n{}\n".to_owned()
+        }
         other => panic!("no template for section {other}; add one"),
     }
 }

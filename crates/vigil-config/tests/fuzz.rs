@@ -538,6 +538,8 @@ const RISKY: &[&str] = &[
     "http_token_file",
     "http_tls_cert",
     "http_tls_key",
+    // Names a `[fleet.keys.NAME]`, which generated files have no `[fleet]` for.
+    "fleet_key",
     "after",
     "ready_check",
     "alerts",

@@ -18,6 +18,10 @@ use crate::signal::Signal;
 use crate::time::{Timestamp, format_duration};
 use crate::{RestartRequest, Source, Verdict};
 
+/// The pseudo-service fleet-wide events ([`Event::FleetUnreachable`], ...) are published
+/// under: parentheses cannot start a service's name.
+pub const FLEET_SUBJECT: &str = "(fleet)";
+
 /// One fact about a service (or one of its checks).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -234,6 +238,26 @@ pub enum Event {
         until: Timestamp,
         window: String,
     },
+    // ----------------------------------------------------------------- the fleet
+    /// PostgreSQL could not be reached (or answered too slowly): fleet-keyed restarts are
+    /// decided per `on_unreachable` until it is back. Once per outage, published under
+    /// the pseudo-service [`FLEET_SUBJECT`].
+    FleetUnreachable {
+        error: String,
+        /// `local` or `deny`.
+        on_unreachable: &'static str,
+    },
+    /// PostgreSQL answers again after an outage of `after`; what was not published during
+    /// it is published now.
+    FleetRecovered {
+        after: Duration,
+    },
+    /// A lease this host held expired before it could be renewed (a partition, a slow
+    /// database): other hosts may restart members of the key now.
+    FleetLeaseLost {
+        key: String,
+    },
+
     /// Vigil itself was stalled while the check ran (the run took far longer than its
     /// timeouts allow): the run says nothing about the service; it is not counted and runs
     /// again.
@@ -323,6 +347,9 @@ impl Event {
             Event::ScheduleFired { .. } => "schedule_fired",
             Event::MaintenanceStarted { .. } => "maintenance_started",
             Event::VigilStalled { .. } => "vigil_stalled",
+            Event::FleetUnreachable { .. } => "fleet_unreachable",
+            Event::FleetRecovered { .. } => "fleet_recovered",
+            Event::FleetLeaseLost { .. } => "fleet_lease_lost",
         }
     }
 
@@ -390,6 +417,8 @@ impl Event {
                 _ => Level::Warn,
             },
             Event::FailingAlertOnly { .. } | Event::VigilStalled { .. } => Level::Warn,
+            Event::FleetUnreachable { .. } | Event::FleetLeaseLost { .. } => Level::Warn,
+            Event::FleetRecovered { .. } => Level::Info,
             Event::RestartHeld { .. } => Level::Debug,
             Event::OperatorFinished { report, .. } => {
                 if report.ok {
@@ -649,6 +678,24 @@ impl Event {
                     "automatic actions paused"
                 }
             ),
+            Event::FleetUnreachable {
+                error,
+                on_unreachable,
+            } => format!(
+                "fleet unreachable: {error}; fleet-keyed restarts: {} until PostgreSQL is back",
+                if *on_unreachable == "deny" {
+                    "automatic ones skipped (on_unreachable = deny)"
+                } else {
+                    "the local guard alone decides (on_unreachable = local)"
+                }
+            ),
+            Event::FleetRecovered { after } => format!(
+                "fleet recovered: PostgreSQL answers again after {}; publishing what waited",
+                format_duration(*after)
+            ),
+            Event::FleetLeaseLost { key } => format!(
+                "fleet lease on {key} lost: it expired before it could be renewed; other hosts may restart members of {key} now"
+            ),
             Event::VigilStalled { took, bound, .. } => format!(
                 "vigil itself was stalled during this run (it took {}, its timeouts allow {}): the result is not counted; running it again",
                 format_duration(*took),
@@ -685,7 +732,12 @@ impl Event {
                                 wait, need, ago, ..
                             } => (ms(*wait), ms(*need), ms(*ago)),
                             Skip::Lock { waited } => (0, 0, ms(*waited)),
+                            Skip::Fleet(refusal) => (refusal.wait().map_or(0, ms), 0, 0),
                         };
+                        if let Skip::Fleet(refusal) = skip {
+                            f.push(("fleet_key", Str(refusal.key().to_owned())));
+                            f.push(("fleet_rule", Str(refusal.rule().to_owned())));
+                        }
                         f.push(("reason", Str(verdict.reason().unwrap_or("").to_owned())));
                         f.push(("wait_ms", U64(wait)));
                         f.push(("need_ms", U64(need)));
@@ -832,6 +884,11 @@ impl Event {
             Event::MaintenanceStarted { until, .. } => {
                 vec![("until", Str(until.to_string()))]
             }
+            Event::FleetUnreachable { on_unreachable, .. } => {
+                vec![("on_unreachable", Str((*on_unreachable).to_owned()))]
+            }
+            Event::FleetRecovered { after } => vec![("outage_ms", U64(ms(*after)))],
+            Event::FleetLeaseLost { key } => vec![("fleet_key", Str(key.clone()))],
         }
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::Source;
 use crate::backoff::BackoffPolicy;
+use crate::fleet::{FleetNote, FleetRefusal};
 use crate::time::{Timestamp, format_duration};
 
 /// The loop-safety policy of one service (`[defaults.guard]` merged with
@@ -93,12 +94,14 @@ impl RestartRequest {
 /// The guard's answer, with the numbers that made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Restart now. `count` includes this restart.
+    /// Restart now. `count` includes this restart. `fleet`: for a service with a
+    /// `fleet_key`, what the fleet said (set by the edge after [`decide`]).
     Allowed {
         count: u32,
         max: u32,
         window: Duration,
         forced: bool,
+        fleet: Option<FleetNote>,
     },
     /// Not now; the source may ask again (or, for exit/watchdog, the request is deferred).
     Skipped(Skip),
@@ -126,6 +129,9 @@ pub enum Skip {
     /// The service's restart lock was held by someone else for `lock_timeout`.
     /// Produced by the edge, never by [`decide`].
     Lock { waited: Duration },
+    /// The local guard allowed it, the fleet did not (`vigil_core::fleet`). Produced by
+    /// the edge, never by [`decide`].
+    Fleet(FleetRefusal),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +168,7 @@ impl Verdict {
             Verdict::Skipped(Skip::Cooldown { .. }) => Some("cooldown"),
             Verdict::Skipped(Skip::Backoff { .. }) => Some("backoff"),
             Verdict::Skipped(Skip::Lock { .. }) => Some("lock"),
+            Verdict::Skipped(Skip::Fleet(_)) => Some("fleet"),
             Verdict::Denied(Denial::Limit { .. }) => Some("limit"),
         }
     }
@@ -185,6 +192,7 @@ impl Verdict {
                 Some(now.saturating_add(wait))
             }
             Verdict::Skipped(Skip::Lock { .. }) => None,
+            Verdict::Skipped(Skip::Fleet(refusal)) => refusal.wait().map(|w| now.saturating_add(w)),
             Verdict::Denied(Denial::Limit { rearm_at, .. }) => Some(*rearm_at),
         }
     }
@@ -209,11 +217,16 @@ impl fmt::Display for Verdict {
                 max,
                 window,
                 forced,
+                fleet,
             } => {
                 let force = if *forced { ", forced" } else { "" };
+                let fleet = match fleet {
+                    Some(note) => format!("; {note}"),
+                    None => String::new(),
+                };
                 write!(
                     f,
-                    "Restart ALLOWED ({count}/{max} {}{force})",
+                    "Restart ALLOWED ({count}/{max} {}{force}{fleet})",
                     per_window(*window)
                 )
             }
@@ -247,6 +260,7 @@ impl fmt::Display for Verdict {
                 "Restart SKIPPED: could not acquire lock (another restart in progress, waited {})",
                 format_duration(*waited)
             ),
+            Verdict::Skipped(Skip::Fleet(refusal)) => write!(f, "Restart SKIPPED: {refusal}"),
             Verdict::Denied(Denial::Limit {
                 count, max, window, ..
             }) => write!(
@@ -285,6 +299,7 @@ pub fn decide(
             max: policy.max_restarts,
             window: policy.window,
             forced: true,
+            fleet: None,
         };
     }
 
@@ -332,6 +347,7 @@ pub fn decide(
         max: policy.max_restarts,
         window: policy.window,
         forced: false,
+        fleet: None,
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod backoff;
 pub mod event;
+pub mod fleet;
 pub mod guard;
 pub mod health;
 pub mod ids;

@@ -23,6 +23,7 @@ pub mod control;
 pub mod daemon;
 pub mod drivers;
 pub mod exit;
+pub mod fleet;
 pub mod guard;
 pub mod ledger;
 pub mod observe;

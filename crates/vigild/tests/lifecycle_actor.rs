@@ -252,6 +252,7 @@ fn service(script: &Script) -> Service {
         after: Vec::new(),
         ready_check: None,
         alerts: Default::default(),
+        fleet_key: None,
     }
 }
 

@@ -238,6 +238,19 @@ pub(crate) fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// The rustls client config (ring provider) the checks use, for other TLS clients of
+/// Vigil (the fleet's PostgreSQL connection): the platform's roots plus `ca_file`.
+pub async fn tls_client_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    tls::client_config(&crate::model::TlsOptions {
+        ca_file: ca_file.map(std::path::Path::to_path_buf),
+        insecure: false,
+        client_cert: None,
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -245,7 +245,7 @@ fn secret(
 }
 
 /// An environment variable name: letters, digits and `_`, not starting with a digit.
-fn env_name(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
+pub(super) fn env_name(cx: &mut Cx<'_>, v: &Value<'_>, path: &KeyPath) -> Option<String> {
     let s = string(cx, v, path)?;
     let valid = s
         .chars()

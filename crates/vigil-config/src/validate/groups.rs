@@ -23,6 +23,8 @@ pub(super) struct ServiceRefs {
     pub ready_check: Option<(String, Range<usize>, KeyPath)>,
     /// Checks with `on_failure = "restart-group"`: the value's span and path.
     pub restart_group: Vec<(Range<usize>, KeyPath)>,
+    /// `fleet_key`, checked against `[fleet.keys]` in `fleet::check_refs`.
+    pub fleet_key: Option<super::fleet::KeyRef>,
 }
 
 /// Reads `after` and `ready_check` from a service table (their targets are checked in

@@ -217,6 +217,10 @@ pub enum Input {
     Died,
     /// `vigil reset`: the given-up episode is over and a deferred restart may go now.
     Reset,
+    /// What a refusal waited for may have ended early (a fleet lease of the service's key
+    /// was released): a deferred restart that is not given up asks again now, instead of
+    /// at the instant the refusal named.
+    Retry,
     /// The exec definition changed on reload: use the new one, restarting the process
     /// with it when `restart` (directly, not through the guard: the operator asked).
     Reconfigure {
@@ -649,6 +653,13 @@ impl Machine {
                 if let Some(d) = &mut self.deferred {
                     d.at = self.now;
                     d.given_up = false;
+                }
+            }
+            Input::Retry => {
+                if let Some(d) = &mut self.deferred
+                    && !d.given_up
+                {
+                    d.at = d.at.min(self.now);
                 }
             }
             Input::Reconfigure { model, restart } => self.on_reconfigure(model, restart),

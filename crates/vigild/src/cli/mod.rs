@@ -100,6 +100,36 @@ enum Command {
     Alert(AlertCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(CompletionsArgs),
+    /// The fleet, from its PostgreSQL database (`[fleet]`): every host's services and
+    /// leases, or the published history.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum FleetCommand {
+    /// Every host, every service, its check states, who holds a lease, last seen; a host
+    /// not seen for 3 × lease_ttl is lost.
+    Status(FleetStatusArgs),
+    /// Every host's published restarts and verdicts.
+    History(FleetHistoryArgs),
+}
+
+#[derive(Args, Debug)]
+struct FleetStatusArgs {
+    /// Machine-readable output (see docs/cli-json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct FleetHistoryArgs {
+    /// Only rows newer than this (e.g. "24h", "30m").
+    #[arg(long)]
+    since: Option<String>,
+    /// Machine-readable output (see docs/cli-json.md).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -572,7 +602,79 @@ async fn dispatch(command: Command, config_path: PathBuf, config: Config) -> any
         Command::SystemdUnit => Ok(systemd_unit(Some(&config_path))),
         Command::Completions(args) => Ok(completions(args.shell)),
         Command::Alert(AlertCommand::Test(args)) => alert_test(&config, args).await,
+        Command::Fleet(command) => fleet(&config, command).await,
     }
+}
+
+/// `vigil fleet status|history`: read straight from PostgreSQL (no daemon needed).
+async fn fleet(config: &Config, command: FleetCommand) -> anyhow::Result<u8> {
+    let Some(handle) = crate::fleet::FleetHandle::new(config, Events::log_only()) else {
+        return Err(anyhow::Error::new(UsageError(
+            "no [fleet] table in the configuration".to_owned(),
+        )));
+    };
+    match command {
+        FleetCommand::Status(args) => {
+            let rows = crate::fleet::query::status(&handle)
+                .await
+                .map_err(|e| anyhow::anyhow!("fleet database unreachable: {e}"))?;
+            if args.json {
+                let doc = serde_json::json!({ "version": 1, "services": rows });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                println!(
+                    "{:<16} {:<16} {:<10} {:<9} {:<24} {:<10} CHECKS",
+                    "HOST", "SERVICE", "KEY", "STATUS", "LAST SEEN", "LEASE"
+                );
+                for r in rows {
+                    let seen = if r.lost {
+                        format!("LOST ({}s ago)", r.last_seen_ms_ago / 1000)
+                    } else {
+                        format!("{}s ago", r.last_seen_ms_ago / 1000)
+                    };
+                    let lease = r
+                        .lease_held_ms
+                        .map_or_else(|| "-".to_owned(), |ms| format!("held {}s", ms / 1000));
+                    println!(
+                        "{:<16} {:<16} {:<10} {:<9} {:<24} {:<10} {}",
+                        r.host,
+                        r.service,
+                        r.fleet_key.as_deref().unwrap_or("-"),
+                        r.status,
+                        seen,
+                        lease,
+                        r.checks
+                    );
+                }
+            }
+        }
+        FleetCommand::History(args) => {
+            let since = match &args.since {
+                Some(text) => Some(parse_since(text)?.as_millis()),
+                None => None,
+            };
+            let rows = crate::fleet::query::history(&handle, since)
+                .await
+                .map_err(|e| anyhow::anyhow!("fleet database unreachable: {e}"))?;
+            if args.json {
+                let doc = serde_json::json!({ "version": 1, "entries": rows });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                for r in rows {
+                    println!(
+                        "{} {} {} [{}] {} {}",
+                        r.at,
+                        r.host,
+                        r.service,
+                        r.source,
+                        r.message,
+                        r.outcome.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// `vigil alert test CHANNEL`: one attempt, reported.
@@ -710,6 +812,7 @@ fn guard_context(config: &Config) -> anyhow::Result<GuardContext> {
         state_dir: config.vigil.state_dir.clone(),
         // One-shot commands only log; alerts are the daemon's.
         events: Events::log_only(),
+        fleet: crate::fleet::FleetHandle::new(config, Events::log_only()),
     })
 }
 

@@ -21,6 +21,9 @@
 //! - `POST /v1/services/S/{stop,start,pause,resume}[?for=D][&reason=T]` (S may be
 //!   `@GROUP`): an operator's hold, recorded with the caller's uid from the socket's peer
 //!   credentials, or over TCP as the token's holder and its address (`operate.rs`).
+//! - `GET  /v1/fleet/status`, `GET /v1/fleet/history[?since=MS]`: the fleet, read from
+//!   PostgreSQL (`vigil fleet status|history --json`'s documents; 404 without `[fleet]`,
+//!   503 when the database does not answer within `[fleet] timeout`).
 //! - `GET  /v1/services/S/logs[?n=N][&follow=true][&format=json]`: an exec service's
 //!   captured output, streamed while `follow` (`operate.rs`).
 //! - `GET  /`, `/assets/NAME`, `/v1/live` (server-sent events), `/v1/whoami`: the live
@@ -200,6 +203,8 @@ pub(super) fn routes(state: AppState) -> Router {
         .route("/v1/services/{service}/resume", post(operate::resume))
         .route("/v1/services/{service}/logs", get(operate::logs))
         .merge(dashboard::routes())
+        .route("/v1/fleet/status", get(fleet_status))
+        .route("/v1/fleet/history", get(fleet_history))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -367,6 +372,27 @@ async fn metrics(State(st): State<AppState>) -> ApiResult {
         .metrics
         .render(&budgets, &st.guard.events, clock::now());
     Ok(([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], body).into_response())
+}
+
+fn fleet_of(st: &AppState) -> Result<&crate::fleet::FleetHandle, ApiError> {
+    st.guard
+        .fleet
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no [fleet] in the configuration"))
+}
+
+async fn fleet_status(State(st): State<AppState>) -> ApiResult {
+    let rows = crate::fleet::query::status(fleet_of(&st)?)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    Ok(json(&serde_json::json!({ "version": 1, "services": rows })))
+}
+
+async fn fleet_history(State(st): State<AppState>, ApiQuery(q): ApiQuery<ReadQuery>) -> ApiResult {
+    let rows = crate::fleet::query::history(fleet_of(&st)?, q.since)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    Ok(json(&serde_json::json!({ "version": 1, "entries": rows })))
 }
 
 async fn health(State(st): State<AppState>) -> ApiResult {

@@ -164,6 +164,7 @@ impl Daemon {
                 ledger,
                 state_dir: config.vigil.state_dir.clone(),
                 events: events.clone(),
+                fleet: crate::fleet::FleetHandle::new(&config, events.clone()),
             },
             alerts,
             metrics,
@@ -252,6 +253,19 @@ impl Daemon {
             daemon.spawn_labeled(
                 "control socket".to_owned(),
                 api::serve(listener, socket, view_rx, guard, cancel),
+            );
+        }
+        if let Some(fleet) = daemon.shared.guard.fleet.clone() {
+            let ledger = daemon.shared.guard.ledger.clone();
+            let services = config
+                .services
+                .iter()
+                .map(|s| (s.name.to_string(), s.fleet_key.clone()))
+                .collect();
+            let cancel = daemon.root.child_token();
+            daemon.spawn_labeled(
+                "fleet publisher".to_owned(),
+                crate::fleet::publish::run(fleet, ledger, services, cancel),
             );
         }
         if let Some(notifier) = daemon.notifier.clone() {

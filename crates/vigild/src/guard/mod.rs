@@ -32,11 +32,15 @@ use vigil_core::{
 use std::sync::Arc;
 
 use self::lock::{LockError, RestartLock, RunningLock};
+use crate::fleet::{Asked, FleetHandle, Lease};
 use crate::ledger::{
     DanglingOutcome, HoldRow, Intent, LedgerError, LedgerHandle, NewVerdict, OperatorRow,
 };
 use crate::observe::bus::Events;
 use crate::platform::clock;
+use vigil_config::model::OnUnreachable;
+use vigil_core::Source;
+use vigil_core::fleet::{FleetNote, FleetRefusal};
 
 /// What the guard needs: the ledger, where the lock files live, and where events go.
 #[derive(Clone)]
@@ -44,6 +48,8 @@ pub struct GuardContext {
     pub ledger: LedgerHandle,
     pub state_dir: PathBuf,
     pub events: Events,
+    /// `[fleet]`: fleet-keyed services' allowed restarts also take a fleet lease.
+    pub fleet: Option<FleetHandle>,
 }
 
 /// The guard's verdict and, when allowed, how the action went.
@@ -101,6 +107,8 @@ pub struct Permit {
     verdict: Verdict,
     decided_at: Timestamp,
     relaxed: bool,
+    /// The fleet lease taken for this restart, released by [`finish`].
+    lease: Option<Lease>,
 }
 
 impl Permit {
@@ -120,6 +128,7 @@ impl Permit {
             verdict,
             decided_at,
             relaxed: false,
+            lease: None,
         }
     }
 
@@ -413,6 +422,11 @@ pub async fn begin(
         }));
     };
 
+    let (fleet, mut lease) = ask_fleet(cx, service, policy, request).await?;
+    let on_unreachable = cx
+        .fleet
+        .as_ref()
+        .map_or(OnUnreachable::Local, FleetHandle::on_unreachable);
     let name = service.to_string();
     let state_dir = cx.state_dir.clone();
     let decision = {
@@ -428,7 +442,12 @@ pub async fn begin(
                 }
                 ledger.close_expired_episode(&name, now)?;
                 let history = ledger.counted_restarts(&name, policy.window_start(now))?;
-                let verdict = decide(&policy, &history, request, now);
+                let verdict = with_fleet(
+                    decide(&policy, &history, request, now),
+                    fleet.clone(),
+                    on_unreachable,
+                    request,
+                );
                 let recorded = ledger.record_verdict(&NewVerdict {
                     service: &name,
                     request,
@@ -468,6 +487,9 @@ pub async fn begin(
     );
     if !verdict.is_allowed() {
         drop(held);
+        if let (Some(fleet), Some(lease)) = (&cx.fleet, lease.take()) {
+            fleet.release(lease, "not-started").await;
+        }
         return Ok(Begun::Refused(Decision {
             verdict,
             report: None,
@@ -494,7 +516,98 @@ pub async fn begin(
         verdict,
         decided_at: now,
         relaxed,
+        lease,
     }))
+}
+
+/// What the fleet said to one request, before the verdict is recorded.
+#[derive(Clone, Debug)]
+enum FleetAnswer {
+    /// Not a fleet-keyed service.
+    NotAsked,
+    /// A fleet-keyed service the local guard refused a moment ago (so the fleet was not
+    /// asked): that refusal stands, even if the local guard would allow it now (a
+    /// cooldown ending in between), since no lease was taken.
+    LocalRefused(Verdict),
+    Granted(FleetNote),
+    Refused(FleetRefusal),
+    Unreachable {
+        key: String,
+        error: String,
+    },
+}
+
+/// For a fleet-keyed service whose local guard would allow the restart now (read under
+/// the service's lock, so it cannot change before the verdict is recorded): asks the
+/// fleet for a lease, bounded by `[fleet] timeout`.
+async fn ask_fleet(
+    cx: &GuardContext,
+    service: &ServiceName,
+    policy: &GuardPolicy,
+    request: RestartRequest,
+) -> Result<(FleetAnswer, Option<Lease>), GuardError> {
+    let Some(fleet) = &cx.fleet else {
+        return Ok((FleetAnswer::NotAsked, None));
+    };
+    if fleet.key_of(service.as_str()).is_none() {
+        return Ok((FleetAnswer::NotAsked, None));
+    }
+    let local = preview(cx, service, policy, request).await?;
+    if !local.is_allowed() {
+        return Ok((FleetAnswer::LocalRefused(local), None));
+    }
+    Ok(
+        match fleet.acquire(service.as_str(), request.forced).await {
+            None => (FleetAnswer::NotAsked, None),
+            Some(Asked::Granted { lease, note }) => (FleetAnswer::Granted(note), Some(lease)),
+            Some(Asked::Refused(refusal)) => (FleetAnswer::Refused(refusal), None),
+            Some(Asked::Unreachable { key, error }) => {
+                (FleetAnswer::Unreachable { key, error }, None)
+            }
+        },
+    )
+}
+
+/// The local verdict with the fleet's answer folded in: an allowed restart the fleet
+/// refuses is `skipped(fleet: ...)`; one it could not be asked about is allowed with a
+/// note (`on_unreachable = "local"`, or a manual request) or skipped (`"deny"`).
+fn with_fleet(
+    verdict: Verdict,
+    answer: FleetAnswer,
+    on_unreachable: OnUnreachable,
+    request: RestartRequest,
+) -> Verdict {
+    let Verdict::Allowed {
+        count,
+        max,
+        window,
+        forced,
+        ..
+    } = verdict
+    else {
+        return verdict;
+    };
+    let allowed = |fleet| Verdict::Allowed {
+        count,
+        max,
+        window,
+        forced,
+        fleet,
+    };
+    match answer {
+        FleetAnswer::NotAsked => allowed(None),
+        FleetAnswer::LocalRefused(refusal) => refusal,
+        FleetAnswer::Granted(note) => allowed(Some(note)),
+        FleetAnswer::Refused(refusal) => Verdict::Skipped(Skip::Fleet(refusal)),
+        FleetAnswer::Unreachable { key, error } => {
+            let manual = request.forced || request.source == Source::Manual;
+            if on_unreachable == OnUnreachable::Deny && !manual {
+                Verdict::Skipped(Skip::Fleet(FleetRefusal::Unreachable { key, error }))
+            } else {
+                allowed(Some(FleetNote::Unreachable { key, error }))
+            }
+        }
+    }
 }
 
 /// What is known about a dangling intent (called under the service's lock, with nothing
@@ -630,10 +743,16 @@ pub async fn finish(
         tracker,
         verdict,
         decided_at,
+        lease,
         ..
     } = permit;
     // The outcome is recorded: nothing will ask whether the restart still runs.
     drop(tracker);
+    if let (Some(fleet), Some(lease)) = (&cx.fleet, lease) {
+        fleet
+            .release(lease, if report.ok { "ok" } else { "failed" })
+            .await;
+    }
     drop(lock);
     Ok(Decision {
         verdict,
@@ -716,4 +835,114 @@ pub async fn reset(
         .await?;
     drop(held);
     Ok(Some(cleared))
+}
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+
+    fn allowed() -> Verdict {
+        Verdict::Allowed {
+            count: 1,
+            max: 5,
+            window: Duration::from_secs(3600),
+            forced: false,
+            fleet: None,
+        }
+    }
+
+    fn busy() -> FleetRefusal {
+        FleetRefusal::Busy {
+            key: "api".to_owned(),
+            held: 1,
+            max: 1,
+            host: "host-b".to_owned(),
+            service: "api".to_owned(),
+            ago: Duration::from_secs(4),
+            wait: Duration::from_secs(26),
+        }
+    }
+
+    fn unreachable() -> FleetAnswer {
+        FleetAnswer::Unreachable {
+            key: "api".to_owned(),
+            error: "connection refused".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_fleet_refusal_is_a_skip_that_an_exit_restart_retries_within_a_second() {
+        let exit = RestartRequest::new(Source::Exit);
+        let v = with_fleet(
+            allowed(),
+            FleetAnswer::Refused(busy()),
+            OnUnreachable::Local,
+            exit,
+        );
+        assert_eq!(
+            v.to_string(),
+            "Restart SKIPPED: fleet: 1/1 restarting on host-b, started 4s ago (key api, api on host-b; its lease expires in 26s unless released sooner)"
+        );
+        assert_eq!(v.reason(), Some("fleet"));
+        // Deferred, not dropped: the lifecycle asks again at `retry_at`.
+        let now = Timestamp::from_millis(1_000_000);
+        assert_eq!(
+            v.retry_at(now),
+            Some(now.saturating_add(vigil_core::fleet::BUSY_RECHECK))
+        );
+    }
+
+    #[test]
+    fn unreachable_deny_skips_automatic_restarts_but_not_manual_ones() {
+        let health = RestartRequest::new(Source::Health);
+        let v = with_fleet(allowed(), unreachable(), OnUnreachable::Deny, health);
+        assert!(!v.is_allowed());
+        assert!(v.to_string().contains("on_unreachable = deny"), "{v}");
+        let manual = RestartRequest::new(Source::Manual);
+        let v = with_fleet(allowed(), unreachable(), OnUnreachable::Deny, manual);
+        assert!(v.is_allowed());
+        assert!(
+            v.to_string().contains("the local guard alone decided"),
+            "{v}"
+        );
+        let v = with_fleet(allowed(), unreachable(), OnUnreachable::Local, health);
+        assert!(v.is_allowed());
+    }
+
+    #[test]
+    fn a_keyed_restart_never_goes_without_a_lease_when_a_cooldown_ends_in_between() {
+        let refused = Verdict::Skipped(Skip::Cooldown {
+            wait: Duration::from_millis(1),
+            need: Duration::from_secs(120),
+            ago: Duration::from_secs(120),
+            by: Source::Health,
+        });
+        let v = with_fleet(
+            allowed(),
+            FleetAnswer::LocalRefused(refused.clone()),
+            OnUnreachable::Local,
+            RestartRequest::new(Source::Health),
+        );
+        assert_eq!(v, refused);
+    }
+
+    #[test]
+    fn a_local_refusal_is_never_turned_into_an_allowance() {
+        let skipped = Verdict::Skipped(Skip::Lock {
+            waited: Duration::from_secs(1),
+        });
+        let note = FleetNote::Leased {
+            key: "api".to_owned(),
+            held: 1,
+            max: 1,
+            forced: false,
+        };
+        let v = with_fleet(
+            skipped.clone(),
+            FleetAnswer::Granted(note),
+            OnUnreachable::Local,
+            RestartRequest::new(Source::Health),
+        );
+        assert_eq!(v, skipped);
+    }
 }

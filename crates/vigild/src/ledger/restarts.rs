@@ -711,18 +711,35 @@ impl Ledger {
         service: Option<&str>,
         since: Option<Timestamp>,
     ) -> Result<Vec<HistoryRow>> {
+        self.history_rows(service, since, None, i64::MAX)
+    }
+
+    /// Up to `limit` history rows whose id is above `after`, by id (the fleet publisher).
+    pub fn history_after(&self, after: i64, limit: i64) -> Result<Vec<HistoryRow>> {
+        self.history_rows(None, None, Some(after), limit)
+    }
+
+    fn history_rows(
+        &self,
+        service: Option<&str>,
+        since: Option<Timestamp>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<HistoryRow>> {
         let err = sql_err(&self.path);
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 "SELECT {HISTORY_COLUMNS} FROM restarts
                  WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR at >= ?2)
-                 ORDER BY at, id"
+                   AND (?3 IS NULL OR id > ?3)
+                 ORDER BY CASE WHEN ?3 IS NULL THEN at ELSE id END, id
+                 LIMIT ?4"
             ))
             .map_err(&err)?;
         let rows = stmt
             .query_map(
-                params![service, since.map(Timestamp::as_millis)],
+                params![service, since.map(Timestamp::as_millis), after, limit],
                 history_row,
             )
             .map_err(&err)?;

@@ -230,6 +230,12 @@ impl Subscriber for AlertHub {
                     ),
                 )
             }),
+            Event::FleetUnreachable { .. } => {
+                self.raise(|| base(AlertEvent::FleetUnreachable, p.event.message(p.at)));
+            }
+            Event::FleetRecovered { .. } => {
+                self.raise(|| base(AlertEvent::FleetRecovered, p.event.message(p.at)));
+            }
             _ => {}
         }
     }

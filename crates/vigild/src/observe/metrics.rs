@@ -770,6 +770,7 @@ command = ["sleep", "1000"]
                     max: 5,
                     window: Duration::from_secs(3600),
                     forced: true,
+                    fleet: None,
                 },
                 repeat: None,
             },

@@ -891,6 +891,7 @@ mod tests {
             ledger: crate::ledger::LedgerHandle::spawn(dir.path()).unwrap(),
             state_dir: dir.path().to_path_buf(),
             events: Events::log_only(),
+            fleet: None,
         };
         let drivers = crate::drivers::DriverContext {
             probes: Arc::new(vigil_checks::ProbeContext::new()),
