@@ -73,6 +73,7 @@ fn bench(c: &mut Criterion) {
                         max: 5,
                         window: Duration::from_secs(3600),
                         forced: false,
+                        fleet: None,
                     },
                     repeat: None,
                 },
