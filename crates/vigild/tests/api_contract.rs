@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use support::http::Answer;
 use support::*;
 use vigild::control::server::MAX_CONNECTIONS;
 
@@ -53,83 +54,14 @@ fn start(env: &Env, timeouts: Option<(u64, u64)>) -> Daemon {
     daemon
 }
 
-/// One answer as it came off the socket.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The documented error shape: JSON with a non-empty `error` string, and nothing else.
-    fn error(&self) -> String {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        let doc: serde_json::Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", text(&self.body)));
-        let obj = doc.as_object().unwrap();
-        assert_eq!(obj.len(), 1, "{doc}");
-        let message = doc["error"].as_str().unwrap().to_owned();
-        assert!(!message.is_empty());
-        message
-    }
-}
-
 fn connect(env: &Env) -> UnixStream {
     UnixStream::connect(socket(env)).unwrap()
 }
 
-/// Reads one response (head, then `content-length` bytes of body) within `limit`.
+/// Reads one response within `limit` (the socket's read timeout bounds each read).
 fn read_answer(stream: &mut UnixStream, limit: Duration) -> Answer {
     stream.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed before a complete answer: {:?}", text(&buf));
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = text(&buf[..head_end]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {head:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed in the middle of the body");
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    support::http::read_answer(stream, limit)
 }
 
 /// Sends `request` as is and reads the answer.

@@ -40,7 +40,9 @@ impl Answer {
         );
         let doc = self.json();
         assert_eq!(doc.as_object().unwrap().len(), 1, "{doc}");
-        doc["error"].as_str().unwrap().to_owned()
+        let message = doc["error"].as_str().unwrap().to_owned();
+        assert!(!message.is_empty(), "{doc}");
+        message
     }
 
     /// No answer over TCP ever lets another origin's page read it.
