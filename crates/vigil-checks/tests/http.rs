@@ -148,10 +148,7 @@ async fn a_server_that_never_answers_fails_within_the_timeout() {
 
 #[tokio::test]
 async fn connection_refused_is_named() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let (_reserved, port) = vigil_test_helpers::refused_port();
     let url = format!("http://127.0.0.1:{port}/health");
     let out = run(http(&url), &ProbeContext::new()).await;
     assert!(!out.passed);

@@ -65,7 +65,7 @@ async fn tcp_connect_tries_every_resolved_address() {
 
 #[tokio::test]
 async fn tcp_connection_refused() {
-    let port = free_port();
+    let (_reserved, port) = vigil_test_helpers::refused_port();
     let out = run(tcp("127.0.0.1", port)).await;
     assert!(!out.passed);
     assert_eq!(

@@ -189,10 +189,7 @@ async fn warn_outcomes_become_warn_runs() {
 
 #[tokio::test]
 async fn nothing_listening_fails_clearly() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_reserved, port) = vigil_test_helpers::refused_port();
     let out = run(check(port)).await;
     assert!(!out.passed);
     assert_eq!(

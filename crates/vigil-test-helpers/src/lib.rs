@@ -173,6 +173,22 @@ fn send_signal(pid: libc::pid_t, signal: i32) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
+/// A loopback TCP port where nothing listens, reserved for as long as the returned socket
+/// lives: it is bound but never listens, so a connect is refused, and no other test that
+/// binds port 0 meanwhile can be handed the same port (which a port taken from a closed
+/// listener allowed: tests in parallel then saw "connection reset", not "refused").
+pub fn refused_port() -> (rustix::fd::OwnedFd, u16) {
+    use rustix::net::{AddressFamily, SocketType, bind, getsockname, ipproto, socket};
+    let fd =
+        socket(AddressFamily::INET, SocketType::STREAM, Some(ipproto::TCP)).expect("a TCP socket");
+    let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+    bind(&fd, &any).expect("bind 127.0.0.1:0");
+    let port = std::net::SocketAddr::try_from(getsockname(&fd).expect("getsockname"))
+        .expect("an IPv4 address")
+        .port();
+    (fd, port)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
