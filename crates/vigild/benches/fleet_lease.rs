@@ -8,77 +8,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::os::unix::process::CommandExt as _;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
+#[path = "support/pg.rs"]
+mod pg;
+use pg::now;
 use vigil_core::{GuardPolicy, RestartReport, RestartRequest, ServiceName, Source};
 use vigild::fleet::FleetHandle;
 use vigild::guard::{Ask, Begun, GuardContext, begin, finish};
 use vigild::ledger::LedgerHandle;
 use vigild::observe::bus::Events;
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-#[expect(clippy::disallowed_methods, reason = "a benchmark measures real time")]
-fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
-
-#[expect(clippy::disallowed_methods, reason = "the benchmark's own server")]
-fn command(p: &str) -> std::process::Command {
-    let mut c = std::process::Command::new(p);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
-}
-
-struct Pg(Child);
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn postgres_ids() -> (u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let line = passwd.lines().find(|l| l.starts_with("postgres:")).unwrap();
-    let f: Vec<&str> = line.split(':').collect();
-    (f[2].parse().unwrap(), f[3].parse().unwrap())
-}
-
-fn start_pg(dir: &std::path::Path) -> (Pg, u16) {
-    let (uid, gid) = postgres_ids();
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
-    let ok = command(&format!("{PG_BIN}/initdb"))
-        .uid(uid)
-        .gid(gid)
-        .arg("-D")
-        .arg(dir.join("data"))
-        .args(["-U", "postgres", "-A", "trust", "--no-sync"])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = command(&format!("{PG_BIN}/postgres"))
-        .uid(uid)
-        .gid(gid)
-        .arg("-D")
-        .arg(dir.join("data"))
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(dir)
-        .args(["-c", "listen_addresses=127.0.0.1"])
-        .args(extra_settings())
-        .spawn()
-        .unwrap();
-    (Pg(child), port)
-}
 
 /// `FLEET_BENCH_PG="synchronous_commit=off ..."`: more server settings.
 fn extra_settings() -> Vec<String> {
@@ -107,7 +46,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(2000);
     let pgdir = tempfile::tempdir().unwrap();
-    let (_pg, port) = start_pg(pgdir.path());
+    let (_pg, port) = pg::start(pgdir.path(), &extra_settings());
     let state = tempfile::tempdir().unwrap();
     let toml = format!(
         r#"[vigil]

@@ -9,43 +9,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::os::unix::process::CommandExt as _;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
+#[path = "support/pg.rs"]
+mod pg;
+use pg::now;
 use vigild::fleet::publish::{ServiceState, write};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const SERVICES: usize = 50;
-
-#[expect(clippy::disallowed_methods, reason = "a benchmark measures real time")]
-fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
-
-#[expect(clippy::disallowed_methods, reason = "the benchmark's own server")]
-fn command(p: &str) -> std::process::Command {
-    let mut c = std::process::Command::new(p);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
-}
-
-struct Pg(Child);
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn postgres_ids() -> (u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let line = passwd.lines().find(|l| l.starts_with("postgres:")).unwrap();
-    let f: Vec<&str> = line.split(':').collect();
-    (f[2].parse().unwrap(), f[3].parse().unwrap())
-}
 
 /// utime + stime of a process, in clock ticks.
 fn ticks(pid: u32) -> u64 {
@@ -98,39 +69,8 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
-    let (uid, gid) = postgres_ids();
-    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
-    assert!(
-        command(&format!("{PG_BIN}/initdb"))
-            .uid(uid)
-            .gid(gid)
-            .arg("-D")
-            .arg(dir.path().join("data"))
-            .args(["-U", "postgres", "-A", "trust", "--no-sync"])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let pg = Pg(command(&format!("{PG_BIN}/postgres"))
-        .uid(uid)
-        .gid(gid)
-        .arg("-D")
-        .arg(dir.path().join("data"))
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(dir.path())
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "max_connections=300",
-        ])
-        .spawn()
-        .unwrap());
+    let settings = ["-c".to_owned(), "max_connections=300".to_owned()];
+    let (pg, port) = pg::start(dir.path(), &settings);
     let postmaster = pg.0.id();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
