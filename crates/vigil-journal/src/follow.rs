@@ -15,7 +15,10 @@
 //!
 //! Files are tracked by inode, so rotation (journald renames `system.journal` to
 //! `system@….journal` and starts a new `system.journal`) keeps the old file's position: its
-//! unread tail is still read. A file seen for the first time after the first run starts
+//! unread tail is still read. A listing can be stale by the time a file is opened, or miss a
+//! file renamed while the directory was read; a file is registered only under the inode it
+//! really has, and a known file missing from a listing is looked for in a second one before
+//! it is forgotten (see `Follower::poll`). A file seen for the first time after the first run starts
 //! after the cursor: entries with a greater seqnum than any seen before (when it shares the
 //! seqnum ID, as journald's files do) or else a later realtime. The first run starts at the
 //! tail of every file. Archived files that have been read to the end are not opened again,
@@ -357,41 +360,81 @@ impl Follower {
         let mut new_marks: Vec<([u8; 16], u64, u64)> = Vec::new();
         let mut seen: HashSet<FileId> = HashSet::new();
         let mut budget = limits.entries;
-        for dir in self.directories() {
-            let (files, start) = self.list_dir(&dir, &poll_start)?;
-            for (path, id) in files {
-                if !seen.insert(id) {
-                    continue;
-                }
-                poll.files += 1;
-                if let Some(done) = self.done.get(&id) {
-                    if done.name == name_hash(&path) {
+        let dirs = self.directories();
+        let mut starts: HashMap<PathBuf, Start> = HashMap::new();
+        // A known file missing from a listing was deleted, or renamed while the directory
+        // was read: readdir does not promise to return an entry renamed meanwhile (journald
+        // archives by renaming), and a renamed file forgotten would be found again as new,
+        // starting after marks that can be past its unread entries. So the directories are
+        // listed once more; a file missing from both listings is forgotten.
+        for pass in 0..2 {
+            for dir in &dirs {
+                let (files, start) = if pass == 0 {
+                    let (files, start) = self.list_dir(dir, &poll_start)?;
+                    starts.insert(dir.clone(), start.clone());
+                    (files, start)
+                } else {
+                    let start = starts
+                        .get(dir)
+                        .cloned()
+                        .unwrap_or_else(|| poll_start.clone());
+                    (self.relist(dir)?, start)
+                };
+                for (path, id) in files {
+                    if !seen.insert(id) {
                         continue;
                     }
-                    // The inode now holds another file (the finished one was deleted).
-                    self.done.remove(&id);
-                }
-                let result = self.visit_file(
-                    &path,
-                    id,
-                    &start,
-                    &mut new_marks,
-                    &mut budget,
-                    &mut poll,
-                    &mut visit,
-                );
-                match result {
-                    Ok(()) => {}
-                    Err(Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
-                        // Deleted (vacuumed) since the listing.
-                        poll.files -= 1;
-                        seen.remove(&id);
+                    poll.files += 1;
+                    if let Some(done) = self.done.get(&id) {
+                        if done.name == name_hash(&path) {
+                            continue;
+                        }
+                        // The inode now holds another file (the finished one was deleted).
+                        self.done.remove(&id);
                     }
-                    Err(Error::Io(e)) if e.kind() == io::ErrorKind::PermissionDenied => {
-                        return Err(PollError(format!("cannot read {}: {e}", path.display())));
+                    let result = self.visit_file(
+                        &path,
+                        id,
+                        &start,
+                        &mut new_marks,
+                        &mut budget,
+                        &mut poll,
+                        &mut visit,
+                    );
+                    match result {
+                        Ok(()) => {}
+                        Err(Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                            // Renamed or deleted since the listing (journald archiving
+                            // `system.journal`: between the rename and the new file's
+                            // creation the name does not exist). Missing, it makes the second
+                            // listing, which finds it under its new name if it has one.
+                            poll.files -= 1;
+                            seen.remove(&id);
+                        }
+                        Err(Error::Io(e)) if e.kind() == io::ErrorKind::PermissionDenied => {
+                            return Err(PollError(format!("cannot read {}: {e}", path.display())));
+                        }
+                        // Not registered (journald creates a file before it writes its
+                        // header): it keeps its start, or its saved position, for the next
+                        // run.
+                        Err(e)
+                            if self.pending.contains_key(&id) || self.resumed.contains_key(&id) =>
+                        {
+                            poll.problems
+                                .push(format!("{}: {e} (retrying next run)", path.display()));
+                        }
+                        Err(e) => poll.problems.push(format!("{}: {e}", path.display())),
                     }
-                    Err(e) => poll.problems.push(format!("{}: {e}", path.display())),
                 }
+            }
+            let missing = self
+                .tracked
+                .keys()
+                .chain(self.resumed.keys())
+                .chain(self.pending.keys())
+                .any(|id| !seen.contains(id));
+            if !missing {
+                break;
             }
         }
         self.tracked.retain(|id, _| seen.contains(id));
@@ -499,6 +542,22 @@ impl Follower {
         Ok((files, start))
     }
 
+    /// Lists `dir` again now (see [`Follower::poll`]); the next run lists it again too.
+    fn relist(&mut self, dir: &Path) -> Result<Vec<(PathBuf, FileId)>, PollError> {
+        let stamp =
+            stamp(dir).map_err(|e| PollError(format!("cannot stat {}: {e}", dir.display())))?;
+        let files = match stamp {
+            None => Vec::new(),
+            Some((dev, ..)) => list_files(dir, dev)?,
+        };
+        if let Some(state) = self.dir_cache.get_mut(dir) {
+            state.stamp = stamp;
+            state.verified = false;
+            state.files = files.clone();
+        }
+        Ok(files)
+    }
+
     /// Registers a file when it is new (or its inode now holds another file), reads its
     /// counts, then its new entries. A file that cannot be registered keeps the start it
     /// would have had ([`Follower::pending`]) for the next run.
@@ -529,7 +588,7 @@ impl Follower {
         } else {
             self.tracked.remove(&id);
             if let Some(saved) = self.resumed.remove(&id) {
-                match self.reopen(path, &saved) {
+                match self.reopen(path, id, &saved) {
                     Ok(Some(t)) => {
                         self.tracked.insert(id, t);
                     }
@@ -544,7 +603,7 @@ impl Follower {
         }
         if !self.tracked.contains_key(&id) {
             let start = self.pending.remove(&id).unwrap_or_else(|| start.clone());
-            match self.register(path, &start) {
+            match self.register(path, id, &start) {
                 Ok(Some(t)) => {
                     self.tracked.insert(id, t);
                 }
@@ -590,8 +649,13 @@ impl Follower {
 
     /// Opens a file of a resumed position again and puts its list positions back.
     /// `None`: the inode now holds another file.
-    fn reopen(&mut self, path: &Path, saved: &Resumed) -> Result<Option<Tracked>, Error> {
-        let jf = JournalFile::open(path)?;
+    fn reopen(
+        &mut self,
+        path: &Path,
+        id: FileId,
+        saved: &Resumed,
+    ) -> Result<Option<Tracked>, Error> {
+        let jf = open_listed(path, id)?;
         let h = jf.header().clone();
         if h.file_id != saved.file_id {
             return Ok(None);
@@ -613,8 +677,13 @@ impl Follower {
 
     /// Opens a file seen for the first time and sets where each match's list starts.
     /// `None`: nothing in it can ever be new.
-    fn register(&mut self, path: &Path, start: &Start) -> Result<Option<Tracked>, Error> {
-        let jf = JournalFile::open(path)?;
+    fn register(
+        &mut self,
+        path: &Path,
+        id: FileId,
+        start: &Start,
+    ) -> Result<Option<Tracked>, Error> {
+        let jf = open_listed(path, id)?;
         let h = jf.header().clone();
         let mut t = Tracked {
             jf,
@@ -979,6 +1048,36 @@ fn find_message(
     }
     Ok(false)
 }
+
+/// Opens a file of a directory listing, if the name still holds the listing's inode.
+///
+/// journald archives by renaming `system.journal` and creating a new one under the name, so
+/// a name listed a moment ago can already be another file. Registered under the listing's
+/// inode, the new file would take the place of the renamed one: a resumed position's list
+/// indexes would be lost with it and the renamed file's unread entries, found again under
+/// its new name after the new file's marks, skipped. Such an open fails as `NotFound`,
+/// as if the name were gone. Only the inode is compared: readdir's `d_ino` equals `st_ino` for files on
+/// every filesystem a journal lives on (overlayfs too), while `st_dev` can differ between a
+/// directory and its files (overlayfs over several filesystems without `xino`).
+fn open_listed(path: &Path, id: FileId) -> Result<JournalFile, Error> {
+    let file = fs::File::open(path)?;
+    if file.metadata()?.ino() != id.1 {
+        return Err(Error::Io(io::Error::new(io::ErrorKind::NotFound, Renamed)));
+    }
+    JournalFile::from_file(file, path.to_owned())
+}
+
+/// A listed name that holds another inode by the time it is opened (see [`open_listed`]).
+#[derive(Debug)]
+struct Renamed;
+
+impl fmt::Display for Renamed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("renamed since the directory was listed")
+    }
+}
+
+impl std::error::Error for Renamed {}
 
 /// The journal files in `dir` (on device `dev`) with their identity (device, inode).
 fn list_files(dir: &Path, dev: u64) -> Result<Vec<(PathBuf, FileId)>, PollError> {
