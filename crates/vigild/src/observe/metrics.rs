@@ -1,8 +1,8 @@
 //! Prometheus metrics: `GET /metrics` on the control socket and the TCP listener, in the
-//! text exposition format (0.0.4). The reference is docs/metrics.md (a test checks it
-//! against what is exposed).
+//! Prometheus text exposition format (0.0.4), encoded by `prometheus-client`. The
+//! reference is docs/metrics.md (a test checks it against what is exposed).
 //!
-//! Owns: the series and their counters, which series exist, and rendering.
+//! Owns: the series and their counters, which series exist, and what a scrape reads.
 //! - Counters come from the event bus: [`Metrics`] is a [`Subscriber`], so a metric is
 //!   the same fact as its log line (a restart counted is a `Verdict` event published).
 //!   Publishing costs a read lock (written only by a reload) and relaxed atomic adds.
@@ -13,130 +13,208 @@
 //! - `vigil_ledger_commit_seconds` is the ledger's own lock-free histogram
 //!   ([`crate::ledger::COMMIT_TIMES`]).
 //!
+//! Encoding is `prometheus-client`'s: a scrape registers one [`Collector`] (`Scrape`: a
+//! snapshot of the series and the scrape's inputs, budgets, holds and the time) in a
+//! fresh [`Registry`], and the collector hands each family to the crate's descriptor and
+//! metric encoders, which write the names (a counter's `_total`, a unit's `_seconds`, an
+//! info's `_info`), escape label values, format numbers and histogram buckets. The
+//! crate's own metric objects are not used: the counters stay this module's atomics
+//! (kept across reloads, dropped with their service) and the gauges are facts read at
+//! scrape time, so nothing is copied into the crate's types. The format is the
+//! Prometheus text format rather than the crate's default OpenMetrics text, because that
+//! is what `promtool check metrics` lints and what the documented names are in (an
+//! OpenMetrics counter family is announced without its `_total`).
+//!
 //! Cardinality is bounded by the configuration: series exist for the services, checks,
 //! groups (as `service="@NAME"`) and alert channels of the running configuration, and
 //! label values otherwise come from closed sets (sources, verdicts, statuses, states,
 //! results); events about anything else are ignored. A reload drops a removed service's
 //! series and keeps the counters of what stays. Must not: block or fail when an event is
-//! published, or label anything by request.
-//!
-//! The exposition is written here rather than by `prometheus-client`: most series are
-//! gauges read at scrape time from state the daemon already keeps (the ledger's budget,
-//! holds, last verdicts), which that crate would need copied into its own registered
-//! metric objects or a custom collector, and the text format is small (escaping and
-//! number formatting are the only subtle parts; 100 services x 10 checks render in
-//! ~1 ms). What guards it is its real consumers: `promtool check metrics` and a real
-//! Prometheus scrape it in `tests/metrics_e2e.rs`.
+//! published, or label anything by request. What guards the exposition is its real
+//! consumers: `promtool check metrics` and a real Prometheus scrape it in
+//! `tests/metrics_e2e.rs`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 use vigil_config::model::{Config, DriverSpec};
 use vigil_core::event::Event;
 use vigil_core::guard::GuardPolicy;
 use vigil_core::health::{HealthStatus, RunVerdict};
+use vigil_core::lifecycle::HoldKind;
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp, Verdict, decide};
 
 use crate::ledger::{COMMIT_TIMES, LedgerHandle};
 use crate::observe::bus::{Events, Published, Subscriber};
 use crate::platform::histogram::{CHECK_BOUNDS, Histogram};
 
-/// The `Content-Type` of the exposition.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of the exposition (the Prometheus text format, 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// Every metric family: name, type, help. Rendered in this order, each with its `HELP`
-/// and `TYPE` lines even when it has no series yet (no exec service, no channel).
-pub const FAMILIES: &[(&str, &str, &str)] = &[
-    (
-        "vigil_build_info",
-        "gauge",
-        "Always 1; the version of the running vigil as a label.",
-    ),
-    (
-        "vigil_check_up",
-        "gauge",
-        "1 when the check's last run passed (pass or warn), 0 when it failed.",
-    ),
-    (
-        "vigil_check_status",
-        "gauge",
-        "The check's health status after its thresholds and grace: 1 for the current status.",
-    ),
-    (
-        "vigil_check_runs_total",
-        "counter",
-        "Check runs by result: pass, warn, fail, or void (Vigil itself was stalled).",
-    ),
-    (
-        "vigil_check_duration_seconds",
-        "histogram",
-        "How long check runs took, all attempts and retry delays included.",
-    ),
-    (
-        "vigil_restarts_total",
-        "counter",
-        "Restart requests decided by the guard, by source and verdict.",
-    ),
-    (
-        "vigil_restart_budget_used",
-        "gauge",
-        "Restarts counted in the guard's current window.",
-    ),
-    (
-        "vigil_restart_budget_limit",
-        "gauge",
-        "The guard's max_restarts per window.",
-    ),
-    (
-        "vigil_service_given_up",
-        "gauge",
-        "1 while the restart budget is spent and automatic restarts are refused.",
-    ),
-    (
-        "vigil_service_state",
-        "gauge",
-        "The service's state: running, down (an exec service's process is not running), paused, stopped, given_up; 1 for the current one.",
-    ),
-    (
-        "vigil_exec_restarts_total",
-        "counter",
-        "Times an exec service's process was started again since the daemon started.",
-    ),
-    (
-        "vigil_exec_uptime_seconds",
-        "gauge",
-        "Since when an exec service's process runs; 0 while it does not.",
-    ),
-    (
-        "vigil_alert_deliveries_total",
-        "counter",
-        "Alert deliveries by channel and result: delivered, failed (after its retries), dropped (a full queue).",
-    ),
-    (
-        "vigil_ledger_commit_seconds",
-        "histogram",
-        "How long the ledger's transaction commits took (guard decisions and outcomes, batched check states).",
-    ),
+/// A metric family as registered with the encoder, which derives the name Prometheus
+/// sees from it ([`Family::exposed`]).
+#[derive(Debug)]
+pub struct Family {
+    /// Without the suffixes the encoder adds: the unit, a counter's `_total`, an info's
+    /// `_info`.
+    pub name: &'static str,
+    /// The unit is seconds (`_seconds`).
+    pub seconds: bool,
+    pub kind: MetricType,
+    pub help: &'static str,
+}
+
+impl Family {
+    /// The family's name in the exposition (`# TYPE` and its samples, before a
+    /// histogram's `_bucket`, `_sum`, `_count`).
+    pub fn exposed(&self) -> String {
+        let unit = if self.seconds { "_seconds" } else { "" };
+        let suffix = match self.kind {
+            MetricType::Counter => "_total",
+            MetricType::Info => "_info",
+            _ => "",
+        };
+        format!("{}{unit}{suffix}", self.name)
+    }
+
+    /// Its type in the exposition's `# TYPE` line (an info is a gauge there).
+    pub fn exposed_type(&self) -> &'static str {
+        match self.kind {
+            MetricType::Counter => "counter",
+            MetricType::Histogram => "histogram",
+            MetricType::Gauge | MetricType::Info => "gauge",
+            MetricType::Unknown => "untyped",
+        }
+    }
+
+    fn describe<'s>(
+        &'s self,
+        encoder: &'s mut DescriptorEncoder<'_>,
+    ) -> Result<MetricEncoder<'s>, std::fmt::Error> {
+        let unit = self.seconds.then_some(&SECONDS);
+        encoder.encode_descriptor(self.name, self.help, unit, self.kind)
+    }
+}
+
+static SECONDS: Unit = Unit::Seconds;
+
+const fn family(name: &'static str, kind: MetricType, help: &'static str) -> Family {
+    Family {
+        name,
+        seconds: false,
+        kind,
+        help,
+    }
+}
+
+const fn in_seconds(family: Family) -> Family {
+    Family {
+        seconds: true,
+        ..family
+    }
+}
+
+static BUILD_INFO: Family = family(
+    "vigil_build",
+    MetricType::Info,
+    "Always 1; the version of the running vigil as a label.",
+);
+static CHECK_UP: Family = family(
+    "vigil_check_up",
+    MetricType::Gauge,
+    "1 when the check's last run passed (pass or warn), 0 when it failed.",
+);
+static CHECK_STATUS: Family = family(
+    "vigil_check_status",
+    MetricType::Gauge,
+    "The check's health status after its thresholds and grace: 1 for the current status.",
+);
+static CHECK_RUNS: Family = family(
+    "vigil_check_runs",
+    MetricType::Counter,
+    "Check runs by result: pass, warn, fail, or void (Vigil itself was stalled).",
+);
+static CHECK_DURATION: Family = in_seconds(family(
+    "vigil_check_duration",
+    MetricType::Histogram,
+    "How long check runs took, all attempts and retry delays included.",
+));
+static RESTARTS: Family = family(
+    "vigil_restarts",
+    MetricType::Counter,
+    "Restart requests decided by the guard, by source and verdict.",
+);
+static BUDGET_USED: Family = family(
+    "vigil_restart_budget_used",
+    MetricType::Gauge,
+    "Restarts counted in the guard's current window.",
+);
+static BUDGET_LIMIT: Family = family(
+    "vigil_restart_budget_limit",
+    MetricType::Gauge,
+    "The guard's max_restarts per window.",
+);
+static GIVEN_UP: Family = family(
+    "vigil_service_given_up",
+    MetricType::Gauge,
+    "1 while the restart budget is spent and automatic restarts are refused.",
+);
+static SERVICE_STATE: Family = family(
+    "vigil_service_state",
+    MetricType::Gauge,
+    "The service's state: running, down (an exec service's process is not running), paused, stopped, given_up; 1 for the current one.",
+);
+static EXEC_RESTARTS: Family = family(
+    "vigil_exec_restarts",
+    MetricType::Counter,
+    "Times an exec service's process was started again since the daemon started.",
+);
+static EXEC_UPTIME: Family = in_seconds(family(
+    "vigil_exec_uptime",
+    MetricType::Gauge,
+    "Since when an exec service's process runs; 0 while it does not.",
+));
+static DELIVERIES: Family = family(
+    "vigil_alert_deliveries",
+    MetricType::Counter,
+    "Alert deliveries by channel and result: delivered, failed (after its retries), dropped (a full queue).",
+);
+static LEDGER_COMMIT: Family = in_seconds(family(
+    "vigil_ledger_commit",
+    MetricType::Histogram,
+    "How long the ledger's transaction commits took (guard decisions and outcomes, batched check states).",
+));
+
+/// Every metric family, in the exposition's order; each is announced (`HELP`, `TYPE`)
+/// even when it has no series yet (no exec service, no channel).
+pub static FAMILIES: [&Family; 14] = [
+    &BUILD_INFO,
+    &CHECK_UP,
+    &CHECK_STATUS,
+    &CHECK_RUNS,
+    &CHECK_DURATION,
+    &RESTARTS,
+    &BUDGET_USED,
+    &BUDGET_LIMIT,
+    &GIVEN_UP,
+    &SERVICE_STATE,
+    &EXEC_RESTARTS,
+    &EXEC_UPTIME,
+    &DELIVERIES,
+    &LEDGER_COMMIT,
 ];
 
 const VERDICTS: [&str; 3] = ["allowed", "skipped", "denied"];
-/// Check run results; as labels in [`RESULT_LABELS`].
-const RESULT_LABELS: [&str; 4] = [
-    "result=\"pass\"",
-    "result=\"warn\"",
-    "result=\"fail\"",
-    "result=\"void\"",
-];
-/// Health statuses in [`status_index`] order, as labels.
-const STATUS_LABELS: [&str; 4] = [
-    "status=\"unknown\"",
-    "status=\"passing\"",
-    "status=\"warning\"",
-    "status=\"failing\"",
-];
+/// Check run results, in [`verdict_index`] order and then `void`.
+const RESULTS: [&str; 4] = ["pass", "warn", "fail", "void"];
+/// Health statuses in [`status_index`] order.
+const STATUSES: [&str; 4] = ["unknown", "passing", "warning", "failing"];
 const STATES: [&str; 5] = ["running", "down", "paused", "stopped", "given_up"];
 const DELIVERY_RESULTS: [&str; 3] = ["delivered", "failed", "dropped"];
 
@@ -146,19 +224,18 @@ const NOT_RUNNING: i64 = i64::MIN;
 /// The daemon's metrics: subscribe it to the event bus, give it the alert deliveries,
 /// [`Metrics::configure`] it on every (re)load, [`Metrics::render`] it on a scrape.
 pub struct Metrics {
-    registry: RwLock<Registry>,
+    /// Replaced whole by a reload; a scrape encodes the one it took.
+    series: RwLock<Arc<Series>>,
 }
 
 #[derive(Default)]
-struct Registry {
+struct Series {
     /// Services and groups (`@NAME`) of the running configuration.
     services: BTreeMap<ServiceName, Arc<ServiceSeries>>,
     channels: BTreeMap<String, Arc<ChannelSeries>>,
 }
 
 struct ServiceSeries {
-    /// `service="NAME"`, escaped.
-    label: String,
     /// The guard's policy, for the budget gauges.
     policy: GuardPolicy,
     exec: bool,
@@ -177,25 +254,22 @@ struct ServiceCounts {
 }
 
 struct CheckSeries {
-    /// `service="NAME",check="CHECK"`, escaped.
-    label: String,
-    /// The last run's verdict: 0 none yet, else 1 + its index in [`RESULT_LABELS`].
+    /// The last run's verdict: 0 none yet, else 1 + its index in [`RESULTS`].
     last: AtomicU8,
-    /// The health status's index in [`STATUS_LABELS`].
+    /// The health status's index in [`STATUSES`].
     status: AtomicU8,
     runs: [AtomicU64; 4],
     duration: Histogram,
 }
 
+#[derive(Default)]
 struct ChannelSeries {
-    label: String,
     deliveries: [AtomicU64; 3],
 }
 
 impl ServiceSeries {
-    fn new(name: &str, policy: GuardPolicy, exec: bool) -> ServiceSeries {
+    fn new(policy: GuardPolicy, exec: bool) -> ServiceSeries {
         ServiceSeries {
-            label: label("service", name),
             policy,
             exec,
             counts: Arc::new(ServiceCounts {
@@ -209,7 +283,6 @@ impl ServiceSeries {
     /// The same series with a new policy and set of checks, counters kept (a reload).
     fn updated(&self, policy: GuardPolicy, checks: BTreeMap<String, Arc<CheckSeries>>) -> Self {
         ServiceSeries {
-            label: self.label.clone(),
             policy,
             exec: self.exec,
             counts: self.counts.clone(),
@@ -219,9 +292,8 @@ impl ServiceSeries {
 }
 
 impl CheckSeries {
-    fn new(service: &str, check: &str) -> CheckSeries {
+    fn new() -> CheckSeries {
         CheckSeries {
-            label: format!("{},{}", label("service", service), label("check", check)),
             last: AtomicU8::new(0),
             status: AtomicU8::new(0),
             runs: Default::default(),
@@ -269,24 +341,6 @@ fn source_index(s: Source) -> usize {
     }
 }
 
-/// `name="value"` with the value escaped as the exposition format wants (`\`, `"`, line
-/// feeds).
-fn label(name: &str, value: &str) -> String {
-    let mut out = String::with_capacity(name.len() + value.len() + 3);
-    out.push_str(name);
-    out.push_str("=\"");
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The scrape-time facts from the ledger: per service or group, the restarts counted in
 /// its window and whether the guard would deny (given up).
 #[derive(Clone, Debug, Default)]
@@ -295,49 +349,47 @@ pub struct Budgets(pub BTreeMap<ServiceName, (u32, bool)>);
 impl Metrics {
     pub fn new(config: &Config) -> Arc<Metrics> {
         let metrics = Arc::new(Metrics {
-            registry: RwLock::default(),
+            series: RwLock::default(),
         });
         metrics.configure(config);
         metrics
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Arc<Series>> {
+        self.series.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The series of `config`'s services, checks, groups and channels: new ones start at
     /// zero, the others keep their counts, the rest disappear.
     pub fn configure(&self, config: &Config) {
-        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.series.write().unwrap_or_else(|p| p.into_inner());
         let mut services = BTreeMap::new();
         for s in &config.services {
             let exec = matches!(s.driver, DriverSpec::Exec(_));
-            let old = registry.services.get(&s.name).filter(|o| o.exec == exec);
+            let old = current.services.get(&s.name).filter(|o| o.exec == exec);
             let checks = s
                 .checks
                 .iter()
                 .map(|c| {
                     let name = c.name.to_string();
                     let kept = old.and_then(|o| o.checks.get(&name)).cloned();
-                    let series =
-                        kept.unwrap_or_else(|| Arc::new(CheckSeries::new(s.name.as_str(), &name)));
-                    (name, series)
+                    (name, kept.unwrap_or_else(|| Arc::new(CheckSeries::new())))
                 })
                 .collect();
             let series = match old {
                 Some(o) => o.updated(s.guard.clone(), checks),
                 None => ServiceSeries {
                     checks,
-                    ..ServiceSeries::new(s.name.as_str(), s.guard.clone(), exec)
+                    ..ServiceSeries::new(s.guard.clone(), exec)
                 },
             };
             services.insert(s.name.clone(), Arc::new(series));
         }
         for g in &config.groups {
             let key = g.ledger_key();
-            let series = match registry.services.get(&key) {
+            let series = match current.services.get(&key) {
                 Some(o) => o.updated(g.guard.clone(), BTreeMap::new()),
-                None => ServiceSeries::new(key.as_str(), g.guard.clone(), false),
+                None => ServiceSeries::new(g.guard.clone(), false),
             };
             services.insert(key, Arc::new(series));
         }
@@ -345,16 +397,11 @@ impl Metrics {
             .alerts
             .iter()
             .map(|c| {
-                let series = registry.channels.get(&c.name).cloned().unwrap_or_else(|| {
-                    Arc::new(ChannelSeries {
-                        label: label("channel", &c.name),
-                        deliveries: Default::default(),
-                    })
-                });
-                (c.name.clone(), series)
+                let kept = current.channels.get(&c.name).cloned();
+                (c.name.clone(), kept.unwrap_or_default())
             })
             .collect();
-        *registry = Registry { services, channels };
+        *current = Arc::new(Series { services, channels });
     }
 
     /// A check task starts (at startup, or fresh after a change): its status, and its last
@@ -366,8 +413,8 @@ impl Metrics {
         status: HealthStatus,
         last: Option<RunVerdict>,
     ) {
-        let registry = self.read();
-        if let Some(c) = registry
+        let series = self.read();
+        if let Some(c) = series
             .services
             .get(service)
             .and_then(|s| s.checks.get(check))
@@ -426,139 +473,21 @@ impl Metrics {
     /// The exposition: everything but the budget gauges from memory, those from `budgets`
     /// (services missing there get none), holds from `events`.
     pub fn render(&self, budgets: &Budgets, events: &Events, now: Timestamp) -> String {
-        let registry = self.read();
-        let checks: usize = registry.services.values().map(|s| s.checks.len()).sum();
-        let mut out = String::with_capacity(4096 + checks * 1600 + registry.services.len() * 600);
-        let mut w = Writer {
-            out: &mut out,
-            cumulative: Vec::with_capacity(16),
-            le: [CHECK_BOUNDS, COMMIT_TIMES.bounds()].map(le_labels),
-            digits: itoa::Buffer::new(),
-        };
-        for (name, kind, help) in FAMILIES {
-            w.head(name, kind, help);
-            match *name {
-                "vigil_build_info" => {
-                    let version = label("version", env!("CARGO_PKG_VERSION"));
-                    w.sample(name, "", &version, "", 1);
-                }
-                "vigil_check_up" => {
-                    for c in registry.checks() {
-                        match c.last.load(Ordering::Relaxed) {
-                            0 => {}
-                            3 => w.sample(name, "", &c.label, "", 0),
-                            _ => w.sample(name, "", &c.label, "", 1),
-                        }
-                    }
-                }
-                "vigil_check_status" => {
-                    for c in registry.checks() {
-                        let current = usize::from(c.status.load(Ordering::Relaxed));
-                        for (i, status) in STATUS_LABELS.iter().enumerate() {
-                            w.sample(name, "", &c.label, status, u64::from(current == i));
-                        }
-                    }
-                }
-                "vigil_check_runs_total" => {
-                    for c in registry.checks() {
-                        for (i, result) in RESULT_LABELS.iter().enumerate() {
-                            let n = c.runs[i].load(Ordering::Relaxed);
-                            if n > 0 {
-                                w.sample(name, "", &c.label, result, n);
-                            }
-                        }
-                    }
-                }
-                "vigil_check_duration_seconds" => {
-                    for c in registry.checks() {
-                        w.histogram(name, &c.label, &c.duration, 0);
-                    }
-                }
-                "vigil_restarts_total" => {
-                    for s in registry.services.values() {
-                        for (si, source) in Source::ALL.iter().enumerate() {
-                            for (vi, verdict) in VERDICTS.iter().enumerate() {
-                                let n = s.counts.restarts[si][vi].load(Ordering::Relaxed);
-                                if n > 0 {
-                                    let more = format!(
-                                        "source=\"{}\",verdict=\"{verdict}\"",
-                                        source.as_str()
-                                    );
-                                    w.sample(name, "", &s.label, &more, n);
-                                }
-                            }
-                        }
-                    }
-                }
-                "vigil_restart_budget_used" => {
-                    for (key, s) in &registry.services {
-                        if let Some((used, _)) = budgets.0.get(key) {
-                            w.sample(name, "", &s.label, "", u64::from(*used));
-                        }
-                    }
-                }
-                "vigil_restart_budget_limit" => {
-                    for s in registry.services.values() {
-                        w.sample(name, "", &s.label, "", u64::from(s.policy.max_restarts));
-                    }
-                }
-                "vigil_service_given_up" => {
-                    for (key, s) in &registry.services {
-                        if let Some((_, given_up)) = budgets.0.get(key) {
-                            w.sample(name, "", &s.label, "", u64::from(*given_up));
-                        }
-                    }
-                }
-                "vigil_service_state" => {
-                    for (key, s) in &registry.services {
-                        let given_up = budgets.0.get(key).is_some_and(|(_, g)| *g);
-                        let state = match events.hold_of(key) {
-                            Some(vigil_core::lifecycle::HoldKind::Stopped) => "stopped",
-                            Some(vigil_core::lifecycle::HoldKind::Paused) => "paused",
-                            None if given_up => "given_up",
-                            None if s.exec
-                                && s.counts.exec_since.load(Ordering::Relaxed) == NOT_RUNNING =>
-                            {
-                                "down"
-                            }
-                            None => "running",
-                        };
-                        for st in STATES {
-                            let more = format!("state=\"{st}\"");
-                            w.sample(name, "", &s.label, &more, u64::from(st == state));
-                        }
-                    }
-                }
-                "vigil_exec_restarts_total" => {
-                    for s in registry.services.values().filter(|s| s.exec) {
-                        let starts = s.counts.exec_starts.load(Ordering::Relaxed);
-                        w.sample(name, "", &s.label, "", starts.saturating_sub(1));
-                    }
-                }
-                "vigil_exec_uptime_seconds" => {
-                    for s in registry.services.values().filter(|s| s.exec) {
-                        let since = s.counts.exec_since.load(Ordering::Relaxed);
-                        let up = if since == NOT_RUNNING {
-                            0.0
-                        } else {
-                            (now.as_millis() - since).max(0) as f64 / 1000.0
-                        };
-                        w.sample_f64(name, &s.label, up);
-                    }
-                }
-                "vigil_alert_deliveries_total" => {
-                    for c in registry.channels.values() {
-                        for (i, r) in DELIVERY_RESULTS.iter().enumerate() {
-                            let n = c.deliveries[i].load(Ordering::Relaxed);
-                            w.sample(name, "", &c.label, &format!("result=\"{r}\""), n);
-                        }
-                    }
-                }
-                "vigil_ledger_commit_seconds" => w.histogram(name, "", &COMMIT_TIMES, 1),
-                _ => {}
-            }
+        let series = self.read().clone();
+        let checks: usize = series.services.values().map(|s| s.checks.len()).sum();
+        let capacity = 4096 + checks * 1600 + series.services.len() * 600;
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape {
+            series,
+            budgets: budgets.clone(),
+            events: events.clone(),
+            now,
+        }));
+        let mut out = String::with_capacity(capacity);
+        // Writing to a `String` does not fail, and neither does the collector.
+        if let Err(error) = prometheus_text::encode(&mut out, &registry) {
+            tracing::warn!(%error, "metrics: the exposition could not be encoded");
         }
-        drop(registry);
         out
     }
 
@@ -567,85 +496,191 @@ impl Metrics {
     }
 }
 
-impl Registry {
-    fn checks(&self) -> impl Iterator<Item = &CheckSeries> {
-        self.services
-            .values()
-            .flat_map(|s| s.checks.values().map(|c| &**c))
+impl Series {
+    /// Every check: its service's name, its name, its series.
+    fn checks(&self) -> impl Iterator<Item = (&str, &str, &CheckSeries)> {
+        self.services.iter().flat_map(|(service, s)| {
+            s.checks
+                .iter()
+                .map(|(check, c)| (service.as_str(), check.as_str(), &**c))
+        })
     }
 }
 
-/// Renders samples into the exposition text.
-struct Writer<'a> {
-    out: &'a mut String,
-    cumulative: Vec<u64>,
-    /// The `le` labels of the check and commit histograms' buckets, made once a scrape.
-    le: [Vec<String>; 2],
-    digits: itoa::Buffer,
+/// One scrape: the series it encodes and its inputs, as a collector of the registry the
+/// scrape encodes.
+struct Scrape {
+    series: Arc<Series>,
+    budgets: Budgets,
+    events: Events,
+    now: Timestamp,
 }
 
-/// `le="0.005"`, ..., `le="+Inf"`.
-fn le_labels(bounds: &[Duration]) -> Vec<String> {
-    bounds
-        .iter()
-        .map(|b| format!("le=\"{}\"", b.as_secs_f64()))
-        .chain(std::iter::once("le=\"+Inf\"".to_owned()))
-        .collect()
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape")
+            .field("budgets", &self.budgets)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
 }
 
-impl Writer<'_> {
-    fn head(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+impl Scrape {
+    /// The service's state for `vigil_service_state`: a hold, given up, an exec service's
+    /// process down, or running.
+    fn state(&self, key: &ServiceName, s: &ServiceSeries) -> &'static str {
+        let given_up = self.budgets.0.get(key).is_some_and(|(_, g)| *g);
+        match self.events.hold_of(key) {
+            Some(HoldKind::Stopped) => "stopped",
+            Some(HoldKind::Paused) => "paused",
+            None if given_up => "given_up",
+            None if s.exec && s.counts.exec_since.load(Ordering::Relaxed) == NOT_RUNNING => "down",
+            None => "running",
+        }
     }
+}
 
-    /// `NAME{LABELS,MORE} VALUE`; `suffix` goes after the name (`_bucket`, ...).
-    fn sample(&mut self, name: &str, suffix: &str, labels: &str, more: &str, value: u64) {
-        self.name(name, suffix, labels, more);
-        // Most of a scrape's 20,000 lines end in an integer: `itoa` instead of `fmt`
-        // takes a third off the render (docs/BENCHMARKS.md).
-        self.out.push(' ');
-        self.out.push_str(self.digits.format(value));
-        self.out.push('\n');
-    }
+/// A histogram's sample from `h`; `buckets`: scratch space.
+fn histogram(
+    m: &mut MetricEncoder<'_>,
+    h: &Histogram,
+    buckets: &mut Vec<(f64, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let count = h.buckets_into(buckets);
+    m.encode_histogram::<NoLabelSet>(h.sum().as_secs_f64(), count, buckets, None)
+}
 
-    fn sample_f64(&mut self, name: &str, labels: &str, value: f64) {
-        self.name(name, "", labels, "");
-        let _ = writeln!(self.out, " {value}");
-    }
+/// A counter's sample (no exemplar).
+fn counter(m: &mut MetricEncoder<'_>, n: u64) -> Result<(), std::fmt::Error> {
+    m.encode_counter::<NoLabelSet, u64, u64>(&n, None)
+}
 
-    fn name(&mut self, name: &str, suffix: &str, labels: &str, more: &str) {
-        let out = &mut *self.out;
-        out.push_str(name);
-        out.push_str(suffix);
-        if !labels.is_empty() || !more.is_empty() {
-            out.push('{');
-            out.push_str(labels);
-            if !labels.is_empty() && !more.is_empty() {
-                out.push(',');
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let series = &*self.series;
+        let mut buckets = Vec::with_capacity(16);
+
+        BUILD_INFO
+            .describe(&mut encoder)?
+            .encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+
+        let mut m = CHECK_UP.describe(&mut encoder)?;
+        for (service, check, c) in series.checks() {
+            let up: u64 = match c.last.load(Ordering::Relaxed) {
+                0 => continue,
+                3 => 0,
+                _ => 1,
+            };
+            m.encode_family(&[("service", service), ("check", check)])?
+                .encode_gauge(&up)?;
+        }
+
+        let mut m = CHECK_STATUS.describe(&mut encoder)?;
+        for (service, check, c) in series.checks() {
+            let current = usize::from(c.status.load(Ordering::Relaxed));
+            for (i, status) in STATUSES.into_iter().enumerate() {
+                let labels = [("service", service), ("check", check), ("status", status)];
+                m.encode_family(&labels)?
+                    .encode_gauge(&u64::from(current == i))?;
             }
-            out.push_str(more);
-            out.push('}');
         }
-    }
 
-    /// A histogram's series; `which`: its `le` labels in [`Writer::le`].
-    fn histogram(&mut self, name: &str, labels: &str, h: &Histogram, which: usize) {
-        h.cumulative_into(&mut self.cumulative);
-        let cumulative = std::mem::take(&mut self.cumulative);
-        let le = std::mem::take(&mut self.le[which]);
-        for (n, le) in cumulative.iter().zip(&le) {
-            self.sample(name, "_bucket", labels, le, *n);
+        let mut m = CHECK_RUNS.describe(&mut encoder)?;
+        for (service, check, c) in series.checks() {
+            for (runs, result) in c.runs.iter().zip(RESULTS) {
+                let n = runs.load(Ordering::Relaxed);
+                if n > 0 {
+                    let labels = [("service", service), ("check", check), ("result", result)];
+                    counter(&mut m.encode_family(&labels)?, n)?;
+                }
+            }
         }
-        self.le[which] = le;
-        self.sample_f64_suffix(name, "_sum", labels, h.sum().as_secs_f64());
-        let count = cumulative.last().copied().unwrap_or(0);
-        self.sample(name, "_count", labels, "", count);
-        self.cumulative = cumulative;
-    }
 
-    fn sample_f64_suffix(&mut self, name: &str, suffix: &str, labels: &str, value: f64) {
-        self.name(name, suffix, labels, "");
-        let _ = writeln!(self.out, " {value}");
+        let mut m = CHECK_DURATION.describe(&mut encoder)?;
+        for (service, check, c) in series.checks() {
+            let labels = [("service", service), ("check", check)];
+            histogram(&mut m.encode_family(&labels)?, &c.duration, &mut buckets)?;
+        }
+
+        let mut m = RESTARTS.describe(&mut encoder)?;
+        for (key, s) in &series.services {
+            for (by_verdict, source) in s.counts.restarts.iter().zip(Source::ALL) {
+                for (n, verdict) in by_verdict.iter().zip(VERDICTS) {
+                    let n = n.load(Ordering::Relaxed);
+                    if n > 0 {
+                        let labels = [
+                            ("service", key.as_str()),
+                            ("source", source.as_str()),
+                            ("verdict", verdict),
+                        ];
+                        counter(&mut m.encode_family(&labels)?, n)?;
+                    }
+                }
+            }
+        }
+
+        let mut m = BUDGET_USED.describe(&mut encoder)?;
+        for key in series.services.keys() {
+            if let Some((used, _)) = self.budgets.0.get(key) {
+                m.encode_family(&[("service", key.as_str())])?
+                    .encode_gauge(&u64::from(*used))?;
+            }
+        }
+
+        let mut m = BUDGET_LIMIT.describe(&mut encoder)?;
+        for (key, s) in &series.services {
+            m.encode_family(&[("service", key.as_str())])?
+                .encode_gauge(&u64::from(s.policy.max_restarts))?;
+        }
+
+        let mut m = GIVEN_UP.describe(&mut encoder)?;
+        for key in series.services.keys() {
+            if let Some((_, given_up)) = self.budgets.0.get(key) {
+                m.encode_family(&[("service", key.as_str())])?
+                    .encode_gauge(&u64::from(*given_up))?;
+            }
+        }
+
+        let mut m = SERVICE_STATE.describe(&mut encoder)?;
+        for (key, s) in &series.services {
+            let state = self.state(key, s);
+            for st in STATES {
+                m.encode_family(&[("service", key.as_str()), ("state", st)])?
+                    .encode_gauge(&u64::from(st == state))?;
+            }
+        }
+
+        let mut m = EXEC_RESTARTS.describe(&mut encoder)?;
+        for (key, s) in series.services.iter().filter(|(_, s)| s.exec) {
+            let starts = s.counts.exec_starts.load(Ordering::Relaxed);
+            counter(
+                &mut m.encode_family(&[("service", key.as_str())])?,
+                starts.saturating_sub(1),
+            )?;
+        }
+
+        let mut m = EXEC_UPTIME.describe(&mut encoder)?;
+        for (key, s) in series.services.iter().filter(|(_, s)| s.exec) {
+            let since = s.counts.exec_since.load(Ordering::Relaxed);
+            let up = if since == NOT_RUNNING {
+                0.0
+            } else {
+                (self.now.as_millis() - since).max(0) as f64 / 1000.0
+            };
+            m.encode_family(&[("service", key.as_str())])?
+                .encode_gauge(&up)?;
+        }
+
+        let mut m = DELIVERIES.describe(&mut encoder)?;
+        for (name, c) in &series.channels {
+            for (n, result) in c.deliveries.iter().zip(DELIVERY_RESULTS) {
+                let labels = [("channel", name.as_str()), ("result", result)];
+                counter(&mut m.encode_family(&labels)?, n.load(Ordering::Relaxed))?;
+            }
+        }
+
+        let mut m = LEDGER_COMMIT.describe(&mut encoder)?;
+        histogram(&mut m, &COMMIT_TIMES, &mut buckets)
     }
 }
 
@@ -810,7 +845,8 @@ command = ["sleep", "1000"]
         let budgets = Budgets(BTreeMap::from([(web.clone(), (1, false))]));
         let now = Timestamp::from_millis(i64::MAX / 2);
         let text = metrics.render(&budgets, &events, now);
-        for (name, kind, _) in FAMILIES {
+        for f in FAMILIES {
+            let (name, kind) = (f.exposed(), f.exposed_type());
             assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
         }
         let samples = lines(&text);
@@ -847,12 +883,88 @@ command = ["sleep", "1000"]
         ));
     }
 
+    /// The exposition is what the rest of the repository knows by name: every family
+    /// under the name docs/metrics.md gives it (a counter with `_total`, a unit's
+    /// `_seconds`), histograms with `le` buckets ending at `+Inf`, `_sum` and `_count`.
+    #[test]
+    fn the_encoder_names_families_and_buckets_as_documented() {
+        let exposed: Vec<String> = FAMILIES.iter().map(|f| f.exposed()).collect();
+        assert_eq!(
+            exposed,
+            [
+                "vigil_build_info",
+                "vigil_check_up",
+                "vigil_check_status",
+                "vigil_check_runs_total",
+                "vigil_check_duration_seconds",
+                "vigil_restarts_total",
+                "vigil_restart_budget_used",
+                "vigil_restart_budget_limit",
+                "vigil_service_given_up",
+                "vigil_service_state",
+                "vigil_exec_restarts_total",
+                "vigil_exec_uptime_seconds",
+                "vigil_alert_deliveries_total",
+                "vigil_ledger_commit_seconds",
+            ]
+        );
+        let metrics = Metrics::new(&config(TWO));
+        let events = Events::to(vec![metrics.clone()]);
+        let now = Timestamp::from_millis(1_000_000);
+        let text = metrics.render(&Budgets::default(), &events, now);
+        let version = env!("CARGO_PKG_VERSION");
+        let http = "service=\"web\",check=\"http\"";
+        for expected in [
+            format!("vigil_build_info{{version=\"{version}\"}} 1"),
+            format!("vigil_check_duration_seconds_bucket{{{http},le=\"0.005\"}} 0"),
+            format!("vigil_check_duration_seconds_bucket{{{http},le=\"2.5\"}} 0"),
+            format!("vigil_check_duration_seconds_bucket{{{http},le=\"30\"}} 0"),
+            format!("vigil_check_duration_seconds_bucket{{{http},le=\"+Inf\"}} 0"),
+            format!("vigil_check_duration_seconds_count{{{http}}} 0"),
+            "vigil_exec_uptime_seconds{service=\"db\"} 0.0".to_owned(),
+            "vigil_service_state{service=\"db\",state=\"down\"} 1".to_owned(),
+            "vigil_ledger_commit_seconds_bucket{le=\"5e-05\"}".to_owned(),
+            "vigil_ledger_commit_seconds_bucket{le=\"1\"}".to_owned(),
+            "vigil_ledger_commit_seconds_bucket{le=\"+Inf\"}".to_owned(),
+            "vigil_ledger_commit_seconds_sum ".to_owned(),
+        ] {
+            assert!(text.contains(&expected), "{expected} missing in:\n{text}");
+        }
+        assert!(
+            text.contains("# HELP vigil_restarts_total Restart requests decided by the guard, by source and verdict.\n# TYPE vigil_restarts_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF"),
+            "the Prometheus text format has no EOF marker"
+        );
+        let buckets = text
+            .lines()
+            .filter(|l| l.starts_with("vigil_check_duration_seconds_bucket{"))
+            .count();
+        assert_eq!(buckets, CHECK_BOUNDS.len() + 1);
+    }
+
+    /// Label values are escaped (`\\`, `"`, line feeds) by the encoder.
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(
-            label("channel", "a\"b\\c\nd"),
-            "channel=\"a\\\"b\\\\c\\nd\""
+        let metrics = Metrics::new(&config(""));
+        let name = "a\"b\\c\nd";
+        let series = Series {
+            services: BTreeMap::new(),
+            channels: BTreeMap::from([(name.to_owned(), Arc::default())]),
+        };
+        *metrics.series.write().unwrap() = Arc::new(series);
+        let text = metrics.render(
+            &Budgets::default(),
+            &Events::to(Vec::new()),
+            Timestamp::from_millis(0),
         );
-        assert_eq!(label("service", "web"), "service=\"web\"");
+        assert!(
+            text.contains(
+                "vigil_alert_deliveries_total{channel=\"a\\\"b\\\\c\\nd\",result=\"delivered\"} 0\n"
+            ),
+            "{text}"
+        );
     }
 }

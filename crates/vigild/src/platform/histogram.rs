@@ -98,6 +98,21 @@ impl Histogram {
         }
     }
 
+    /// Each bucket as (its upper bound in seconds, the observations in it, not
+    /// cumulative) into `out` (cleared first), the last one's bound `f64::INFINITY`;
+    /// returns their total.
+    pub fn buckets_into(&self, out: &mut Vec<(f64, u64)>) -> u64 {
+        out.clear();
+        let bounds = self.bounds.iter().map(Duration::as_secs_f64);
+        let mut total = 0u64;
+        for (bound, c) in bounds.chain([f64::INFINITY]).zip(&self.counts) {
+            let n = c.load(Ordering::Relaxed);
+            total += n;
+            out.push((bound, n));
+        }
+        total
+    }
+
     pub fn sum(&self) -> Duration {
         Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed))
     }
@@ -139,6 +154,12 @@ mod tests {
         assert_eq!(s.cumulative, vec![2, 2, 3, 4]);
         assert_eq!(s.sum, Duration::from_micros(3_051_500));
         assert_eq!(H.total(), 4);
+        let mut buckets = Vec::new();
+        assert_eq!(H.buckets_into(&mut buckets), 4);
+        assert_eq!(
+            buckets,
+            vec![(0.001, 2), (0.01, 0), (0.1, 1), (f64::INFINITY, 1)]
+        );
     }
 
     #[test]
