@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_config::model::{
     Argv, CommandDriver, DriverSpec, ExecDriver, OnDaemonExit, OutputTarget, Ready, Service,
@@ -31,6 +31,7 @@ use vigild::drivers::{
 };
 use vigild::guard::{Ask, Begun, Decision, Gate, GuardError, Permit, Tracker};
 use vigild::observe::bus::{Events, Published, Subscriber};
+use vigild::platform::cell::Cell;
 use vigild::platform::clock::Clock;
 use vigild::service::actor::{Deps, ServiceActor};
 use vigild::service::protocol::{Control, OperatorCommand, ServiceMsg};
@@ -271,11 +272,12 @@ async fn run(script: &Script) -> String {
     let mut died_rx = Some(died_rx);
     let root = CancellationToken::new();
     let mut inbox: Option<mpsc::Sender<ServiceMsg>> = None;
-    let mut started: Option<watch::Receiver<Option<Timestamp>>> = None;
+    // The start time the actor shares, and the version of it last looked at.
+    let mut started: Option<(Cell<Option<Timestamp>>, u64)> = None;
     let mut up_since: Option<Moment> = None;
     let mut spawn_actor =
         |inbox: &mut Option<mpsc::Sender<ServiceMsg>>,
-         started: &mut Option<watch::Receiver<Option<Timestamp>>>| {
+         started: &mut Option<(Cell<Option<Timestamp>>, u64)>| {
             let driver = match &script.driving {
                 Driving::Remote { op } => Driver::Remote(Arc::new(FakeRemote {
                     world: world.clone(),
@@ -299,31 +301,33 @@ async fn run(script: &Script) -> String {
                 ledger: None,
                 follow: true,
             };
-            let (started_tx, started_rx) = watch::channel(None);
+            let started_at = Cell::new(None);
             let (tx, rx) = mpsc::channel(64);
             let actor = ServiceActor::new(
                 &service,
                 driver,
                 deps,
-                started_tx,
+                started_at.clone(),
                 root.child_token(),
                 root.clone(),
             );
             tokio::spawn(actor.run(rx));
             *inbox = Some(tx);
-            *started = Some(started_rx);
+            *started = Some((started_at, 0));
         };
     if matches!(script.driving, Driving::Remote { .. }) {
         spawn_actor(&mut inbox, &mut started);
     }
     for (n, step) in script.steps.iter().enumerate() {
         tokio::time::sleep_until(clock.instant_of(step.at)).await;
-        if let Some(rx) = &mut started
-            && rx.has_changed().unwrap_or(false)
-            && let Some(at) = *rx.borrow_and_update()
+        if let Some((cell, seen)) = &mut started
+            && cell.version() != *seen
         {
-            up_since = Some(moment_of(at));
-            check.restarted(moment_of(at));
+            *seen = cell.version();
+            if let Some(at) = cell.get() {
+                up_since = Some(moment_of(at));
+                check.restarted(moment_of(at));
+            }
         }
         let send = |msg: ServiceMsg| {
             let inbox = inbox.clone().expect("the service runs");
@@ -332,13 +336,12 @@ async fn run(script: &Script) -> String {
         match &step.action {
             Action::Start => spawn_actor(&mut inbox, &mut started),
             Action::Request { request, repair } => {
-                send(ServiceMsg::Request {
-                    op: if *repair { Op::Repair } else { Op::Restart },
-                    guard: Some(*request),
-                    repair: repair
-                        .then(|| Box::new(Argv::new(vec!["true".to_owned()]).expect("argv"))),
-                    reply: None,
-                })
+                send(ServiceMsg::request(
+                    if *repair { Op::Repair } else { Op::Restart },
+                    Some(*request),
+                    repair.then(|| Argv::new(vec!["true".to_owned()]).expect("argv")),
+                    None,
+                ))
                 .await
             }
             Action::Attempt { passed } => {
@@ -389,16 +392,16 @@ async fn run(script: &Script) -> String {
                     Operator::Pause { until } => (Control::Pause, until.map(wall)),
                     Operator::Resume => (Control::Resume, None),
                 };
-                send(ServiceMsg::Operator {
-                    command: Box::new(OperatorCommand {
+                send(ServiceMsg::operator(
+                    OperatorCommand {
                         action,
                         until,
                         caller: None,
                         reason: None,
                         source: "operator",
-                    }),
-                    reply: None,
-                })
+                    },
+                    None,
+                ))
                 .await
             }
         }

@@ -288,12 +288,9 @@ async fn act(
     }
     let inbox = actors.service(service)?;
     let outcome = Actors::ask(&inbox, |reply| match wanted {
-        Wanted::Repair(argv) => ServiceMsg::Request {
-            op: Op::Repair,
-            guard: Some(request),
-            repair: Some(Box::new(argv)),
-            reply: Some(reply),
-        },
+        Wanted::Repair(argv) => {
+            ServiceMsg::request(Op::Repair, Some(request), Some(argv), Some(reply))
+        }
         _ => ServiceMsg::restart(request, Some(reply)),
     })
     .await;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_config::model::{Check, CheckKind, OnFailure};
@@ -18,6 +18,7 @@ use crate::checks;
 use crate::drivers::Reader;
 use crate::ledger::CheckStateRow;
 use crate::observe::sdnotify::BeatHandle;
+use crate::platform::cell::Cell;
 use crate::platform::clock;
 use crate::service::protocol::ServiceMsg;
 
@@ -38,8 +39,8 @@ pub(super) struct CheckLoop {
     pub(super) saved: Option<(Instant, Option<RunVerdict>)>,
     pub(super) shared: Arc<Shared>,
     pub(super) tx: mpsc::Sender<ServiceMsg>,
-    pub(super) started: watch::Receiver<Option<Timestamp>>,
-    pub(super) reader: watch::Receiver<Reader>,
+    pub(super) started: Cell<Option<Timestamp>>,
+    pub(super) reader: Cell<Reader>,
     pub(super) cancel: CancellationToken,
     /// A `log` check's read position as last saved (taken up before the first run).
     pub(super) position: Option<String>,
@@ -64,7 +65,7 @@ impl CheckLoop {
         async move {
             let mut due = Instant::now() + first_delay;
             let watching_since = clock::now();
-            self.started.mark_unchanged();
+            let mut seen_start = self.started.version();
             checks::resume(&self.service, &self.check, self.position.as_deref());
             loop {
                 tokio::select! {
@@ -96,10 +97,10 @@ impl CheckLoop {
                 // Fixed rate: the next run is due `every` after this one was due, never in the past.
                 due = (due + self.interval()).max(Instant::now());
                 let now = clock::now();
-                if self.started.has_changed().unwrap_or(false) {
+                if self.started.version() != seen_start {
                     // The service was restarted: forget the old instance's failures. A run that
                     // straddled the restart says nothing about the new instance.
-                    self.started.mark_unchanged();
+                    seen_start = self.started.version();
                     self.health.reset(now);
                     self.save(None, "service restarted".to_owned(), now);
                     continue;
@@ -200,11 +201,11 @@ impl CheckLoop {
     /// systemd unit's `ActiveEnterTimestamp`, whoever started it), else since Vigil's last
     /// successful restart. Asked only of checks with a grace period.
     async fn uptime(&self, now: Timestamp) -> Option<Duration> {
-        let ledger = || (*self.started.borrow()).map(|t| now.saturating_since(t));
+        let ledger = || self.started.get().map(|t| now.saturating_since(t));
         if self.check.grace.is_zero() {
             return ledger();
         }
-        let reader = self.reader.borrow().clone();
+        let reader = self.reader.get();
         match reader.started_at().await {
             Some(Some(t)) => Some(now.saturating_since(t)),
             Some(None) => None,
@@ -243,12 +244,9 @@ impl CheckLoop {
                 );
                 return;
             }
-            OnFailure::Exec(argv) => ServiceMsg::Request {
-                op: Op::Repair,
-                guard: Some(health),
-                repair: Some(Box::new(argv.clone())),
-                reply: None,
-            },
+            OnFailure::Exec(argv) => {
+                ServiceMsg::request(Op::Repair, Some(health), Some(argv.clone()), None)
+            }
             OnFailure::RestartGroup => {
                 let route = self
                     .shared

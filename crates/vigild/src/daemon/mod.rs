@@ -46,6 +46,7 @@ use crate::observe::alerting::AlertHub;
 use crate::observe::bus::Events;
 use crate::observe::metrics::Metrics;
 use crate::observe::sdnotify::{Liveness, Notifier};
+use crate::platform::cell::Cell;
 use crate::platform::clock::Clock;
 use crate::service::actor::{Deps, ServiceActor};
 use crate::service::group::{self, GroupDriver};
@@ -69,9 +70,9 @@ struct CheckTask {
 /// daemon's one `Config` has it (one copy per service, not one per holder).
 struct ServiceHandle {
     tx: mpsc::Sender<ServiceMsg>,
-    started: watch::Sender<Option<Timestamp>>,
+    started: Cell<Option<Timestamp>>,
     /// The service's state as the check tasks read it (for the uptime of `grace`).
-    reader: watch::Sender<Reader>,
+    reader: Cell<Reader>,
     cancel: CancellationToken,
     checks: BTreeMap<String, CheckTask>,
     schedules: CancellationToken,
@@ -427,8 +428,8 @@ impl Daemon {
                     .unwrap_or(None)
             }
         };
-        let (started, _) = watch::channel(started_at);
-        let (reader, _) = watch::channel(reader);
+        let started = Cell::new(started_at);
+        let reader = Cell::new(reader);
         let (tx, rx) = mpsc::channel(64);
         let cancel = self.root.child_token();
         let actor = ServiceActor::new(
@@ -500,8 +501,8 @@ impl Daemon {
             saved: None,
             shared: self.shared.clone(),
             tx: handle.tx.clone(),
-            started: handle.started.subscribe(),
-            reader: handle.reader.subscribe(),
+            started: handle.started.clone(),
+            reader: handle.reader.clone(),
             cancel: cancel.clone(),
             position,
             voided: 0,

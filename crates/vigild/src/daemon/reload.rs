@@ -11,7 +11,7 @@ use vigil_core::ServiceName;
 use vigil_core::health::CheckHealth;
 
 use crate::drivers::{self, Driver, Reader};
-use crate::service::protocol::ServiceMsg;
+use crate::service::protocol::{ServiceMsg, UpdateMsg};
 
 use super::{Daemon, stagger};
 
@@ -283,15 +283,15 @@ impl Daemon {
         if change.driver {
             handle
                 .reader
-                .send_replace(Reader::new(&service.driver, &self.shared.probes));
+                .replace(Reader::new(&service.driver, &self.shared.probes));
         }
         if change.driver || change.policy {
             let _ = handle
                 .tx
-                .send(ServiceMsg::Update {
-                    service: Box::new(service.clone()),
+                .send(ServiceMsg::Update(Box::new(UpdateMsg {
+                    service: service.clone(),
                     driver: new_driver,
-                })
+                })))
                 .await;
         }
         let mut kept = 0usize;

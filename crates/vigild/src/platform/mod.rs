@@ -1,7 +1,8 @@
 //! What Vigil needs from the machine it runs on, kept apart from the logic: the clock (the
 //! only place time is read), facts about other processes, the memory tuning of a
-//! long-running daemon, and a lock-free histogram for timings on hot paths.
+//! long-running daemon, a shared value without change notification, and a lock-free histogram for timings on hot paths.
 
+pub mod cell;
 pub mod clock;
 pub mod histogram;
 pub mod memory;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use vigil_config::model::{Argv, DriverSpec, OnDaemonExit, Ready, Service};
 use vigil_core::event::Event;
@@ -33,9 +33,12 @@ use crate::drivers::{Driver, DriverEvent, ProcessEvent, RemoteDriver, run_comman
 use crate::guard::{Ask, Begun, Decision, Gate, Permit};
 use crate::ledger::{ExecStateRow, LedgerHandle, OperatorAction, OperatorRow};
 use crate::observe::bus::Events;
+use crate::platform::cell::Cell;
 use crate::platform::clock::Clock;
 use crate::service::RESTART_SHUTDOWN_GRACE;
-use crate::service::protocol::{Control, OperatorCommand, Outcome, ServiceMsg};
+use crate::service::protocol::{
+    Control, OperatorCommand, Outcome, RequestMsg, ServiceMsg, UpdateMsg,
+};
 
 /// What the machine's model is for a service definition.
 pub fn model_of(service: &Service) -> Model {
@@ -74,7 +77,7 @@ pub struct Deps {
 struct Waiting {
     id: RequestId,
     reply: Option<oneshot::Sender<Outcome>>,
-    repair: Option<Box<Argv>>,
+    repair: Option<Argv>,
     decision: Option<Decision>,
 }
 
@@ -119,13 +122,14 @@ pub struct ServiceActor {
     machine: Machine,
     driver: Driver,
     deps: Deps,
-    started: watch::Sender<Option<Timestamp>>,
+    started: Cell<Option<Timestamp>>,
     waiting: Vec<Waiting>,
     next_id: u64,
     /// The request whose guard answer or operation is in flight.
     pending_id: Option<RequestId>,
     background: Option<Background>,
-    permit: Option<Permit>,
+    /// Boxed: an idle actor holds none, and inline it was a fifth of the actor's size.
+    permit: Option<Box<Permit>>,
     driver_events: Option<mpsc::Receiver<DriverEvent>>,
     /// This service's token (cancelled: removed, or the daemon stops).
     cancel: CancellationToken,
@@ -152,7 +156,7 @@ impl ServiceActor {
         service: &Service,
         driver: Driver,
         deps: Deps,
-        started: watch::Sender<Option<Timestamp>>,
+        started: Cell<Option<Timestamp>>,
         cancel: CancellationToken,
         root: CancellationToken,
     ) -> ServiceActor {
@@ -193,7 +197,7 @@ impl ServiceActor {
         cancel: CancellationToken,
         root: CancellationToken,
     ) -> ServiceActor {
-        let (started, _) = watch::channel(None);
+        let started = Cell::new(None);
         let machine = Machine::new(Model::Remote, deps.clock.moment());
         ServiceActor {
             name: group.ledger_key(),
@@ -269,7 +273,7 @@ impl ServiceActor {
                     Wake::Done(done) => {
                         let done = *done;
                         if let Some(p) = done.permit {
-                            self.permit = Some(p);
+                            self.permit = Some(Box::new(p));
                         }
                         if let Some(d) = done.decision {
                             self.stash_decision(d);
@@ -294,8 +298,7 @@ impl ServiceActor {
                         self.machine.handle_event(Input::Died, now);
                     }
                     Wake::Driver(Some(DriverEvent::Started(at))) => {
-                        self.started
-                            .send_if_modified(|v| std::mem::replace(v, at) != at);
+                        self.started.set(at);
                     }
                     Wake::Driver(None) => self.driver_events = None,
                     Wake::Timer => {
@@ -404,12 +407,13 @@ impl ServiceActor {
     fn on_message(&mut self, msg: ServiceMsg) {
         let now = self.deps.clock.moment();
         match msg {
-            ServiceMsg::Request {
-                op,
-                guard,
-                repair,
-                reply,
-            } => {
+            ServiceMsg::Request(request) => {
+                let RequestMsg {
+                    op,
+                    guard,
+                    repair,
+                    reply,
+                } = *request;
                 let id = RequestId(self.next_id);
                 self.next_id += 1;
                 if reply.is_some() || repair.is_some() {
@@ -423,14 +427,15 @@ impl ServiceActor {
                 self.machine
                     .handle_event(Input::Request(Request { id, op, guard }), now);
             }
-            ServiceMsg::Update { service, driver } => {
+            ServiceMsg::Update(update) => {
+                let UpdateMsg { service, driver } = *update;
                 self.policy = service.guard.clone();
                 self.repair_timeout = service.driver.command_timeout();
                 self.leave_on_exit = matches!(&service.driver, DriverSpec::Exec(e) if e.on_daemon_exit == OnDaemonExit::Leave);
                 match (&mut self.driver, driver) {
                     (Driver::Process(p), _) => {
                         let changed = p.exec_spec().is_some_and(
-                            |old| !matches!(&service.driver, DriverSpec::Exec(new) if new == old),
+                            |old| !matches!(&service.driver, DriverSpec::Exec(new) if *new == *old),
                         );
                         p.reconfigure(&service.driver);
                         self.machine.handle_event(
@@ -459,7 +464,7 @@ impl ServiceActor {
                 }
             }
             ServiceMsg::Reset => self.machine.handle_event(Input::Reset, now),
-            ServiceMsg::Operator { command, reply } => self.on_operator(*command, reply),
+            ServiceMsg::Operator(msg) => self.on_operator(msg.command, msg.reply),
         }
     }
 
@@ -631,7 +636,7 @@ impl ServiceActor {
                         Driver::Remote(d) => Some(d.clone()),
                         Driver::Process(_) => None,
                     };
-                    let tracker = self.permit.as_ref().and_then(Permit::tracker);
+                    let tracker = self.permit.as_deref().and_then(Permit::tracker);
                     self.background = Some(Box::pin(async move {
                         let report = match (op, repair, driver) {
                             (Op::Repair, Some(argv), _) => {
@@ -700,7 +705,7 @@ impl ServiceActor {
                     let Some(permit) = self.permit.take() else {
                         continue;
                     };
-                    match self.deps.gate.finish(permit, report).await {
+                    match self.deps.gate.finish(*permit, report).await {
                         Ok(decision) => {
                             if let Some(w) = self.waiting.iter_mut().find(|w| w.id == id) {
                                 w.decision = Some(decision);
@@ -739,7 +744,7 @@ impl ServiceActor {
                     }
                 }
                 Effect::Up => {
-                    self.started.send_replace(Some(self.deps.clock.wall()));
+                    self.started.replace(Some(self.deps.clock.wall()));
                 }
                 Effect::Emit(event) => {
                     match &event {
@@ -907,7 +912,7 @@ mod tests {
             ledger: Some(cx.ledger.clone()),
             follow: true,
         };
-        let (started, _) = watch::channel(None);
+        let started = Cell::new(None);
         let actor = ServiceActor::new(
             service,
             driver,
@@ -924,6 +929,9 @@ mod tests {
             "actor future: {size} bytes, ServiceActor {actor_size} bytes, Machine {}",
             std::mem::size_of::<Machine>()
         );
+        // Each inbox allocates 32 message slots up front (see ServiceMsg).
+        let msg = std::mem::size_of::<ServiceMsg>();
+        assert!(msg <= 16, "a service message is {msg} bytes");
         assert!(size < 2048, "actor future is {size} bytes");
     }
 }

@@ -248,21 +248,14 @@ impl GroupDriver {
             )),
             source: "group",
         };
-        send(member, |reply| ServiceMsg::Operator {
-            command: Box::new(command),
-            reply: Some(reply),
-        })
-        .await
+        send(member, |reply| ServiceMsg::operator(command, Some(reply))).await
     }
 }
 
 /// One step of the sequence: a request to a member's actor, answered when done.
 async fn ask(member: &Member, op: Op, guard: Option<RestartRequest>) -> Outcome {
-    send(member, |reply| ServiceMsg::Request {
-        op,
-        guard,
-        repair: None,
-        reply: Some(reply),
+    send(member, |reply| {
+        ServiceMsg::request(op, guard, None, Some(reply))
     })
     .await
 }

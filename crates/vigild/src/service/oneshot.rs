@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use vigil_checks::ProbeContext;
@@ -16,6 +16,7 @@ use vigil_core::ServiceName;
 
 use crate::drivers::{self, Driver, DriverContext};
 use crate::guard::GuardContext;
+use crate::platform::cell::Cell;
 use crate::platform::clock::Clock;
 use crate::service::actor::{Deps, ServiceActor};
 use crate::service::group::{self, GroupDriver};
@@ -82,7 +83,7 @@ impl Actors {
         }
         let driver = drivers::build(service, &self.drivers)
             .map_err(|e| OneShotError::Build(service.name.clone(), e))?;
-        let (started, _) = watch::channel(None);
+        let started = Cell::new(None);
         let (tx, rx) = mpsc::channel(16);
         let actor = ServiceActor::new(
             service,
@@ -134,10 +135,7 @@ impl Actors {
             let step = operator::member_step(&command, &key);
             for m in &g.members {
                 if let Some(inbox) = self.inboxes.get(m) {
-                    let _ = inbox.try_send(ServiceMsg::Operator {
-                        command: Box::new(step.clone()),
-                        reply: None,
-                    });
+                    let _ = inbox.try_send(ServiceMsg::operator(step.clone(), None));
                 }
             }
         }
@@ -185,9 +183,6 @@ fn open_window(
     }
     let command = operator::window_command(window, end);
     // First in the new actor's inbox: before anything this command asks.
-    let _ = tx.try_send(ServiceMsg::Operator {
-        command: Box::new(command.clone()),
-        reply: None,
-    });
+    let _ = tx.try_send(ServiceMsg::operator(command.clone(), None));
     Some(command)
 }

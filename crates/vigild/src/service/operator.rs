@@ -227,10 +227,7 @@ pub fn member_step(command: &OperatorCommand, group_key: &ServiceName) -> Operat
 
 async fn send(inbox: &mpsc::Sender<ServiceMsg>, command: OperatorCommand) -> Outcome {
     let (reply, answer) = oneshot::channel();
-    let msg = ServiceMsg::Operator {
-        command: Box::new(command),
-        reply: Some(reply),
-    };
+    let msg = ServiceMsg::operator(command, Some(reply));
     if inbox.send(msg).await.is_err() {
         return Outcome::Dropped("vigil is stopping".to_owned());
     }
