@@ -34,6 +34,7 @@ use vigild::observe::bus::{Events, Published, Subscriber};
 use vigild::platform::cell::Cell;
 use vigild::platform::clock::Clock;
 use vigild::service::actor::{Deps, ServiceActor};
+use vigild::service::inbox;
 use vigild::service::protocol::{Control, OperatorCommand, ServiceMsg};
 
 type Trace = Arc<Mutex<Vec<String>>>;
@@ -271,12 +272,12 @@ async fn run(script: &Script) -> String {
     let mut injected = Some(injected);
     let mut died_rx = Some(died_rx);
     let root = CancellationToken::new();
-    let mut inbox: Option<mpsc::Sender<ServiceMsg>> = None;
+    let mut inbox: Option<inbox::Sender<ServiceMsg>> = None;
     // The start time the actor shares, and the version of it last looked at.
     let mut started: Option<(Cell<Option<Timestamp>>, u64)> = None;
     let mut up_since: Option<Moment> = None;
     let mut spawn_actor =
-        |inbox: &mut Option<mpsc::Sender<ServiceMsg>>,
+        |inbox: &mut Option<inbox::Sender<ServiceMsg>>,
          started: &mut Option<(Cell<Option<Timestamp>>, u64)>| {
             let driver = match &script.driving {
                 Driving::Remote { op } => Driver::Remote(Arc::new(FakeRemote {
@@ -302,7 +303,7 @@ async fn run(script: &Script) -> String {
                 follow: true,
             };
             let started_at = Cell::new(None);
-            let (tx, rx) = mpsc::channel(64);
+            let (tx, rx) = inbox::channel(64);
             let actor = ServiceActor::new(
                 &service,
                 driver,

@@ -45,7 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use vigil_config::model::{CheckKind, Config};
 use vigil_core::{RestartRequest, ServiceName, Source, Timestamp};
@@ -59,6 +59,7 @@ use crate::guard::{self, GuardContext};
 use crate::observe::metrics::{self as prometheus, Metrics};
 use crate::platform::clock;
 use crate::render as output;
+use crate::service::inbox;
 use crate::service::protocol::{Outcome, ServiceMsg};
 
 /// What the API serves from: the running configuration and each service actor's inbox.
@@ -66,7 +67,7 @@ use crate::service::protocol::{Outcome, ServiceMsg};
 pub struct ApiView {
     pub config: Arc<Config>,
     /// Each service actor's inbox, and each group actor's as `@NAME`.
-    pub services: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>>,
+    pub services: BTreeMap<ServiceName, inbox::Sender<ServiceMsg>>,
     /// Exec services' captured output.
     pub outputs: Outputs,
     /// Where the TCP listener listens (`http_listen`, its port resolved), if it is on.

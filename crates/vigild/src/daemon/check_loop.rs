@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_config::model::{Check, CheckKind, OnFailure};
@@ -20,6 +19,7 @@ use crate::ledger::CheckStateRow;
 use crate::observe::sdnotify::BeatHandle;
 use crate::platform::cell::Cell;
 use crate::platform::clock;
+use crate::service::inbox;
 use crate::service::protocol::ServiceMsg;
 
 use super::{Shared, save_every};
@@ -38,7 +38,7 @@ pub(super) struct CheckLoop {
     /// 1,000 upserts per second.
     pub(super) saved: Option<(Instant, Option<RunVerdict>)>,
     pub(super) shared: Arc<Shared>,
-    pub(super) tx: mpsc::Sender<ServiceMsg>,
+    pub(super) tx: inbox::Sender<ServiceMsg>,
     pub(super) started: Cell<Option<Timestamp>>,
     pub(super) reader: Cell<Reader>,
     pub(super) cancel: CancellationToken,

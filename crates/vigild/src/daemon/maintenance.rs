@@ -8,7 +8,6 @@
 //! the window's command), and a window already in force when the daemon starts applies at
 //! once for what is left of it.
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_config::model::MaintenanceWindow;
 use vigil_core::ServiceName;
@@ -16,6 +15,7 @@ use vigil_core::event::Event;
 
 use crate::observe::bus::Events;
 use crate::platform::clock;
+use crate::service::inbox;
 use crate::service::operator;
 use crate::service::protocol::{Outcome, ServiceMsg};
 
@@ -25,7 +25,7 @@ use crate::service::protocol::{Outcome, ServiceMsg};
 pub(super) async fn maintenance_loop(
     service: ServiceName,
     window: MaintenanceWindow,
-    tx: mpsc::Sender<ServiceMsg>,
+    tx: inbox::Sender<ServiceMsg>,
     members: Vec<operator::Member>,
     events: Events,
     cancel: CancellationToken,

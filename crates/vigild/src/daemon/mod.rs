@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,7 @@ use crate::platform::cell::Cell;
 use crate::platform::clock::Clock;
 use crate::service::actor::{Deps, ServiceActor};
 use crate::service::group::{self, GroupDriver};
+use crate::service::inbox;
 use crate::service::protocol::ServiceMsg;
 
 use self::check_loop::CheckLoop;
@@ -69,7 +70,7 @@ struct CheckTask {
 /// A running service as the daemon holds it. Its definition is not kept here: the
 /// daemon's one `Config` has it (one copy per service, not one per holder).
 struct ServiceHandle {
-    tx: mpsc::Sender<ServiceMsg>,
+    tx: inbox::Sender<ServiceMsg>,
     started: Cell<Option<Timestamp>>,
     /// The service's state as the check tasks read it (for the uptime of `grace`).
     reader: Cell<Reader>,
@@ -95,7 +96,7 @@ struct Shared {
     stall_announced: std::sync::Mutex<Option<Instant>>,
     /// Each group member's way to its group's actor (`on_failure = "restart-group"`);
     /// replaced on reload.
-    groups: std::sync::RwLock<BTreeMap<ServiceName, (ServiceName, mpsc::Sender<ServiceMsg>)>>,
+    groups: std::sync::RwLock<BTreeMap<ServiceName, (ServiceName, inbox::Sender<ServiceMsg>)>>,
 }
 
 impl Shared {
@@ -324,7 +325,7 @@ impl Daemon {
                 probes: (*self.shared.probes).clone(),
                 events: self.shared.guard.events.clone(),
             };
-            let (tx, rx) = mpsc::channel(64);
+            let (tx, rx) = inbox::channel(64);
             for m in &g.members {
                 routes.insert(m.clone(), (g.name.clone(), tx.clone()));
             }
@@ -430,7 +431,7 @@ impl Daemon {
         };
         let started = Cell::new(started_at);
         let reader = Cell::new(reader);
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = inbox::channel(64);
         let cancel = self.root.child_token();
         let actor = ServiceActor::new(
             service,
@@ -541,7 +542,7 @@ impl Daemon {
         &mut self,
         name: &ServiceName,
         windows: &[MaintenanceWindow],
-        tx: &mpsc::Sender<ServiceMsg>,
+        tx: &inbox::Sender<ServiceMsg>,
         cancel: &CancellationToken,
     ) {
         for (i, window) in windows.iter().enumerate() {

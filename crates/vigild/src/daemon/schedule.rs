@@ -1,7 +1,6 @@
 //! Schedule tasks: each `[[services.X.schedule]]` entry fires restart requests with
 //! source `schedule`.
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{RestartRequest, ServiceName, Source};
 
@@ -9,13 +8,14 @@ use vigil_core::event::Event;
 
 use crate::observe::bus::Events;
 use crate::platform::clock;
+use crate::service::inbox;
 use crate::service::protocol::ServiceMsg;
 
 /// Fires one schedule entry: each firing is a restart request with source `schedule`.
 pub(super) async fn schedule_loop(
     service: ServiceName,
     schedule: vigil_core::schedule::Schedule,
-    tx: mpsc::Sender<ServiceMsg>,
+    tx: inbox::Sender<ServiceMsg>,
     events: Events,
     cancel: CancellationToken,
 ) {

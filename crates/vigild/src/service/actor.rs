@@ -36,6 +36,7 @@ use crate::observe::bus::Events;
 use crate::platform::cell::Cell;
 use crate::platform::clock::Clock;
 use crate::service::RESTART_SHUTDOWN_GRACE;
+use crate::service::inbox;
 use crate::service::protocol::{
     Control, OperatorCommand, Outcome, RequestMsg, ServiceMsg, UpdateMsg,
 };
@@ -235,7 +236,7 @@ impl ServiceActor {
     )]
     pub fn run(
         mut self,
-        mut rx: mpsc::Receiver<ServiceMsg>,
+        mut rx: inbox::Receiver<ServiceMsg>,
     ) -> impl Future<Output = ()> + Send + 'static {
         async move {
             if let Driver::Remote(d) = &self.driver
@@ -322,7 +323,7 @@ impl ServiceActor {
     fn poll_wake(
         &mut self,
         cx: &mut Context<'_>,
-        rx: &mut mpsc::Receiver<ServiceMsg>,
+        rx: &mut inbox::Receiver<ServiceMsg>,
         cancelled: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>,
         timer: Option<Pin<&mut tokio::time::Sleep>>,
     ) -> Poll<Wake> {
@@ -922,7 +923,7 @@ mod tests {
             CancellationToken::new(),
         );
         let actor_size = std::mem::size_of::<ServiceActor>();
-        let (_tx, rx) = mpsc::channel(1);
+        let (_tx, rx) = inbox::channel(1);
         let fut = actor.run(rx);
         let size = std::mem::size_of_val(&fut);
         eprintln!(

@@ -27,13 +27,14 @@ use vigil_core::{RestartReport, RestartRequest, ServiceName, Source};
 
 use crate::drivers::{DriverEvent, DriverFuture, RemoteDriver};
 use crate::observe::bus::Events;
+use crate::service::inbox;
 use crate::service::protocol::{Control, OperatorCommand, Outcome, ServiceMsg};
 
 /// One member, as the sequence needs it: its actor's inbox and its ready check.
 #[derive(Clone)]
 pub struct Member {
     pub name: ServiceName,
-    pub inbox: mpsc::Sender<ServiceMsg>,
+    pub inbox: inbox::Sender<ServiceMsg>,
     pub ready: Option<Check>,
 }
 
@@ -41,7 +42,7 @@ pub struct Member {
 pub fn members(
     config: &Config,
     group: &Group,
-    inbox_of: impl Fn(&ServiceName) -> Option<mpsc::Sender<ServiceMsg>>,
+    inbox_of: impl Fn(&ServiceName) -> Option<inbox::Sender<ServiceMsg>>,
 ) -> Vec<Member> {
     group
         .members

@@ -1,10 +1,12 @@
 //! The long-lived owners of a service's (and a restart group's) lifecycle: their
 //! messages (`protocol`), the service actor that drives the lifecycle machine (`actor`),
 //! the restart group's driver with its stop/start sequence (`group`), and how one-shot
-//! commands run actors for the services they act on (`oneshot`).
+//! commands run actors for the services they act on (`oneshot`), and an actor's inbox
+//! (`inbox`).
 
 pub mod actor;
 pub mod group;
+pub mod inbox;
 pub mod oneshot;
 pub mod operator;
 pub mod protocol;

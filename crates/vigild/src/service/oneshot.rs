@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use vigil_checks::ProbeContext;
@@ -20,6 +20,7 @@ use crate::platform::cell::Cell;
 use crate::platform::clock::Clock;
 use crate::service::actor::{Deps, ServiceActor};
 use crate::service::group::{self, GroupDriver};
+use crate::service::inbox;
 use crate::service::operator;
 use crate::service::protocol::{OperatorCommand, Outcome, ServiceMsg};
 
@@ -41,7 +42,7 @@ pub struct Actors {
     drivers: DriverContext,
     clock: Clock,
     cancel: CancellationToken,
-    inboxes: BTreeMap<ServiceName, mpsc::Sender<ServiceMsg>>,
+    inboxes: BTreeMap<ServiceName, inbox::Sender<ServiceMsg>>,
     tasks: JoinSet<()>,
 }
 
@@ -74,7 +75,10 @@ impl Actors {
     }
 
     /// The inbox of `service`'s actor, started on first use.
-    pub fn service(&mut self, service: &Service) -> Result<mpsc::Sender<ServiceMsg>, OneShotError> {
+    pub fn service(
+        &mut self,
+        service: &Service,
+    ) -> Result<inbox::Sender<ServiceMsg>, OneShotError> {
         if let Some(tx) = self.inboxes.get(&service.name) {
             return Ok(tx.clone());
         }
@@ -84,7 +88,7 @@ impl Actors {
         let driver = drivers::build(service, &self.drivers)
             .map_err(|e| OneShotError::Build(service.name.clone(), e))?;
         let started = Cell::new(None);
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = inbox::channel(16);
         let actor = ServiceActor::new(
             service,
             driver,
@@ -104,7 +108,7 @@ impl Actors {
         &mut self,
         config: &Config,
         g: &Group,
-    ) -> Result<mpsc::Sender<ServiceMsg>, OneShotError> {
+    ) -> Result<inbox::Sender<ServiceMsg>, OneShotError> {
         let key = g.ledger_key();
         if let Some(tx) = self.inboxes.get(&key) {
             return Ok(tx.clone());
@@ -122,7 +126,7 @@ impl Actors {
             probes: (*self.drivers.probes).clone(),
             events: self.cx.events.clone(),
         };
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = inbox::channel(16);
         let actor = ServiceActor::for_group(
             g,
             Driver::Remote(Arc::new(driver)),
@@ -144,13 +148,13 @@ impl Actors {
     }
 
     /// The inbox of an actor already started (a service, or a group's `@NAME`).
-    pub fn inbox(&self, name: &ServiceName) -> Option<mpsc::Sender<ServiceMsg>> {
+    pub fn inbox(&self, name: &ServiceName) -> Option<inbox::Sender<ServiceMsg>> {
         self.inboxes.get(name).cloned()
     }
 
     /// Sends `msg` (built around a reply channel) and waits for the answer.
     pub async fn ask(
-        inbox: &mpsc::Sender<ServiceMsg>,
+        inbox: &inbox::Sender<ServiceMsg>,
         msg: impl FnOnce(oneshot::Sender<Outcome>) -> ServiceMsg,
     ) -> Outcome {
         let (reply, answer) = oneshot::channel();
@@ -173,7 +177,7 @@ impl Actors {
 /// command does (and is recorded, its end with it, as the daemon would).
 /// The window's command, when one was sent.
 fn open_window(
-    tx: &mpsc::Sender<ServiceMsg>,
+    tx: &inbox::Sender<ServiceMsg>,
     windows: &[MaintenanceWindow],
 ) -> Option<OperatorCommand> {
     let now = crate::platform::clock::now();

@@ -8,13 +8,14 @@
 //! decide what a hold does — that is the lifecycle machine's (`vigil_core::lifecycle`),
 //! carried out by each service's actor, which records what it accepts.
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use vigil_config::model::{
     Config, DriverSpec, Group, MaintenanceAction, MaintenanceWindow, Service,
 };
 use vigil_core::{ServiceName, Timestamp};
 
 use crate::ledger::Caller;
+use crate::service::inbox;
 use crate::service::protocol::{Control, OperatorCommand, Outcome, ServiceMsg};
 
 /// What an operator's command is about: a service, or a restart group (`@NAME`).
@@ -167,7 +168,7 @@ pub async fn apply(
     config: &Config,
     target: Target<'_>,
     command: OperatorCommand,
-    inbox_of: impl Fn(&ServiceName) -> Option<mpsc::Sender<ServiceMsg>>,
+    inbox_of: impl Fn(&ServiceName) -> Option<inbox::Sender<ServiceMsg>>,
 ) -> Outcome {
     let key = target.key();
     let Some(inbox) = inbox_of(&key) else {
@@ -186,13 +187,13 @@ pub async fn apply(
 }
 
 /// A group member's name and inbox.
-pub type Member = (ServiceName, mpsc::Sender<ServiceMsg>);
+pub type Member = (ServiceName, inbox::Sender<ServiceMsg>);
 
 /// [`apply`] with the actors found: `members` is empty for a service. Maintenance windows
 /// of groups go through here too.
 pub async fn apply_to(
     key: &ServiceName,
-    inbox: &mpsc::Sender<ServiceMsg>,
+    inbox: &inbox::Sender<ServiceMsg>,
     members: &[Member],
     command: OperatorCommand,
 ) -> Outcome {
@@ -225,7 +226,7 @@ pub fn member_step(command: &OperatorCommand, group_key: &ServiceName) -> Operat
     }
 }
 
-async fn send(inbox: &mpsc::Sender<ServiceMsg>, command: OperatorCommand) -> Outcome {
+async fn send(inbox: &inbox::Sender<ServiceMsg>, command: OperatorCommand) -> Outcome {
     let (reply, answer) = oneshot::channel();
     let msg = ServiceMsg::operator(command, Some(reply));
     if inbox.send(msg).await.is_err() {
