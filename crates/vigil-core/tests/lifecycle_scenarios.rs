@@ -43,7 +43,7 @@ fn every_scenario_file_is_run_here() {
     assert_eq!(names, SCENARIOS, "add the new scenario to SCENARIOS");
 }
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "deferred_exit_remote",
     "deferred_exit_remote_recovers",
     "operator_pause",
@@ -54,6 +54,7 @@ const SCENARIOS: [&str; 11] = [
     "seed000_retry",
     "seed002_crash_loop",
     "seed004_watchdog",
+    "slow_restart_answers_health",
     "stop_is_never_interrupted",
 ];
 
@@ -90,6 +91,11 @@ fn deferred_exit_remote() {
 #[test]
 fn deferred_exit_remote_recovers() {
     scenario("deferred_exit_remote_recovers");
+}
+
+#[test]
+fn slow_restart_answers_health() {
+    scenario("slow_restart_answers_health");
 }
 
 #[test]

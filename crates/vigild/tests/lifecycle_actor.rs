@@ -465,5 +465,6 @@ scenarios!(
     seed000_retry,
     seed002_crash_loop,
     seed004_watchdog,
+    slow_restart_answers_health,
     stop_is_never_interrupted,
 );

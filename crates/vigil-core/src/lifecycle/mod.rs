@@ -10,8 +10,11 @@
 //!
 //! It owns:
 //! - **one driver operation at a time**: requests wait in order while one is in flight
-//!   (repeated automatic requests of the same kind are merged), and a stop in progress
-//!   (an operation's, a watchdog's, a start timeout's) is never interrupted by a restart;
+//!   (repeated automatic requests of the same kind are merged), a stop in progress (an
+//!   operation's, a watchdog's, a start timeout's) is never interrupted by a restart, and
+//!   a restart that brought up a new instance answers the health requests that waited
+//!   behind it (they were about the instance it replaced: asked afterwards, a restart
+//!   longer than the cooldown was followed by another);
 //! - **the deferred restart**: a refused restart whose source will not ask again (`exit`,
 //!   `watchdog`) is kept and asked again exactly when the guard's verdict said it may go
 //!   (the cooldown's or backoff's end, the budget's re-arm), never polled, and dropped
@@ -1083,6 +1086,9 @@ impl Machine {
         let Some(op) = self.op.take() else {
             return;
         };
+        if report.ok && op.op.brings_up() {
+            self.drop_answered_health_requests();
+        }
         if report.ok && op.op.brings_up() && !matches!(self.model, Model::Process(_)) {
             self.effects.push_back(Effect::Up);
         }
@@ -1101,6 +1107,27 @@ impl Machine {
             self.settle(op.id, Settled::Decided);
         } else {
             self.settle(op.id, Settled::Done(report));
+        }
+    }
+
+    /// A (re)start just brought up a new instance: the health requests waiting behind it
+    /// were raised by checks of the instance it replaced, and it answers them. Asked
+    /// afterwards, a restart that outlasted the cooldown would be allowed at once and the
+    /// service restarted twice (or more) for one failure. A check that still fails asks
+    /// again, about the new instance (its loop voids runs that straddled the restart).
+    fn drop_answered_health_requests(&mut self) {
+        let (answered, waiting): (VecDeque<Request>, VecDeque<Request>) =
+            std::mem::take(&mut self.queue).into_iter().partition(|r| {
+                r.op == Op::Restart
+                    && r.guard
+                        .is_some_and(|g| g.source == Source::Health && !g.forced)
+            });
+        self.queue = waiting;
+        for r in answered {
+            self.settle(
+                r.id,
+                Settled::Dropped("the restart that just finished answers it".to_owned()),
+            );
         }
     }
 
