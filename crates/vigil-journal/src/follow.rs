@@ -369,17 +369,9 @@ impl Follower {
         // listed once more; a file missing from both listings is forgotten.
         for pass in 0..2 {
             for dir in &dirs {
-                let (files, start) = if pass == 0 {
-                    let (files, start) = self.list_dir(dir, &poll_start)?;
-                    starts.insert(dir.clone(), start.clone());
-                    (files, start)
-                } else {
-                    let start = starts
-                        .get(dir)
-                        .cloned()
-                        .unwrap_or_else(|| poll_start.clone());
-                    (self.relist(dir)?, start)
-                };
+                let (files, start) = self.list_dir(dir, &poll_start, pass > 0)?;
+                // The second listing's new files start where the first's would have.
+                let start = starts.entry(dir.clone()).or_insert(start).clone();
                 for (path, id) in files {
                     if !seen.insert(id) {
                         continue;
@@ -490,14 +482,19 @@ impl Follower {
     /// the mtime was the same at two real listings in a row (runs are further apart than a
     /// tick); until then the directory is read every run. A file found late still starts
     /// right: after the marks of the run whose listing missed it.
+    ///
+    /// `again`: read the directory even if its listing could be reused, a second time in
+    /// this run (see [`Follower::poll`]).
     fn list_dir(
         &mut self,
         dir: &Path,
         poll_start: &Start,
+        again: bool,
     ) -> Result<(Vec<(PathBuf, FileId)>, Start), PollError> {
         let stamp =
             stamp(dir).map_err(|e| PollError(format!("cannot stat {}: {e}", dir.display())))?;
-        if let Some(state) = self.dir_cache.get_mut(dir)
+        if !again
+            && let Some(state) = self.dir_cache.get_mut(dir)
             && state.stamp == stamp
             && state.verified
             && state.age < RELIST_EVERY
@@ -535,27 +532,12 @@ impl Follower {
             age: 0,
         });
         let start = std::mem::replace(&mut state.start, poll_start.clone());
-        state.verified = state.stamp == stamp && stamp.is_some();
+        // Two listings in one run are closer than a tick: they verify nothing.
+        state.verified = !again && state.stamp == stamp && stamp.is_some();
         state.stamp = stamp;
         state.files = files.clone();
         state.age = 0;
         Ok((files, start))
-    }
-
-    /// Lists `dir` again now (see [`Follower::poll`]); the next run lists it again too.
-    fn relist(&mut self, dir: &Path) -> Result<Vec<(PathBuf, FileId)>, PollError> {
-        let stamp =
-            stamp(dir).map_err(|e| PollError(format!("cannot stat {}: {e}", dir.display())))?;
-        let files = match stamp {
-            None => Vec::new(),
-            Some((dev, ..)) => list_files(dir, dev)?,
-        };
-        if let Some(state) = self.dir_cache.get_mut(dir) {
-            state.stamp = stamp;
-            state.verified = false;
-            state.files = files.clone();
-        }
-        Ok(files)
     }
 
     /// Registers a file when it is new (or its inode now holds another file), reads its
