@@ -286,9 +286,14 @@ stop_timeout = "2s"
 /// Vigil's own stall is never a service's failure: a runtime blocked for longer than a
 /// check's timeout while attempts are in flight (a test hook blocks it, as CPU-bound work
 /// on it once did) produces no failing verdict and no restart, and the stall is logged.
-/// Each stall leaves an in-flight attempt's exit and its timer both ready when the runtime
-/// resumes; without the rule about half of them became "timed out" failures, so eight
-/// stalls fail this test with near certainty when the rule is missing.
+/// Each stall (2 s, twice the timeout, so every in-flight attempt's timer fires at least
+/// 1 s late, past the rule's 0.5 s slack) leaves that attempt's exit and its timer both
+/// ready when the runtime resumes, and which one the exec probe sees first is a coin
+/// toss: about half the stalls produce a "timed out" run. Without the rule any of those
+/// is a failing verdict (threshold 1), so eight stalls fail this test 255 times in 256.
+/// With it, the test waits for the first voided run (up to 30 stalls) instead of
+/// counting on one among the first eight, which by estimate missed 1 run in 80 when the stall
+/// was only 1.4 s and some late timers fell inside the slack.
 #[test]
 fn a_stalled_vigil_does_not_fail_a_healthy_service() {
     let env = Env::new();
@@ -315,7 +320,7 @@ timeout = "1s"
     let child = command(vigil_bin())
         .args(["run", "-c"])
         .arg(env.config_path())
-        .env("VIGIL_TEST_STALLS", "1500:1400:8:1900")
+        .env("VIGIL_TEST_STALLS", "1500:2000:30:2300")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -323,9 +328,17 @@ timeout = "1s"
         .expect("vigil run");
     let mut daemon = Daemon { child, log };
     daemon.wait_log("vigil running", Duration::from_secs(20));
-    wait_until(Duration::from_secs(60), "eight stalls", || {
-        (daemon.log_text().matches("blocking the runtime").count() >= 8).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(90),
+        "eight stalls and a voided run",
+        || {
+            let text = daemon.log_text();
+            assert!(!text.contains("passing -> failing"), "{text}");
+            (text.matches("blocking the runtime").count() >= 8
+                && text.contains("vigil itself was stalled during this run"))
+            .then_some(())
+        },
+    );
     std::thread::sleep(Duration::from_millis(1500));
     daemon.signal(rustix::process::Signal::TERM);
     daemon.wait_exit(Duration::from_secs(20)).expect("stops");
