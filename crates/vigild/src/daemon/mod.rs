@@ -716,7 +716,8 @@ fn stagger(index: usize, total: usize, every: Duration) -> Duration {
         return Duration::ZERO;
     }
     // Within the first second (or `every`, if shorter): fast first verdicts, and checks
-    // sharing an interval stay evenly spread instead of firing in the same millisecond.
+    // sharing an interval stay evenly spread instead of firing in the same millisecond
+    // (the check loop then rounds each start up to its 10 ms grid: a few share a wake-up).
     let span = every.min(Duration::from_secs(1));
     let frac = u32::try_from(index % total).unwrap_or(0);
     let total = u32::try_from(total).unwrap_or(u32::MAX);
