@@ -20,7 +20,13 @@ pub(super) fn label(check: &HttpCheck) -> String {
 }
 
 pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
-    let label = label(check);
+    // Every failure reason starts with the label: formatted only then.
+    request(check, cx)
+        .await
+        .map_err(|e| format!("{}: {e}", label(check)))
+}
+
+async fn request(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
     let key = ClientKey {
         // Plain http:// without redirects never does TLS: its client skips loading the
         // system roots (about 150 files, and an error on hosts without ca-certificates).
@@ -38,26 +44,23 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
             .as_ref()
             .map(|c| (c.cert.clone(), c.key.clone())),
     };
-    let client = cx
-        .http_client(&key)
-        .await
-        .map_err(|e| format!("{label}: {e}"))?;
+    let client = cx.http_client(&key).await?;
     // Latency is the request's, not the (first-run) client build's.
     let started = Instant::now();
     let method = Method::from_bytes(check.method.as_bytes())
-        .map_err(|_| format!("{label}: invalid method {:?}", check.method))?;
-    let mut request = client.request(method, &check.url);
+        .map_err(|_| format!("invalid method {:?}", check.method))?;
+    let mut request = match cx.url(&check.url) {
+        Some(url) => client.request(method, url),
+        None => client.request(method, &check.url),
+    };
     for (name, value) in &check.headers {
         request = request.header(name, value);
     }
-    let mut response = request
-        .send()
-        .await
-        .map_err(|e| format!("{label}: {}", describe_reqwest(&e)))?;
+    let mut response = request.send().await.map_err(|e| describe_reqwest(&e))?;
     let status = response.status();
     if !check.expect_status.contains(status.as_u16()) {
         return Err(format!(
-            "{label}: expected status {}, got {}",
+            "expected status {}, got {}",
             check.expect_status,
             status_text(status)
         ));
@@ -66,14 +69,12 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
     if wants_body {
         let body = scan_body(&mut response, check)
             .await
-            .map_err(|e| format!("{label}: reading body: {}", describe_reqwest(&e)))?;
+            .map_err(|e| format!("reading body: {}", describe_reqwest(&e)))?;
         let seen = body.describe(check.max_body);
         if let Some(needle) = &check.body_contains
             && !body.contains
         {
-            return Err(format!(
-                "{label}: body does not contain {needle:?} ({seen})"
-            ));
+            return Err(format!("body does not contain {needle:?} ({seen})"));
         }
         if let Some(pattern) = &check.body_regex {
             let text = match String::from_utf8(body.kept) {
@@ -82,7 +83,7 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
             };
             if !pattern.0.is_match(&text) {
                 return Err(format!(
-                    "{label}: body does not match /{}/ ({seen})",
+                    "body does not match /{}/ ({seen})",
                     pattern.as_str()
                 ));
             }
@@ -96,7 +97,7 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
         && took > max
     {
         return Err(format!(
-            "{label}: {} but took {}, max_latency {}",
+            "{} but took {}, max_latency {}",
             status_text(status),
             latency(took),
             latency(max)

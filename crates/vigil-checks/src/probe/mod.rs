@@ -69,57 +69,63 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
         // The process runner enforces its own deadline so it can kill the group and say so.
         CheckKind::Exec(check) => exec::probe(check, timeout).await,
         CheckKind::Http(check) => {
-            with_deadline(http::label(check), timeout, http::probe(check, cx)).await
+            with_deadline(|| http::label(check), timeout, http::probe(check, cx)).await
         }
-        CheckKind::Tcp(check) => with_deadline(tcp::label(check), timeout, tcp::probe(check)).await,
+        CheckKind::Tcp(check) => {
+            with_deadline(|| tcp::label(check), timeout, tcp::probe(check)).await
+        }
         CheckKind::Listening(check) => {
-            with_deadline(listening::label(check), timeout, listening::probe(check)).await
+            with_deadline(|| listening::label(check), timeout, listening::probe(check)).await
         }
         CheckKind::Sockets(check) => {
-            with_deadline(sockets::label(check), timeout, sockets::probe(check)).await
+            with_deadline(|| sockets::label(check), timeout, sockets::probe(check)).await
         }
         CheckKind::WebSocket(check) => {
-            with_deadline(websocket::label(check), timeout, websocket::probe(check)).await
+            with_deadline(|| websocket::label(check), timeout, websocket::probe(check)).await
         }
         CheckKind::TlsCert(check) => {
-            with_deadline(tls_cert::label(check), timeout, tls_cert::probe(check))
+            with_deadline(|| tls_cert::label(check), timeout, tls_cert::probe(check))
                 .await
                 .map(&mut warned)
         }
-        CheckKind::Clock(check) => {
-            with_deadline(clock::label(check), timeout, clock::probe(check, timeout))
-                .await
-                .map(&mut warned)
-        }
+        CheckKind::Clock(check) => with_deadline(
+            || clock::label(check),
+            timeout,
+            clock::probe(check, timeout),
+        )
+        .await
+        .map(&mut warned),
         CheckKind::Redis(check) => {
-            with_deadline(redis::label(check), timeout, redis::probe(check)).await
+            with_deadline(|| redis::label(check), timeout, redis::probe(check)).await
         }
         CheckKind::Postgres(check) => {
-            with_deadline(postgres::label(check), timeout, postgres::probe(check)).await
+            with_deadline(|| postgres::label(check), timeout, postgres::probe(check)).await
         }
         CheckKind::Mqtt(check) => {
-            with_deadline(mqtt::label(check), timeout, mqtt::probe(check)).await
+            with_deadline(|| mqtt::label(check), timeout, mqtt::probe(check)).await
         }
         CheckKind::Interface(check) => {
-            with_deadline(interface::label(check), timeout, interface::probe(check)).await
+            with_deadline(|| interface::label(check), timeout, interface::probe(check)).await
         }
         CheckKind::FileAge(check) => {
-            with_deadline(file_age::label(check), timeout, file_age::probe(check)).await
+            with_deadline(|| file_age::label(check), timeout, file_age::probe(check)).await
         }
         CheckKind::Process(check) => {
             with_deadline(
-                process::label(check),
+                || process::label(check),
                 timeout,
                 process::probe(check, timeout),
             )
             .await
         }
-        CheckKind::Log(check) => with_deadline(log::label(check), timeout, log::probe(check)).await,
+        CheckKind::Log(check) => {
+            with_deadline(|| log::label(check), timeout, log::probe(check)).await
+        }
         CheckKind::Docker(check) => {
-            with_deadline(docker::label(check), timeout, docker::probe(check)).await
+            with_deadline(|| docker::label(check), timeout, docker::probe(check)).await
         }
         CheckKind::Systemd(check) => {
-            with_deadline(systemd::label(check), timeout, systemd::probe(check, cx)).await
+            with_deadline(|| systemd::label(check), timeout, systemd::probe(check, cx)).await
         }
         // The config refuses kinds this build does not implement (`schema::CHECK_KINDS`),
         // so this arm is only reachable through a hand-built spec.
@@ -148,15 +154,18 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
 /// `Ok(pass reason)` or `Err(fail reason)`; both complete one-line reasons.
 type Verdict = Result<String, String>;
 
+/// `label` is called only when the deadline passes: formatting it on every run cost more
+/// than some probes do.
 async fn with_deadline<T>(
-    label: String,
+    label: impl FnOnce() -> String,
     timeout: Duration,
     fut: impl Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(verdict) => verdict,
         Err(_) => Err(format!(
-            "{label}: timed out after {}",
+            "{}: timed out after {}",
+            label(),
             format_duration(timeout)
         )),
     }
