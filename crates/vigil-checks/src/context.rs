@@ -54,6 +54,8 @@ pub struct ProbeContext {
     /// `http` check URLs, parsed: parsing one (IDNA host mapping included) on every run
     /// was about 6 % of a daemon running 1,000 checks a second; a clone is a copy.
     urls: Arc<Mutex<HashMap<String, reqwest::Url>>>,
+    /// Keep-alive connections of the plain HTTP/1.1 client (`probe::http1`).
+    http1: Arc<crate::probe::http1::Pool>,
     buses: Buses,
 }
 
@@ -89,6 +91,11 @@ impl ProbeContext {
         }
         urls.insert(text.to_owned(), url.clone());
         Some(url)
+    }
+
+    /// The plain HTTP/1.1 client's idle connections.
+    pub(crate) fn http1_pool(&self) -> &Arc<crate::probe::http1::Pool> {
+        &self.http1
     }
 
     /// The shared systemd bus connections (one per bus; the systemd check and driver).

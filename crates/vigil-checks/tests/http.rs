@@ -383,11 +383,23 @@ async fn an_unreadable_ca_file_is_a_failed_probe_not_a_panic() {
 async fn clients_are_reused_across_probes() {
     let server = serve(|_| Reply::status(200, "ok")).await;
     let cx = ProbeContext::new();
-    // Many probes with one setting, and a clone of the context, share one client; this
-    // mostly guards against accidentally building a client (and TLS roots) per run.
+    // A plain GET of an IP address goes through the plain HTTP/1.1 client
+    // (probe/http1.rs): no reqwest client is built at all.
+    for _ in 0..20 {
+        let out = run(http(&server.url("/")), &cx.clone()).await;
+        assert!(out.passed, "{out:?}");
+    }
+    assert_eq!(cx.cached_clients(), 0);
+    // Many probes with one setting reqwest sends, and a clone of the context, share one
+    // client; this mostly guards against accidentally building a client (and TLS roots)
+    // per run.
+    let post = HttpCheck {
+        method: "POST".to_owned(),
+        ..http(&server.url("/"))
+    };
     let started = tokio::time::Instant::now();
     for _ in 0..200 {
-        let out = run(http(&server.url("/")), &cx.clone()).await;
+        let out = run(post.clone(), &cx.clone()).await;
         assert!(out.passed, "{out:?}");
     }
     assert!(

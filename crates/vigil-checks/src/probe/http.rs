@@ -8,7 +8,7 @@
 use reqwest::{Method, Response, StatusCode};
 use tokio::time::Instant;
 
-use super::{Verdict, causes, describe_io, latency, tls};
+use super::{Verdict, causes, describe_io, http1, latency, tls};
 use crate::context::{ClientKey, ProbeContext, ProxyUrl};
 use crate::model::HttpCheck;
 
@@ -27,6 +27,9 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
 }
 
 async fn request(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
+    if let Some(verdict) = http1::probe(check, cx).await {
+        return verdict;
+    }
     let key = ClientKey {
         // Plain http:// without redirects never does TLS: its client skips loading the
         // system roots (about 150 files, and an error on hosts without ca-certificates).
@@ -58,41 +61,66 @@ async fn request(check: &HttpCheck, cx: &ProbeContext) -> Verdict {
     }
     let mut response = request.send().await.map_err(|e| describe_reqwest(&e))?;
     let status = response.status();
-    if !check.expect_status.contains(status.as_u16()) {
-        return Err(format!(
-            "expected status {}, got {}",
-            check.expect_status,
-            status_text(status)
-        ));
-    }
-    let wants_body = check.body_contains.is_some() || check.body_regex.is_some();
-    if wants_body {
+    expect_status(check, status)?;
+    if wants_body(check) {
         let body = scan_body(&mut response, check)
             .await
             .map_err(|e| format!("reading body: {}", describe_reqwest(&e)))?;
-        let seen = body.describe(check.max_body);
-        if let Some(needle) = &check.body_contains
-            && !body.contains
-        {
-            return Err(format!("body does not contain {needle:?} ({seen})"));
-        }
-        if let Some(pattern) = &check.body_regex {
-            let text = match String::from_utf8(body.kept) {
-                Ok(text) => text,
-                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-            };
-            if !pattern.0.is_match(&text) {
-                return Err(format!(
-                    "body does not match /{}/ ({seen})",
-                    pattern.as_str()
-                ));
-            }
-        }
+        judge_body(check, body)?;
     }
     // Dropping an unread body closes that connection instead of returning it to the pool,
     // which is what we want for a large or endless body.
     drop(response);
-    let took = started.elapsed();
+    judge_latency(check, status, started.elapsed())
+}
+
+/// The status is one `expect_status` allows.
+pub(super) fn expect_status(check: &HttpCheck, status: StatusCode) -> Result<(), String> {
+    if check.expect_status.contains(status.as_u16()) {
+        return Ok(());
+    }
+    Err(format!(
+        "expected status {}, got {}",
+        check.expect_status,
+        status_text(status)
+    ))
+}
+
+/// The check reads the body (`body_contains` or `body_regex`).
+pub(super) fn wants_body(check: &HttpCheck) -> bool {
+    check.body_contains.is_some() || check.body_regex.is_some()
+}
+
+/// `body_contains` and `body_regex` against what was read.
+pub(super) fn judge_body(check: &HttpCheck, body: Body) -> Result<(), String> {
+    let seen = body.describe(check.max_body);
+    if let Some(needle) = &check.body_contains
+        && !body.contains
+    {
+        return Err(format!("body does not contain {needle:?} ({seen})"));
+    }
+    if let Some(pattern) = &check.body_regex {
+        let text = match String::from_utf8(body.kept) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        if !pattern.0.is_match(&text) {
+            return Err(format!(
+                "body does not match /{}/ ({seen})",
+                pattern.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The verdict of a response whose status and body passed: `max_latency`, else the pass
+/// reason.
+pub(super) fn judge_latency(
+    check: &HttpCheck,
+    status: StatusCode,
+    took: std::time::Duration,
+) -> Verdict {
     if let Some(max) = check.max_latency
         && took > max
     {
@@ -115,7 +143,7 @@ fn status_text(status: StatusCode) -> String {
 }
 
 /// What was read of a body.
-struct Body {
+pub(super) struct Body {
     /// Bytes read (at most `max_body`).
     read: usize,
     /// Reading stopped at `max_body`, not at the end of the body.
@@ -144,46 +172,93 @@ impl Body {
 /// more). The needle is matched on the bytes, so it is found in a body that is not UTF-8
 /// too. Without a regex, reading stops as soon as the needle is found.
 async fn scan_body(response: &mut Response, check: &HttpCheck) -> Result<Body, reqwest::Error> {
-    let max = check.max_body;
-    let keep = if check.body_regex.is_some() {
-        max.min(crate::model::MAX_BODY_WITH_REGEX)
-    } else {
-        0
-    };
-    // An empty needle is in every body, the empty one too.
-    let mut needle = check
-        .body_contains
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .map(|n| Needle::new(n.as_bytes()));
-    let mut body = Body {
-        read: 0,
-        capped: false,
-        contains: needle.is_none(),
-        kept: Vec::new(),
-    };
-    while body.read < max {
+    let mut scan = BodyScan::new(check);
+    while !scan.done() {
         let Some(chunk) = response.chunk().await? else {
-            return Ok(body);
+            return Ok(scan.end());
         };
-        let chunk = &chunk[..chunk.len().min(max - body.read)];
-        body.read += chunk.len();
-        if body.kept.len() < keep {
-            let room = keep - body.kept.len();
-            body.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        }
-        if let Some(n) = &mut needle
-            && n.feed(chunk)
-        {
-            body.contains = true;
-            needle = None;
-            if keep == 0 {
-                return Ok(body);
-            }
+        scan.feed(&chunk);
+    }
+    Ok(scan.end())
+}
+
+/// A body read chunk by chunk against a check's `max_body`, `body_contains` and
+/// `body_regex` (see [`scan_body`]); shared by both HTTP clients.
+pub(super) struct BodyScan<'a> {
+    max: usize,
+    keep: usize,
+    needle: Option<Needle<'a>>,
+    body: Body,
+    /// Nothing more needs reading.
+    stopped: bool,
+}
+
+impl<'a> BodyScan<'a> {
+    pub(super) fn new(check: &'a HttpCheck) -> BodyScan<'a> {
+        let max = check.max_body;
+        let keep = if check.body_regex.is_some() {
+            max.min(crate::model::MAX_BODY_WITH_REGEX)
+        } else {
+            0
+        };
+        // An empty needle is in every body, the empty one too.
+        let needle = check
+            .body_contains
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .map(|n| Needle::new(n.as_bytes()));
+        BodyScan {
+            max,
+            keep,
+            body: Body {
+                read: 0,
+                capped: max == 0,
+                contains: needle.is_none(),
+                kept: Vec::new(),
+            },
+            needle,
+            stopped: max == 0,
         }
     }
-    body.capped = true;
-    Ok(body)
+
+    /// Nothing more needs reading: `max_body` is reached, or the needle was found and
+    /// there is no regex.
+    pub(super) fn done(&self) -> bool {
+        self.stopped
+    }
+
+    pub(super) fn feed(&mut self, chunk: &[u8]) {
+        if self.stopped {
+            return;
+        }
+        let chunk = &chunk[..chunk.len().min(self.max - self.body.read)];
+        self.body.read += chunk.len();
+        if self.body.kept.len() < self.keep {
+            let room = self.keep - self.body.kept.len();
+            self.body
+                .kept
+                .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        if let Some(n) = &mut self.needle
+            && n.feed(chunk)
+        {
+            self.body.contains = true;
+            self.needle = None;
+            if self.keep == 0 {
+                self.stopped = true;
+                return;
+            }
+        }
+        if self.body.read >= self.max {
+            self.body.capped = true;
+            self.stopped = true;
+        }
+    }
+
+    /// What was read (at the body's end, or where reading stopped).
+    pub(super) fn end(self) -> Body {
+        self.body
+    }
 }
 
 /// `body_contains` over a body that arrives in chunks: each chunk is searched together

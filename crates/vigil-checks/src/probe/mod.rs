@@ -10,6 +10,7 @@ pub mod docker;
 mod exec;
 pub mod file_age;
 mod http;
+pub(crate) mod http1;
 pub mod interface;
 pub mod listening;
 pub mod log;

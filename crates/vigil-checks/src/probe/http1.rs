@@ -1,0 +1,588 @@
+//! A plain HTTP/1.1 client for the common `http` check: `GET` or `HEAD` of an `http://`
+//! URL whose host is an IP address, without proxy or redirects, over a pooled keep-alive
+//! connection.
+//!
+//! Why it exists (measured, issue 17): a daemon running 1,000 such checks a second spent
+//! most of its user-space CPU per check in reqwest and hyper's layers for one request —
+//! the boxed request future (large enough that every allocation of it made glibc
+//! consolidate its fast bins), the header maps, the URI conversion, the connection task
+//! and the channels between it and the request. Here a request is one `write` of bytes
+//! prepared from the check and the response is parsed (httparse) from one reused buffer.
+//!
+//! It never decides anything reqwest would have decided differently: it answers only
+//! when the exchange was clean (a response parsed whole and framed as RFC 9112 says).
+//! Anything else — a refused or reset connection, a malformed or oversized head, a `1xx`
+//! status, a body cut short, a framing it does not handle — returns `None`, and the probe
+//! sends the request again through reqwest, whose reasons are the documented ones. Only
+//! `GET` and `HEAD` are sent this way, so a request sent twice to a broken server is
+//! harmless. A reused connection that the server closed while idle is retried once on a
+//! new connection, as hyper does.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderName, HeaderValue};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::Verdict;
+use super::http::{BodyScan, expect_status, judge_body, judge_latency, wants_body};
+use crate::context::ProbeContext;
+use crate::model::HttpCheck;
+
+/// Idle connections are closed after this (as reqwest's pool: `POOL_IDLE_TIMEOUT`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle connections kept per address (as reqwest's `pool_max_idle_per_host`).
+const MAX_IDLE: usize = 64;
+/// A response head larger than this is left to reqwest.
+const MAX_HEAD: usize = 64 * 1024;
+/// Headers parsed at most (more: left to reqwest).
+const MAX_HEADERS: usize = 100;
+/// What one read asks for.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Idle keep-alive connections by address. Part of the [`ProbeContext`].
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+impl Pool {
+    fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&addr)?;
+        while let Some(conn) = list.pop() {
+            if conn.since.elapsed() < IDLE_TIMEOUT {
+                return Some(conn.stream);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: SocketAddr, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(addr).or_default();
+        list.retain(|c| c.since.elapsed() < IDLE_TIMEOUT);
+        if list.len() < MAX_IDLE {
+            list.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// The verdict of `check` through this client, or `None` when it does not apply or the
+/// exchange was not clean (the caller then asks reqwest).
+pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Option<Verdict> {
+    let (addr, head_only, request) = prepare(check, cx)?;
+    let pool: &Arc<Pool> = cx.http1_pool();
+    let started = Instant::now();
+    let mut reused = pool.take(addr);
+    let mut buf = Vec::new();
+    let (mut stream, head) = loop {
+        let fresh = reused.is_none();
+        let mut stream = match reused.take() {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(addr).await.ok()?;
+                s.set_nodelay(true).ok()?;
+                s
+            }
+        };
+        if stream.write_all(&request).await.is_err() {
+            if fresh {
+                return None;
+            }
+            continue;
+        }
+        buf.clear();
+        match read_head(&mut stream, &mut buf).await {
+            Ok(head) => break (stream, head),
+            // Closed while idle: the request never reached a live connection.
+            Err(Early::Nothing) if !fresh => continue,
+            Err(_) => return None,
+        }
+    };
+    let status = StatusCode::from_u16(head.code).ok()?;
+    if status.is_informational() {
+        return None;
+    }
+    let body_len =
+        if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Length(0)
+        } else {
+            head.framing
+        };
+    if let Err(reason) = expect_status(check, status) {
+        return Some(Err(reason));
+    }
+    let mut reader = BodyReader {
+        framing: body_len,
+        chunk: ChunkState::Size,
+    };
+    buf.drain(..head.len);
+    if wants_body(check) {
+        let mut scan = BodyScan::new(check);
+        loop {
+            match reader.next(&mut buf, &mut scan) {
+                Step::Ended => break,
+                Step::Bad => return None,
+                Step::More if scan.done() => break,
+                Step::More => {}
+            }
+            if !read_more(&mut stream, &mut buf).await? {
+                // The peer closed: the end of a close-delimited body, else a cut.
+                if reader.framing != Framing::Close {
+                    return None;
+                }
+                break;
+            }
+        }
+        let ended = reader.ended() && buf.is_empty();
+        if let Err(reason) = judge_body(check, scan.end()) {
+            return Some(Err(reason));
+        }
+        let verdict = judge_latency(check, status, started.elapsed());
+        if ended && head.keep_alive {
+            pool.put(addr, stream);
+        }
+        return Some(verdict);
+    }
+    let took = started.elapsed();
+    // Not read: the connection is kept only when the whole body is already here.
+    let mut discard = Discard;
+    if head.keep_alive && reader.next(&mut buf, &mut discard) == Step::Ended && buf.is_empty() {
+        pool.put(addr, stream);
+    }
+    Some(judge_latency(check, status, took))
+}
+
+/// The address, whether the method is `HEAD`, and the request's bytes; `None` when the
+/// check is not one this client sends.
+fn prepare(check: &HttpCheck, cx: &ProbeContext) -> Option<(SocketAddr, bool, Vec<u8>)> {
+    if check.proxy.is_some() || check.follow_redirects || check.client_cert.is_some() {
+        return None;
+    }
+    let head_only = match check.method.as_str() {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return None,
+    };
+    let url = cx.url(&check.url)?;
+    if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    // An IP address (IPv6 in brackets); a name is resolved by reqwest.
+    let host_text = url.host_str()?;
+    let ip: std::net::IpAddr = host_text
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host_text)
+        .parse()
+        .ok()?;
+    let addr = SocketAddr::new(ip, url.port_or_known_default()?);
+    let mut request = Vec::with_capacity(256);
+    request.extend_from_slice(check.method.as_bytes());
+    request.push(b' ');
+    request.extend_from_slice(url.path().as_bytes());
+    if let Some(query) = url.query() {
+        request.push(b'?');
+        request.extend_from_slice(query.as_bytes());
+    }
+    request.extend_from_slice(b" HTTP/1.1\r\n");
+    let (mut agent, mut accept, mut host) = (true, true, true);
+    for (name, value) in &check.headers {
+        // What reqwest would refuse is left to it, for its reason.
+        let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+        let value = HeaderValue::from_str(value).ok()?;
+        agent &= name != reqwest::header::USER_AGENT;
+        accept &= name != reqwest::header::ACCEPT;
+        host &= name != reqwest::header::HOST;
+        request.extend_from_slice(name.as_str().as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    // The headers reqwest sends by default (`context::build_client`).
+    if agent {
+        request.extend_from_slice(
+            concat!("user-agent: vigil/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
+        );
+    }
+    if accept {
+        request.extend_from_slice(b"accept: */*\r\n");
+    }
+    if host {
+        request.extend_from_slice(b"host: ");
+        // The URL's host as written (IPv6 in brackets) and its port unless the default.
+        request.extend_from_slice(host_text.as_bytes());
+        if let Some(port) = url.port() {
+            request.extend_from_slice(format!(":{port}").as_bytes());
+        }
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    Some((addr, head_only, request))
+}
+
+/// A parsed response head.
+struct Head {
+    code: u16,
+    /// Bytes of the head in the buffer.
+    len: usize,
+    framing: Framing,
+    /// HTTP/1.1 without `Connection: close`.
+    keep_alive: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// Until the server closes.
+    Close,
+}
+
+/// Why no head was read.
+enum Early {
+    /// The connection ended before any byte of a response.
+    Nothing,
+    /// Anything else (an error, a malformed or oversized head).
+    Other,
+}
+
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, Early> {
+    loop {
+        match read_more(stream, buf).await {
+            Some(true) => {}
+            Some(false) | None if buf.is_empty() => return Err(Early::Nothing),
+            _ => return Err(Early::Other),
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                return parse_head(&response, len).ok_or(Early::Other);
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            _ => return Err(Early::Other),
+        }
+    }
+}
+
+fn parse_head(response: &httparse::Response<'_, '_>, len: usize) -> Option<Head> {
+    let code = response.code?;
+    let mut keep_alive = response.version? == 1;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n: u64 = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only a lone `chunked` is read here.
+            if chunked
+                || !std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .eq_ignore_ascii_case("chunked")
+            {
+                return None;
+            }
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            let value = std::str::from_utf8(h.value).ok()?;
+            if value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            {
+                keep_alive = false;
+            }
+        }
+    }
+    let framing = match (chunked, length) {
+        (true, Some(_)) => return None,
+        (true, None) => Framing::Chunked,
+        (false, Some(n)) => Framing::Length(n),
+        (false, None) => {
+            keep_alive = false;
+            Framing::Close
+        }
+    };
+    Some(Head {
+        code,
+        len,
+        framing,
+        keep_alive,
+    })
+}
+
+/// Reads more into `buf`: `Some(true)` read some, `Some(false)` the peer closed, `None`
+/// an error.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<bool> {
+    buf.reserve(READ_CHUNK);
+    match stream.read_buf(buf).await {
+        Ok(0) => Some(false),
+        Ok(_) => Some(true),
+        Err(_) => None,
+    }
+}
+
+/// Where a body's bytes go.
+trait Sink {
+    fn take(&mut self, data: &[u8]);
+}
+
+impl Sink for BodyScan<'_> {
+    fn take(&mut self, data: &[u8]) {
+        self.feed(data);
+    }
+}
+
+/// A body not read.
+struct Discard;
+
+impl Sink for Discard {
+    fn take(&mut self, _: &[u8]) {}
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// The body ended.
+    Ended,
+    /// More bytes are needed.
+    More,
+    /// Malformed.
+    Bad,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting a chunk-size line.
+    Size,
+    /// This many bytes of chunk data left.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines up to an empty one.
+    Trailer,
+    Done,
+}
+
+/// Takes a body's bytes out of the buffer as they arrive.
+struct BodyReader {
+    framing: Framing,
+    chunk: ChunkState,
+}
+
+impl BodyReader {
+    fn ended(&self) -> bool {
+        match self.framing {
+            Framing::Length(n) => n == 0,
+            Framing::Chunked => self.chunk == ChunkState::Done,
+            Framing::Close => false,
+        }
+    }
+
+    /// Hands what `buf` holds of the body to `sink`, removing it from `buf`.
+    fn next(&mut self, buf: &mut Vec<u8>, sink: &mut impl Sink) -> Step {
+        match self.framing {
+            Framing::Length(n) => {
+                let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                sink.take(&buf[..take]);
+                buf.drain(..take);
+                self.framing = Framing::Length(n - take as u64);
+                if n == take as u64 {
+                    Step::Ended
+                } else {
+                    Step::More
+                }
+            }
+            Framing::Close => {
+                sink.take(buf);
+                buf.clear();
+                Step::More
+            }
+            Framing::Chunked => self.next_chunked(buf, sink),
+        }
+    }
+
+    fn next_chunked(&mut self, buf: &mut Vec<u8>, sink: &mut impl Sink) -> Step {
+        let mut at = 0;
+        let step = loop {
+            match self.chunk {
+                ChunkState::Size => {
+                    let Some(end) = line_end(&buf[at..]) else {
+                        break if buf.len() - at > 1024 {
+                            Step::Bad
+                        } else {
+                            Step::More
+                        };
+                    };
+                    let line = &buf[at..at + end];
+                    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+                    let Some(size) = std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|d| u64::from_str_radix(d.trim(), 16).ok())
+                    else {
+                        break Step::Bad;
+                    };
+                    at += end + 2;
+                    self.chunk = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    let have = buf.len() - at;
+                    if have == 0 {
+                        break Step::More;
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(have);
+                    sink.take(&buf[at..at + take]);
+                    at += take;
+                    let left = left - take as u64;
+                    self.chunk = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() - at < 2 {
+                        break Step::More;
+                    }
+                    if &buf[at..at + 2] != b"\r\n" {
+                        break Step::Bad;
+                    }
+                    at += 2;
+                    self.chunk = ChunkState::Size;
+                }
+                ChunkState::Trailer => {
+                    let Some(end) = line_end(&buf[at..]) else {
+                        break if buf.len() - at > MAX_HEAD {
+                            Step::Bad
+                        } else {
+                            Step::More
+                        };
+                    };
+                    at += end + 2;
+                    if end == 0 {
+                        self.chunk = ChunkState::Done;
+                    }
+                }
+                ChunkState::Done => break Step::Ended,
+            }
+        };
+        buf.drain(..at);
+        step
+    }
+}
+
+/// Where the first CRLF in `bytes` starts.
+fn line_end(bytes: &[u8]) -> Option<usize> {
+    memchr::memmem::find(bytes, b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect(Vec<u8>);
+    impl Sink for Collect {
+        fn take(&mut self, data: &[u8]) {
+            self.0.extend_from_slice(data);
+        }
+    }
+
+    /// A chunked body split at every possible point decodes the same.
+    #[test]
+    fn a_chunked_body_decodes_however_it_arrives() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        for split in 1..wire.len() {
+            let mut reader = BodyReader {
+                framing: Framing::Chunked,
+                chunk: ChunkState::Size,
+            };
+            let mut out = Collect(Vec::new());
+            let mut buf = wire[..split].to_vec();
+            assert_eq!(reader.next(&mut buf, &mut out), Step::More, "split {split}");
+            buf.extend_from_slice(&wire[split..]);
+            assert_eq!(
+                reader.next(&mut buf, &mut out),
+                Step::Ended,
+                "split {split}"
+            );
+            assert_eq!(out.0, b"hello world");
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_malformed_chunk_is_left_to_reqwest() {
+        for wire in [&b"zz\r\nhello\r\n"[..], b"5\r\nhelloXX0\r\n\r\n"] {
+            let mut reader = BodyReader {
+                framing: Framing::Chunked,
+                chunk: ChunkState::Size,
+            };
+            let mut buf = wire.to_vec();
+            assert_eq!(reader.next(&mut buf, &mut Discard), Step::Bad);
+        }
+    }
+
+    #[test]
+    fn framing_follows_the_head() {
+        let parse = |raw: &[u8]| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut r = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(len) = r.parse(raw).unwrap() else {
+                panic!("partial");
+            };
+            parse_head(&r, len).map(|h| (h.framing, h.keep_alive))
+        };
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+            Some((Framing::Length(5), true))
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, close\r\n\r\n"),
+            Some((Framing::Chunked, false))
+        );
+        assert_eq!(
+            parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            Some((Framing::Length(0), false))
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\n\r\n"),
+            Some((Framing::Close, false))
+        );
+        // What hyper would refuse or read otherwise is not read here.
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            None
+        );
+    }
+}
