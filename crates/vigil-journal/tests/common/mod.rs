@@ -60,3 +60,25 @@ pub fn parse_export(b: &[u8]) -> Vec<(String, Vec<Vec<u8>>)> {
     }
     entries
 }
+
+/// The messages `journalctl -D root <matches>` shows, one per line (`-o cat`), in the
+/// files journald still keeps: with `["-u", unit]`, the entries journald attributed to the
+/// unit; with `["-t", tag]`, a writer's lines whatever journald attributed them to.
+pub fn messages(root: &Path, matches: &[&str]) -> Vec<String> {
+    let out = Command::new("journalctl")
+        .arg("-D")
+        .arg(root)
+        .args(matches)
+        .args(["-o", "cat", "-q", "--no-pager"])
+        .output()
+        .expect("run journalctl");
+    assert!(
+        out.status.success(),
+        "journalctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
