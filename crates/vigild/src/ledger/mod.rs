@@ -20,12 +20,13 @@
 //! intents, outcomes, resets, history); `states` the check and exec states; `deliveries`
 //! the alert delivery log; `heartbeats` pushed heartbeats; `handle` the thread that owns
 //! the connection in the daemon; `in_place` the tuned path that runs a decision on the
-//! caller's thread.
+//! caller's thread; `one_shot` the connection of a one-shot command.
 
 mod deliveries;
 mod handle;
 mod heartbeats;
 mod in_place;
+mod one_shot;
 mod restarts;
 mod schema;
 mod states;
