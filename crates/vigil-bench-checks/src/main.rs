@@ -1,10 +1,14 @@
 //! `vigil-bench-checks KIND N WARMUP [ARGS...]`: runs `vigil_checks::probe` for one check
 //! kind `WARMUP` times (not measured: builds HTTP clients, log cursors, ...) and then `N`
-//! times, in a tokio runtime shaped like the daemon's (multi-thread, 2 workers), and prints
-//! one line of `key=value` pairs: CPU (user+sys, the whole process, all threads) and wall
-//! time per run, plus how many runs passed. The measured loop also stops once it has run
-//! for `VIGIL_BENCH_BUDGET_S` seconds of wall time (default 20), so a slow kind on a busy
-//! host still finishes; `n=` reports the runs actually measured.
+//! times, in a tokio runtime, and prints one line of `key=value` pairs: CPU (user+sys, the
+//! whole process, all threads) and wall time per run, plus how many runs passed. The
+//! measured loop also stops once it has run for `VIGIL_BENCH_BUDGET_S` seconds of wall time
+//! (default 20), so a slow kind on a busy host still finishes; `n=` reports the runs
+//! actually measured.
+//!
+//! `VIGIL_BENCH_RT` picks the runtime: `multi` (the default: multi-thread with two workers,
+//! the shape of the earlier published figures) or `current` (the daemon's runtime today:
+//! one thread runs every task, as in vigild's `cli::block_on`).
 //!
 //! CPU is read with `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` around each probe call (the
 //! same accounting as getrusage's `ru_utime + ru_stime`, at nanosecond resolution, and
@@ -257,12 +261,22 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("WARMUP: {e}"))?;
     let mut spec = spec(&kind, &args[3..])?;
     vigil_checks::install_crypto_provider();
-    // The daemon's runtime (vigild/src/cli.rs): multi-thread, two workers.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
+    let runtime = match std::env::var("VIGIL_BENCH_RT").as_deref() {
+        // The daemon's runtime today (vigild/src/cli/mod.rs `block_on`): one thread runs
+        // every task.
+        Ok("current") => tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(8)
+            .thread_keep_alive(Duration::from_secs(2))
+            .enable_all()
+            .build(),
+        // The shape the earlier figures were measured in: multi-thread, two workers.
+        Ok("multi") | Err(_) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+        Ok(other) => return Err(format!("VIGIL_BENCH_RT={other}: want current or multi")),
+    }
+    .map_err(|e| format!("runtime: {e}"))?;
     let cx = ProbeContext::new();
     let budget_s: u64 = std::env::var("VIGIL_BENCH_BUDGET_S")
         .ok()
