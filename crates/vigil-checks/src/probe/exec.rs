@@ -22,23 +22,24 @@ pub(super) fn label(check: &ExecCheck) -> String {
 }
 
 pub(super) async fn probe(check: &ExecCheck, timeout: Duration) -> Verdict {
-    let label = label(check);
     let spec = RunSpec {
         capture_limit: CAPTURE_LIMIT,
         ..RunSpec::new(&check.command, timeout)
     };
     let outcome = process::run(spec)
         .await
-        .map_err(|e| format!("{label}: {e}"))?;
-    judge(check, &label, timeout, &outcome)
+        .map_err(|e| format!("{}: {e}", label(check)))?;
+    judge(check, timeout, &outcome)
 }
 
-fn judge(check: &ExecCheck, label: &str, timeout: Duration, outcome: &RunOutcome) -> Verdict {
+/// The label is formatted only for a failure reason: a passing run never needs it.
+fn judge(check: &ExecCheck, timeout: Duration, outcome: &RunOutcome) -> Verdict {
     let exit = match outcome.exit {
         Some(exit) if !outcome.timed_out => exit,
         _ => {
             return Err(format!(
-                "{label}: timed out after {} (process group killed){}",
+                "{}: timed out after {} (process group killed){}",
+                label(check),
                 format_duration(timeout),
                 output_hint(outcome)
             ));
@@ -50,7 +51,8 @@ fn judge(check: &ExecCheck, label: &str, timeout: Duration, outcome: &RunOutcome
             Exit::Signal(_) => format!("exit code {}", check.expect_exit),
         };
         return Err(format!(
-            "{label}: {exit}, expected {expected}{}",
+            "{}: {exit}, expected {expected}{}",
+            label(check),
             output_hint(outcome)
         ));
     }
@@ -58,7 +60,8 @@ fn judge(check: &ExecCheck, label: &str, timeout: Duration, outcome: &RunOutcome
         let stdout = String::from_utf8_lossy(&outcome.stdout);
         if !stdout.contains(needle.as_str()) {
             let mut reason = format!(
-                "{label}: stdout does not contain {needle:?} (read {} bytes)",
+                "{}: stdout does not contain {needle:?} (read {} bytes)",
+                label(check),
                 outcome.stdout.len()
             );
             if let Some(line) = first_line(&outcome.stdout, LINE_MAX) {
@@ -107,7 +110,7 @@ mod tests {
     }
 
     fn judged(c: &ExecCheck, o: &RunOutcome) -> Verdict {
-        judge(c, &label(c), Duration::from_secs(5), o)
+        judge(c, Duration::from_secs(5), o)
     }
 
     #[test]
