@@ -334,6 +334,7 @@ pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, SpawnError> {
         stdin,
         stdout,
         stderr,
+        writers,
     } = spawn(&spec).map_err(spawn_error)?;
     let mut guard = GroupGuard {
         pid,
@@ -388,6 +389,8 @@ pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, SpawnError> {
             guard.exited().await;
         }
         let status = guard.reap();
+        // Now the pipes can end: once nothing else in the group holds them.
+        drop(writers);
 
         // Collect what is still in the pipes, but never wait long for an escaped process.
         let drain_until = Instant::now() + DRAIN_GRACE;
@@ -468,6 +471,10 @@ struct Spawned {
     stdin: Option<OwnedFd>,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// Vigil's copies of the write ends of stdout and stderr, held until the leader has
+    /// exited: the pipes cannot hang up before, so a run wakes once when the leader
+    /// exits instead of once per pipe closing on the way out (output still wakes it).
+    writers: [OwnedFd; 2],
 }
 
 /// Starts the child: argv, environment, working directory, stdio and process group as
@@ -540,6 +547,7 @@ fn spawn(spec: &RunSpec<'_>) -> io::Result<Spawned> {
         stdin: stdin.map(|(_, write)| write),
         stdout: stdout_r,
         stderr: stderr_r,
+        writers: [stdout_w, stderr_w],
     })
 }
 

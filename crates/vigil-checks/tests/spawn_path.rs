@@ -129,6 +129,31 @@ async fn a_timed_out_exec_check_kills_its_whole_group_term_ignoring_grandchild_i
     .await;
 }
 
+/// Vigil holds its own copies of the pipes' write ends until the leader exits: a leader
+/// that closes its outputs early is still waited for, and what it wrote before is kept.
+#[tokio::test]
+async fn a_leader_that_closes_its_outputs_is_still_waited_for() {
+    let a = argv(&[
+        "sh",
+        "-c",
+        "echo early; echo warn >&2; exec >&- 2>&-; sleep 0.3; exit 4",
+    ]);
+    let out = vigil_checks::process::run(vigil_checks::process::RunSpec::new(
+        &a,
+        Duration::from_secs(10),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(out.exit, Some(vigil_checks::process::Exit::Code(4)));
+    assert_eq!(out.stdout, b"early\n");
+    assert_eq!(out.stderr, b"warn\n");
+    assert!(
+        out.duration >= Duration::from_millis(300),
+        "{:?}",
+        out.duration
+    );
+}
+
 /// A signal-set line of /proc/PID/status (`SigBlk`, `SigIgn`, ...) as a bit mask.
 fn signal_mask(status: &str, name: &str) -> u64 {
     status
