@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use rustix::fs::{Access, AtFlags, CWD, OFlags};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+use tokio::io::AsyncWriteExt;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
@@ -358,67 +358,68 @@ pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, SpawnError> {
     let limit = spec.capture_limit;
     let deadline = started + spec.timeout;
 
-    let (timed_out, exit, duration) = {
-        let mut out_pump = pin!(pump(stdout, &mut out_buf, limit));
-        let mut err_pump = pin!(pump(stderr, &mut err_buf, limit));
+    let (timed_out, duration, mut out_done, mut err_done) = {
+        let mut out_pump = pin!(pump(&stdout, &mut out_buf, limit));
+        let mut err_pump = pin!(pump(&stderr, &mut err_buf, limit));
         let mut feed = pin!(feed_stdin(stdin, spec.stdin));
         let mut out_done = false;
         let mut err_done = false;
         let mut feed_done = false;
-
-        let timed_out = {
-            let mut exited = pin!(guard.exited());
-            let mut sleep = pin!(tokio::time::sleep_until(deadline));
-            loop {
-                tokio::select! {
-                    () = &mut out_pump, if !out_done => out_done = true,
-                    () = &mut err_pump, if !err_done => err_done = true,
-                    () = &mut feed, if !feed_done => feed_done = true,
-                    () = &mut exited => break false,
-                    () = &mut sleep => break true,
-                }
+        let mut exited = pin!(guard.exited());
+        let mut sleep = pin!(tokio::time::sleep_until(deadline));
+        let timed_out = loop {
+            tokio::select! {
+                () = &mut out_pump, if !out_done => out_done = true,
+                () = &mut err_pump, if !err_done => err_done = true,
+                () = &mut feed, if !feed_done => feed_done = true,
+                () = &mut exited => break false,
+                () = &mut sleep => break true,
             }
         };
-        let duration = started.elapsed();
+        // Whatever the leader did not read of its stdin stays unread: the pipe closes here.
+        (timed_out, started.elapsed(), out_done, err_done)
+    };
 
-        if timed_out || spec.leftovers == Leftovers::Kill {
-            guard.kill_group();
-        }
-        if timed_out {
-            // SIGKILLed just now: gone promptly.
-            guard.exited().await;
-        }
-        let status = guard.reap();
-        // Now the pipes can end: once nothing else in the group holds them.
-        drop(writers);
+    if timed_out || spec.leftovers == Leftovers::Kill {
+        guard.kill_group();
+    }
+    if timed_out {
+        // SIGKILLed just now: gone promptly.
+        guard.exited().await;
+    }
+    let status = guard.reap();
+    // Now the pipes can end: once nothing else in the group holds them.
+    drop(writers);
 
-        // Collect what is still in the pipes, but never wait long for an escaped process.
-        let drain_until = Instant::now() + DRAIN_GRACE;
+    // Collect what is still in the pipes. Normally both are at EOF by now; only a process
+    // that escaped the group (or was kept) may hold one open, and it is not waited for long.
+    out_done = out_done || read_now(&stdout, &mut out_buf, limit);
+    err_done = err_done || read_now(&stderr, &mut err_buf, limit);
+    if !(out_done && err_done) {
         let drain = async {
             tokio::join!(
                 async {
                     if !out_done {
-                        out_pump.as_mut().await;
+                        pump(&stdout, &mut out_buf, limit).await;
                     }
                 },
                 async {
                     if !err_done {
-                        err_pump.as_mut().await;
+                        pump(&stderr, &mut err_buf, limit).await;
                     }
                 },
             )
         };
-        let _ = tokio::time::timeout_at(drain_until, drain).await;
+        let _ = tokio::time::timeout_at(Instant::now() + DRAIN_GRACE, drain).await;
+    }
 
-        let exit = match status {
-            Ok(exit) if !timed_out => Some(exit),
-            Ok(_) => None,
-            Err(err) => {
-                tracing::warn!(pid = pid_raw, error = %err, "could not reap child");
-                None
-            }
-        };
-        (timed_out, exit, duration)
+    let exit = match status {
+        Ok(exit) if !timed_out => Some(exit),
+        Ok(_) => None,
+        Err(err) => {
+            tracing::warn!(pid = pid_raw, error = %err, "could not reap child");
+            None
+        }
     };
 
     Ok(RunOutcome {
@@ -438,19 +439,44 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Reads `pipe` to EOF, keeping at most `limit` bytes in `buf` and discarding the rest.
 /// Writes into a caller-owned buffer so a partially drained pipe keeps what it read.
-async fn pump<R: AsyncRead + Unpin>(mut pipe: R, buf: &mut Vec<u8>, limit: usize) {
+async fn pump(pipe: &pipe::Receiver, buf: &mut Vec<u8>, limit: usize) {
     loop {
-        // Reads go straight into the buffer's spare capacity (nothing to zero); whatever
-        // lands past `limit` is cut off again, so that room doubles as the discard buffer.
-        if buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(READ_CHUNK);
-        }
-        match pipe.read_buf(buf).await {
+        make_room(buf);
+        // Reads only once tokio has seen the pipe readable (else WouldBlock, no syscall).
+        match pipe.try_read_buf(buf) {
             Ok(0) => return,
             Ok(_) => buf.truncate(limit),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if pipe.readable().await.is_err() {
+                    return;
+                }
+            }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,
         }
+    }
+}
+
+/// Reads what `pipe` holds right now, without waiting for the runtime to report it
+/// readable: true once it is at EOF (or broken), false if it is open and empty.
+fn read_now(pipe: &pipe::Receiver, buf: &mut Vec<u8>, limit: usize) -> bool {
+    loop {
+        make_room(buf);
+        match rustix::io::read(pipe, rustix::buffer::spare_capacity(buf)) {
+            Ok(0) => return true,
+            Ok(_) => buf.truncate(limit),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Reads go straight into the buffer's spare capacity (nothing to zero); whatever lands
+/// past the limit is cut off again, so that room doubles as the discard buffer.
+fn make_room(buf: &mut Vec<u8>) {
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(READ_CHUNK);
     }
 }
 
