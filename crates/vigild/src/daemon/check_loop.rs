@@ -48,22 +48,31 @@ pub(super) struct CheckLoop {
     pub(super) voided: u32,
 }
 
-/// Check runs start on a grid of this step (from one process-wide origin), so checks
-/// that would start a few milliseconds apart start in the same wake-up of the runtime.
+/// Check runs start on a grid (from one process-wide origin), so checks that would start
+/// a few milliseconds apart start in the same wake-up of the runtime.
 ///
 /// Measured (1,000 `http` checks at 1 s, release build): each wake-up of the runtime
 /// thread costs an `epoll_wait` return and a context switch, about a fifth of the daemon's
-/// CPU when the checks were spread one per millisecond. On the grid, ten checks share a
-/// wake-up. A check's interval is unchanged (runs stay `every` apart); only its phase
-/// moves, by less than one step, so start jitter at the server is unchanged.
+/// CPU when the checks were spread one per millisecond. On a 10 ms grid, ten checks share
+/// a wake-up. A check's interval is unchanged (runs stay `every` apart); only its phase
+/// moves, by less than one step, so start jitter at the server is unchanged. The step is
+/// a hundredth of the interval at most: 1,000 checks at 100 ms on a 10 ms grid started in
+/// bursts of a hundred, which needed more connections than a pool keeps (a new one for
+/// 4 requests in 10) and queued each burst's last checks behind its first.
 const GRID: Duration = Duration::from_millis(10);
 
-/// `at`, rounded up to the check-start grid.
-fn on_grid(at: Instant) -> Instant {
+/// The grid step for checks run every `every`: [`GRID`], or a hundredth of `every` if
+/// that is shorter (not under a millisecond, the timer's resolution).
+fn grid(every: Duration) -> Duration {
+    (every / 100).clamp(Duration::from_millis(1), GRID)
+}
+
+/// `at`, rounded up to a multiple of `step` since the grid's origin.
+fn on_grid(at: Instant, step: Duration) -> Instant {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let origin = *ORIGIN.get_or_init(Instant::now);
     let since = at.saturating_duration_since(origin);
-    let step = GRID.as_nanos();
+    let step = step.as_nanos();
     let rem = since.as_nanos() % step;
     if rem == 0 {
         return at;
@@ -87,7 +96,8 @@ impl CheckLoop {
         first_delay: Duration,
     ) -> impl Future<Output = ()> + Send + 'static {
         async move {
-            let mut due = on_grid(Instant::now() + first_delay);
+            let grid = grid(self.check.every);
+            let mut due = on_grid(Instant::now() + first_delay, grid);
             let watching_since = clock::now();
             let mut seen_start = self.started.version();
             checks::resume(&self.service, &self.check, self.position.as_deref());
@@ -123,7 +133,7 @@ impl CheckLoop {
                 due += self.interval();
                 let now = Instant::now();
                 if due < now {
-                    due = on_grid(now);
+                    due = on_grid(now, grid);
                 }
                 let now = clock::now();
                 if self.started.version() != seen_start {
