@@ -10,15 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::{Reply, http, serve, serve_tls, wait_until};
+use support::{Reply, http, run_http as run, serve, serve_tls, wait_until};
 use vigil_checks::model::{CheckKind, HttpCheck, Pattern, StatusSet};
-use vigil_checks::{ProbeContext, ProbeOutcome, probe};
-
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-async fn run(check: HttpCheck, cx: &ProbeContext) -> ProbeOutcome {
-    probe(&CheckKind::Http(check), TIMEOUT, cx).await
-}
+use vigil_checks::{ProbeContext, probe};
 
 #[tokio::test]
 async fn status_in_the_default_range_passes() {

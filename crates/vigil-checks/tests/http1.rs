@@ -12,17 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::http;
+use support::{http, run_http as run};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use vigil_checks::model::{CheckKind, HttpCheck, Pattern};
-use vigil_checks::{ProbeContext, ProbeOutcome, probe};
-
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-async fn run(check: HttpCheck, cx: &ProbeContext) -> ProbeOutcome {
-    probe(&CheckKind::Http(check), TIMEOUT, cx).await
-}
+use vigil_checks::model::{HttpCheck, Pattern};
+use vigil_checks::ProbeContext;
 
 /// A server that answers each request with `reply(request head)`'s bytes and, when
 /// `close` says so, closes the connection after it.

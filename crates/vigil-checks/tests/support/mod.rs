@@ -38,6 +38,14 @@ pub fn http(url: &str) -> HttpCheck {
     }
 }
 
+/// One `http` probe of `check`, with a 5 s deadline.
+pub async fn run_http(
+    check: HttpCheck,
+    cx: &vigil_checks::ProbeContext,
+) -> vigil_checks::ProbeOutcome {
+    vigil_checks::probe(&CheckKind::Http(check), Duration::from_secs(5), cx).await
+}
+
 /// A check with the config defaults, except a short timeout and retry delay.
 pub fn check(kind: CheckKind) -> Check {
     Check {
