@@ -13,6 +13,5 @@ fn main() -> ExitCode {
         let rest: Vec<_> = args.collect();
         return ExitCode::from(vigild::drivers::exec::spawn::exec_wrapper(&rest));
     }
-    vigild::platform::limit_malloc_arenas();
     ExitCode::from(vigild::cli::main())
 }

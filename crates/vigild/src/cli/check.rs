@@ -10,7 +10,7 @@ use vigil_checks::{CheckRun, ProbeContext};
 use vigil_config::model::{Argv, Config, DriverSpec, OnFailure, Service};
 use vigil_core::health::HealthStatus;
 use vigil_core::lifecycle::{HoldKind, Op};
-use vigil_core::{RestartRequest, Source};
+use vigil_core::{RestartRequest, Source, Timestamp};
 
 use super::{CheckArgs, guard_context, service_or_usage};
 use crate::checks;
@@ -156,6 +156,9 @@ async fn run_checks(
             .await?
     };
     let reader = Reader::new(&service.driver, probes);
+    // The driver's uptime (a container's or unit's start): asked once, by the first check
+    // with a grace period, if any.
+    let mut driver_started: Option<Option<Option<Timestamp>>> = None;
     let mut reports = Vec::new();
     let mut wanted = None;
     for (check, run) in service.checks.iter().zip(runs) {
@@ -174,7 +177,11 @@ async fn run_checks(
             started_at.map(|t| now.saturating_since(t))
         } else {
             // The driver's uptime when it knows (systemd: ActiveEnterTimestamp).
-            match reader.started_at().await {
+            let driver = match driver_started {
+                Some(answer) => answer,
+                None => *driver_started.insert(reader.started_at().await),
+            };
+            match driver {
                 Some(Some(t)) => Some(now.saturating_since(t)),
                 Some(None) => None,
                 None => started_at.map(|t| now.saturating_since(t)),

@@ -63,6 +63,10 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
+    use vigil_core::Timestamp;
+    use vigil_core::health::{CheckHealth, HealthStatus, RunVerdict};
+
+    use super::super::{CheckStateRow, LedgerHandle};
     use super::*;
 
     fn wal_len(dir: &Path) -> u64 {
@@ -76,7 +80,8 @@ mod tests {
             .conn
             .execute(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-                 INSERT INTO heartbeats (service, name, at) SELECT ?2, printf('%0200d', i), i FROM n",
+                 INSERT INTO heartbeats (service, name, at)
+                 SELECT ?2, printf('%0200d', i), i FROM n",
                 rusqlite::params![n, service],
             )
             .expect("insert");
@@ -138,5 +143,34 @@ mod tests {
         assert!(wal_len(dir.path()) >= long.min(CHECKPOINT_AT));
         assert_eq!(rows(&ledger), 1000);
         daemon.conn.execute_batch("COMMIT").expect("commit");
+    }
+
+    /// A one-shot command's handle has no ledger thread: a job runs on the caller's
+    /// thread, and a saved check state is in the database at once, for any other
+    /// connection.
+    #[tokio::test]
+    async fn a_one_shot_handle_runs_everything_where_it_is_called() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let handle = LedgerHandle::spawn_one_shot(dir.path()).expect("open");
+        let here = std::thread::current().id();
+        assert_eq!(handle.call(|_| std::thread::current().id()).await, here);
+        handle.save_check_state(CheckStateRow {
+            service: "web".into(),
+            check: "health".into(),
+            health: CheckHealth {
+                status: HealthStatus::Passing,
+                consecutive_failures: 0,
+                consecutive_successes: 3,
+                last_change: None,
+            },
+            last_verdict: Some(RunVerdict::Pass),
+            last_reason: "200 OK".into(),
+            last_run: Some(Timestamp::from_secs(1)),
+            position: None,
+        });
+        let other = Ledger::open(dir.path()).expect("open");
+        let states = other.check_states().expect("states");
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].health.consecutive_successes, 3);
     }
 }

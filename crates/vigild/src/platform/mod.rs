@@ -10,14 +10,18 @@ pub mod process;
 
 /// glibc gives every thread that allocates its own malloc arena (up to 8 per core), and an
 /// arena keeps its high-water mark resident; for a daemon that mostly waits, two arenas cut
-/// the idle RSS by several MiB at no measurable CPU cost. (musl, the static build's libc,
-/// has no arenas and no such tunable.)
+/// the idle RSS by several MiB at no measurable CPU cost. A one-shot command gets one: a
+/// thread it starts (the runtime's blocking pool, for a DNS lookup) allocates little, and a
+/// second arena costs a 64 MiB reservation, its trims and fresh pages. (musl, the static
+/// build's libc, has no arenas and no such tunable.)
 #[allow(unsafe_code)]
-pub fn limit_malloc_arenas() {
+pub fn limit_malloc_arenas(max: u8) {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator tunable; it is called first thing in main,
-    // before any other thread exists, with a documented parameter and a valid value.
+    // SAFETY: mallopt only sets an allocator tunable; it is called before any other thread
+    // exists, with a documented parameter and a valid value.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, i32::from(max.max(1)));
     }
+    #[cfg(not(target_env = "gnu"))]
+    let _ = max;
 }
