@@ -15,8 +15,8 @@ use std::time::Duration;
 use support::{http, run_http as run};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use vigil_checks::model::{HttpCheck, Pattern};
 use vigil_checks::ProbeContext;
+use vigil_checks::model::{HttpCheck, Pattern};
 
 /// A server that answers each request with `reply(request head)`'s bytes and, when
 /// `close` says so, closes the connection after it.
