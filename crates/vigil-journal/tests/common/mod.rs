@@ -10,18 +10,23 @@ use std::process::Command;
 
 /// `journalctl -o export` of one file: per entry, its cursor and its fields in order.
 pub fn export(file: &Path) -> Vec<(String, Vec<Vec<u8>>)> {
-    let out = Command::new("journalctl")
-        .arg("--file")
-        .arg(file)
-        .args(["-o", "export", "--no-pager"])
-        .output()
-        .expect("run journalctl");
+    parse_export(&journalctl(|c| {
+        c.arg("--file")
+            .arg(file)
+            .args(["-o", "export", "--no-pager"])
+    }))
+}
+
+/// journalctl's output with the arguments `args` adds; panics if it fails.
+fn journalctl(args: impl FnOnce(&mut Command) -> &mut Command) -> Vec<u8> {
+    let mut command = Command::new("journalctl");
+    let out = args(&mut command).output().expect("run journalctl");
     assert!(
         out.status.success(),
         "journalctl failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    parse_export(&out.stdout)
+    out.stdout
 }
 
 /// Parses export-format text: per entry, its `__CURSOR` and its fields (`NAME=value`).
@@ -65,19 +70,13 @@ pub fn parse_export(b: &[u8]) -> Vec<(String, Vec<Vec<u8>>)> {
 /// files journald still keeps: with `["-u", unit]`, the entries journald attributed to the
 /// unit; with `["-t", tag]`, a writer's lines whatever journald attributed them to.
 pub fn messages(root: &Path, matches: &[&str]) -> Vec<String> {
-    let out = Command::new("journalctl")
-        .arg("-D")
-        .arg(root)
-        .args(matches)
-        .args(["-o", "cat", "-q", "--no-pager"])
-        .output()
-        .expect("run journalctl");
-    assert!(
-        out.status.success(),
-        "journalctl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let out = journalctl(|c| {
+        c.arg("-D")
+            .arg(root)
+            .args(matches)
+            .args(["-o", "cat", "-q", "--no-pager"])
+    });
+    String::from_utf8_lossy(&out)
         .lines()
         .map(str::to_owned)
         .collect()
