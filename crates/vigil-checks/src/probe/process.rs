@@ -5,11 +5,27 @@
 //! Must not: signal or otherwise touch the process, or keep state between runs: CPU use
 //! is sampled twice inside one probe, [`CPU_WINDOW`] apart (at most half the timeout), so
 //! the result does not depend on when the previous run happened.
+//!
+//! Cost (issue 17): a `/proc` file is read with one `open`, one `read` into a stack
+//! buffer and a `close` (a seq_file answers a read that can hold it whole in one go, so a
+//! short read is its end), not through `read_to_end`'s probing reads and allocations.
+//! The open-fd count is the size the kernel reports for `/proc/<pid>/fd` (Linux 6.2+:
+//! its number of open fds) once `faccessat` says the directory could be listed, else the
+//! directory is listed as before. Finding a process by name still reads every process's
+//! `comm` (and `cmdline` when `comm` differs) on every run, as it must: a pid found by
+//! name is not remembered, because an older process can come to carry the name at any
+//! time (`exec` and `prctl(PR_SET_NAME)` keep its start time; so does rewriting argv),
+//! and only a full scan sees that. The lookup stays on the blocking pool (a scan is
+//! O(processes), and a pid file may sit on any filesystem).
 
-use std::io::{self, Read};
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{Access, AtFlags, CWD, Mode, OFlags, RawDir, StatxFlags};
 use tokio::time::Instant;
 
 use super::Verdict;
@@ -19,9 +35,9 @@ use crate::model::{ProcessCheck, ProcessTarget};
 /// less). Clock ticks are usually 10ms, so the CPU figure has a resolution of ~5%.
 pub const CPU_WINDOW: Duration = Duration::from_millis(200);
 /// Bounded reads: `/proc/<pid>/stat` and `status` are a few KiB at most.
-const SMALL_READ: u64 = 16 * 1024;
+const SMALL_READ: usize = 16 * 1024;
 /// Enough of `cmdline` for argv[0].
-const CMDLINE_READ: u64 = 4096;
+const CMDLINE_READ: usize = 4096;
 
 pub(super) fn label(check: &ProcessCheck) -> String {
     match &check.target {
@@ -41,9 +57,29 @@ struct Stat {
     start_time: u64,
 }
 
+/// [`Stat`]'s fields borrowed from the bytes read.
+#[derive(Clone, Copy, Debug)]
+struct StatView<'a> {
+    comm: &'a [u8],
+    state: char,
+    cpu_ticks: u64,
+    start_time: u64,
+}
+
+impl StatView<'_> {
+    fn owned(&self) -> Stat {
+        Stat {
+            comm: String::from_utf8_lossy(self.comm).into_owned(),
+            state: self.state,
+            cpu_ticks: self.cpu_ticks,
+            start_time: self.start_time,
+        }
+    }
+}
+
 pub(super) async fn probe(check: &ProcessCheck, timeout: Duration) -> Verdict {
-    let owned = check.clone();
-    let (pid, first) = tokio::task::spawn_blocking(move || find(&owned.target))
+    let target = check.target.clone();
+    let (pid, first) = tokio::task::spawn_blocking(move || find(&target))
         .await
         .map_err(|e| format!("{}: lookup task failed: {e}", label(check)))??;
     let who = format!("process {pid} ({})", first.comm);
@@ -77,15 +113,14 @@ pub(super) async fn probe(check: &ProcessCheck, timeout: Duration) -> Verdict {
         }
     }
 
-    let status = if check.max_rss.is_some() || check.max_threads.is_some() {
-        Some(read_small(&proc_path(pid, "status")).map_err(|e| format!("{who}: {e}"))?)
+    let (rss, threads) = if check.max_rss.is_some() || check.max_threads.is_some() {
+        status_fields(pid).map_err(|e| format!("{who}: {e}"))?
     } else {
-        None
+        (None, None)
     };
-    let status = status.as_deref().unwrap_or("");
     if let Some(limit) = check.max_rss {
         // Kernel threads have no VmRSS line.
-        let rss = status_field(status, "VmRSS:").unwrap_or(0) * 1024;
+        let rss = rss.unwrap_or(0) * 1024;
         let text = format!("RSS {}", bytes(rss));
         if rss > limit {
             over.push(format!("{text}, limit {}", bytes(limit)));
@@ -94,7 +129,7 @@ pub(super) async fn probe(check: &ProcessCheck, timeout: Duration) -> Verdict {
         }
     }
     if let Some(limit) = check.max_threads {
-        let threads = status_field(status, "Threads:").unwrap_or(1);
+        let threads = threads.unwrap_or(1);
         let text = format!("{threads} threads");
         if threads > limit {
             over.push(format!("{text}, limit {limit}"));
@@ -150,48 +185,64 @@ fn by_pid_file(path: &Path) -> Result<(i32, Stat), String> {
         })?;
     let stat = read_stat(pid)
         .map_err(|_| format!("pid file {shown} names pid {pid}, which is not running"))?;
-    if is_dead(&stat) {
+    if is_dead(stat.state) {
         return Err(format!("process {pid} ({}) is a zombie", stat.comm));
     }
     Ok((pid, stat))
 }
 
-fn is_dead(stat: &Stat) -> bool {
-    matches!(stat.state, 'Z' | 'X' | 'x')
+fn is_dead(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
 }
 
 /// The oldest live process whose `comm` or argv[0] basename is `name` (ties: lowest pid).
+///
+/// Reads `comm`, then `cmdline` when `comm` differs, then `stat` of a match, as before;
+/// each with one `open`, `read` and `close` and no allocation. (Reading every `stat`
+/// first to skip the names of processes younger than the best match so far cost more:
+/// `stat` is the most expensive of the three to generate.)
 fn by_name(name: &str) -> Result<(i32, Stat), String> {
-    let dir = std::fs::read_dir("/proc").map_err(|e| format!("cannot read /proc: {e}"))?;
-    let mut best: Option<(i32, Stat)> = None;
+    let dir = rustix::fs::open(
+        "/proc",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot read /proc: {}", io::Error::from(e)))?;
+    let mut listing = [MaybeUninit::<u8>::uninit(); 8192];
+    let mut entries = RawDir::new(&dir, &mut listing);
+    let mut buf = [0u8; 2048];
+    let mut best: Option<(i32, u64, Stat)> = None;
     let mut zombie: Option<i32> = None;
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+    while let Some(entry) = entries.next() {
+        // A listing error ends the scan, as `read_dir(..).flatten()` did.
+        let Ok(entry) = entry else { break };
+        let Some(pid) = parse_pid(entry.file_name().to_bytes()) else {
             continue;
         };
         if !name_matches(pid, name) {
             continue;
         }
         // Gone since the listing: not a candidate.
-        let Ok(stat) = read_stat(pid) else { continue };
-        if is_dead(&stat) {
+        let Ok(text) = read_proc(pid, c"stat", &mut buf) else {
+            continue;
+        };
+        let Some(stat) = parse_stat_bytes(text) else {
+            continue;
+        };
+        if is_dead(stat.state) {
             zombie.get_or_insert(pid);
             continue;
         }
-        let older = match &best {
-            None => true,
-            Some((bp, bs)) => (stat.start_time, pid) < (bs.start_time, *bp),
-        };
-        if older {
-            best = Some((pid, stat));
+        if let Some((bp, bstart, _)) = &best
+            && (stat.start_time, pid) >= (*bstart, *bp)
+        {
+            continue;
         }
+        let owned = stat.owned();
+        best = Some((pid, owned.start_time, owned));
     }
     match (best, zombie) {
-        (Some(found), _) => Ok(found),
+        (Some((pid, _, stat)), _) => Ok((pid, stat)),
         (None, Some(pid)) => Err(format!("process {pid} ({name}) is a zombie")),
         (None, None) => Err(format!("no process named {name} is running")),
     }
@@ -199,19 +250,25 @@ fn by_name(name: &str) -> Result<(i32, Stat), String> {
 
 /// `comm` (the kernel's 15-byte name) or the basename of argv[0] equals `name`.
 fn name_matches(pid: i32, name: &str) -> bool {
-    if let Ok(comm) = std::fs::read(proc_path(pid, "comm")) {
-        let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
-        if comm == name.as_bytes() {
-            return true;
-        }
+    let mut buf = [0u8; 256];
+    if let Ok(comm) = read_proc(pid, c"comm", &mut buf)
+        && comm.strip_suffix(b"\n").unwrap_or(comm) == name.as_bytes()
+    {
+        return true;
     }
-    let mut argv0 = Vec::new();
-    let Ok(file) = std::fs::File::open(proc_path(pid, "cmdline")) else {
+    argv0_matches(pid, name)
+}
+
+fn parse_pid(name: &[u8]) -> Option<i32> {
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
+/// The basename of argv[0] (from `cmdline`) equals `name`.
+fn argv0_matches(pid: i32, name: &str) -> bool {
+    let mut buf = [0u8; CMDLINE_READ];
+    let Ok(argv0) = read_proc(pid, c"cmdline", &mut buf) else {
         return false;
     };
-    if file.take(CMDLINE_READ).read_to_end(&mut argv0).is_err() {
-        return false;
-    }
     let argv0 = argv0.split(|&b| b == 0).next().unwrap_or(&[]);
     let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
     !base.is_empty() && base == name.as_bytes()
@@ -221,35 +278,99 @@ fn proc_path(pid: i32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
 }
 
+/// `/proc/<pid>/<file>` as a C string in `out`, without allocating.
+fn proc_cpath<'a>(pid: i32, file: &CStr, out: &'a mut [u8; 64]) -> &'a CStr {
+    use std::io::Write;
+    let mut cursor = io::Cursor::new(&mut out[..]);
+    // 6 + 11 + 1 + a short file name + NUL fit in 64 bytes.
+    let _ = write!(cursor, "/proc/{pid}/");
+    let _ = cursor.write_all(file.to_bytes_with_nul());
+    let len = cursor.position() as usize;
+    CStr::from_bytes_with_nul(&out[..len]).unwrap_or(c"/proc/self/")
+}
+
+/// Reads `/proc/<pid>/<file>` into `buf` with one `read` per chunk and returns the bytes.
+/// A seq_file (`stat`, `status`) and `cmdline` hand out everything a read can hold in
+/// one go, so a short read is the end: no extra `read` for EOF.
+fn read_proc<'b>(pid: i32, file: &CStr, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
+    let mut path = [0u8; 64];
+    let fd = rustix::fs::open(
+        proc_cpath(pid, file, &mut path),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let len = read_fd(&fd, buf, true)?;
+    Ok(&buf[..len])
+}
+
+/// Fills `buf` from `fd` until EOF (or, with `short_is_end`, a short read) or `buf` is full.
+fn read_fd(fd: &OwnedFd, buf: &mut [u8], short_is_end: bool) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = match rustix::io::read(fd.as_fd(), &mut buf[filled..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            break;
+        }
+        let asked = buf.len() - filled;
+        filled += n;
+        if short_is_end && n < asked {
+            break;
+        }
+    }
+    Ok(filled)
+}
+
 /// A bounded read of a small text file; errors as short text (`not found`, ...).
 fn read_small(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+    let not_found = |e: io::Error| match e.kind() {
         io::ErrorKind::NotFound => "not found".to_owned(),
         _ => e.to_string(),
-    })?;
-    let mut buf = Vec::new();
-    file.take(SMALL_READ)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| not_found(e.into()))?;
+    let mut buf = [0u8; SMALL_READ];
+    let len = read_fd(&fd, &mut buf, false).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
 fn read_stat(pid: i32) -> Result<Stat, String> {
-    parse_stat(&read_small(&proc_path(pid, "stat"))?).ok_or_else(|| "unparsable stat".to_owned())
+    let mut buf = [0u8; 2048];
+    let text = read_proc(pid, c"stat", &mut buf).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => "not found".to_owned(),
+        _ => e.to_string(),
+    })?;
+    parse_stat_bytes(text)
+        .map(|s| s.owned())
+        .ok_or_else(|| "unparsable stat".to_owned())
 }
 
 /// `pid (comm) S ppid ...`: comm may hold spaces and parentheses, so split at the last `)`.
+#[cfg(test)]
 fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); field n is rest[n - 3].
-    let state = rest.first()?.chars().next()?;
-    let utime: u64 = rest.get(11)?.parse().ok()?;
-    let stime: u64 = rest.get(12)?.parse().ok()?;
-    let start_time: u64 = rest.get(19)?.parse().ok()?;
-    Some(Stat {
+    parse_stat_bytes(text.as_bytes()).map(|s| s.owned())
+}
+
+/// [`parse_stat`] on the bytes read, borrowing `comm`.
+fn parse_stat_bytes(text: &[u8]) -> Option<StatView<'_>> {
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let comm = text.get(open + 1..close)?;
+    // After the comm: field 3 (state) is the first; field n is the (n - 3)th.
+    let mut rest = text
+        .get(close + 1..)?
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let state = char::from(*rest.next()?.first()?);
+    let mut field =
+        |skip: usize| -> Option<u64> { std::str::from_utf8(rest.nth(skip)?).ok()?.parse().ok() };
+    let utime = field(10)?; // field 14
+    let stime = field(0)?; // field 15
+    let start_time = field(6)?; // field 22
+    Some(StatView {
         comm,
         state,
         cpu_ticks: utime + stime,
@@ -257,18 +378,55 @@ fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
-/// `VmRSS:    1234 kB` → 1234; `Threads:  7` → 7.
-fn status_field(status: &str, key: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// `VmRSS:` and `Threads:` from `/proc/<pid>/status`.
+fn status_fields(pid: i32) -> Result<(Option<u64>, Option<u64>), String> {
+    let mut buf = [0u8; SMALL_READ];
+    let text = read_proc(pid, c"status", &mut buf).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => "not found".to_owned(),
+        _ => e.to_string(),
+    })?;
+    Ok((
+        status_field_bytes(text, b"VmRSS:"),
+        status_field_bytes(text, b"Threads:"),
+    ))
 }
 
+/// `VmRSS:    1234 kB` → 1234; `Threads:  7` → 7.
+#[cfg(test)]
+fn status_field(status: &str, key: &str) -> Option<u64> {
+    status_field_bytes(status.as_bytes(), key.as_bytes())
+}
+
+/// [`status_field`] on bytes: the first line starting with `key`, its first word.
+fn status_field_bytes(status: &[u8], key: &[u8]) -> Option<u64> {
+    let value = status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(key))?;
+    let word = value
+        .split(|b| b.is_ascii_whitespace())
+        .find(|w| !w.is_empty())?;
+    std::str::from_utf8(word).ok()?.parse().ok()
+}
+
+/// How many fds `pid` has open. Since Linux 6.2 the size of `/proc/<pid>/fd` is that
+/// number (the open-fd bitmap's weight, which is what a listing counts); the kernel
+/// reports it without the permission a listing needs, so `faccessat` asks first. A
+/// refused access, a size of 0 (older kernels, or no fds) or any error: the directory is
+/// listed as before, so counts and errors stay the listing's.
 fn count_fds(pid: i32) -> io::Result<u64> {
+    let mut path = [0u8; 64];
+    let dir = proc_cpath(pid, c"fd", &mut path);
+    if rustix::fs::accessat(CWD, dir, Access::READ_OK, AtFlags::EACCESS).is_ok()
+        && let Ok(st) = rustix::fs::statx(CWD, dir, AtFlags::empty(), StatxFlags::SIZE)
+        && st.stx_size > 0
+    {
+        return Ok(st.stx_size);
+    }
+    count_fds_listed(pid)
+}
+
+/// Counts `/proc/<pid>/fd`'s entries.
+fn count_fds_listed(pid: i32) -> io::Result<u64> {
     let mut n = 0;
     for entry in std::fs::read_dir(proc_path(pid, "fd"))? {
         entry?;
@@ -323,6 +481,76 @@ mod tests {
         assert_eq!(bytes(512 * 1024 * 1024), "512 MiB");
         assert_eq!(bytes(1536 * 1024 * 1024), "1.5 GiB");
         assert_eq!(bytes(80 * 1024), "80 KiB");
+    }
+
+    #[test]
+    fn proc_paths_are_built_without_allocating() {
+        let mut out = [0u8; 64];
+        assert_eq!(proc_cpath(1234, c"stat", &mut out), c"/proc/1234/stat");
+        assert_eq!(
+            proc_cpath(i32::MAX, c"cmdline", &mut out),
+            c"/proc/2147483647/cmdline"
+        );
+    }
+
+    #[test]
+    fn proc_reads_match_std() {
+        let me = std::process::id() as i32;
+        let mut buf = [0u8; SMALL_READ];
+        let status = read_proc(me, c"status", &mut buf).unwrap().to_vec();
+        let std_status = std::fs::read(proc_path(me, "status")).unwrap();
+        // Both start with the same `Name:` ... lines (counters further down move).
+        assert_eq!(status[..40], std_status[..40]);
+        // A buffer smaller than the file: filled, and the caller sees a prefix.
+        let mut small = [0u8; 8];
+        assert_eq!(
+            read_proc(me, c"status", &mut small).unwrap(),
+            &std_status[..8]
+        );
+        let err = read_proc(i32::MAX, c"stat", &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        // The pid file reader: the whole file, lossily decoded.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.pid");
+        std::fs::write(&path, b"42\n\xff").unwrap();
+        assert_eq!(read_small(&path).unwrap(), "42\n\u{fffd}");
+        assert_eq!(read_small(&dir.path().join("no")).unwrap_err(), "not found");
+        assert_eq!(
+            read_small(dir.path()).unwrap_err(),
+            io::Error::from_raw_os_error(libc::EISDIR).to_string()
+        );
+    }
+
+    #[test]
+    fn fd_count_from_the_directory_size_matches_the_listing() {
+        let me = std::process::id() as i32;
+        // Enough fds that a miscount shows, held while both counts are taken.
+        let files: Vec<std::fs::File> = (0..200)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        let mut matched = false;
+        for _ in 0..20 {
+            // Other test threads open and close fds too: retry until they hold still.
+            let (listed_before, fast, listed_after) = (
+                count_fds_listed(me).unwrap(),
+                count_fds(me).unwrap(),
+                count_fds_listed(me).unwrap(),
+            );
+            if listed_before == listed_after {
+                assert!(fast >= 200, "{fast}");
+                if fast == listed_before {
+                    matched = true;
+                    break;
+                }
+            }
+        }
+        assert!(matched, "size-based fd count never matched the listing");
+        drop(files);
+        // No such process: the listing's error, as before.
+        assert_eq!(
+            count_fds(i32::MAX).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]
