@@ -1,7 +1,9 @@
 #!/bin/sh
 # Times the `sockets` check's counting against ~100k loopback TCP sockets (50k
 # connections held by 7 python processes: 4 x 7500 on port 41001 over 127.0.0.1-4,
-# 7500 + 5000 on 41002, 10 on 41003, 7500 on [::1]:41004), then `ss` for comparison.
+# 7500 + 5000 on 41002, 10 on 41003, 7500 on [::1]:41004), then the whole probe's CPU
+# per run (`vigil-bench-checks sockets`, the daemon's current-thread runtime, release;
+# RUNS runs, default 200), then `ss` for comparison.
 # Needs python3 and ~15k fds per process (the hard RLIMIT_NOFILE); changes no sysctl.
 # Usage: bench/sockets.sh   (CARGO_TARGET_DIR is honoured; the load is stopped on exit)
 set -eu
@@ -43,6 +45,13 @@ ss -s | sed -n 2p
 uptime
 VIGIL_SOCKETS_BENCH=1 VIGIL_SOCKETS_BENCH_PORTS=41001,41003,41004 \
     cargo test --release -p vigil-checks --test sockets -- --nocapture bench 2>&1 | grep '^bench'
+cargo build --release -q -p vigil-bench-checks
+driver=${CARGO_TARGET_DIR:-target}/release/vigil-bench-checks
+for p in 41001 41003 41004; do
+    for _ in 1 2 3; do
+        VIGIL_BENCH_RT=current "$driver" sockets "${RUNS:-200}" 10 "$p" established
+    done
+done
 for p in 41001 41003; do
     /usr/bin/time -f "ss sport :$p: %e s" sh -c "ss -tn state established '( sport = :$p )' | wc -l"
 done
