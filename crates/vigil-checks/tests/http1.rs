@@ -148,6 +148,44 @@ async fn the_request_names_the_host_the_agent_and_the_configured_headers() {
     }
 }
 
+/// Requests are prepared once per URL and kept; checks of one URL that differ in method
+/// or headers must each still send their own.
+#[tokio::test]
+async fn checks_of_one_url_send_their_own_method_and_headers() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let server = Raw::start(
+        move |head| {
+            s.lock().unwrap().push(head.to_owned());
+            ok("")
+        },
+        false,
+    )
+    .await;
+    let cx = ProbeContext::new();
+    let url = server.url("127.0.0.1", "/same");
+    let with = |method: &str, header: &str| HttpCheck {
+        method: method.to_owned(),
+        headers: vec![("X-Check".to_owned(), header.to_owned())],
+        ..http(&url)
+    };
+    let order = [("GET", "a"), ("GET", "b"), ("HEAD", "b"), ("GET", "a")];
+    for _ in 0..2 {
+        for (method, header) in order {
+            assert!(run(with(method, header), &cx).await.passed);
+        }
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2 * order.len());
+    for (head, (method, header)) in seen.iter().zip(order.iter().cycle()) {
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(lines[0], format!("{method} /same HTTP/1.1"), "{head}");
+        let want = format!("x-check: {header}");
+        assert!(lines.contains(&want.as_str()), "{want} in {lines:?}");
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn chunked_close_delimited_and_empty_bodies_are_read() {
     let server = Raw::start(
