@@ -12,6 +12,10 @@
 #      apart (it is not the exporter's cost).
 #   3. vigil at FAST_TARGETS checks every FAST_INTERVAL (default 1,000 x 100 ms =
 #      10,000 checks/s): CPU per check and jitter.
+#   4. the floor: bench/floors/keepalive.c, a client with no logic (C, epoll), sends the
+#      same rate of GETs over TARGETS keep-alive connections to a sink, in bursts every
+#      10 ms as vigil's check grid does, and every 1 ms: the CPU per request of the
+#      system calls and loopback TCP path alone (needs gcc).
 #
 #   bench/blackbox.sh                  # about 4 minutes after the build
 #   BIN=target/dist bench/blackbox.sh  # use binaries already built
@@ -161,6 +165,22 @@ blackbox_run() {
 : >"$OUT/blackbox/results.txt"
 echo "vigil $("$BIN/vigil" --version 2>/dev/null | head -1); $("$EXPORTER" --version 2>&1 | head -1); $(nproc) cores" |
   tee -a "$OUT/blackbox/results.txt"
+floor_run() { # floor_run TICK_S
+  local d=$WORK/floor-$1
+  mkdir -p "$d"
+  gcc -O2 -o "$WORK/keepalive" "$ROOT/bench/floors/keepalive.c"
+  start_sink "$d" "$(awk -v s="$INTERVAL" 'BEGIN { printf "%d", s * 1000 }')"
+  local l0 out
+  l0=$(load)
+  out=$("$WORK/keepalive" "$SINK_PORT" "$TARGETS" \
+    "$(awk -v n="$TARGETS" -v s="$INTERVAL" 'BEGIN { printf "%d", n / s }')" "$MEASURE" "$1")
+  printf 'floor-keepalive-c %s load="%s -> %s"\n' "$out" "$l0" "$(load)" |
+    tee -a "$OUT/blackbox/results.txt"
+  stop "$SINK"
+}
+
 vigil_run vigil "$TARGETS" "$INTERVAL"
+floor_run 0.01
 blackbox_run
 vigil_run vigil-fast "$FAST_TARGETS" "$FAST_INTERVAL"
+floor_run 0.001

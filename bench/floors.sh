@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The kernel's floor for the `tcp` and `listening` checks, side by side with vigil's probe
+# (crates/vigil-bench-checks, current-thread runtime as in the daemon), alternating:
+#
+#   tcp        bench/floors/connect.c: blocking connect + close to a loopback listener
+#              (and with SO_LINGER 0, a reset, for reference) vs `vigil-bench-checks tcp`
+#   listening  bench/floors/listen_dump.c: sock_diag dumps of LISTEN sockets on a kept
+#              netlink socket, both families in one legacy dump as vigil asks (and one
+#              dump per family, for reference) vs `vigil-bench-checks listening`
+#
+#   bench/floors.sh                   # builds vigil-bench-checks (release), ~1 minute
+#   BIN=target/release bench/floors.sh
+#
+# Knobs: N (20000 runs per measurement), ROUNDS (3), OUT (bench-out). Needs gcc and
+# python3. Loopback only; the one listener started here is stopped by PID.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+: "${CARGO_TARGET_DIR:=$ROOT/target}"
+export CARGO_TARGET_DIR
+N=${N:-20000}
+ROUNDS=${ROUNDS:-3}
+OUT=${OUT:-$ROOT/bench-out}
+case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
+if [[ -z ${BIN:-} ]]; then
+  echo "building vigil-bench-checks (release) ..." >&2
+  cargo build -q --release -p vigil-bench-checks -p vigil-bench
+  BIN=$CARGO_TARGET_DIR/release
+fi
+mkdir -p "$OUT/floors"
+WORK=$(mktemp -d /tmp/vigil-floors.XXXXXX)
+SINK=
+cleanup() {
+  [[ -n $SINK ]] && { kill "$SINK" 2>/dev/null || true; wait "$SINK" 2>/dev/null || true; }
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+for c in connect listen_dump; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
+# A listener that accepts every connection: the bench sink (closes when the client does).
+"$BIN/vigil-bench-sink" --port-file "$WORK/port" --no-per-path 2>/dev/null >/dev/null &
+SINK=$!
+for _ in $(seq 100); do [[ -s $WORK/port ]] && break; sleep 0.05; done
+PORT=$(<"$WORK/port")
+
+load() { cut -d' ' -f1 /proc/loadavg; }
+vigil() { # vigil KIND ARGS...: CPU per run of vigil's probe
+  VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" "$1" "$N" $((N / 10)) "${@:2}"
+}
+results=$OUT/floors/results.txt
+: >"$results"
+echo "$(nproc) cores, kernel $(uname -r), $(date -u +%FT%TZ)" | tee -a "$results"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for line in \
+    "tcp-floor $("$WORK/connect" "$PORT" "$N")" \
+    "tcp-floor-rst $("$WORK/connect" "$PORT" "$N" rst)" \
+    "tcp-vigil $(vigil tcp 127.0.0.1 "$PORT")" \
+    "listening-floor $("$WORK/listen_dump" "$N")" \
+    "listening-floor-per-family $("$WORK/listen_dump" "$N" v2)" \
+    "listening-vigil $(vigil listening "$PORT")"; do
+    echo "round=$r $line load=$(load)" | tee -a "$results"
+  done
+done
