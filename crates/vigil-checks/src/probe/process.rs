@@ -522,30 +522,37 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test starts the process it inspects"
+    )]
     fn fd_count_from_the_directory_size_matches_the_listing() {
-        let me = std::process::id() as i32;
-        // Enough fds that a miscount shows, held while both counts are taken.
-        let files: Vec<std::fs::File> = (0..200)
-            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+        // Another process, as a check looks at: listing our own fd directory would count
+        // the listing's own descriptor. bash holds 200 more fds than it starts with
+        // (dash reads only one-digit descriptors in redirections).
+        let opens: String = (10..210)
+            .map(|fd| format!("exec {fd}</dev/null; "))
             .collect();
-        let mut matched = false;
-        for _ in 0..20 {
-            // Other test threads open and close fds too: retry until they hold still.
-            let (listed_before, fast, listed_after) = (
-                count_fds_listed(me).unwrap(),
-                count_fds(me).unwrap(),
-                count_fds_listed(me).unwrap(),
-            );
-            if listed_before == listed_after {
-                assert!(fast >= 200, "{fast}");
-                if fast == listed_before {
-                    matched = true;
-                    break;
-                }
+        let mut child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{opens}read -t 30 _"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut counts = (0, 0);
+        for _ in 0..500 {
+            counts = (count_fds_listed(pid).unwrap(), count_fds(pid).unwrap());
+            if counts.0 >= 200 {
+                break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(matched, "size-based fd count never matched the listing");
-        drop(files);
+        let _ = child.kill();
+        let _ = child.wait();
+        let (listed, fast) = counts;
+        assert!(listed >= 200, "{counts:?}");
+        assert_eq!(fast, listed, "size-based count, listing");
         // No such process: the listing's error, as before.
         assert_eq!(
             count_fds(i32::MAX).unwrap_err().kind(),
