@@ -86,6 +86,21 @@ fn ok(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A keep-alive server answering `200 OK`, and the request heads it has read.
+async fn recording() -> (Raw, Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let server = Raw::start(
+        move |head| {
+            s.lock().unwrap().push(head.to_owned());
+            ok("")
+        },
+        false,
+    )
+    .await;
+    (server, seen)
+}
+
 #[tokio::test]
 async fn a_keep_alive_connection_serves_every_run() {
     let server = Raw::start(|_| ok("ready"), false).await;
@@ -117,16 +132,7 @@ async fn a_connection_the_server_closed_while_idle_is_replaced() {
 
 #[tokio::test]
 async fn the_request_names_the_host_the_agent_and_the_configured_headers() {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let s = seen.clone();
-    let server = Raw::start(
-        move |head| {
-            s.lock().unwrap().push(head.to_owned());
-            ok("")
-        },
-        false,
-    )
-    .await;
+    let (server, seen) = recording().await;
     let cx = ProbeContext::new();
     let check = HttpCheck {
         method: "HEAD".to_owned(),
@@ -152,16 +158,7 @@ async fn the_request_names_the_host_the_agent_and_the_configured_headers() {
 /// or headers must each still send their own.
 #[tokio::test]
 async fn checks_of_one_url_send_their_own_method_and_headers() {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let s = seen.clone();
-    let server = Raw::start(
-        move |head| {
-            s.lock().unwrap().push(head.to_owned());
-            ok("")
-        },
-        false,
-    )
-    .await;
+    let (server, seen) = recording().await;
     let cx = ProbeContext::new();
     let url = server.url("127.0.0.1", "/same");
     let with = |method: &str, header: &str| HttpCheck {

@@ -1,4 +1,7 @@
 //! `kind = "interface"` against a real veth pair created in the host network namespace.
+//! The probe answers over rtnetlink (`RTM_GETLINK` by name) and falls back to sysfs; the
+//! netlink answer is held to the sysfs one in every state, and a link's alternative name
+//! (which rtnetlink resolves, sysfs does not) still reads "does not exist".
 //!
 //! Needs root (CAP_NET_ADMIN): CI runs as root, and without it this test fails loudly.
 //! Only links with names generated here (`vg<pid><n>a`/`b`) are created or deleted, and a
@@ -10,11 +13,13 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use support::wait_until;
 use vigil_checks::model::{CheckKind, InterfaceCheck};
+use vigil_checks::probe::interface::probe_at;
 use vigil_checks::{ProbeContext, ProbeOutcome, probe};
 
 #[expect(clippy::disallowed_methods, reason = "tests drive `ip` directly")]
@@ -150,4 +155,107 @@ async fn loopback_is_up() {
         "{}",
         out.reason
     );
+}
+
+fn spec(name: &str, require_carrier: bool) -> InterfaceCheck {
+    InterfaceCheck {
+        interface: name.to_owned(),
+        require_carrier,
+    }
+}
+
+/// The probe's verdict (netlink) and the sysfs path's, once they agree twice in a row
+/// (operstate and carrier settle asynchronously after a change).
+async fn settled(name: &str, require_carrier: bool) -> (Result<String, String>, bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = spec(name, require_carrier);
+        let out = probe(
+            &CheckKind::Interface(c.clone()),
+            Duration::from_secs(5),
+            &ProbeContext::new(),
+        )
+        .await;
+        let got = if out.passed {
+            Ok(out.reason)
+        } else {
+            Err(out.reason)
+        };
+        let sysfs = probe_at(Path::new("/sys/class/net"), &c);
+        if got == sysfs {
+            let again = probe_at(Path::new("/sys/class/net"), &c);
+            if again == sysfs {
+                return (got, true);
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return (got, false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn netlink_and_sysfs_agree_in_every_state() {
+    let veth = Veth::create();
+    let (a, b) = (veth.a.as_str(), veth.b.as_str());
+    let expect = |require_carrier: bool, want: Result<String, String>| async move {
+        let (got, agreed) = settled(a, require_carrier).await;
+        assert!(agreed, "netlink and sysfs disagree: netlink {got:?}");
+        assert_eq!(got, want);
+    };
+    expect(
+        true,
+        Err(format!(
+            "interface {a} is administratively down (operstate down)"
+        )),
+    )
+    .await;
+    ip(&["link", "set", a, "up"]).unwrap();
+    expect(
+        true,
+        Err(format!(
+            "interface {a} has no carrier (operstate lowerlayerdown)"
+        )),
+    )
+    .await;
+    expect(
+        false,
+        Ok(format!("interface {a} is up (operstate lowerlayerdown)")),
+    )
+    .await;
+    ip(&["link", "set", b, "up"]).unwrap();
+    expect(
+        true,
+        Ok(format!("interface {a} is up with carrier (operstate up)")),
+    )
+    .await;
+    ip(&["link", "set", a, "down"]).unwrap();
+    expect(
+        false,
+        Err(format!(
+            "interface {a} is administratively down (operstate down)"
+        )),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_alternative_name_does_not_exist_as_before() {
+    let veth = Veth::create();
+    let alt = format!("{}x", veth.a);
+    if let Err(e) = ip(&["link", "property", "add", "dev", &veth.a, "altname", &alt]) {
+        // Kernels before 5.5 have no alternative names: nothing to hold apart.
+        eprintln!("no altname support: {e}");
+        return;
+    }
+    ip(&["link", "set", &veth.a, "up"]).unwrap();
+    let out = probe(
+        &CheckKind::Interface(spec(&alt, false)),
+        Duration::from_secs(5),
+        &ProbeContext::new(),
+    )
+    .await;
+    assert!(!out.passed, "{out:?}");
+    assert_eq!(out.reason, format!("interface {alt} does not exist"));
 }

@@ -32,11 +32,9 @@ fn wal_len(env: &Env) -> Option<u64> {
         .map(|m| m.len())
 }
 
-#[test]
-fn cron_runs_keep_the_ledger_log_short_and_save_every_run() {
-    let env = Env::new();
-    let (_server, port) = start_flaky_http(&env, "web");
-    env.write_config(&format!(
+/// A `command` service `web` with one http check on `port`.
+fn web_service(port: u16) -> String {
+    format!(
         r#"
 [services.web]
 driver = "command"
@@ -46,7 +44,14 @@ restart_command = ["true"]
 kind = "http"
 url = "http://127.0.0.1:{port}/health"
 "#
-    ));
+    )
+}
+
+#[test]
+fn cron_runs_keep_the_ledger_log_short_and_save_every_run() {
+    let env = Env::new();
+    let (_server, port) = start_flaky_http(&env, "web");
+    env.write_config(&web_service(port));
     let runs = 40;
     let mut truncated = false;
     let mut last = 0;
@@ -128,15 +133,10 @@ fn cron_command_lines_mean_what_clap_says() {
     let env = Env::new();
     let (_server, port) = start_flaky_http(&env, "web");
     env.write_config(&format!(
-        r#"
-[services.web]
-driver = "command"
-restart_command = ["true"]
-
-[services.web.checks.http]
-kind = "http"
-url = "http://127.0.0.1:{port}/health"
-
+        "{}{}",
+        web_service(port),
+        format_args!(
+            r#"
 [services.db]
 driver = "command"
 restart_command = ["true"]
@@ -145,6 +145,7 @@ restart_command = ["true"]
 kind = "http"
 url = "http://127.0.0.1:{port}/db"
 "#
+        )
     ));
     let config = env.config_path();
     let run = |args: &[&std::ffi::OsStr], from_env: bool| {

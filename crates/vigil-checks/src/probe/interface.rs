@@ -26,6 +26,7 @@ use rustix::fd::OwnedFd;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
 
 use super::Verdict;
+use super::sockets::{read_u16, read_u32};
 use crate::model::InterfaceCheck;
 
 /// `IFF_UP` in `/sys/class/net/<name>/flags`.
@@ -245,18 +246,6 @@ fn parse(data: &[u8], seq: u32, name: &[u8]) -> io::Result<Option<Option<Link>>>
         }
     }
     Ok(None)
-}
-
-fn read_u32(buf: &[u8], at: usize) -> u32 {
-    buf.get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_ne_bytes)
-}
-
-fn read_u16(buf: &[u8], at: usize) -> u16 {
-    buf.get(at..at + 2)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u16::from_ne_bytes)
 }
 
 /// The probe against a sysfs `class/net` directory at `root`.

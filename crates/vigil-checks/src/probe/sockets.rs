@@ -340,13 +340,16 @@ fn dump(fd: &OwnedFd, buf: &mut [u8], req: &[u8], reply_type: u16, seq: u32) -> 
     }
 }
 
-fn read_u32(buf: &[u8], at: usize) -> u32 {
+/// A native-endian `u32` at `at` of a netlink message (0 past the end); also read by
+/// `interface`'s rtnetlink answer.
+pub(super) fn read_u32(buf: &[u8], at: usize) -> u32 {
     buf.get(at..at + 4)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u32::from_ne_bytes)
 }
 
-fn read_u16(buf: &[u8], at: usize) -> u16 {
+/// A native-endian `u16` at `at` (0 past the end).
+pub(super) fn read_u16(buf: &[u8], at: usize) -> u16 {
     buf.get(at..at + 2)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u16::from_ne_bytes)
