@@ -1139,7 +1139,7 @@ pub static LOG: Section = Section {
     header: "[services.NAME.checks.CHECK]",
     also: &[],
     applies: Some("kind = \"log\""),
-    doc: "Reads what was logged since the previous run, from a file (`path`, following rotation and truncation) or from the systemd journal (`journal_unit`, read natively from journald's files and followed by cursor across their rotation); the check **fails** when at least `min_matches` new lines (or entries) match `pattern`. Set exactly one of `path` and `journal_unit`. The first run only notes where the log ends.",
+    doc: "Reads what was logged since the previous run, from a file (`path`, following rotation and truncation) or from the systemd journal (`journal_unit`, read natively from journald's files and followed by cursor across their rotation); the check **fails** when at least `min_matches` new lines (or entries) match `pattern`. Set exactly one of `path` and `journal_unit`. The first run only notes where the log ends. A journal file journald deletes before the check has read it to its end (its oldest archives go when the journal outgrows its limits, so a cron check far enough behind can lose entries) is reported in the run's reason, under `skipped`.",
     keys: &[
         key("path", Ty::Path, Dflt::None, "The log file."),
         key(

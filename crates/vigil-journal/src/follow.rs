@@ -18,7 +18,9 @@
 //! unread tail is still read. A listing can be stale by the time a file is opened, or miss a
 //! file renamed while the directory was read; a file is registered only under the inode it
 //! really has, and a known file missing from a listing is looked for in a second one before
-//! it is forgotten (see `Follower::poll`). A file seen for the first time after the first run starts
+//! it is forgotten (see `Follower::poll`); one it had not read to its end is reported
+//! then in [`Poll::problems`] (journald deletes its oldest archives as the journal
+//! outgrows its limits, and a follower far enough behind loses their entries). A file seen for the first time after the first run starts
 //! after the cursor: entries with a greater seqnum than any seen before (when it shares the
 //! seqnum ID, as journald's files do) or else a later realtime. The first run starts at the
 //! tail of every file. Archived files that have been read to the end are not opened again,
@@ -178,7 +180,8 @@ pub struct Poll {
     pub bytes: u64,
     /// The entry limit was reached: more new entries wait for the next run.
     pub more_pending: bool,
-    /// Files or entries skipped because they did not parse (file name: why).
+    /// Files or entries skipped because they did not parse, and files deleted before they
+    /// were read to their end (file name: why).
     pub problems: Vec<String>,
 }
 
@@ -428,6 +431,30 @@ impl Follower {
             if !missing {
                 break;
             }
+        }
+        // A file not read to its end (or that journald could still append to) that is
+        // gone from both listings was deleted: journald removes its oldest archives when
+        // the journal outgrows its limits, so a follower far enough behind loses what they
+        // held. Said, not silent (a file still being created, `pending`, held nothing).
+        let mut gone: Vec<String> = self
+            .tracked
+            .iter()
+            .filter(|(id, _)| !seen.contains(id))
+            .map(|(_, t)| t.jf.path().display().to_string())
+            .collect();
+        gone.sort();
+        let unnamed = self.resumed.keys().filter(|id| !seen.contains(id)).count();
+        if unnamed > 0 {
+            gone.push(format!(
+                "{unnamed} file{} of the saved position",
+                if unnamed == 1 { "" } else { "s" }
+            ));
+        }
+        for what in gone {
+            poll.problems.push(format!(
+                "{what}: deleted before it was read to its end; entries of {} in it may be missed",
+                self.unit
+            ));
         }
         self.tracked.retain(|id, _| seen.contains(id));
         self.done.retain(|id, _| seen.contains(id));

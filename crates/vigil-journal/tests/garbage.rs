@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use vigil_journal::{Follower, JournalFile, Limits, Roots, read_all_entries};
+use vigil_journal::{Follower, JournalFile, Limits, Position, Roots, read_all_entries};
 
 const FIXTURES: [&str; 2] = ["compact-keyed", "regular-jenkins"];
 
@@ -107,6 +107,63 @@ fn the_entry_limit_leaves_the_rest_for_the_next_run() {
     assert!(!p.more_pending || p.entries == 1);
     let p = f.poll(one, |e| got.push(e.message.to_vec())).unwrap();
     assert_eq!((got.len(), p.entries, p.more_pending), (2, 0, false));
+}
+
+/// A file deleted before the follower read it to its end is said in the run's problems,
+/// once; one read to its end that journald would not write again (`*.journal~`) is not.
+#[test]
+fn a_file_deleted_before_it_was_read_to_its_end_is_reported_once() {
+    let bytes = std::fs::read(fixture("compact-keyed")).unwrap();
+    let unit = "vigil-mixed.service";
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Follower::new(unit, Roots::Directory(dir.path().to_owned()));
+    f.poll(Limits::default(), |_| {}).unwrap();
+    let unread = dir.path().join("unread.journal~");
+    let read = dir.path().join("read.journal~");
+    std::fs::write(&unread, &bytes).unwrap();
+    let p = f.poll(Limits { entries: 1 }, |_| {}).unwrap();
+    assert!(p.more_pending && p.problems.is_empty(), "{p:?}");
+    std::fs::remove_file(&unread).unwrap();
+    std::fs::write(&read, &bytes).unwrap();
+    let p = f.poll(Limits::default(), |_| {}).unwrap();
+    assert_eq!(p.entries, 2, "the new file, whole");
+    assert_eq!(
+        p.problems,
+        [format!(
+            "{}: deleted before it was read to its end; entries of {unit} in it may be missed",
+            unread.display()
+        )]
+    );
+    std::fs::remove_file(&read).unwrap();
+    let p = f.poll(Limits::default(), |_| {}).unwrap();
+    assert!(p.problems.is_empty(), "{p:?}");
+    assert_eq!((p.files, p.entries), (0, 0));
+}
+
+/// The same in a new process (a cron run): a file of the saved position deleted before
+/// it was read to its end is said, by count (the position keeps inodes, not names).
+#[test]
+fn a_file_of_a_saved_position_deleted_unread_is_reported() {
+    let bytes = std::fs::read(fixture("compact-keyed")).unwrap();
+    let unit = "vigil-mixed.service";
+    let dir = tempfile::tempdir().unwrap();
+    let roots = Roots::Directory(dir.path().to_owned());
+    let mut f = Follower::new(unit, roots.clone());
+    f.poll(Limits::default(), |_| {}).unwrap();
+    let unread = dir.path().join("unread.journal~");
+    std::fs::write(&unread, &bytes).unwrap();
+    f.poll(Limits { entries: 1 }, |_| {}).unwrap();
+    let text = f.position().unwrap().to_string();
+    let mut g = Follower::new(unit, roots);
+    g.resume(text.parse::<Position>().unwrap()).unwrap();
+    std::fs::remove_file(&unread).unwrap();
+    let p = g.poll(Limits::default(), |_| {}).unwrap();
+    assert_eq!(
+        p.problems,
+        [format!(
+            "1 file of the saved position: deleted before it was read to its end; entries of {unit} in it may be missed"
+        )]
+    );
 }
 
 /// Whatever the bytes, the reader returns (an error at worst) and never panics.
