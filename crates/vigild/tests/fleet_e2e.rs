@@ -1233,6 +1233,15 @@ fn pg_pids(postmaster: u32) -> Vec<u32> {
     pids
 }
 
+/// Sends `sig` to a postgres process this test's cluster started, unless it has exited.
+fn signal_unless_gone(pid: u32, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("pid > 0");
+    match rustix::process::kill_process(pid, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => panic!("kill {pid:?}: {e}"),
+    }
+}
+
 /// PostgreSQL hung (every process SIGSTOPped: connections open, no answers): a restart
 /// decision waits at most `timeout` on it, then the local guard decides and says so.
 #[test]
@@ -1244,9 +1253,13 @@ fn a_hung_postgres_delays_a_restart_by_at_most_timeout() {
     let a = Host::new(&pg, "host-a", &in_ns(&links, 0, HostOpts::default()));
     wait_all_passing(&pg, &[&a]);
     let postmaster = pg.child.as_ref().unwrap().id();
+    // The postmaster first, so it forks no new child; then the children listed after it
+    // stopped. A child may still exit on its own meanwhile (a backend whose client left):
+    // gone, it needs no stopping (CI once failed here on ESRCH).
+    support::signal(postmaster, rustix::process::Signal::STOP);
     let pids = pg_pids(postmaster);
-    for &pid in &pids {
-        support::signal(pid, rustix::process::Signal::STOP);
+    for &pid in &pids[1..] {
+        signal_unless_gone(pid, rustix::process::Signal::STOP);
     }
     let failed_at = support::now_ns();
     a.fail();
@@ -1254,7 +1267,7 @@ fn a_hung_postgres_delays_a_restart_by_at_most_timeout() {
         (a.starts() == 1).then_some(())
     });
     for &pid in &pids {
-        support::signal(pid, rustix::process::Signal::CONT);
+        signal_unless_gone(pid, rustix::process::Signal::CONT);
     }
     let started = support::recorder_lines(&a.log)[0].2;
     let delay_ms = (started - failed_at) / 1_000_000;
