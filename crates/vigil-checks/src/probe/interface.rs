@@ -26,7 +26,7 @@ use rustix::fd::OwnedFd;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
 
 use super::Verdict;
-use super::sockets::{read_u16, read_u32};
+use super::kept_netlink::{Kept, read_u16, read_u32, with_kept};
 use crate::model::InterfaceCheck;
 
 /// `IFF_UP` in `/sys/class/net/<name>/flags`.
@@ -144,26 +144,27 @@ fn request(name: &[u8], seq: u32) -> ([u8; REQ_MAX], usize) {
 /// The link named exactly `name`, over rtnetlink; `None` when netlink does not answer
 /// with it (not found, an altname, an error: the caller asks sysfs instead).
 fn netlink_link(name: &str) -> Option<Link> {
-    // Each thread keeps its socket and buffer; a socket that failed is dropped (it may
-    // hold a late answer).
+    // Each thread keeps its socket and buffer (`kept_netlink`).
     thread_local! {
-        static CACHED: RefCell<Option<(OwnedFd, Vec<u8>, u32)>> = const { RefCell::new(None) };
+        static KEPT: RefCell<Option<Kept>> = const { RefCell::new(None) };
     }
     if name.is_empty() || name.len() >= IFNAMSIZ || name.as_bytes().contains(&0) {
         return None;
     }
-    let (fd, mut buf, seq) = match CACHED.with(|c| c.borrow_mut().take()) {
-        Some(cached) => cached,
-        None => {
-            let fd = rustix::net::socket(AddressFamily::NETLINK, SocketType::DGRAM, None).ok()?;
-            (fd, vec![0u8; RECV_BUF], 0)
-        }
+    let open = || {
+        let fd = rustix::net::socket(AddressFamily::NETLINK, SocketType::DGRAM, None)?;
+        Ok(Kept {
+            fd,
+            buf: vec![0u8; RECV_BUF],
+            seq: 0,
+        })
     };
-    let seq = seq.wrapping_add(1);
-    let (req, len) = request(name.as_bytes(), seq);
-    let answer = ask(&fd, &mut buf, &req[..len], seq, name.as_bytes()).ok()?;
-    CACHED.with(|c| *c.borrow_mut() = Some((fd, buf, seq)));
-    answer
+    with_kept(&KEPT, open, |k| {
+        k.seq = k.seq.wrapping_add(1);
+        let (req, len) = request(name.as_bytes(), k.seq);
+        ask(&k.fd, &mut k.buf, &req[..len], k.seq, name.as_bytes())
+    })
+    .ok()?
 }
 
 /// Sends `req` and reads its answer: `Ok(Some(link))` for the link named `name`,

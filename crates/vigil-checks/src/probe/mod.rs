@@ -12,6 +12,7 @@ pub mod file_age;
 mod http;
 pub(crate) mod http1;
 pub mod interface;
+mod kept_netlink;
 pub mod listening;
 pub mod log;
 mod mqtt;

@@ -12,12 +12,14 @@
 //! Everything here is safe code (rustix); the kernel's structs are written and read as
 //! bytes.
 
+use std::cell::RefCell;
 use std::io;
 
 use rustix::fd::OwnedFd;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType, netlink};
 
 use super::Verdict;
+use super::kept_netlink::{Kept, read_u16, read_u32, with_kept};
 use crate::model::{Side, SocketsCheck};
 
 /// Where the counting reads the kernel's socket table from.
@@ -233,35 +235,30 @@ fn count_netlink(port: u16, state: u8, side: Side) -> io::Result<u64> {
 /// Counts through one request shape only, without falling back to the other (tests and
 /// benchmarks compare them; checks use [`count`]).
 pub fn count_netlink_walk(port: u16, state: u8, side: Side, walk: Walk) -> io::Result<u64> {
-    // Each thread keeps its socket and buffer between runs: a new socket, its timeout and
-    // a zeroed 64 KiB buffer per run, with the blocking-pool hand-off `listening` no
-    // longer makes, were 60 % of a LISTEN count's CPU (40-52 -> 17-18 us per run). A
-    // socket whose dump failed is dropped: it may still hold the rest of that dump.
+    // Each thread keeps its socket and buffer between runs (`kept_netlink`).
     thread_local! {
-        static CACHED: std::cell::RefCell<Option<(OwnedFd, Vec<u8>)>> =
-            const { std::cell::RefCell::new(None) };
+        static KEPT: RefCell<Option<Kept>> = const { RefCell::new(None) };
     }
-    let (fd, mut buf) = match CACHED.with(|c| c.borrow_mut().take()) {
-        Some(cached) => cached,
-        None => {
-            let fd = rustix::net::socket(
-                AddressFamily::NETLINK,
-                SocketType::DGRAM,
-                Some(netlink::SOCK_DIAG),
-            )?;
-            rustix::net::sockopt::set_socket_timeout(
-                &fd,
-                rustix::net::sockopt::Timeout::Recv,
-                Some(RECV_TIMEOUT),
-            )?;
-            (fd, vec![0u8; RECV_BUF])
-        }
+    let open = || {
+        let fd = rustix::net::socket(
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            Some(netlink::SOCK_DIAG),
+        )?;
+        rustix::net::sockopt::set_socket_timeout(
+            &fd,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(RECV_TIMEOUT),
+        )?;
+        Ok(Kept {
+            fd,
+            buf: vec![0u8; RECV_BUF],
+            seq: 0,
+        })
     };
-    let counted = walk_with(&fd, &mut buf, port, state, side, walk);
-    if counted.is_ok() {
-        CACHED.with(|c| *c.borrow_mut() = Some((fd, buf)));
-    }
-    counted
+    with_kept(&KEPT, open, |k| {
+        walk_with(&k.fd, &mut k.buf, port, state, side, walk)
+    })
 }
 
 fn walk_with(
@@ -338,21 +335,6 @@ fn dump(fd: &OwnedFd, buf: &mut [u8], req: &[u8], reply_type: u16, seq: u32) -> 
             at += (msg_len + 3) & !3;
         }
     }
-}
-
-/// A native-endian `u32` at `at` of a netlink message (0 past the end); also read by
-/// `interface`'s rtnetlink answer.
-pub(super) fn read_u32(buf: &[u8], at: usize) -> u32 {
-    buf.get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_ne_bytes)
-}
-
-/// A native-endian `u16` at `at` (0 past the end).
-pub(super) fn read_u16(buf: &[u8], at: usize) -> u16 {
-    buf.get(at..at + 2)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u16::from_ne_bytes)
 }
 
 // ---- /proc fallback -----------------------------------------------------------------
