@@ -1233,12 +1233,11 @@ fn pg_pids(postmaster: u32) -> Vec<u32> {
     pids
 }
 
-/// Sends `sig` to a postgres process this test's cluster started, unless it has exited.
+/// Sends `sig` to a postgres process of this test's cluster, unless it has exited.
 fn signal_unless_gone(pid: u32, sig: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("pid > 0");
-    match rustix::process::kill_process(pid, sig) {
+    match support::try_signal(pid, sig) {
         Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-        Err(e) => panic!("kill {pid:?}: {e}"),
+        Err(e) => panic!("kill {pid}: {e}"),
     }
 }
 

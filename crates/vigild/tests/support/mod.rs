@@ -179,8 +179,13 @@ impl Drop for Daemon {
 
 /// Sends `sig` to a process this test started.
 pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    try_signal(pid, sig).expect("kill");
+}
+
+/// Sends `sig` to a process this test started, which may have exited (`Errno::SRCH`).
+pub fn try_signal(pid: u32, sig: rustix::process::Signal) -> rustix::io::Result<()> {
     let pid = rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("pid > 0");
-    rustix::process::kill_process(pid, sig).expect("kill");
+    rustix::process::kill_process(pid, sig)
 }
 
 /// Whether a process exists and is not a zombie.
