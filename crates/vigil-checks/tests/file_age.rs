@@ -68,7 +68,7 @@ async fn fresh_file_passes_and_stale_file_fails() {
     assert!(ok, "{}", out.reason);
 
     // The daemon's interval: stale beyond half of max_age → fast_every.
-    let age = file_age(&path).unwrap();
+    let age = file_age(&path).await.unwrap();
     assert!(age >= Duration::from_secs(912), "{age:?}");
     let every = Duration::from_secs(120);
     assert_eq!(
@@ -93,10 +93,16 @@ async fn half_of_max_age_switches_to_fast_interval() {
     let path = dir.path().join("stamp");
     std::fs::write(&path, b"x").unwrap();
     let every = Duration::from_secs(120);
-    let young = file_age(&path).unwrap();
+    let young = file_age(&path).await.unwrap();
     assert_eq!(next_interval(&spec(&path), every, Some(young)), every);
+    // Wakes when the file crosses half of max_age (300 s), but not sooner than fast_every.
+    let s = Duration::from_secs;
+    assert_eq!(next_interval(&spec(&path), every, Some(s(200))), s(100));
+    assert_eq!(next_interval(&spec(&path), every, Some(s(250))), s(60));
+    // Unknown age (missing, or not known within the timeout): watched closely.
+    assert_eq!(next_interval(&spec(&path), every, None), s(60));
     age_by(&path, Duration::from_secs(400));
-    let old = file_age(&path).unwrap();
+    let old = file_age(&path).await.unwrap();
     assert_eq!(
         next_interval(&spec(&path), every, Some(old)),
         Duration::from_secs(60)
@@ -115,5 +121,5 @@ async fn missing_file_fails() {
         out.reason,
         format!("file {} does not exist (max_age 600s)", path.display())
     );
-    assert!(file_age(&path).is_err());
+    assert!(file_age(&path).await.is_err());
 }

@@ -6,6 +6,9 @@
 //! read the file, or keep state between runs (the daemon passes the last age back to
 //! [`next_interval`]).
 //!
+//! The `stat` is answered inline when the kernel can answer from memory ([`cached_fs`]),
+//! else on the blocking pool, so a hung filesystem never stops the runtime thread.
+//!
 //! This is the one probe that reads the wall clock (`SystemTime::now`, in [`wall_now`]):
 //! a file's age is wall-clock time by nature.
 
@@ -15,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use vigil_core::format_duration;
 
-use super::Verdict;
+use super::{Verdict, cached_fs};
 use crate::model::FileAgeCheck;
 
 pub(super) fn label(check: &FileAgeCheck) -> String {
@@ -23,8 +26,16 @@ pub(super) fn label(check: &FileAgeCheck) -> String {
 }
 
 pub(super) async fn probe(check: &FileAgeCheck) -> Verdict {
-    let meta = tokio::fs::metadata(&check.path).await;
-    judge(check, meta.and_then(|m| m.modified()), wall_now())
+    judge(check, modified(&check.path).await, wall_now())
+}
+
+/// `path`'s mtime: inline when the kernel can answer from memory ([`cached_fs`]), else
+/// on the blocking pool, so a hung filesystem never stops the runtime thread.
+async fn modified(path: &Path) -> io::Result<SystemTime> {
+    if let Some(mtime) = cached_fs::modified(path) {
+        return Ok(mtime);
+    }
+    tokio::fs::metadata(path).await.and_then(|m| m.modified())
 }
 
 #[expect(
@@ -35,9 +46,10 @@ fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
-/// How long ago `path` was modified (zero for an mtime in the future).
-pub fn file_age(path: &Path) -> io::Result<Duration> {
-    let mtime = std::fs::metadata(path)?.modified()?;
+/// How long ago `path` was modified (zero for an mtime in the future). Never blocks the
+/// runtime thread (see [`modified`]); the caller bounds the wait.
+pub async fn file_age(path: &Path) -> io::Result<Duration> {
+    let mtime = modified(path).await?;
     Ok(wall_now().duration_since(mtime).unwrap_or(Duration::ZERO))
 }
 
@@ -61,17 +73,16 @@ fn judge(check: &FileAgeCheck, mtime: io::Result<SystemTime>, now: SystemTime) -
     }
 }
 
-/// The interval until the next run: `every`, or `fast_every` (when shorter) once the file
-/// seen at the last run was older than half of `max_age`. `last_age = None` (never run,
-/// or the file could not be stat'ed) keeps `every`.
-pub fn next_interval(
-    check: &FileAgeCheck,
-    every: Duration,
-    last_age: Option<Duration>,
-) -> Duration {
-    match last_age {
-        Some(age) if age > check.max_age / 2 => check.fast_every.min(every),
-        _ => every,
+/// The pause until the next run (seed 003's adaptive interval): `every` while the file is
+/// young, but waking when it crosses half of `max_age`; from then on (and when its age is
+/// unknown: missing, unreadable, or not known in time) `fast_every` (or `every` when that is
+/// shorter), so a file going stale is noticed within `fast_every`.
+pub fn next_interval(check: &FileAgeCheck, every: Duration, age: Option<Duration>) -> Duration {
+    let half = check.max_age / 2;
+    let fast = check.fast_every.min(every);
+    match age {
+        Some(age) if age < half => every.min((half - age).max(fast)),
+        _ => fast,
     }
 }
 
@@ -93,14 +104,20 @@ mod tests {
     fn interval_speeds_up_past_half_of_max_age() {
         let c = check();
         let every = Duration::from_secs(300);
-        assert_eq!(next_interval(&c, every, None), every);
+        // Unknown age: watched closely.
+        assert_eq!(next_interval(&c, every, None), Duration::from_secs(60));
+        // Young: `every`, but waking when the file crosses half of max_age.
         assert_eq!(
             next_interval(&c, every, Some(Duration::from_secs(10))),
-            every
+            Duration::from_secs(290)
+        );
+        assert_eq!(
+            next_interval(&c, Duration::from_secs(120), Some(Duration::from_secs(10))),
+            Duration::from_secs(120)
         );
         assert_eq!(
             next_interval(&c, every, Some(Duration::from_secs(300))),
-            every
+            Duration::from_secs(60)
         );
         assert_eq!(
             next_interval(&c, every, Some(Duration::from_secs(301))),

@@ -5,6 +5,7 @@
 //! between attempts, panic, or return errors: every failure is `passed = false` with a
 //! one-line reason.
 
+mod cached_fs;
 mod clock;
 pub mod docker;
 mod exec;

@@ -15,8 +15,11 @@
 //! `comm` (and `cmdline` when `comm` differs) on every run, as it must: a pid found by
 //! name is not remembered, because an older process can come to carry the name at any
 //! time (`exec` and `prctl(PR_SET_NAME)` keep its start time; so does rewriting argv),
-//! and only a full scan sees that. The lookup stays on the blocking pool (a scan is
-//! O(processes), and a pid file may sit on any filesystem).
+//! and only a full scan sees that. A scan by name stays on the blocking pool (it is
+//! O(processes) and reads `cmdline`, which waits for the process's memory map lock). A pid
+//! file is read inline when the kernel can answer from memory ([`cached_fs`]: a local
+//! filesystem, cached, no I/O possible), else on the blocking pool too (it may sit on a
+//! hung network filesystem).
 
 use std::ffi::CStr;
 use std::io;
@@ -28,7 +31,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, Mode, OFlags, RawDir, StatxFlags};
 use tokio::time::Instant;
 
-use super::Verdict;
+use super::{Verdict, cached_fs};
 use crate::model::{ProcessCheck, ProcessTarget};
 
 /// How long CPU time is sampled over (shortened to half the probe timeout when that is
@@ -78,10 +81,15 @@ impl StatView<'_> {
 }
 
 pub(super) async fn probe(check: &ProcessCheck, timeout: Duration) -> Verdict {
-    let target = check.target.clone();
-    let (pid, first) = tokio::task::spawn_blocking(move || find(&target))
-        .await
-        .map_err(|e| format!("{}: lookup task failed: {e}", label(check)))??;
+    let (pid, first) = match inline_pid_file(&check.target) {
+        Some(found) => found?,
+        None => {
+            let target = check.target.clone();
+            tokio::task::spawn_blocking(move || find(&target))
+                .await
+                .map_err(|e| format!("{}: lookup task failed: {e}", label(check)))??
+        }
+    };
     let who = format!("process {pid} ({})", first.comm);
     let mut seen = Vec::new();
     let mut over = Vec::new();
@@ -165,6 +173,18 @@ fn find(target: &ProcessTarget) -> Result<(i32, Stat), String> {
     }
 }
 
+/// A pid file read on the runtime thread when the kernel can answer from memory
+/// ([`cached_fs`]); `None` sends the lookup to the blocking pool. A file that fills the
+/// buffer goes to the pool too, which reads up to [`SMALL_READ`] as before.
+fn inline_pid_file(target: &ProcessTarget) -> Option<Result<(i32, Stat), String>> {
+    let ProcessTarget::PidFile(path) = target else {
+        return None;
+    };
+    let mut buf = [0u8; 256];
+    let n = cached_fs::read(path, &mut buf).filter(|&n| n < buf.len())?;
+    Some(pid_file_names(path, &String::from_utf8_lossy(&buf[..n])))
+}
+
 fn by_pid_file(path: &Path) -> Result<(i32, Stat), String> {
     let shown = path.display();
     let text = match read_small(path) {
@@ -174,6 +194,12 @@ fn by_pid_file(path: &Path) -> Result<(i32, Stat), String> {
         }
         Err(e) => return Err(format!("cannot read pid file {shown}: {e}")),
     };
+    pid_file_names(path, &text)
+}
+
+/// The live process a pid file's `text` names.
+fn pid_file_names(path: &Path, text: &str) -> Result<(i32, Stat), String> {
+    let shown = path.display();
     let trimmed = text.trim();
     let pid = trimmed
         .parse::<i32>()

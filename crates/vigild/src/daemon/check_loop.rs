@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use vigil_checks::probe::file_age;
 use vigil_config::model::{Check, CheckKind, OnFailure};
 use vigil_core::event::Event;
 use vigil_core::health::{CheckHealth, RunVerdict};
@@ -130,7 +131,11 @@ impl CheckLoop {
                 self.voided = 0;
                 // Fixed rate: the next run is due `every` after this one was due; one that is
                 // already past goes back on the grid.
-                due += self.interval();
+                due += tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return,
+                    pause = self.interval() => pause,
+                };
                 let now = Instant::now();
                 if due < now {
                     due = on_grid(now, grid);
@@ -252,21 +257,17 @@ impl CheckLoop {
         }
     }
 
-    /// The pause before the next run: `every`, except for `file_age` checks, which wake up
-    /// when the file crosses half of `max_age` and then run every `fast_every` (seed 003's
-    /// adaptive interval), so a file going stale is noticed within `fast_every`.
-    fn interval(&self) -> Duration {
+    /// The pause before the next run: `every`, except for `file_age` checks, whose interval
+    /// adapts to the file's age (`file_age::next_interval`). The age is looked up without
+    /// blocking the runtime thread and waited for at most the check's `timeout` (a file on a
+    /// hung filesystem: unknown, so the fast interval).
+    async fn interval(&self) -> Duration {
         let every = self.check.every;
         let CheckKind::FileAge(spec) = &self.check.kind else {
             return every;
         };
-        let half = spec.max_age / 2;
-        let fast = spec.fast_every.min(every);
-        match vigil_checks::probe::file_age::file_age(&spec.path) {
-            Ok(age) if age < half => every.min((half - age).max(fast)),
-            // Past half of max_age, stale, or missing: watch closely.
-            _ => fast,
-        }
+        let age = tokio::time::timeout(self.check.timeout, file_age::file_age(&spec.path)).await;
+        file_age::next_interval(spec, every, age.ok().and_then(Result::ok))
     }
 
     async fn act(&self, reason: &str) {
