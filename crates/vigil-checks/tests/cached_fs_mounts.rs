@@ -1,5 +1,5 @@
 //! `file_age` and `process` by `pid_file` answer inline from the kernel's caches
-//! (`probe/cached_fs.rs`), through a route to the file's mount made once. A mount made over
+//! (`probe/cached_fs.rs`) when the file's mount is of a local type. A mount made over
 //! that mount, or its unmount, must be seen at the very next run: the answer is the file
 //! the path names now, never the covered one. And nothing is kept open on a watched
 //! filesystem: `umount` right after a run succeeds (an earlier design kept each mount's
@@ -132,7 +132,7 @@ fn probe_both(rt: &tokio::runtime::Runtime, dir: &Path) -> (u64, String) {
 }
 
 #[test]
-fn a_mount_over_the_routed_mount_is_seen_at_the_next_run() {
+fn a_mount_over_the_files_mount_is_seen_at_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let point = dir.path().join("m");
     std::fs::create_dir(&point).unwrap();
@@ -150,7 +150,7 @@ fn a_mount_over_the_routed_mount_is_seen_at_the_next_run() {
 
         mount_tmpfs(&point);
         fill(&point, Duration::from_secs(100), me);
-        // The first run routes the path (and may go to the blocking pool); the others
+        // The first run may go to the blocking pool (nothing cached yet); the others
         // answer inline.
         for _ in 0..3 {
             let (age, pid) = probe_both(&rt, &point);

@@ -47,6 +47,20 @@ fn spawn(arg0: &str, program: &str, args: &[&str]) -> Kid {
     Kid(child)
 }
 
+/// Waits until `pid` sleeps (a `sleep` child in its nanosleep). Its exec is then over, so
+/// every descriptor it inherited close-on-exec is closed: `spawn` returns as soon as the
+/// one it waits on closes, and the probe (inline since issue 17's `cached_fs`) can count
+/// the fds while the others are still closing.
+async fn asleep(pid: u32) {
+    wait_until("the child to sleep", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(") ")?.1.chars().next())
+            == Some('S')
+    })
+    .await;
+}
+
 fn spec(target: ProcessTarget) -> ProcessCheck {
     ProcessCheck {
         target,
@@ -87,6 +101,7 @@ fn unique_name(tag: &str) -> String {
 async fn pid_file_of_a_live_process_passes_under_limits() {
     let dir = tempfile::tempdir().unwrap();
     let kid = spawn("sleep", "sleep", &["30"]);
+    asleep(kid.pid()).await;
     let mut check = spec(pid_file(dir.path(), kid.pid()));
     check.max_rss = Some(1 << 30);
     check.max_fds = Some(100);
@@ -115,6 +130,7 @@ async fn pid_file_of_a_live_process_passes_under_limits() {
 async fn tiny_limits_fail_with_what_was_seen() {
     let dir = tempfile::tempdir().unwrap();
     let kid = spawn("sleep", "sleep", &["30"]);
+    asleep(kid.pid()).await;
     let pid = kid.pid();
     let mut check = spec(pid_file(dir.path(), pid));
     check.max_fds = Some(1);

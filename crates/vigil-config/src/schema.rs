@@ -1200,7 +1200,7 @@ pub static FILE_AGE: Section = Section {
     header: "[services.NAME.checks.CHECK]",
     also: &[],
     applies: Some("kind = \"file_age\""),
-    doc: "A file must have been modified less than `max_age` ago. Once it is older than half of `max_age`, the check runs every `fast_every` instead of `every`, so a stale file is noticed soon.",
+    doc: "A file must have been modified less than `max_age` ago. Once it is older than half of `max_age` (or missing, or its age cannot be read within `timeout`), the check runs every `fast_every` instead of `every`, so a stale file is noticed soon. A file on a filesystem that stops answering (a hung NFS server) fails this check with a timeout and never holds up other checks.",
     keys: &[
         key("path", Ty::Path, Dflt::Required, "The file."),
         key(

@@ -18,16 +18,18 @@
 //!    `poll` on it says it changed, checked after the lookup: a mount id reused by a new
 //!    mount is never taken for the old one.
 //! 4. `statx` of an open file on such a filesystem reads the inode in memory; a read (a pid
-//!    file) uses `preadv2(RWF_NOWAIT)` on a file opened `O_NOATIME`, so neither a page-cache
-//!    miss nor an atime update (a journal write) can wait.
+//!    file) is of a regular file only, with `preadv2(RWF_NOWAIT)` on a file opened
+//!    `O_NOATIME`, so neither a page-cache miss nor an atime update (a journal write) can
+//!    wait.
 //!
-//! Anything else (any error, including "no such file", another filesystem type, a relative
-//! path, an old kernel without `openat2`'s `RESOLVE_CACHED`) answers `None`, and the caller
+//! Anything else (any error, including "no such file", another filesystem type, an old
+//! kernel without `openat2`'s `RESOLVE_CACHED`) answers `None`, and the caller
 //! takes the blocking pool exactly as before, so every failure reason is the one it was.
 //! The first run of a path usually goes to the pool (its dentries are not cached yet).
 //!
 //! Per run this is `openat2`, the fdinfo's `openat`, `read` and `close`, `ppoll`, then
-//! `statx` and `close` (a read: an `open` of `/proc/thread-self/fd/N`, `preadv2`, `close`).
+//! `statx` and `close` (a read: `statx` for the file type, an `open` of
+//! `/proc/thread-self/fd/N`, `preadv2`, two `close`).
 //! Keeping each mount's root open and resolving from it with `RESOLVE_NO_XDEV` would save
 //! three of them (measured 4.2 µs per `file_age` run instead of 8.3), but an open root
 //! makes `umount` of that filesystem fail with `EBUSY`: not done. Figures in
@@ -49,9 +51,9 @@ use rustix::io::ReadWriteFlags;
 /// Filesystem types whose inode metadata is in memory once a lookup has found it, so
 /// `statx` on an open file answers without I/O, and whose regular files support
 /// `RWF_NOWAIT`. Network, FUSE and stacking filesystems (overlay asks the filesystem
-/// below it) are not here.
+/// below it) are not here, nor is devtmpfs (opening a device runs its driver).
 pub(crate) const LOCAL_TYPES: &[&str] = &[
-    "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "tmpfs", "ramfs", "devtmpfs",
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "tmpfs", "ramfs",
 ];
 
 /// The smallest page size Linux uses: a cached read stops short inside a page only at
@@ -74,6 +76,12 @@ pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
 /// any error.
 pub(crate) fn read(path: &Path, buf: &mut [u8]) -> Option<usize> {
     let located = open_local(path)?;
+    // Only a regular file: opening a FIFO or a device node could wait (or run a driver).
+    let st = rustix::fs::statx(&located, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE).ok()?;
+    if rustix::fs::FileType::from_raw_mode(st.stx_mode.into()) != rustix::fs::FileType::RegularFile
+    {
+        return None;
+    }
     // Reopen the file found (not the path, which may lead elsewhere by now) for reading.
     let mut link = [0u8; 48];
     let link = fd_path(b"/proc/thread-self/fd/", located.as_raw_fd(), &mut link)?;
@@ -351,6 +359,21 @@ not a line
         assert_eq!(modified(Path::new("/proc/self/stat")), None);
         let mut buf = [0u8; 64];
         assert_eq!(read(Path::new("/proc/version"), &mut buf), None);
+        // Not a regular file: a FIFO's open would wait for a writer.
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(read(&fifo, &mut buf), None);
+        assert!(
+            modified(&fifo).is_some(),
+            "a FIFO's mtime is still read inline"
+        );
         // A symlink or `..` to another filesystem: the mount of the file found counts.
         let link = dir.path().join("link");
         std::os::unix::fs::symlink("/proc/version", &link).unwrap();
