@@ -63,6 +63,44 @@ async fn tcp_connect_tries_every_resolved_address() {
     assert!(out.passed, "{out:?}");
 }
 
+/// A listener that never accepts, with an accept queue of one, filled: the kernel drops
+/// the next SYN, so a connect stays in progress until the client sends its SYN again
+/// (after 1 s) and finds room. Returns the listener (keep it) and the queued connection.
+fn full_listener() -> (rustix::fd::OwnedFd, std::net::TcpStream, u16) {
+    use rustix::net::{AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    rustix::net::bind(&fd, &any).unwrap();
+    rustix::net::listen(&fd, 0).unwrap();
+    let port = std::net::SocketAddr::try_from(rustix::net::getsockname(&fd).unwrap())
+        .unwrap()
+        .port();
+    let queued = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    (fd, queued, port)
+}
+
+/// The path for a connect still in progress when it returns (not the common loopback
+/// case, which settles without the runtime): it times out with the usual reason, and it
+/// completes when the listener makes room before the deadline.
+#[tokio::test]
+async fn a_tcp_connect_still_in_progress_is_awaited() {
+    let (listener, _queued, port) = full_listener();
+    let cx = ProbeContext::new();
+    let out = probe(&tcp("127.0.0.1", port), Duration::from_millis(300), &cx).await;
+    assert!(!out.passed, "{out:?}");
+    assert!(out.reason.contains("timed out"), "{}", out.reason);
+
+    // Room in the queue after 200 ms: the SYN sent again (at ~1 s) gets through.
+    let accepter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let accepted = rustix::net::accept(&listener).unwrap();
+        (listener, accepted)
+    });
+    let out = probe(&tcp("127.0.0.1", port), Duration::from_secs(10), &cx).await;
+    let _accepted = accepter.join().unwrap();
+    assert!(out.passed, "{out:?}");
+}
+
 #[tokio::test]
 async fn tcp_connection_refused() {
     let (_reserved, port) = vigil_test_helpers::refused_port();
