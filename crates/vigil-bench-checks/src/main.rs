@@ -53,7 +53,7 @@ use vigil_checks::ProbeContext;
 use vigil_config::model::{
     Argv, CheckKind, ExecCheck, FileAgeCheck, HttpCheck, InterfaceCheck, JournalSource,
     ListeningCheck, LogCheck, LogSource, Pattern, ProcessCheck, ProcessTarget, Protocol, Proxy,
-    ProxyScheme, RedisCheck, Side, SocketsCheck, StatusSet, TcpCheck, TcpState, TlsCertCheck,
+    ProxyScheme, RedisCheck, Side, SocketsCheck, TcpCheck, TcpState, TlsCertCheck,
 };
 
 mod journal_feed;
@@ -184,19 +184,8 @@ fn process_check(a: &[String]) -> Result<ProcessCheck, String> {
 fn spec(kind: &str, a: &[String]) -> Result<Spec, String> {
     let kind = match kind {
         "http" => CheckKind::Http(HttpCheck {
-            url: arg(a, 0, "URL")?,
-            method: "GET".to_owned(),
-            expect_status: StatusSet::default(),
-            body_contains: None,
-            body_regex: None,
-            headers: Vec::new(),
-            ca_file: None,
-            insecure: false,
-            follow_redirects: false,
-            max_body: 1024 * 1024,
             proxy: a.get(1).map(|p| parse_proxy(p)).transpose()?,
-            max_latency: None,
-            client_cert: None,
+            ..HttpCheck::get(arg(a, 0, "URL")?)
         }),
         "tcp" => CheckKind::Tcp(TcpCheck {
             host: arg(a, 0, "HOST")?,

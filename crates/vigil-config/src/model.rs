@@ -522,6 +522,28 @@ pub struct HttpCheck {
     pub client_cert: Option<ClientCert>,
 }
 
+impl HttpCheck {
+    /// A `GET` of `url` with every other field at its config default: what `kind = "http"`
+    /// with only `url` set becomes (tests/full.rs holds the two in step).
+    pub fn get(url: impl Into<String>) -> HttpCheck {
+        HttpCheck {
+            url: url.into(),
+            method: "GET".to_owned(),
+            expect_status: StatusSet::default(),
+            body_contains: None,
+            body_regex: None,
+            headers: Vec::new(),
+            ca_file: None,
+            insecure: false,
+            follow_redirects: false,
+            max_body: 1 << 20,
+            proxy: None,
+            max_latency: None,
+            client_cert: None,
+        }
+    }
+}
+
 /// A proxy URL, validated: `socks5://[user:pass@]host:port` (the client resolves names),
 /// `socks5h://...` (the proxy resolves names), or `http://[user:pass@]host:port`.
 /// Its `Debug` shows [`Proxy::redacted`], never the credentials.

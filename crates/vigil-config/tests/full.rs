@@ -287,16 +287,6 @@ fn complete_example_parses_into_the_expected_model() {
         defaults(
             "tunnel",
             CheckKind::Http(HttpCheck {
-                url: "http://10.8.0.1/status".to_owned(),
-                method: "GET".to_owned(),
-                expect_status: StatusSet::default(),
-                body_contains: None,
-                body_regex: None,
-                headers: Vec::new(),
-                ca_file: None,
-                insecure: false,
-                follow_redirects: false,
-                max_body: 1 << 20,
                 proxy: Some(Proxy {
                     url: "socks5h://ops:s3cret@127.0.0.1:1080".to_owned(),
                     scheme: ProxyScheme::Socks5h,
@@ -307,6 +297,8 @@ fn complete_example_parses_into_the_expected_model() {
                 }),
                 max_latency: Some(secs(2)),
                 client_cert: Some(client("camera")),
+                // The rest at their defaults (`HttpCheck::get` is held to them here).
+                ..HttpCheck::get("http://10.8.0.1/status")
             })
         )
     );

@@ -1,6 +1,6 @@
 //! A plain HTTP/1.1 client for the common `http` check: `GET` or `HEAD` of an `http://`
-//! URL whose host is an IP address, without proxy or redirects, over a pooled keep-alive
-//! connection.
+//! URL whose host is an IP address, or a name that resolves to loopback addresses only
+//! (`localhost`), without proxy or redirects, over a pooled keep-alive connection.
 //!
 //! Why it exists (measured, issue 17): a daemon running 1,000 such checks a second spent
 //! most of its user-space CPU per check in reqwest and hyper's layers for one request —
@@ -17,9 +17,17 @@
 //! `GET` and `HEAD` are sent this way, so a request sent twice to a broken server is
 //! harmless. A reused connection that the server closed while idle is retried once on a
 //! new connection, as hyper does.
+//!
+//! A name is pooled by name and resolved (`getaddrinfo`, on the blocking pool) only when a
+//! new connection is needed, as reqwest does; its addresses are tried in the resolver's
+//! order. When they are all loopback, a refused address fails at once and the next is
+//! tried, so this is what reqwest's happy-eyeballs connector does too. A name that
+//! resolves to anything else is left to reqwest from then on (its connector races address
+//! families on a slow network; this one does not).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,7 +67,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// [`ProbeContext`].
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    idle: Mutex<FastMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<FastMap<Dest, Vec<Idle>>>,
     prepared: Mutex<FastMap<String, Prepared>>,
 }
 
@@ -76,9 +84,19 @@ struct Prepared {
 /// Where and what to send.
 #[derive(Debug)]
 struct Target {
-    addr: SocketAddr,
+    dest: Dest,
     head_only: bool,
     request: Box<[u8]>,
+    /// The name was found to resolve to an address that is not loopback: left to reqwest.
+    remote: AtomicBool,
+}
+
+/// Where connections go, and what idle ones are pooled by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Dest {
+    Addr(SocketAddr),
+    /// A host name (as the URL has it) and port.
+    Name(Box<str>, u16),
 }
 
 #[derive(Debug)]
@@ -117,10 +135,10 @@ impl Pool {
         target
     }
 
-    /// The most recently used idle connection to `addr`.
-    fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    /// The most recently used idle connection to `dest`.
+    fn take(&self, dest: &Dest) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(dest)?;
         let conn = list.pop()?;
         // The newest is the last: if it has been idle too long, so has every other.
         if conn.since.elapsed() < IDLE_TIMEOUT {
@@ -134,11 +152,16 @@ impl Pool {
     /// order connections were put (oldest first), so those are a prefix; finding it reads
     /// the clock once (reading it per idle connection was two thirds of a daemon's clock
     /// reads at 1,000 checks a second).
-    fn put(&self, addr: SocketAddr, stream: TcpStream) {
+    fn put(&self, dest: &Dest, stream: TcpStream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Read under the lock, so the list stays in order of `since`.
         let now = Instant::now();
-        let list = idle.entry(addr).or_default();
+        if !idle.contains_key(dest) {
+            idle.insert(dest.clone(), Vec::new());
+        }
+        let Some(list) = idle.get_mut(dest) else {
+            return;
+        };
         let expired = list.partition_point(|c| now.duration_since(c.since) >= IDLE_TIMEOUT);
         list.drain(..expired);
         if list.len() < MAX_IDLE {
@@ -152,16 +175,19 @@ impl Pool {
 pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Option<Verdict> {
     let pool: &Arc<Pool> = cx.http1_pool();
     let target = pool.target(check, cx)?;
-    let (addr, head_only, request) = (target.addr, target.head_only, &target.request);
+    if target.remote.load(Ordering::Relaxed) {
+        return None;
+    }
+    let (dest, head_only, request) = (&target.dest, target.head_only, &target.request);
     let started = Instant::now();
-    let mut reused = pool.take(addr);
+    let mut reused = pool.take(dest);
     let mut buf = Vec::new();
     let (mut stream, head) = loop {
         let fresh = reused.is_none();
         let mut stream = match reused.take() {
             Some(s) => s,
             None => {
-                let s = TcpStream::connect(addr).await.ok()?;
+                let s = connect(&target).await?;
                 s.set_nodelay(true).ok()?;
                 s
             }
@@ -221,7 +247,7 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Option<Verdic
         }
         let verdict = judge_latency(check, status, started.elapsed());
         if ended && head.keep_alive {
-            pool.put(addr, stream);
+            pool.put(dest, stream);
         }
         return Some(verdict);
     }
@@ -229,12 +255,41 @@ pub(super) async fn probe(check: &HttpCheck, cx: &ProbeContext) -> Option<Verdic
     // Not read: the connection is kept only when the whole body is already here.
     let mut discard = Discard;
     if head.keep_alive && reader.next(&mut buf, &mut discard) == Step::Ended && buf.is_empty() {
-        pool.put(addr, stream);
+        pool.put(dest, stream);
     }
     Some(judge_latency(check, status, took))
 }
 
-/// The address, whether the method is `HEAD`, and the request's bytes; `None` when the
+/// A new connection to `target`: to its address, or to the first of its name's addresses
+/// that accepts, when they are all loopback (else the target is marked `remote`).
+async fn connect(target: &Target) -> Option<TcpStream> {
+    match &target.dest {
+        Dest::Addr(addr) => TcpStream::connect(addr).await.ok(),
+        Dest::Name(host, port) => {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((&**host, *port))
+                .await
+                .ok()?
+                .collect();
+            if !all_loopback(&addrs) {
+                target.remote.store(true, Ordering::Relaxed);
+                return None;
+            }
+            for addr in &addrs {
+                if let Ok(stream) = TcpStream::connect(addr).await {
+                    return Some(stream);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Whether a name's addresses are all loopback (and there are some).
+fn all_loopback(addrs: &[SocketAddr]) -> bool {
+    !addrs.is_empty() && addrs.iter().all(|a| a.ip().to_canonical().is_loopback())
+}
+
+/// Where to connect, whether the method is `HEAD`, and the request's bytes; `None` when the
 /// check is not one this client sends. A function of the check's `url`, `method`,
 /// `headers` and the fields [`Pool::target`] looks at first.
 fn prepare(check: &HttpCheck, cx: &ProbeContext) -> Option<Target> {
@@ -247,15 +302,18 @@ fn prepare(check: &HttpCheck, cx: &ProbeContext) -> Option<Target> {
     if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
         return None;
     }
-    // An IP address (IPv6 in brackets); a name is resolved by reqwest.
+    // An IP address (IPv6 in brackets), or a name resolved when connecting.
     let host_text = url.host_str()?;
-    let ip: std::net::IpAddr = host_text
+    let port = url.port_or_known_default()?;
+    let bare = host_text
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host_text)
-        .parse()
-        .ok()?;
-    let addr = SocketAddr::new(ip, url.port_or_known_default()?);
+        .unwrap_or(host_text);
+    let dest = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => Dest::Addr(SocketAddr::new(ip, port)),
+        // An `http:` URL's host is an address or a domain name (the URL parser's rule).
+        Err(_) => Dest::Name(bare.into(), port),
+    };
     let mut request = Vec::with_capacity(256);
     request.extend_from_slice(check.method.as_bytes());
     request.push(b' ');
@@ -298,9 +356,10 @@ fn prepare(check: &HttpCheck, cx: &ProbeContext) -> Option<Target> {
     }
     request.extend_from_slice(b"\r\n");
     Some(Target {
-        addr,
+        dest,
         head_only,
         request: request.into_boxed_slice(),
+        remote: AtomicBool::new(false),
     })
 }
 
@@ -578,8 +637,57 @@ mod tests {
         }
     }
 
-    fn idle_count(pool: &Pool, addr: SocketAddr) -> usize {
-        pool.idle.lock().unwrap().get(&addr).map_or(0, Vec::len)
+    fn idle_count(pool: &Pool, dest: &Dest) -> usize {
+        pool.idle.lock().unwrap().get(dest).map_or(0, Vec::len)
+    }
+
+    #[test]
+    fn only_names_of_loopback_addresses_are_sent_here() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(all_loopback(&[a("[::1]:80"), a("127.0.0.1:80")]));
+        assert!(all_loopback(&[a("127.0.1.1:80")]));
+        assert!(all_loopback(&[a("[::ffff:127.0.0.1]:80")]));
+        assert!(!all_loopback(&[a("127.0.0.1:80"), a("192.0.2.7:80")]));
+        assert!(!all_loopback(&[a("[2001:db8::1]:80")]));
+        assert!(!all_loopback(&[]));
+    }
+
+    /// `localhost` goes through this client, pooled by name: one connection serves every
+    /// run (the server answers on 127.0.0.1 only, so whichever of `::1` and 127.0.0.1 the
+    /// resolver lists first, the loopback one that accepts is used).
+    #[tokio::test]
+    async fn localhost_is_sent_here_and_pooled_by_name() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let check = HttpCheck::get(format!("http://localhost:{port}/health"));
+        let cx = ProbeContext::new();
+        for _ in 0..5 {
+            let verdict = probe(&check, &cx).await;
+            assert!(matches!(verdict, Some(Ok(_))), "{verdict:?}");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        let dest = Dest::Name("localhost".into(), port);
+        assert_eq!(idle_count(cx.http1_pool(), &dest), 1);
     }
 
     /// Connections idle for [`IDLE_TIMEOUT`] are closed when another is put, the newest is
@@ -588,6 +696,7 @@ mod tests {
     async fn idle_connections_expire_oldest_first() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let dest = Dest::Addr(addr);
         let mut streams = Vec::new();
         for _ in 0..4 {
             streams.push(TcpStream::connect(addr).await.unwrap());
@@ -596,20 +705,20 @@ mod tests {
         let ports: Vec<SocketAddr> = streams.iter().map(local).collect();
         let pool = Pool::default();
         let mut streams = streams.into_iter();
-        pool.put(addr, streams.next().unwrap());
+        pool.put(&dest, streams.next().unwrap());
         tokio::time::advance(Duration::from_secs(20)).await;
-        pool.put(addr, streams.next().unwrap());
+        pool.put(&dest, streams.next().unwrap());
         tokio::time::advance(Duration::from_secs(15)).await;
         // The first has been idle 35 s: closed now. The second (15 s) stays.
-        pool.put(addr, streams.next().unwrap());
-        assert_eq!(idle_count(&pool, addr), 2);
-        assert_eq!(local(&pool.take(addr).unwrap()), ports[2]);
-        pool.put(addr, streams.next().unwrap());
-        assert_eq!(local(&pool.take(addr).unwrap()), ports[3]);
-        assert_eq!(idle_count(&pool, addr), 1);
+        pool.put(&dest, streams.next().unwrap());
+        assert_eq!(idle_count(&pool, &dest), 2);
+        assert_eq!(local(&pool.take(&dest).unwrap()), ports[2]);
+        pool.put(&dest, streams.next().unwrap());
+        assert_eq!(local(&pool.take(&dest).unwrap()), ports[3]);
+        assert_eq!(idle_count(&pool, &dest), 1);
         tokio::time::advance(IDLE_TIMEOUT).await;
-        assert!(pool.take(addr).is_none());
-        assert_eq!(idle_count(&pool, addr), 0);
+        assert!(pool.take(&dest).is_none());
+        assert_eq!(idle_count(&pool, &dest), 0);
     }
 
     /// A chunked body split at every possible point decodes the same.

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
-use vigil_checks::model::{Argv, Check, CheckKind, HttpCheck, OnFailure, Severity, StatusSet};
+use vigil_checks::model::{Argv, Check, CheckKind, HttpCheck, OnFailure, Severity};
 use vigil_core::CheckName;
 use vigil_core::health::Thresholds;
 
@@ -21,21 +21,7 @@ pub fn argv(args: &[&str]) -> Argv {
 
 /// An HTTP check with the config defaults.
 pub fn http(url: &str) -> HttpCheck {
-    HttpCheck {
-        url: url.to_owned(),
-        method: "GET".to_owned(),
-        expect_status: StatusSet::default(),
-        body_contains: None,
-        body_regex: None,
-        headers: Vec::new(),
-        ca_file: None,
-        insecure: false,
-        follow_redirects: false,
-        max_body: 1024 * 1024,
-        proxy: None,
-        max_latency: None,
-        client_cert: None,
-    }
+    HttpCheck::get(url)
 }
 
 /// One `http` probe of `check`, with a 5 s deadline.
