@@ -44,21 +44,28 @@ fn spawn(arg0: &str, program: &str, args: &[&str]) -> Kid {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    exec_over(child.id(), arg0);
     Kid(child)
 }
 
-/// Waits until `pid` sleeps (a `sleep` child in its nanosleep). Its exec is then over, so
-/// every descriptor it inherited close-on-exec is closed: `spawn` returns as soon as the
-/// one it waits on closes, and the probe (inline since issue 17's `cached_fs`) can count
-/// the fds while the others are still closing.
-async fn asleep(pid: u32) {
-    wait_until("the child to sleep", Duration::from_secs(10), || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| stat.rsplit_once(") ")?.1.chars().next())
-            == Some('S')
-    })
-    .await;
+/// Waits until the child's `exec` is over: its `argv[0]` reads as `arg0` (or it has
+/// already exited). `spawn` returns as soon as the exec closes the one close-on-exec
+/// descriptor it waits on, while the others may still be closing and `cmdline` may still
+/// be empty, so a probe right then could count fds that are going away, or not find the
+/// process by name.
+fn exec_over(pid: u32, arg0: &str) {
+    for _ in 0..10_000 {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let exited = stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| rest.starts_with('Z'));
+        if cmdline.split(|&b| b == 0).next() == Some(arg0.as_bytes()) || exited {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("pid {pid} never showed argv[0] {arg0:?}");
 }
 
 fn spec(target: ProcessTarget) -> ProcessCheck {
@@ -101,7 +108,6 @@ fn unique_name(tag: &str) -> String {
 async fn pid_file_of_a_live_process_passes_under_limits() {
     let dir = tempfile::tempdir().unwrap();
     let kid = spawn("sleep", "sleep", &["30"]);
-    asleep(kid.pid()).await;
     let mut check = spec(pid_file(dir.path(), kid.pid()));
     check.max_rss = Some(1 << 30);
     check.max_fds = Some(100);
@@ -130,7 +136,6 @@ async fn pid_file_of_a_live_process_passes_under_limits() {
 async fn tiny_limits_fail_with_what_was_seen() {
     let dir = tempfile::tempdir().unwrap();
     let kid = spawn("sleep", "sleep", &["30"]);
-    asleep(kid.pid()).await;
     let pid = kid.pid();
     let mut check = spec(pid_file(dir.path(), pid));
     check.max_fds = Some(1);
