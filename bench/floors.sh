@@ -7,6 +7,9 @@
 #   listening  bench/floors/listen_dump.c: sock_diag dumps of LISTEN sockets on a kept
 #              netlink socket, both families in one legacy dump as vigil asks (and one
 #              dump per family, for reference) vs `vigil-bench-checks listening`
+#   process    bench/floors/proc_scan.c: a scan of /proc by name (comm, cmdline when comm
+#              differs, stat of a match) vs `vigil-bench-checks process name sleep`
+#              (PROC_N scans, default 500; a `sleep` started here is the one to find)
 #
 #   bench/floors.sh                   # builds vigil-bench-checks (release), ~1 minute
 #   BIN=target/release bench/floors.sh
@@ -31,18 +34,23 @@ fi
 mkdir -p "$OUT/floors"
 WORK=$(mktemp -d /tmp/vigil-floors.XXXXXX)
 SINK=
+SLEEPER=
+PROC_N=${PROC_N:-500}
 cleanup() {
   [[ -n $SINK ]] && { kill "$SINK" 2>/dev/null || true; wait "$SINK" 2>/dev/null || true; }
+  [[ -n $SLEEPER ]] && { kill "$SLEEPER" 2>/dev/null || true; wait "$SLEEPER" 2>/dev/null || true; }
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-for c in connect listen_dump; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
+for c in connect listen_dump proc_scan; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
 # A listener that accepts every connection: the bench sink (closes when the client does).
 "$BIN/vigil-bench-sink" --port-file "$WORK/port" --no-per-path 2>/dev/null >/dev/null &
 SINK=$!
 for _ in $(seq 100); do [[ -s $WORK/port ]] && break; sleep 0.05; done
 PORT=$(<"$WORK/port")
+sleep 3600 &
+SLEEPER=$!
 
 load() { cut -d' ' -f1 /proc/loadavg; }
 vigil() { # vigil KIND ARGS...: CPU per run of vigil's probe
@@ -58,7 +66,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     "tcp-vigil $(vigil tcp 127.0.0.1 "$PORT")" \
     "listening-floor $("$WORK/listen_dump" "$N")" \
     "listening-floor-per-family $("$WORK/listen_dump" "$N" v2)" \
-    "listening-vigil $(vigil listening "$PORT")"; do
+    "listening-vigil $(vigil listening "$PORT")" \
+    "process-name-floor $("$WORK/proc_scan" sleep "$PROC_N")" \
+    "process-name-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" process "$PROC_N" $((PROC_N / 10)) name sleep)"; do
     echo "round=$r $line load=$(load)" | tee -a "$results"
   done
 done
