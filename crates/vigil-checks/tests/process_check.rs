@@ -45,7 +45,24 @@ fn spawn(arg0: &str, program: &str, args: &[&str]) -> Kid {
         .spawn()
         .unwrap();
     exec_over(child.id(), arg0);
+    if program == "sleep" {
+        asleep(child.id());
+    }
     Kid(child)
+}
+
+/// Waits until a `sleep` child is in its `nanosleep`. Its `exec` being over is not
+/// enough for counting fds: the dynamic loader and locale set-up still open (and close)
+/// files after it, so a count taken then can differ from one taken a moment later.
+fn asleep(pid: u32) {
+    for _ in 0..10_000 {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan.contains("nanosleep") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("pid {pid} never went to sleep");
 }
 
 /// Waits until the child's `exec` is over: its `argv[0]` reads as `arg0` (or it has
