@@ -11,9 +11,13 @@
 //! 1. The path is resolved with `openat2(O_PATH, RESOLVE_CACHED)`: the kernel refuses
 //!    (`EAGAIN`) when any component is not in its lookup cache or would need
 //!    revalidation, and an `O_PATH` open never reaches a filesystem's own `open`.
-//! 2. The mount the file is on (`mnt_id` in `/proc/thread-self/fdinfo`, which never asks
-//!    the filesystem) must be of a type whose metadata is in memory once looked up
-//!    ([`LOCAL_TYPES`]: ext4, xfs, btrfs, tmpfs, ...; not NFS, CIFS, FUSE, overlay or 9p).
+//! 2. The mount the file is on must be of a type whose metadata is in memory once looked
+//!    up ([`LOCAL_TYPES`]: ext4, xfs, btrfs, tmpfs, ...; not NFS, CIFS, FUSE, overlay or
+//!    9p). Its id comes from `name_to_handle_at` with no room for a handle: the kernel
+//!    fills in the mount id and answers `EOVERFLOW` without asking the filesystem for
+//!    anything but the size of its handle (in memory). Where that gives no id (a
+//!    filesystem that cannot make handles), from `mnt_id` in `/proc/thread-self/fdinfo`,
+//!    which never asks the filesystem either.
 //! 3. The table of mount types (`/proc/thread-self/mountinfo`) is read again whenever
 //!    `poll` on it says it changed, checked after the lookup: a mount id reused by a new
 //!    mount is never taken for the old one.
@@ -27,9 +31,11 @@
 //! takes the blocking pool exactly as before, so every failure reason is the one it was.
 //! The first run of a path usually goes to the pool (its dentries are not cached yet).
 //!
-//! Per run this is `openat2`, the fdinfo's `openat`, `read` and `close`, `ppoll`, then
-//! `statx` and `close` (a read: `statx` for the file type, an `open` of
-//! `/proc/thread-self/fd/N`, `preadv2`, two `close`).
+//! Per run this is `openat2`, `name_to_handle_at`, `ppoll`, then `statx` and `close` (a
+//! read: `statx` for the file type, an `openat` of `N` in `/proc/thread-self/fd` kept
+//! open, `preadv2`, two `close`). Reading the id from fdinfo instead cost three system
+//! calls (`openat`, `read`, `close`), and reopening by the full `/proc/thread-self/fd/N`
+//! path walked three more procfs components.
 //! Keeping each mount's root open and resolving from it with `RESOLVE_NO_XDEV` would save
 //! three of them (measured 4.2 µs per `file_age` run instead of 8.3), but an open root
 //! makes `umount` of that filesystem fail with `EBUSY`: not done. Figures in
@@ -44,7 +50,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, CWD, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::ReadWriteFlags;
 
@@ -63,7 +69,7 @@ const PAGE: usize = 4096;
 /// `mtime` of `path` (following symlinks, as `std::fs::metadata`), or `None` when that
 /// cannot be known without possibly waiting: the caller then asks the blocking pool.
 pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
-    let fd = open_local(path)?;
+    let fd = with_mounts(|mounts| mounts.open_local(path))?;
     let st = rustix::fs::statx(&fd, c"", AtFlags::EMPTY_PATH, StatxFlags::MTIME).ok()?;
     if !StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::MTIME) {
         return None;
@@ -75,23 +81,20 @@ pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
 /// cannot be done without possibly waiting: not on a local filesystem, not cached, or
 /// any error.
 pub(crate) fn read(path: &Path, buf: &mut [u8]) -> Option<usize> {
-    let located = open_local(path)?;
-    // Only a regular file: opening a FIFO or a device node could wait (or run a driver).
-    let st = rustix::fs::statx(&located, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE).ok()?;
-    if rustix::fs::FileType::from_raw_mode(st.stx_mode.into()) != rustix::fs::FileType::RegularFile
-    {
-        return None;
-    }
-    // Reopen the file found (not the path, which may lead elsewhere by now) for reading.
-    let mut link = [0u8; 48];
-    let link = fd_path(b"/proc/thread-self/fd/", located.as_raw_fd(), &mut link)?;
-    let fd = rustix::fs::open(
-        link,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME | OFlags::NOCTTY,
-        Mode::empty(),
-    )
-    .ok()?;
-    drop(located);
+    let fd = with_mounts(|mounts| {
+        let located = mounts.open_local(path)?;
+        // Only a regular file: opening a FIFO or a device node could wait (or run a
+        // driver).
+        let st = rustix::fs::statx(&located, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE).ok()?;
+        if rustix::fs::FileType::from_raw_mode(st.stx_mode.into())
+            != rustix::fs::FileType::RegularFile
+        {
+            return None;
+        }
+        // Reopen the file found (not the path, which may lead elsewhere by now) for
+        // reading.
+        mounts.reopen(&located)
+    })?;
     let mut filled = 0;
     while filled < buf.len() {
         let asked = buf.len() - filled;
@@ -113,9 +116,9 @@ pub(crate) fn read(path: &Path, buf: &mut [u8]) -> Option<usize> {
     Some(filled)
 }
 
-/// Opens `path` as `O_PATH` from the lookup cache alone, and keeps it only when its mount
-/// is of a [`LOCAL_TYPES`] type in the current mount table.
-fn open_local(path: &Path) -> Option<OwnedFd> {
+/// Runs `f` with this thread's view of the mount table, opened on first use; `None` when
+/// it cannot be had (no `/proc`), or once reading it again failed.
+fn with_mounts<T>(f: impl FnOnce(&mut Mounts) -> Option<T>) -> Option<T> {
     MOUNTS.with(|cell| {
         let mut slot = cell.borrow_mut();
         let mounts = match &mut *slot {
@@ -123,22 +126,11 @@ fn open_local(path: &Path) -> Option<OwnedFd> {
             None => slot.insert(Mounts::open()),
         };
         let table = mounts.as_mut()?;
-        let fd = rustix::fs::openat2(
-            CWD,
-            path,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::CACHED,
-        )
-        .ok()?;
-        let id = table.mount_id(&fd)?;
-        // After the lookup: the fd holds its mount, so a table that has not changed since
-        // it was read names that mount, not an earlier one with the same id.
-        if table.changed() && table.reload().is_none() {
+        let out = f(table);
+        if table.broken {
             *slot = Some(None);
-            return None;
         }
-        table.is_local(id).then_some(fd)
+        out
     })
 }
 
@@ -154,27 +146,63 @@ struct Mounts {
     table: OwnedFd,
     /// `/proc/thread-self/fdinfo`.
     fdinfo: OwnedFd,
+    /// `/proc/thread-self/fd`: a file found is reopened from here by its fd's number.
+    fds: OwnedFd,
     /// Sorted.
     local: Vec<u32>,
+    /// Reading the table again failed: no more answers on this thread.
+    broken: bool,
 }
 
 impl Mounts {
     fn open() -> Option<Mounts> {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC;
         let table = rustix::fs::open("/proc/thread-self/mountinfo", flags, Mode::empty()).ok()?;
-        let fdinfo = rustix::fs::open(
-            "/proc/thread-self/fdinfo",
-            flags | OFlags::DIRECTORY,
-            Mode::empty(),
-        )
-        .ok()?;
+        let dir = |path: &str| rustix::fs::open(path, flags | OFlags::DIRECTORY, Mode::empty());
         let mut mounts = Mounts {
             table,
-            fdinfo,
+            fdinfo: dir("/proc/thread-self/fdinfo").ok()?,
+            fds: dir("/proc/thread-self/fd").ok()?,
             local: Vec::new(),
+            broken: false,
         };
         mounts.reload()?;
         Some(mounts)
+    }
+
+    /// Opens `path` as `O_PATH` from the lookup cache alone, and keeps it only when its
+    /// mount is of a [`LOCAL_TYPES`] type in the current mount table.
+    fn open_local(&mut self, path: &Path) -> Option<OwnedFd> {
+        let fd = rustix::fs::openat2(
+            CWD,
+            path,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::CACHED,
+        )
+        .ok()?;
+        let id = self.mount_id(&fd)?;
+        // After the lookup: the fd holds its mount, so a table that has not changed since
+        // it was read names that mount, not an earlier one with the same id.
+        if self.changed() && self.reload().is_none() {
+            self.broken = true;
+            return None;
+        }
+        self.is_local(id).then_some(fd)
+    }
+
+    /// `located` (an `O_PATH` fd) opened again for reading, through its entry in
+    /// `/proc/thread-self/fd`: the file found, not whatever its path names by now.
+    fn reopen(&self, located: &OwnedFd) -> Option<OwnedFd> {
+        let mut name = [0u8; 16];
+        let name = fd_path(b"", located.as_raw_fd(), &mut name)?;
+        rustix::fs::openat(
+            &self.fds,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .ok()
     }
 
     /// Whether the table changed since the last call (or since it was opened). An error
@@ -213,8 +241,13 @@ impl Mounts {
         self.local.binary_search(&id).is_ok()
     }
 
-    /// The mount id of `fd`, from its fdinfo (procfs: the filesystem is not asked).
+    /// The mount id of `fd`: from [`handle_mount_id`], else from its fdinfo.
     fn mount_id(&self, fd: &OwnedFd) -> Option<u32> {
+        handle_mount_id(fd.as_fd()).or_else(|| self.fdinfo_mount_id(fd))
+    }
+
+    /// The mount id of `fd`, from its fdinfo (procfs: the filesystem is not asked).
+    fn fdinfo_mount_id(&self, fd: &OwnedFd) -> Option<u32> {
         let mut name = [0u8; 16];
         let name = fd_path(b"", fd.as_raw_fd(), &mut name)?;
         let info = rustix::fs::openat(
@@ -227,6 +260,44 @@ impl Mounts {
         let mut buf = [0u8; 512];
         let n = rustix::io::read(info.as_fd(), &mut buf).ok()?;
         fdinfo_mount_id(&buf[..n])
+    }
+}
+
+/// The mount id of `fd` from `name_to_handle_at` given no room for a handle: the kernel
+/// asks the filesystem only for its handle's size (`encode_fh`, from the inode in memory),
+/// answers `EOVERFLOW` and fills in the mount id anyway. One system call where the fdinfo
+/// takes three. `None` when no id came back (a filesystem that cannot make handles, such
+/// as procfs or ramfs, answers `EOPNOTSUPP` before that).
+#[allow(
+    unsafe_code,
+    reason = "name_to_handle_at has no binding in rustix or std"
+)]
+fn handle_mount_id(fd: BorrowedFd<'_>) -> Option<u32> {
+    let mut handle = libc::file_handle {
+        handle_bytes: 0,
+        handle_type: 0,
+        f_handle: [],
+    };
+    let mut id: libc::c_int = -1;
+    // SAFETY: `fd` is open for the whole call and the path is an empty C string
+    // (`AT_EMPTY_PATH`: `fd` itself). With `handle_bytes` 0 the kernel reads and writes
+    // only the header that `handle` is, and writes one `c_int` to `id`.
+    let rc = unsafe {
+        libc::name_to_handle_at(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            &mut handle,
+            &mut id,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    let answered = rc == 0
+        || rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+            == Some(rustix::io::Errno::OVERFLOW);
+    if answered {
+        u32::try_from(id).ok()
+    } else {
+        None
     }
 }
 
@@ -380,6 +451,38 @@ not a line
         assert_eq!(read(&link, &mut buf), None);
         let up = Path::new("/tmp/../proc/version");
         assert_eq!(read(up, &mut buf), None);
+    }
+
+    #[test]
+    fn the_handle_mount_id_is_the_fdinfo_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for path in [dir.path(), Path::new("/"), Path::new("/dev/shm")] {
+            let Ok(fd) = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            else {
+                continue;
+            };
+            let from_handle = handle_mount_id(fd.as_fd());
+            let from_fdinfo = with_mounts(|m| m.fdinfo_mount_id(&fd));
+            // The temporary directory is on ext4 or tmpfs, which make handles.
+            if path == dir.path() {
+                assert!(from_handle.is_some(), "{}", path.display());
+            }
+            if from_handle.is_some() {
+                assert_eq!(from_handle, from_fdinfo, "{}", path.display());
+            }
+        }
+        // procfs makes no handles: the fdinfo answers.
+        let proc =
+            rustix::fs::open("/proc", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        assert_eq!(handle_mount_id(proc.as_fd()), None);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let id = with_mounts(|m| m.mount_id(&proc)).unwrap();
+        assert!(
+            mounts
+                .lines()
+                .any(|l| l.starts_with(&format!("{id} ")) && l.contains(" - proc ")),
+            "{id}: {mounts}"
+        );
     }
 
     #[test]
