@@ -2,9 +2,11 @@
 //! and under its RSS / open-fd / thread / CPU limits (seeds 001 and 004).
 //!
 //! Owns: reading `/proc` (`/proc/<pid>/{stat,status,comm,cmdline,fd}`) and judging limits.
-//! Must not: signal or otherwise touch the process, or keep state between runs: CPU use
-//! is sampled twice inside one probe, [`CPU_WINDOW`] apart (at most half the timeout), so
-//! the result does not depend on when the previous run happened.
+//! Must not: signal or otherwise touch the process, or keep state between runs that
+//! could change a verdict: CPU use is sampled twice inside one probe, [`CPU_WINDOW`] apart
+//! (at most half the timeout), so the result does not depend on when the previous run
+//! happened. (What it keeps, per thread, is up to [`KEPT_STATS`] open `/proc/<pid>/stat`
+//! files, which read exactly what a fresh open would; see [`read_stat`].)
 //!
 //! Cost (issue 17): a `/proc` file is read with one `open`, one `read` into a stack
 //! buffer and a `close` (a seq_file answers a read that can hold it whole in one go, so a
@@ -350,6 +352,24 @@ fn read_fd(fd: &OwnedFd, buf: &mut [u8], short_is_end: bool) -> io::Result<usize
     Ok(filled)
 }
 
+/// Fills `buf` from the start of a procfs file kept open (a short read is the end).
+fn pread_start(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = match rustix::io::pread(fd.as_fd(), &mut buf[filled..], filled as u64) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let asked = buf.len() - filled;
+        filled += n;
+        if n < asked {
+            break;
+        }
+    }
+    Ok(filled)
+}
+
 /// A bounded read of a small text file; errors as short text (`not found`, ...).
 fn read_small(path: &Path) -> Result<String, String> {
     let not_found = |e: io::Error| match e.kind() {
@@ -363,13 +383,54 @@ fn read_small(path: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
+/// How many `/proc/<pid>/stat` files a thread keeps open for [`read_stat`].
+const KEPT_STATS: usize = 16;
+
+thread_local! {
+    /// `/proc/<pid>/stat` files kept open by pid, the most recently read last.
+    static STAT_FILES: std::cell::RefCell<Vec<(i32, OwnedFd)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `/proc/<pid>/stat`, read through a file kept open from the last read of that pid when
+/// there is one (a `pread` at offset 0 makes the kernel generate it again) instead of an
+/// `open`, a `read` and a `close`: the check of one pid file reads the same pid run after
+/// run. An open file names the process it was opened for, not the number: once that
+/// process is gone (reaped, or its pid reused) the read fails with `ESRCH`, and the file
+/// is opened afresh, so what is read is always what a fresh open would read, errors
+/// included.
 fn read_stat(pid: i32) -> Result<Stat, String> {
     let mut buf = [0u8; 2048];
-    let text = read_proc(pid, c"stat", &mut buf).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => "not found".to_owned(),
-        _ => e.to_string(),
-    })?;
-    parse_stat_bytes(text)
+    let len = STAT_FILES
+        .with(|cell| {
+            let mut kept = cell.borrow_mut();
+            if let Some(at) = kept.iter().position(|(p, _)| *p == pid) {
+                let (_, file) = kept.remove(at);
+                if let Ok(len) = pread_start(&file, &mut buf)
+                    && len > 0
+                {
+                    kept.push((pid, file));
+                    return Ok(len);
+                }
+            }
+            let mut path = [0u8; 64];
+            let file = rustix::fs::open(
+                proc_cpath(pid, c"stat", &mut path),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let len = read_fd(&file, &mut buf, true)?;
+            if kept.len() >= KEPT_STATS {
+                kept.remove(0);
+            }
+            kept.push((pid, file));
+            Ok(len)
+        })
+        .map_err(|e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => "not found".to_owned(),
+            _ => e.to_string(),
+        })?;
+    parse_stat_bytes(&buf[..len])
         .map(|s| s.owned())
         .ok_or_else(|| "unparsable stat".to_owned())
 }
@@ -545,6 +606,67 @@ mod tests {
             read_small(dir.path()).unwrap_err(),
             io::Error::from_raw_os_error(libc::EISDIR).to_string()
         );
+    }
+
+    fn kept_pids() -> Vec<i32> {
+        STAT_FILES.with(|cell| cell.borrow().iter().map(|(p, _)| *p).collect())
+    }
+
+    #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test starts the process it inspects"
+    )]
+    fn a_kept_stat_file_reads_what_a_fresh_open_reads() {
+        // Tests may share a thread (`--test-threads=1`).
+        STAT_FILES.with(|cell| cell.borrow_mut().clear());
+        let me = std::process::id() as i32;
+        let first = read_stat(me).unwrap();
+        assert_eq!(kept_pids(), vec![me]);
+        // Generated again on every read: the process's CPU time moves.
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let second = read_stat(me).unwrap();
+        assert_eq!(kept_pids(), vec![me]);
+        assert!(second.cpu_ticks > first.cpu_ticks, "{first:?} {second:?}");
+        assert_eq!(second.start_time, first.start_time);
+
+        // Once the process is gone the kept file fails and a fresh open gives the reason.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(read_stat(pid).is_ok());
+        assert_eq!(kept_pids(), vec![me, pid]);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(read_stat(pid).unwrap_err(), "not found");
+        assert_eq!(kept_pids(), vec![me]);
+
+        // At most KEPT_STATS files, the least recently read closed first.
+        let mut kids: Vec<_> = (0..KEPT_STATS)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for kid in &kids {
+            read_stat(kid.id() as i32).unwrap();
+        }
+        let kept = kept_pids();
+        assert_eq!(kept.len(), KEPT_STATS);
+        assert!(!kept.contains(&me));
+        assert_eq!(kept[KEPT_STATS - 1], kids[KEPT_STATS - 1].id() as i32);
+        for kid in &mut kids {
+            let _ = kid.kill();
+            let _ = kid.wait();
+        }
     }
 
     #[test]
