@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use vigil_checks::model::{CheckKind, FileAgeCheck};
-use vigil_checks::probe::file_age::{file_age, next_interval};
+use vigil_checks::probe::file_age::next_interval;
 use vigil_checks::{ProbeContext, ProbeOutcome, probe};
 
 const MAX_AGE: Duration = Duration::from_secs(600);
@@ -67,9 +67,13 @@ async fn fresh_file_passes_and_stale_file_fails() {
     });
     assert!(ok, "{}", out.reason);
 
-    // The daemon's interval: stale beyond half of max_age → fast_every.
-    let age = file_age(&path).await.unwrap();
-    assert!(age >= Duration::from_secs(912), "{age:?}");
+    // The daemon's interval, from the age the probe saw: stale beyond half of max_age →
+    // fast_every.
+    let age = out.file_age.unwrap();
+    assert!(
+        age >= Duration::from_secs(912) && age < Duration::from_secs(914),
+        "{age:?}"
+    );
     let every = Duration::from_secs(120);
     assert_eq!(
         next_interval(&spec(&path), every, Some(age)),
@@ -93,7 +97,7 @@ async fn half_of_max_age_switches_to_fast_interval() {
     let path = dir.path().join("stamp");
     std::fs::write(&path, b"x").unwrap();
     let every = Duration::from_secs(120);
-    let young = file_age(&path).await.unwrap();
+    let young = run(&path).await.file_age.unwrap();
     assert_eq!(next_interval(&spec(&path), every, Some(young)), every);
     // Wakes when the file crosses half of max_age (300 s), but not sooner than fast_every.
     let s = Duration::from_secs;
@@ -102,7 +106,7 @@ async fn half_of_max_age_switches_to_fast_interval() {
     // Unknown age (missing, or not known within the timeout): watched closely.
     assert_eq!(next_interval(&spec(&path), every, None), s(60));
     age_by(&path, Duration::from_secs(400));
-    let old = file_age(&path).await.unwrap();
+    let old = run(&path).await.file_age.unwrap();
     assert_eq!(
         next_interval(&spec(&path), every, Some(old)),
         Duration::from_secs(60)
@@ -121,5 +125,6 @@ async fn missing_file_fails() {
         out.reason,
         format!("file {} does not exist (max_age 600s)", path.display())
     );
-    assert!(file_age(&path).await.is_err());
+    // Unknown age: the daemon's interval is the fast one.
+    assert_eq!(out.file_age, None);
 }

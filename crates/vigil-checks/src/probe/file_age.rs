@@ -3,8 +3,8 @@
 //! daemon uses to look more often once the file is getting old.
 //!
 //! Owns: stat'ing the file and comparing its mtime with the wall clock. Must not: open or
-//! read the file, or keep state between runs (the daemon passes the last age back to
-//! [`next_interval`]).
+//! read the file, or keep state between runs (the probe reports the age it saw, and the
+//! daemon passes it to [`next_interval`]).
 //!
 //! The `stat` is answered inline when the kernel can answer from memory ([`cached_fs`]),
 //! else on the blocking pool, so a hung filesystem never stops the runtime thread.
@@ -25,8 +25,18 @@ pub(super) fn label(check: &FileAgeCheck) -> String {
     format!("file_age {}", check.path.display())
 }
 
-pub(super) async fn probe(check: &FileAgeCheck) -> Verdict {
-    judge(check, modified(&check.path).await, wall_now())
+/// Judges the file, and leaves the age it saw in `age` (see `ProbeOutcome::file_age`).
+pub(super) async fn probe(check: &FileAgeCheck, age: &mut Option<Duration>) -> Verdict {
+    let mtime = modified(&check.path).await;
+    let now = wall_now();
+    *age = mtime.as_ref().ok().map(|&t| age_at(t, now));
+    judge(check, mtime, now)
+}
+
+/// How long before `now` a file modified at `mtime` was modified: zero for an mtime in
+/// the future (clock stepped back, or set by hand), which counts as fresh.
+fn age_at(mtime: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(mtime).unwrap_or(Duration::ZERO)
 }
 
 /// `path`'s mtime: inline when the kernel can answer from memory ([`cached_fs`]), else
@@ -46,13 +56,6 @@ fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
-/// How long ago `path` was modified (zero for an mtime in the future). Never blocks the
-/// runtime thread (see [`modified`]); the caller bounds the wait.
-pub async fn file_age(path: &Path) -> io::Result<Duration> {
-    let mtime = modified(path).await?;
-    Ok(wall_now().duration_since(mtime).unwrap_or(Duration::ZERO))
-}
-
 fn judge(check: &FileAgeCheck, mtime: io::Result<SystemTime>, now: SystemTime) -> Verdict {
     let path = check.path.display();
     let max = format_duration(check.max_age);
@@ -63,8 +66,7 @@ fn judge(check: &FileAgeCheck, mtime: io::Result<SystemTime>, now: SystemTime) -
         }
         Err(err) => return Err(format!("cannot stat {path}: {err}")),
     };
-    // An mtime in the future (clock stepped back, or set by hand) counts as fresh.
-    let age = now.duration_since(mtime).unwrap_or(Duration::ZERO);
+    let age = age_at(mtime, now);
     let seen = format!("file {path} last modified {}s ago", age.as_secs());
     if age > check.max_age {
         Err(format!("{seen}, max_age {max}"))

@@ -48,6 +48,11 @@ pub struct ProbeOutcome {
     /// Passed, but above a warning threshold (`clock`, `tls_cert`): the run is `warn`.
     /// Always false when `passed` is false.
     pub warning: bool,
+    /// `file_age` only: the file's age when the probe looked (zero for an mtime in the
+    /// future), or `None` when it was not known (missing, unreadable, not known in time).
+    /// The daemon sets the next run's interval from it (`file_age::next_interval`)
+    /// instead of looking the file up a second time.
+    pub file_age: Option<Duration>,
 }
 
 /// A pass that may carry a warning (`clock`, `tls_cert`).
@@ -64,6 +69,7 @@ pub(crate) struct Probed {
 pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> ProbeOutcome {
     let started = Instant::now();
     let mut warning = false;
+    let mut age = None;
     let mut warned = |p: Probed| {
         warning = p.warning;
         p.reason
@@ -111,7 +117,12 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
             with_deadline(|| interface::label(check), timeout, interface::probe(check)).await
         }
         CheckKind::FileAge(check) => {
-            with_deadline(|| file_age::label(check), timeout, file_age::probe(check)).await
+            with_deadline(
+                || file_age::label(check),
+                timeout,
+                file_age::probe(check, &mut age),
+            )
+            .await
         }
         CheckKind::Process(check) => {
             with_deadline(
@@ -144,12 +155,14 @@ pub async fn probe(kind: &CheckKind, timeout: Duration, cx: &ProbeContext) -> Pr
             reason,
             elapsed,
             warning,
+            file_age: age,
         },
         Err(reason) => ProbeOutcome {
             passed: false,
             reason,
             elapsed,
             warning: false,
+            file_age: age,
         },
     }
 }

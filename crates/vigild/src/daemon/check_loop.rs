@@ -131,11 +131,7 @@ impl CheckLoop {
                 self.voided = 0;
                 // Fixed rate: the next run is due `every` after this one was due; one that is
                 // already past goes back on the grid.
-                due += tokio::select! {
-                    biased;
-                    _ = self.cancel.cancelled() => return,
-                    pause = self.interval() => pause,
-                };
+                due += self.interval(&run);
                 let now = Instant::now();
                 if due < now {
                     due = on_grid(now, grid);
@@ -258,16 +254,16 @@ impl CheckLoop {
     }
 
     /// The pause before the next run: `every`, except for `file_age` checks, whose interval
-    /// adapts to the file's age (`file_age::next_interval`). The age is looked up without
-    /// blocking the runtime thread and waited for at most the check's `timeout` (a file on a
-    /// hung filesystem: unknown, so the fast interval).
-    async fn interval(&self) -> Duration {
+    /// adapts to the file's age (`file_age::next_interval`) as the run's last attempt saw
+    /// it. No second lookup: an age the probe did not learn (missing, unreadable, or a hung
+    /// filesystem that timed the probe out) is unknown, so the fast interval.
+    fn interval(&self, run: &vigil_checks::CheckRun) -> Duration {
         let every = self.check.every;
         let CheckKind::FileAge(spec) = &self.check.kind else {
             return every;
         };
-        let age = tokio::time::timeout(self.check.timeout, file_age::file_age(&spec.path)).await;
-        file_age::next_interval(spec, every, age.ok().and_then(Result::ok))
+        let age = run.attempts.last().and_then(|a| a.file_age);
+        file_age::next_interval(spec, every, age)
     }
 
     async fn act(&self, reason: &str) {
