@@ -5,8 +5,8 @@
 //! Must not: signal or otherwise touch the process, or keep state between runs that
 //! could change a verdict: CPU use is sampled twice inside one probe, [`CPU_WINDOW`] apart
 //! (at most half the timeout), so the result does not depend on when the previous run
-//! happened. (What it keeps, per thread, is up to [`KEPT_STATS`] open `/proc/<pid>/stat`
-//! files, which read exactly what a fresh open would; see [`read_stat`].)
+//! happened. (What it keeps, per thread, is up to [`KEPT_FILES`] open `/proc/<pid>/stat`
+//! and `status` files, which read exactly what a fresh open would; see [`read_kept`].)
 //!
 //! Cost (issue 17): a `/proc` file is read with one `open`, one `read` into a stack
 //! buffer and a `close` (a seq_file answers a read that can hold it whole in one go, so a
@@ -383,53 +383,60 @@ fn read_small(path: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
-/// How many `/proc/<pid>/stat` files a thread keeps open for [`read_stat`].
-const KEPT_STATS: usize = 16;
+/// How many `/proc/<pid>/{stat,status}` files a thread keeps open for [`read_kept`].
+const KEPT_FILES: usize = 16;
 
 thread_local! {
-    /// `/proc/<pid>/stat` files kept open by pid, the most recently read last.
-    static STAT_FILES: std::cell::RefCell<Vec<(i32, OwnedFd)>> =
+    /// `/proc/<pid>/<file>` files kept open, the most recently read last.
+    static KEPT: std::cell::RefCell<Vec<(i32, &'static CStr, OwnedFd)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `/proc/<pid>/stat`, read through a file kept open from the last read of that pid when
-/// there is one (a `pread` at offset 0 makes the kernel generate it again) instead of an
-/// `open`, a `read` and a `close`: the check of one pid file reads the same pid run after
-/// run. An open file names the process it was opened for, not the number: once that
-/// process is gone (reaped, or its pid reused) the read fails with `ESRCH`, and the file
-/// is opened afresh, so what is read is always what a fresh open would read, errors
-/// included.
+/// `/proc/<pid>/<file>` (`stat` or `status`) into `buf`, read through a file kept open
+/// from the last read of it when there is one (a `pread` at offset 0 makes the kernel
+/// generate it again) instead of an `open`, a `read` and a `close`: the check of one pid
+/// file reads the same pid run after run. An open file names the process it was opened
+/// for, not the number: once that process is gone (reaped, or its pid reused) the read
+/// fails with `ESRCH`, and the file is opened afresh, so what is read is always what a
+/// fresh open would read, errors included.
+fn read_kept(pid: i32, file: &'static CStr, buf: &mut [u8]) -> io::Result<usize> {
+    KEPT.with(|cell| {
+        let mut kept = cell.borrow_mut();
+        if let Some(at) = kept.iter().position(|(p, f, _)| *p == pid && *f == file) {
+            let (_, _, fd) = kept.remove(at);
+            if let Ok(len) = pread_start(&fd, buf)
+                && len > 0
+            {
+                kept.push((pid, file, fd));
+                return Ok(len);
+            }
+        }
+        let mut path = [0u8; 64];
+        let fd = rustix::fs::open(
+            proc_cpath(pid, file, &mut path),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let len = read_fd(&fd, buf, true)?;
+        if kept.len() >= KEPT_FILES {
+            kept.remove(0);
+        }
+        kept.push((pid, file, fd));
+        Ok(len)
+    })
+}
+
+/// The reason text of a failed `/proc` read.
+fn proc_error(e: io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "not found".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
 fn read_stat(pid: i32) -> Result<Stat, String> {
     let mut buf = [0u8; 2048];
-    let len = STAT_FILES
-        .with(|cell| {
-            let mut kept = cell.borrow_mut();
-            if let Some(at) = kept.iter().position(|(p, _)| *p == pid) {
-                let (_, file) = kept.remove(at);
-                if let Ok(len) = pread_start(&file, &mut buf)
-                    && len > 0
-                {
-                    kept.push((pid, file));
-                    return Ok(len);
-                }
-            }
-            let mut path = [0u8; 64];
-            let file = rustix::fs::open(
-                proc_cpath(pid, c"stat", &mut path),
-                OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let len = read_fd(&file, &mut buf, true)?;
-            if kept.len() >= KEPT_STATS {
-                kept.remove(0);
-            }
-            kept.push((pid, file));
-            Ok(len)
-        })
-        .map_err(|e: io::Error| match e.kind() {
-            io::ErrorKind::NotFound => "not found".to_owned(),
-            _ => e.to_string(),
-        })?;
+    let len = read_kept(pid, c"stat", &mut buf).map_err(proc_error)?;
     parse_stat_bytes(&buf[..len])
         .map(|s| s.owned())
         .ok_or_else(|| "unparsable stat".to_owned())
@@ -468,10 +475,8 @@ fn parse_stat_bytes(text: &[u8]) -> Option<StatView<'_>> {
 /// `VmRSS:` and `Threads:` from `/proc/<pid>/status`.
 fn status_fields(pid: i32) -> Result<(Option<u64>, Option<u64>), String> {
     let mut buf = [0u8; SMALL_READ];
-    let text = read_proc(pid, c"status", &mut buf).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => "not found".to_owned(),
-        _ => e.to_string(),
-    })?;
+    let len = read_kept(pid, c"status", &mut buf).map_err(proc_error)?;
+    let text = &buf[..len];
     Ok((
         status_field_bytes(text, b"VmRSS:"),
         status_field_bytes(text, b"Threads:"),
@@ -608,8 +613,8 @@ mod tests {
         );
     }
 
-    fn kept_pids() -> Vec<i32> {
-        STAT_FILES.with(|cell| cell.borrow().iter().map(|(p, _)| *p).collect())
+    fn kept() -> Vec<(i32, &'static CStr)> {
+        KEPT.with(|cell| cell.borrow().iter().map(|(p, f, _)| (*p, *f)).collect())
     }
 
     #[test]
@@ -617,12 +622,12 @@ mod tests {
         clippy::disallowed_methods,
         reason = "the test starts the process it inspects"
     )]
-    fn a_kept_stat_file_reads_what_a_fresh_open_reads() {
+    fn a_kept_proc_file_reads_what_a_fresh_open_reads() {
         // Tests may share a thread (`--test-threads=1`).
-        STAT_FILES.with(|cell| cell.borrow_mut().clear());
+        KEPT.with(|cell| cell.borrow_mut().clear());
         let me = std::process::id() as i32;
         let first = read_stat(me).unwrap();
-        assert_eq!(kept_pids(), vec![me]);
+        assert_eq!(kept(), vec![(me, c"stat")]);
         // Generated again on every read: the process's CPU time moves.
         let spin = std::time::Instant::now();
         let mut x = 0u64;
@@ -630,9 +635,19 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         let second = read_stat(me).unwrap();
-        assert_eq!(kept_pids(), vec![me]);
+        assert_eq!(kept(), vec![(me, c"stat")]);
         assert!(second.cpu_ticks > first.cpu_ticks, "{first:?} {second:?}");
         assert_eq!(second.start_time, first.start_time);
+        // `status` too, as its own file: the RSS grows by what is touched in between.
+        let (rss, _) = super::status_fields(me).unwrap();
+        assert_eq!(kept(), vec![(me, c"stat"), (me, c"status")]);
+        let touched = std::hint::black_box(vec![1u8; 64 << 20]);
+        let (grown, _) = super::status_fields(me).unwrap();
+        assert!(
+            grown.unwrap() >= rss.unwrap() + 60 * 1024,
+            "{rss:?} -> {grown:?} KiB"
+        );
+        drop(touched);
 
         // Once the process is gone the kept file fails and a fresh open gives the reason.
         let mut child = std::process::Command::new("sleep")
@@ -641,14 +656,16 @@ mod tests {
             .unwrap();
         let pid = child.id() as i32;
         assert!(read_stat(pid).is_ok());
-        assert_eq!(kept_pids(), vec![me, pid]);
+        assert!(super::status_fields(pid).is_ok());
+        assert_eq!(kept().len(), 4);
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(read_stat(pid).unwrap_err(), "not found");
-        assert_eq!(kept_pids(), vec![me]);
+        assert_eq!(super::status_fields(pid).unwrap_err(), "not found");
+        assert_eq!(kept(), vec![(me, c"stat"), (me, c"status")]);
 
-        // At most KEPT_STATS files, the least recently read closed first.
-        let mut kids: Vec<_> = (0..KEPT_STATS)
+        // At most KEPT_FILES files, the least recently read closed first.
+        let mut kids: Vec<_> = (0..KEPT_FILES)
             .map(|_| {
                 std::process::Command::new("sleep")
                     .arg("30")
@@ -659,10 +676,13 @@ mod tests {
         for kid in &kids {
             read_stat(kid.id() as i32).unwrap();
         }
-        let kept = kept_pids();
-        assert_eq!(kept.len(), KEPT_STATS);
-        assert!(!kept.contains(&me));
-        assert_eq!(kept[KEPT_STATS - 1], kids[KEPT_STATS - 1].id() as i32);
+        let now = kept();
+        assert_eq!(now.len(), KEPT_FILES);
+        assert!(now.iter().all(|(p, _)| *p != me));
+        assert_eq!(
+            now[KEPT_FILES - 1],
+            (kids[KEPT_FILES - 1].id() as i32, c"stat")
+        );
         for kid in &mut kids {
             let _ = kid.kill();
             let _ = kid.wait();
