@@ -10,6 +10,9 @@
 #   process    bench/floors/proc_scan.c: a scan of /proc by name (comm, cmdline when comm
 #              differs, stat of a match) vs `vigil-bench-checks process name sleep`
 #              (PROC_N scans, default 500; a `sleep` started here is the one to find)
+#   pid file   bench/floors/pid_file.c: a pid file read and the named process's stat
+#              (kept open), plain (open/read/close) and with cached_fs's guards, vs
+#              `vigil-bench-checks process pid_file` on the same file
 #
 #   bench/floors.sh                   # builds vigil-bench-checks (release), ~1 minute
 #   BIN=target/release bench/floors.sh
@@ -43,7 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for c in connect listen_dump proc_scan; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
+for c in connect listen_dump proc_scan pid_file; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
 # A listener that accepts every connection: the bench sink (closes when the client does).
 "$BIN/vigil-bench-sink" --port-file "$WORK/port" --no-per-path 2>/dev/null >/dev/null &
 SINK=$!
@@ -51,6 +54,7 @@ for _ in $(seq 100); do [[ -s $WORK/port ]] && break; sleep 0.05; done
 PORT=$(<"$WORK/port")
 sleep 3600 &
 SLEEPER=$!
+echo "$SLEEPER" >"$WORK/sleep.pid"
 
 load() { cut -d' ' -f1 /proc/loadavg; }
 vigil() { # vigil KIND ARGS...: CPU per run of vigil's probe
@@ -68,7 +72,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     "listening-floor-per-family $("$WORK/listen_dump" "$N" v2)" \
     "listening-vigil $(vigil listening "$PORT")" \
     "process-name-floor $("$WORK/proc_scan" sleep "$PROC_N")" \
-    "process-name-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" process "$PROC_N" $((PROC_N / 10)) name sleep)"; do
+    "process-name-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" process "$PROC_N" $((PROC_N / 10)) name sleep)" \
+    "pid-file-floor $("$WORK/pid_file" "$WORK/sleep.pid" "$N")" \
+    "pid-file-floor-guarded $("$WORK/pid_file" "$WORK/sleep.pid" "$N" guarded)" \
+    "pid-file-vigil $(vigil process pid_file "$WORK/sleep.pid")"; do
     echo "round=$r $line load=$(load)" | tee -a "$results"
   done
 done

@@ -321,14 +321,19 @@ fn proc_cpath<'a>(pid: i32, file: &CStr, out: &'a mut [u8; 64]) -> &'a CStr {
 /// A seq_file (`stat`, `status`) and `cmdline` hand out everything a read can hold in
 /// one go, so a short read is the end: no extra `read` for EOF.
 fn read_proc<'b>(pid: i32, file: &CStr, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
+    let len = read_fd(&open_proc(pid, file)?, buf, true)?;
+    Ok(&buf[..len])
+}
+
+/// Opens `/proc/<pid>/<file>` for reading.
+fn open_proc(pid: i32, file: &CStr) -> io::Result<OwnedFd> {
     let mut path = [0u8; 64];
     let fd = rustix::fs::open(
         proc_cpath(pid, file, &mut path),
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let len = read_fd(&fd, buf, true)?;
-    Ok(&buf[..len])
+    Ok(fd)
 }
 
 /// Fills `buf` from `fd` until EOF (or, with `short_is_end`, a short read) or `buf` is full.
@@ -411,12 +416,7 @@ fn read_kept(pid: i32, file: &'static CStr, buf: &mut [u8]) -> io::Result<usize>
                 return Ok(len);
             }
         }
-        let mut path = [0u8; 64];
-        let fd = rustix::fs::open(
-            proc_cpath(pid, file, &mut path),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = open_proc(pid, file)?;
         let len = read_fd(&fd, buf, true)?;
         if kept.len() >= KEPT_FILES {
             kept.remove(0);
