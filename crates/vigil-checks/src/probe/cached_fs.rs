@@ -49,7 +49,7 @@ use std::ffi::CStr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::PollFlags;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, CWD, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::ReadWriteFlags;
@@ -208,16 +208,7 @@ impl Mounts {
     /// Whether the table changed since the last call (or since it was opened). An error
     /// counts as a change.
     fn changed(&self) -> bool {
-        let mut fds = [PollFd::new(&self.table, PollFlags::PRI)];
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        match rustix::event::poll(&mut fds, Some(&zero)) {
-            Ok(0) => false,
-            Ok(_) => !fds[0].revents().is_empty(),
-            Err(_) => true,
-        }
+        super::ready_now(&self.table, PollFlags::PRI).map_or(true, |ready| !ready.is_empty())
     }
 
     /// Reads the table again, from its start.

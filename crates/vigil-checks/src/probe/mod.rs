@@ -187,6 +187,22 @@ async fn with_deadline<T>(
     }
 }
 
+/// The events `fd` has ready right now, from one `poll` that does not wait: how a probe
+/// settles, without the runtime, what the kernel has usually finished already (a loopback
+/// connect, a change to the mount table).
+pub(crate) fn ready_now(
+    fd: impl rustix::fd::AsFd,
+    events: rustix::event::PollFlags,
+) -> io::Result<rustix::event::PollFlags> {
+    let mut fds = [rustix::event::PollFd::new(&fd, events)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&zero))?;
+    Ok(fds[0].revents())
+}
+
 /// A latency for humans: `0ms`, `3ms`, `1.25s`.
 pub(crate) fn latency(d: Duration) -> String {
     let ms = d.as_millis();

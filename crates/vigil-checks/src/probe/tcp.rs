@@ -8,7 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::PollFlags;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::time::Instant;
 
@@ -77,12 +77,7 @@ async fn connect(addr: &SocketAddr) -> io::Result<()> {
         Err(rustix::io::Errno::INPROGRESS) => {}
         Err(e) => return Err(e.into()),
     }
-    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
-    let now = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    if rustix::event::poll(&mut fds, Some(&now))? == 1 {
+    if !super::ready_now(&fd, PollFlags::OUT)?.is_empty() {
         return rustix::net::sockopt::socket_error(&fd)?.map_err(io::Error::from);
     }
     let stream = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd))?;
