@@ -282,9 +282,8 @@ fn handle_mount_id(fd: BorrowedFd<'_>) -> Option<u32> {
             libc::AT_EMPTY_PATH,
         )
     };
-    let answered = rc == 0
-        || rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
-            == Some(rustix::io::Errno::OVERFLOW);
+    let answered =
+        rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EOVERFLOW);
     if answered {
         u32::try_from(id).ok()
     } else {

@@ -317,11 +317,9 @@ fn proc_cpath<'a>(pid: i32, file: &CStr, out: &'a mut [u8; 64]) -> &'a CStr {
     CStr::from_bytes_with_nul(&out[..len]).unwrap_or(c"/proc/self/")
 }
 
-/// Reads `/proc/<pid>/<file>` into `buf` with one `read` per chunk and returns the bytes.
-/// A seq_file (`stat`, `status`) and `cmdline` hand out everything a read can hold in
-/// one go, so a short read is the end: no extra `read` for EOF.
+/// Reads `/proc/<pid>/<file>` into `buf` and returns the bytes.
 fn read_proc<'b>(pid: i32, file: &CStr, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
-    let len = read_fd(&open_proc(pid, file)?, buf, true)?;
+    let len = read_proc_fd(&open_proc(pid, file)?, buf)?;
     Ok(&buf[..len])
 }
 
@@ -336,8 +334,8 @@ fn open_proc(pid: i32, file: &CStr) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Fills `buf` from `fd` until EOF (or, with `short_is_end`, a short read) or `buf` is full.
-fn read_fd(fd: &OwnedFd, buf: &mut [u8], short_is_end: bool) -> io::Result<usize> {
+/// Fills `buf` from `fd` until EOF or `buf` is full.
+fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         let n = match rustix::io::read(fd.as_fd(), &mut buf[filled..]) {
@@ -348,17 +346,16 @@ fn read_fd(fd: &OwnedFd, buf: &mut [u8], short_is_end: bool) -> io::Result<usize
         if n == 0 {
             break;
         }
-        let asked = buf.len() - filled;
         filled += n;
-        if short_is_end && n < asked {
-            break;
-        }
     }
     Ok(filled)
 }
 
-/// Fills `buf` from the start of a procfs file kept open (a short read is the end).
-fn pread_start(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills `buf` from the start of a procfs file, fresh or kept open, with one `pread` per
+/// chunk (at offset 0 the kernel generates the file again). A seq_file (`stat`, `status`)
+/// and `cmdline` hand out everything a read can hold in one go, so a short read is the
+/// end: no extra read for EOF.
+fn read_proc_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         let n = match rustix::io::pread(fd.as_fd(), &mut buf[filled..], filled as u64) {
@@ -377,14 +374,10 @@ fn pread_start(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// A bounded read of a small text file; errors as short text (`not found`, ...).
 fn read_small(path: &Path) -> Result<String, String> {
-    let not_found = |e: io::Error| match e.kind() {
-        io::ErrorKind::NotFound => "not found".to_owned(),
-        _ => e.to_string(),
-    };
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| not_found(e.into()))?;
+        .map_err(|e| read_error(e.into()))?;
     let mut buf = [0u8; SMALL_READ];
-    let len = read_fd(&fd, &mut buf, false).map_err(|e| e.to_string())?;
+    let len = read_fd(&fd, &mut buf).map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
@@ -409,7 +402,7 @@ fn read_kept(pid: i32, file: &'static CStr, buf: &mut [u8]) -> io::Result<usize>
         let mut kept = cell.borrow_mut();
         if let Some(at) = kept.iter().position(|(p, f, _)| *p == pid && *f == file) {
             let (_, _, fd) = kept.remove(at);
-            if let Ok(len) = pread_start(&fd, buf)
+            if let Ok(len) = read_proc_fd(&fd, buf)
                 && len > 0
             {
                 kept.push((pid, file, fd));
@@ -417,7 +410,7 @@ fn read_kept(pid: i32, file: &'static CStr, buf: &mut [u8]) -> io::Result<usize>
             }
         }
         let fd = open_proc(pid, file)?;
-        let len = read_fd(&fd, buf, true)?;
+        let len = read_proc_fd(&fd, buf)?;
         if kept.len() >= KEPT_FILES {
             kept.remove(0);
         }
@@ -426,8 +419,8 @@ fn read_kept(pid: i32, file: &'static CStr, buf: &mut [u8]) -> io::Result<usize>
     })
 }
 
-/// The reason text of a failed `/proc` read.
-fn proc_error(e: io::Error) -> String {
+/// The reason text of a failed read: `not found`, or the error's own words.
+fn read_error(e: io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "not found".to_owned(),
         _ => e.to_string(),
@@ -436,7 +429,7 @@ fn proc_error(e: io::Error) -> String {
 
 fn read_stat(pid: i32) -> Result<Stat, String> {
     let mut buf = [0u8; 2048];
-    let len = read_kept(pid, c"stat", &mut buf).map_err(proc_error)?;
+    let len = read_kept(pid, c"stat", &mut buf).map_err(read_error)?;
     parse_stat_bytes(&buf[..len])
         .map(|s| s.owned())
         .ok_or_else(|| "unparsable stat".to_owned())
@@ -475,7 +468,7 @@ fn parse_stat_bytes(text: &[u8]) -> Option<StatView<'_>> {
 /// `VmRSS:` and `Threads:` from `/proc/<pid>/status`.
 fn status_fields(pid: i32) -> Result<(Option<u64>, Option<u64>), String> {
     let mut buf = [0u8; SMALL_READ];
-    let len = read_kept(pid, c"status", &mut buf).map_err(proc_error)?;
+    let len = read_kept(pid, c"status", &mut buf).map_err(read_error)?;
     let text = &buf[..len];
     Ok((
         status_field_bytes(text, b"VmRSS:"),
