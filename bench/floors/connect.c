@@ -11,11 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double cpu_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
+#include "cpu.h"
 
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: connect PORT N [rst]\n"); return 2; }

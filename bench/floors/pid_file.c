@@ -24,11 +24,7 @@
 #include <unistd.h>
 #include <linux/openat2.h>
 
-static double cpu_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
+#include "cpu.h"
 
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: pid_file PIDFILE N [guarded]\n"); return 2; }
