@@ -1,16 +1,22 @@
 //! `kind = "process"`: a process (found by `pid_file` or by `name`) is alive, not a zombie,
 //! and under its RSS / open-fd / thread / CPU limits (seeds 001 and 004).
 //!
-//! Owns: reading `/proc` (`/proc/<pid>/{stat,status,comm,cmdline,fd}`) and judging limits.
+//! Owns: reading `/proc` (`/proc/<pid>/{stat,statm,comm,cmdline,fd}`) and judging limits.
 //! Must not: signal or otherwise touch the process, or keep state between runs that
 //! could change a verdict: CPU use is sampled twice inside one probe, [`CPU_WINDOW`] apart
 //! (at most half the timeout), so the result does not depend on when the previous run
 //! happened. (What it keeps, per thread, is up to [`KEPT_FILES`] open `/proc/<pid>/stat`
-//! and `status` files, which read exactly what a fresh open would; see [`read_kept`].)
+//! and `statm` files, which read exactly what a fresh open would; see [`read_kept`].)
 //!
 //! Cost (issue 17): a `/proc` file is read with one `open`, one `read` into a stack
 //! buffer and a `close` (a seq_file answers a read that can hold it whole in one go, so a
 //! short read is its end), not through `read_to_end`'s probing reads and allocations.
+//! The thread count is `stat`'s `num_threads` (read anyway) and the RSS `statm`'s
+//! resident pages, where both used to come from `status`: the same kernel counters
+//! (`Threads:` is `num_threads`; `VmRSS:` and `statm` are summed alike, on 6.18 exactly
+//! from the per-CPU counters, where `stat`'s own `rss` field there is only their
+//! approximate total, so it is not used), and `status` costs the kernel far more to
+//! generate (about 1.5 KB of text).
 //! The open-fd count is the size the kernel reports for `/proc/<pid>/fd` (Linux 6.2+:
 //! its number of open fds) once `faccessat` says the directory could be listed, else the
 //! directory is listed as before. Finding a process by name still reads every process's
@@ -39,7 +45,7 @@ use crate::model::{ProcessCheck, ProcessTarget};
 /// How long CPU time is sampled over (shortened to half the probe timeout when that is
 /// less). Clock ticks are usually 10ms, so the CPU figure has a resolution of ~5%.
 pub const CPU_WINDOW: Duration = Duration::from_millis(200);
-/// Bounded reads: `/proc/<pid>/stat` and `status` are a few KiB at most.
+/// Bounded reads: a pid file is read up to this much (on the blocking pool).
 const SMALL_READ: usize = 16 * 1024;
 /// Enough of `cmdline` for argv[0].
 const CMDLINE_READ: usize = 4096;
@@ -60,6 +66,8 @@ struct Stat {
     cpu_ticks: u64,
     /// Since boot, in clock ticks.
     start_time: u64,
+    /// `num_threads` (what `status` calls `Threads:`).
+    threads: u64,
 }
 
 /// [`Stat`]'s fields borrowed from the bytes read.
@@ -69,6 +77,7 @@ struct StatView<'a> {
     state: char,
     cpu_ticks: u64,
     start_time: u64,
+    threads: u64,
 }
 
 impl StatView<'_> {
@@ -78,6 +87,7 @@ impl StatView<'_> {
             state: self.state,
             cpu_ticks: self.cpu_ticks,
             start_time: self.start_time,
+            threads: self.threads,
         }
     }
 }
@@ -95,17 +105,20 @@ pub(super) async fn probe(check: &ProcessCheck, timeout: Duration) -> Verdict {
     let who = format!("process {pid} ({})", first.comm);
     let mut seen = Vec::new();
     let mut over = Vec::new();
+    // The latest stat read: the second sample's when CPU is measured.
+    let mut latest = first;
 
     if let Some(limit) = check.max_cpu_percent {
         let window = CPU_WINDOW.min(timeout / 2);
         let started = Instant::now();
         tokio::time::sleep(window).await;
         let second = read_stat(pid).map_err(|_| format!("{who} exited while being measured"))?;
-        if second.start_time != first.start_time {
+        if second.start_time != latest.start_time {
             return Err(format!("{who} exited while being measured"));
         }
         let elapsed = started.elapsed().as_secs_f64();
-        let ticks = second.cpu_ticks.saturating_sub(first.cpu_ticks) as f64;
+        let ticks = second.cpu_ticks.saturating_sub(latest.cpu_ticks) as f64;
+        latest = second;
         let hz = rustix::param::clock_ticks_per_second().max(1) as f64;
         let percent = if elapsed > 0.0 {
             ticks / hz / elapsed * 100.0
@@ -123,14 +136,9 @@ pub(super) async fn probe(check: &ProcessCheck, timeout: Duration) -> Verdict {
         }
     }
 
-    let (rss, threads) = if check.max_rss.is_some() || check.max_threads.is_some() {
-        status_fields(pid).map_err(|e| format!("{who}: {e}"))?
-    } else {
-        (None, None)
-    };
     if let Some(limit) = check.max_rss {
-        // Kernel threads have no VmRSS line.
-        let rss = rss.unwrap_or(0) * 1024;
+        // Kernel threads have no memory: 0.
+        let rss = resident_bytes(pid).map_err(|e| format!("{who}: {e}"))?;
         let text = format!("RSS {}", bytes(rss));
         if rss > limit {
             over.push(format!("{text}, limit {}", bytes(limit)));
@@ -139,7 +147,7 @@ pub(super) async fn probe(check: &ProcessCheck, timeout: Duration) -> Verdict {
         }
     }
     if let Some(limit) = check.max_threads {
-        let threads = threads.unwrap_or(1);
+        let threads = latest.threads;
         let text = format!("{threads} threads");
         if threads > limit {
             over.push(format!("{text}, limit {limit}"));
@@ -352,7 +360,7 @@ fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Fills `buf` from the start of a procfs file, fresh or kept open, with one `pread` per
-/// chunk (at offset 0 the kernel generates the file again). A seq_file (`stat`, `status`)
+/// chunk (at offset 0 the kernel generates the file again). A seq_file (`stat`, `statm`)
 /// and `cmdline` hand out everything a read can hold in one go, so a short read is the
 /// end: no extra read for EOF.
 fn read_proc_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
@@ -381,7 +389,7 @@ fn read_small(path: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
-/// How many `/proc/<pid>/{stat,status}` files a thread keeps open for [`read_kept`].
+/// How many `/proc/<pid>/{stat,statm}` files a thread keeps open for [`read_kept`].
 const KEPT_FILES: usize = 16;
 
 thread_local! {
@@ -390,7 +398,7 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `/proc/<pid>/<file>` (`stat` or `status`) into `buf`, read through a file kept open
+/// `/proc/<pid>/<file>` (`stat` or `statm`) into `buf`, read through a file kept open
 /// from the last read of it when there is one (a `pread` at offset 0 makes the kernel
 /// generate it again) instead of an `open`, a `read` and a `close`: the check of one pid
 /// file reads the same pid run after run. An open file names the process it was opened
@@ -456,40 +464,33 @@ fn parse_stat_bytes(text: &[u8]) -> Option<StatView<'_>> {
         |skip: usize| -> Option<u64> { std::str::from_utf8(rest.nth(skip)?).ok()?.parse().ok() };
     let utime = field(10)?; // field 14
     let stime = field(0)?; // field 15
-    let start_time = field(6)?; // field 22
+    let threads = field(4)?; // field 20
+    let start_time = field(1)?; // field 22
     Some(StatView {
         comm,
         state,
         cpu_ticks: utime + stime,
         start_time,
+        threads,
     })
 }
 
-/// `VmRSS:` and `Threads:` from `/proc/<pid>/status`.
-fn status_fields(pid: i32) -> Result<(Option<u64>, Option<u64>), String> {
-    let mut buf = [0u8; SMALL_READ];
-    let len = read_kept(pid, c"status", &mut buf).map_err(read_error)?;
-    let text = &buf[..len];
-    Ok((
-        status_field_bytes(text, b"VmRSS:"),
-        status_field_bytes(text, b"Threads:"),
-    ))
+/// The resident set size of `pid` in bytes: `statm`'s second field (pages), the figure
+/// `status` shows as `VmRSS:`.
+fn resident_bytes(pid: i32) -> Result<u64, String> {
+    let mut buf = [0u8; 256];
+    let len = read_kept(pid, c"statm", &mut buf).map_err(read_error)?;
+    resident_pages(&buf[..len])
+        .map(|pages| pages * rustix::param::page_size() as u64)
+        .ok_or_else(|| "unparsable statm".to_owned())
 }
 
-/// `VmRSS:    1234 kB` → 1234; `Threads:  7` → 7.
-#[cfg(test)]
-fn status_field(status: &str, key: &str) -> Option<u64> {
-    status_field_bytes(status.as_bytes(), key.as_bytes())
-}
-
-/// [`status_field`] on bytes: the first line starting with `key`, its first word.
-fn status_field_bytes(status: &[u8], key: &[u8]) -> Option<u64> {
-    let value = status
-        .split(|&b| b == b'\n')
-        .find_map(|l| l.strip_prefix(key))?;
-    let word = value
+/// `size resident shared text lib data dt` → `resident`.
+fn resident_pages(statm: &[u8]) -> Option<u64> {
+    let word = statm
         .split(|b| b.is_ascii_whitespace())
-        .find(|w| !w.is_empty())?;
+        .filter(|w| !w.is_empty())
+        .nth(1)?;
     std::str::from_utf8(word).ok()?.parse().ok()
 }
 
@@ -549,15 +550,81 @@ mod tests {
         assert_eq!(stat.state, 'S');
         assert_eq!(stat.cpu_ticks, 300);
         assert_eq!(stat.start_time, 987_654);
+        assert_eq!(stat.threads, 3);
         assert!(parse_stat("garbage").is_none());
     }
 
     #[test]
-    fn status_fields() {
-        let status = "Name:\tworker\nVmRSS:\t  626688 kB\nThreads:\t12\n";
-        assert_eq!(status_field(status, "VmRSS:"), Some(626_688));
-        assert_eq!(status_field(status, "Threads:"), Some(12));
-        assert_eq!(status_field(status, "VmSwap:"), None);
+    fn statm_resident_parses() {
+        assert_eq!(resident_pages(b"5611 1234 876 12 0 321 0\n"), Some(1234));
+        assert_eq!(resident_pages(b"0 0 0 0 0 0 0\n"), Some(0));
+        assert_eq!(resident_pages(b"5611"), None);
+        assert_eq!(resident_pages(b"5611 x"), None);
+    }
+
+    /// `Threads:` and `VmRSS:` from `status`, as they used to be read.
+    fn status_threads_and_rss_kib(pid: i32) -> (u64, u64) {
+        let text = std::fs::read_to_string(proc_path(pid, "status")).unwrap();
+        let field = |key: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .map_or(0, |w| w.parse().unwrap())
+        };
+        (field("Threads:"), field("VmRSS:"))
+    }
+
+    #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test starts the process it inspects"
+    )]
+    fn threads_and_rss_are_what_status_shows() {
+        // A process that does not move: a `sleep` asleep (its RSS is settled).
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let wchan = proc_path(pid, "wchan");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("nanosleep")) {
+            assert!(std::time::Instant::now() < deadline, "sleep never slept");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (threads, rss_kib) = status_threads_and_rss_kib(pid);
+        assert_eq!(read_stat(pid).unwrap().threads, threads);
+        assert_eq!(resident_bytes(pid).unwrap(), rss_kib * 1024);
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        // Several threads (not this process's: other tests start threads meanwhile).
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import threading, time\n\
+                for _ in range(3): threading.Thread(target=time.sleep, args=(30,)).start()\n\
+                time.sleep(30)",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while status_threads_and_rss_kib(pid).0 != 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "python never had 4 threads"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(read_stat(pid).unwrap().threads, 4);
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        // A kernel thread (kthreadd) has no memory: 0, as status's missing `VmRSS:` was.
+        if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+            assert_eq!(resident_bytes(2).unwrap(), 0);
+        }
     }
 
     #[test]
@@ -631,15 +698,12 @@ mod tests {
         assert_eq!(kept(), vec![(me, c"stat")]);
         assert!(second.cpu_ticks > first.cpu_ticks, "{first:?} {second:?}");
         assert_eq!(second.start_time, first.start_time);
-        // `status` too, as its own file: the RSS grows by what is touched in between.
-        let (rss, _) = super::status_fields(me).unwrap();
-        assert_eq!(kept(), vec![(me, c"stat"), (me, c"status")]);
+        // `statm` too, as its own file: the RSS grows by what is touched in between.
+        let rss = resident_bytes(me).unwrap();
+        assert_eq!(kept(), vec![(me, c"stat"), (me, c"statm")]);
         let touched = std::hint::black_box(vec![1u8; 64 << 20]);
-        let (grown, _) = super::status_fields(me).unwrap();
-        assert!(
-            grown.unwrap() >= rss.unwrap() + 60 * 1024,
-            "{rss:?} -> {grown:?} KiB"
-        );
+        let grown = resident_bytes(me).unwrap();
+        assert!(grown >= rss + (60 << 20), "{rss} -> {grown} bytes");
         drop(touched);
 
         // Once the process is gone the kept file fails and a fresh open gives the reason.
@@ -649,13 +713,13 @@ mod tests {
             .unwrap();
         let pid = child.id() as i32;
         assert!(read_stat(pid).is_ok());
-        assert!(super::status_fields(pid).is_ok());
+        assert!(resident_bytes(pid).is_ok());
         assert_eq!(kept().len(), 4);
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(read_stat(pid).unwrap_err(), "not found");
-        assert_eq!(super::status_fields(pid).unwrap_err(), "not found");
-        assert_eq!(kept(), vec![(me, c"stat"), (me, c"status")]);
+        assert_eq!(resident_bytes(pid).unwrap_err(), "not found");
+        assert_eq!(kept(), vec![(me, c"stat"), (me, c"statm")]);
 
         // At most KEPT_FILES files, the least recently read closed first.
         let mut kids: Vec<_> = (0..KEPT_FILES)
