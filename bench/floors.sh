@@ -3,6 +3,7 @@
 # (crates/vigil-bench-checks, current-thread runtime as in the daemon), alternating:
 #
 #   tcp        bench/floors/connect.c: blocking connect + close to a loopback listener
+#              (bench/floors/acceptor.c)
 #              (and with SO_LINGER 0, a reset, for reference) vs `vigil-bench-checks tcp`
 #   listening  bench/floors/listen_dump.c: sock_diag dumps of LISTEN sockets on a kept
 #              netlink socket, both families in one legacy dump as vigil asks (and one
@@ -17,8 +18,9 @@
 #   bench/floors.sh                   # builds vigil-bench-checks (release), ~1 minute
 #   BIN=target/release bench/floors.sh
 #
-# Knobs: N (20000 runs per measurement), ROUNDS (3), OUT (bench-out). Needs gcc and
-# python3. Loopback only; the one listener started here is stopped by PID.
+# Knobs: N (20000 runs per measurement), TCP_N (5000 per tcp measurement), ROUNDS (3),
+# OUT (bench-out). Needs gcc and ss (iproute2). Loopback only; the one listener
+# started here (bench/floors/acceptor.c) is stopped by PID.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +28,7 @@ cd "$ROOT"
 : "${CARGO_TARGET_DIR:=$ROOT/target}"
 export CARGO_TARGET_DIR
 N=${N:-20000}
+TCP_N=${TCP_N:-5000}
 ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-$ROOT/bench-out}
 case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
@@ -46,9 +49,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for c in connect listen_dump proc_scan pid_file; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
-# A listener that accepts every connection: the bench sink (closes when the client does).
-"$BIN/vigil-bench-sink" --port-file "$WORK/port" --no-per-path 2>/dev/null >/dev/null &
+for c in acceptor connect listen_dump proc_scan pid_file; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
+# A listener that accepts and closes every connection, fast enough that its accept queue
+# never overflows (`bench/floors/acceptor.c`).
+"$WORK/acceptor" "$WORK/port" &
 SINK=$!
 for _ in $(seq 100); do [[ -s $WORK/port ]] && break; sleep 0.05; done
 PORT=$(<"$WORK/port")
@@ -57,6 +61,23 @@ SLEEPER=$!
 echo "$SLEEPER" >"$WORK/sleep.pid"
 
 load() { cut -d' ' -f1 /proc/loadavg; }
+# Each loopback connect leaves its client port in TIME_WAIT for 60 s, and a port may be
+# reused only once its TIME_WAIT is 1 s old: runs back to back would each find the last
+# one's ports in the way, and the kernel's search for a free port then costs more than
+# the connect (53 µs instead of 9.9 per run, measured). So every tcp measurement starts
+# with no TIME_WAIT left towards the listener, and makes TCP_N connects, well under the
+# ephemeral range.
+drain() {
+  for _ in $(seq 75); do
+    [[ $(ss -Htan state time-wait "( dport = :$PORT )" | wc -l) -eq 0 ]] && return
+    sleep 1
+  done
+}
+tcp_runs() { # ARGS...: the tcp measurements, each after a drain
+  drain; echo "tcp-floor $("$WORK/connect" "$PORT" "$TCP_N")"
+  drain; echo "tcp-floor-rst $("$WORK/connect" "$PORT" "$TCP_N" rst)"
+  drain; echo "tcp-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" tcp "$TCP_N" $((TCP_N / 10)) 127.0.0.1 "$PORT")"
+}
 vigil() { # vigil KIND ARGS...: CPU per run of vigil's probe
   VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" "$1" "$N" $((N / 10)) "${@:2}"
 }
@@ -64,10 +85,10 @@ results=$OUT/floors/results.txt
 : >"$results"
 echo "$(nproc) cores, kernel $(uname -r), $(date -u +%FT%TZ)" | tee -a "$results"
 for ((r = 1; r <= ROUNDS; r++)); do
+  while IFS= read -r line; do
+    echo "round=$r $line load=$(load)" | tee -a "$results"
+  done < <(tcp_runs)
   for line in \
-    "tcp-floor $("$WORK/connect" "$PORT" "$N")" \
-    "tcp-floor-rst $("$WORK/connect" "$PORT" "$N" rst)" \
-    "tcp-vigil $(vigil tcp 127.0.0.1 "$PORT")" \
     "listening-floor $("$WORK/listen_dump" "$N")" \
     "listening-floor-per-family $("$WORK/listen_dump" "$N" v2)" \
     "listening-vigil $(vigil listening "$PORT")" \
