@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kernel's floor for the `tcp` and `listening` checks, side by side with vigil's probe
+# The kernel's floor for the checks below, side by side with vigil's probe
 # (crates/vigil-bench-checks, current-thread runtime as in the daemon), alternating:
 #
 #   tcp        bench/floors/connect.c: blocking connect + close to a loopback listener
@@ -14,13 +14,18 @@
 #   pid file   bench/floors/pid_file.c: a pid file read and the named process's stat
 #              (kept open), plain (open/read/close) and with cached_fs's guards, vs
 #              `vigil-bench-checks process pid_file` on the same file
+#   exec       bench/floors/spawn.c: `true` run as vigil's spawn site runs it (two pipes,
+#              posix_spawn in its own process group, a pidfd, a group kill, waitid),
+#              waiting by poll and, for reference, by epoll as a runtime does, vs
+#              `vigil-bench-checks exec true`
 #
 #   bench/floors.sh                   # builds vigil-bench-checks (release), ~1 minute
 #   BIN=target/release bench/floors.sh
 #
-# Knobs: N (20000 runs per measurement), TCP_N (5000 per tcp measurement), ROUNDS (3),
-# OUT (bench-out). Needs gcc and ss (iproute2). Loopback only; the one listener
-# started here (bench/floors/acceptor.c) is stopped by PID.
+# Knobs: N (20000 runs per measurement), TCP_N (5000 per tcp measurement), EXEC_N (5000
+# per exec measurement), ROUNDS (3), OUT (bench-out). Needs gcc and ss (iproute2).
+# Loopback only; the listener (bench/floors/acceptor.c) and the `sleep` started here are
+# stopped by PID.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,6 +34,8 @@ cd "$ROOT"
 export CARGO_TARGET_DIR
 N=${N:-20000}
 TCP_N=${TCP_N:-5000}
+EXEC_N=${EXEC_N:-5000}
+TRUE=$(type -P true)
 ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-$ROOT/bench-out}
 case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
@@ -49,7 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for c in acceptor connect listen_dump proc_scan pid_file; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
+for c in acceptor connect listen_dump proc_scan pid_file spawn; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
 # A listener that accepts and closes every connection, fast enough that its accept queue
 # never overflows (`bench/floors/acceptor.c`).
 "$WORK/acceptor" "$WORK/port" &
@@ -73,7 +80,7 @@ drain() {
     sleep 1
   done
 }
-tcp_runs() { # ARGS...: the tcp measurements, each after a drain
+tcp_runs() { # the tcp measurements, each after a drain
   drain; echo "tcp-floor $("$WORK/connect" "$PORT" "$TCP_N")"
   drain; echo "tcp-floor-rst $("$WORK/connect" "$PORT" "$TCP_N" rst)"
   drain; echo "tcp-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" tcp "$TCP_N" $((TCP_N / 10)) 127.0.0.1 "$PORT")"
@@ -96,7 +103,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     "process-name-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" process "$PROC_N" $((PROC_N / 10)) name sleep)" \
     "pid-file-floor $("$WORK/pid_file" "$WORK/sleep.pid" "$N")" \
     "pid-file-floor-guarded $("$WORK/pid_file" "$WORK/sleep.pid" "$N" guarded)" \
-    "pid-file-vigil $(vigil process pid_file "$WORK/sleep.pid")"; do
+    "pid-file-vigil $(vigil process pid_file "$WORK/sleep.pid")" \
+    "exec-floor $("$WORK/spawn" "$TRUE" "$EXEC_N")" \
+    "exec-floor-epoll $("$WORK/spawn" "$TRUE" "$EXEC_N" epoll)" \
+    "exec-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" exec "$EXEC_N" $((EXEC_N / 10)) true)"; do
     echo "round=$r $line load=$(load)" | tee -a "$results"
   done
 done
