@@ -3,8 +3,8 @@
 # (crates/vigil-bench-checks, current-thread runtime as in the daemon), alternating:
 #
 #   tcp        bench/floors/connect.c: blocking connect + close to a loopback listener
-#              (bench/floors/acceptor.c)
-#              (and with SO_LINGER 0, a reset, for reference) vs `vigil-bench-checks tcp`
+#              (bench/floors/acceptor.c), and with SO_LINGER 0, a reset, for reference,
+#              vs `vigil-bench-checks tcp`
 #   listening  bench/floors/listen_dump.c: sock_diag dumps of LISTEN sockets on a kept
 #              netlink socket, both families in one legacy dump as vigil asks (and one
 #              dump per family, for reference) vs `vigil-bench-checks listening`
@@ -57,8 +57,8 @@ cleanup() {
 trap cleanup EXIT
 
 for c in acceptor connect listen_dump proc_scan pid_file spawn; do gcc -O2 -o "$WORK/$c" "$ROOT/bench/floors/$c.c"; done
-# A listener that accepts and closes every connection, fast enough that its accept queue
-# never overflows (`bench/floors/acceptor.c`).
+# A listener that accepts every connection, fast enough that its accept queue never
+# overflows, and closes it after its client has (`bench/floors/acceptor.c`).
 "$WORK/acceptor" "$WORK/port" &
 SINK=$!
 for _ in $(seq 100); do [[ -s $WORK/port ]] && break; sleep 0.05; done
@@ -83,10 +83,10 @@ drain() {
 tcp_runs() { # the tcp measurements, each after a drain
   drain; echo "tcp-floor $("$WORK/connect" "$PORT" "$TCP_N")"
   drain; echo "tcp-floor-rst $("$WORK/connect" "$PORT" "$TCP_N" rst)"
-  drain; echo "tcp-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" tcp "$TCP_N" $((TCP_N / 10)) 127.0.0.1 "$PORT")"
+  drain; echo "tcp-vigil $(vigil "$TCP_N" tcp 127.0.0.1 "$PORT")"
 }
-vigil() { # vigil KIND ARGS...: CPU per run of vigil's probe
-  VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" "$1" "$N" $((N / 10)) "${@:2}"
+vigil() { # vigil RUNS KIND ARGS...: CPU per run of vigil's probe
+  VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" "$2" "$1" $(($1 / 10)) "${@:3}"
 }
 results=$OUT/floors/results.txt
 : >"$results"
@@ -98,15 +98,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for line in \
     "listening-floor $("$WORK/listen_dump" "$N")" \
     "listening-floor-per-family $("$WORK/listen_dump" "$N" v2)" \
-    "listening-vigil $(vigil listening "$PORT")" \
+    "listening-vigil $(vigil "$N" listening "$PORT")" \
     "process-name-floor $("$WORK/proc_scan" sleep "$PROC_N")" \
-    "process-name-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" process "$PROC_N" $((PROC_N / 10)) name sleep)" \
+    "process-name-vigil $(vigil "$PROC_N" process name sleep)" \
     "pid-file-floor $("$WORK/pid_file" "$WORK/sleep.pid" "$N")" \
     "pid-file-floor-guarded $("$WORK/pid_file" "$WORK/sleep.pid" "$N" guarded)" \
-    "pid-file-vigil $(vigil process pid_file "$WORK/sleep.pid")" \
+    "pid-file-vigil $(vigil "$N" process pid_file "$WORK/sleep.pid")" \
     "exec-floor $("$WORK/spawn" "$TRUE" "$EXEC_N")" \
     "exec-floor-epoll $("$WORK/spawn" "$TRUE" "$EXEC_N" epoll)" \
-    "exec-vigil $(VIGIL_BENCH_RT=current "$BIN/vigil-bench-checks" exec "$EXEC_N" $((EXEC_N / 10)) true)"; do
+    "exec-vigil $(vigil "$EXEC_N" exec true)"; do
     echo "round=$r $line load=$(load)" | tee -a "$results"
   done
 done
