@@ -718,3 +718,51 @@ fn recent_history_is_the_last_rows_through_the_primary_key() {
     assert_eq!(whole.last(), Some(&last));
     assert_eq!(ledger.last_allowed("nobody").unwrap(), None);
 }
+
+/// The bundled SQLite is built as `.cargo/config.toml` says: without the extensions a
+/// one-shot command's every connection would register (FTS3/FTS5, R*Tree, dbstat) and
+/// without loadable extensions, but with what the ledger relies on (foreign keys on by
+/// default, WAL).
+#[test]
+fn sqlite_is_built_without_the_extensions_the_ledger_does_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let mut stmt = ledger.conn.prepare("PRAGMA compile_options").unwrap();
+    let options: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    for absent in [
+        "ENABLE_FTS3",
+        "ENABLE_FTS5",
+        "ENABLE_RTREE",
+        "ENABLE_DBSTAT_VTAB",
+        "SOUNDEX",
+        "ENABLE_STAT4",
+    ] {
+        assert!(
+            !options.iter().any(|o| o == absent),
+            "{absent}: {options:?}"
+        );
+    }
+    for present in [
+        "OMIT_LOAD_EXTENSION",
+        "DEFAULT_MEMSTATUS=0",
+        "DEFAULT_FOREIGN_KEYS",
+    ] {
+        assert!(
+            options.iter().any(|o| o == present),
+            "{present}: {options:?}"
+        );
+    }
+    let fts5 = ledger
+        .conn
+        .execute_batch("CREATE VIRTUAL TABLE t USING fts5(x)");
+    assert!(fts5.is_err(), "fts5 is built in");
+    let journal: String = ledger
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+}
