@@ -8,7 +8,8 @@
 #   a  1,000 http checks at every=1s against vigil-bench-sink: vigil's CPU% of one core,
 #      RSS/PSS (max over 1 s samples), check start jitter p50/p99 seen by the sink.
 #   b  idle daemon: 100 services, 300 checks (http/tcp/listening) at every=1m: RSS/PSS.
-#   c  one-shot CLI latency with hyperfine: `vigil restart`, `vigil status`, `vigil check`.
+#   c  one-shot CLI latency with hyperfine: `vigil restart`, `vigil status`, `vigil check`,
+#      beside a program that does nothing (bench/floors/empty.c, glibc and musl builds).
 #   d  the seed-000 shell equivalent: CPU of `curl -s -m 5 URL` per check vs vigil's.
 #
 # Environment: CARGO_TARGET_DIR (honoured), SCENARIOS, WARMUP (10), MEASURE (60),
@@ -301,16 +302,31 @@ EOF
       { echo "e2e.sh: vigil restart failed:" >&2; cat "$D/restart.out" >&2; exit 1; }
     "$BIN/vigil" check -c "$D/vigil.toml" >"$D/check.out" 2>&1 ||
       { echo "e2e.sh: vigil check failed:" >&2; cat "$D/check.out" >&2; exit 1; }
+    # The floor: a program that does nothing, linked against glibc (as the .deb's
+    # binary) and, with musl-gcc, statically against musl (as the tarball's).
+    floors=(empty_glibc)
+    gcc -O2 -o "$D/empty_glibc" "$ROOT/bench/floors/empty.c"
+    if command -v musl-gcc >/dev/null; then
+      musl-gcc -O2 -static -o "$D/empty_musl" "$ROOT/bench/floors/empty.c" && floors+=(empty_musl)
+    fi
+    floor_cmds=()
+    for f in "${floors[@]}"; do floor_cmds+=(-n "$f" "$D/$f"); done
     C_LOAD0=$(loadavg)
     log "c: hyperfine, $HYPERFINE_RUNS runs each (load $C_LOAD0)"
     hyperfine -N --warmup 3 --runs "$HYPERFINE_RUNS" --style basic \
       --export-json "$D/hyperfine.json" --export-markdown "$D/hyperfine.md" \
       -n restart "$BIN/vigil restart -c $D/vigil.toml svc" \
       -n status "$BIN/vigil status -c $D/vigil.toml" \
-      -n check "$BIN/vigil check -c $D/vigil.toml" >"$D/hyperfine.txt" 2>&1 ||
+      -n check "$BIN/vigil check -c $D/vigil.toml" \
+      "${floor_cmds[@]}" >"$D/hyperfine.txt" 2>&1 ||
       { cat "$D/hyperfine.txt" >&2; exit 1; }
     stop_pid "$SINK_PID"
     C_LOAD1=$(loadavg)
+    for f in "${floors[@]}"; do
+      q=".results[] | select(.command == \"$f\")"
+      cpu=$(jq -r "$q | (.user + .system) * 1000" "$D/hyperfine.json")
+      row "c." "floor: \`bench/floors/empty.c\` ($f) CPU user+sys mean, ms" "$(calc "$cpu")" "—" "—" "$C_LOAD0 → $C_LOAD1"
+    done
     for name in restart status check; do
       q=".results[] | select(.command == \"$name\")"
       mean=$(jq -r "$q | .mean * 1000" "$D/hyperfine.json")
