@@ -2,12 +2,13 @@
 //!
 //! Rust's std asks the linker for `-lgcc_s` on glibc targets (unless `crt-static`). Loading
 //! that library costs every run of `vigil` its mapping and symbol lookups, and its
-//! constructor (`__cpu_indicator_init`) runs `cpuid` eight or more times: on the VMs
-//! Vigil was measured on, each `cpuid` traps to the hypervisor (7.7 µs). One-shot
-//! `vigil check` is run by cron every minute; docs/BENCHMARKS.md ("One-shot `vigil
-//! check`") has the measurement. The same unwinder, as the static archive `libgcc_eh.a`,
-//! is what `gcc -static-libgcc` and Rust's own `crt-static` builds link: it finds the
-//! unwind tables through `dl_iterate_phdr`, so panics and backtraces behave as before.
+//! constructor (`__cpu_indicator_init`) runs `cpuid` several times: on the VMs Vigil was
+//! measured on, each `cpuid` traps to the hypervisor (7.7 µs). One-shot `vigil check` is
+//! run by cron every minute; docs/BENCHMARKS.md ("One-shot `vigil check`: what runs
+//! before the check") has the measurement. The same unwinder, as the static archive
+//! `libgcc_eh.a`, is what `gcc -static-libgcc` and Rust's own `crt-static` builds link:
+//! it finds the unwind tables through `dl_iterate_phdr`, so panics and backtraces behave
+//! as before (tests/static_unwinder.rs).
 //!
 //! How: a linker script named `libgcc_s.so` in a directory searched before the system's,
 //! which hands the linker `libgcc_eh.a` instead. Only for glibc targets without
