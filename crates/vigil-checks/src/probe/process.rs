@@ -236,7 +236,10 @@ fn is_dead(state: char) -> bool {
 /// Reads `comm`, then `cmdline` when `comm` differs, then `stat` of a match, as before;
 /// each with one `open`, `read` and `close` and no allocation. (Reading every `stat`
 /// first to skip the names of processes younger than the best match so far cost more:
-/// `stat` is the most expensive of the three to generate.)
+/// `stat` is the most expensive of the three to generate.) Each file is opened relative
+/// to the open `/proc`, by the name the listing gave (`<pid>/comm`): no formatting of
+/// the pid and one path component fewer for the kernel to walk, per file; and one buffer
+/// serves every read of the scan.
 fn by_name(name: &str) -> Result<(i32, Stat), String> {
     let dir = rustix::fs::open(
         "/proc",
@@ -246,20 +249,22 @@ fn by_name(name: &str) -> Result<(i32, Stat), String> {
     .map_err(|e| format!("cannot read /proc: {}", io::Error::from(e)))?;
     let mut listing = [MaybeUninit::<u8>::uninit(); 8192];
     let mut entries = RawDir::new(&dir, &mut listing);
-    let mut buf = [0u8; 2048];
+    // Large enough for `stat` and for the part of `cmdline` argv[0] is read from.
+    let mut buf = [0u8; CMDLINE_READ];
     let mut best: Option<(i32, u64, Stat)> = None;
     let mut zombie: Option<i32> = None;
     while let Some(entry) = entries.next() {
         // A listing error ends the scan, as `read_dir(..).flatten()` did.
         let Ok(entry) = entry else { break };
-        let Some(pid) = parse_pid(entry.file_name().to_bytes()) else {
+        let entry_name = entry.file_name().to_bytes();
+        let Some(pid) = parse_pid(entry_name) else {
             continue;
         };
-        if !name_matches(pid, name) {
+        if !name_matches(&dir, entry_name, name, &mut buf) {
             continue;
         }
         // Gone since the listing: not a candidate.
-        let Ok(text) = read_proc(pid, c"stat", &mut buf) else {
+        let Ok(text) = read_proc_at(&dir, entry_name, c"stat", &mut buf) else {
             continue;
         };
         let Some(stat) = parse_stat_bytes(text) else {
@@ -284,25 +289,47 @@ fn by_name(name: &str) -> Result<(i32, Stat), String> {
     }
 }
 
-/// `comm` (the kernel's 15-byte name) or the basename of argv[0] equals `name`.
-fn name_matches(pid: i32, name: &str) -> bool {
-    let mut buf = [0u8; 256];
-    if let Ok(comm) = read_proc(pid, c"comm", &mut buf)
+/// `comm` (the kernel's 15-byte name) or the basename of argv[0] equals `name`, for the
+/// process `/proc/<pid>` (`pid` as the listing spelled it); `buf` is scratch.
+fn name_matches(proc: &OwnedFd, pid: &[u8], name: &str, buf: &mut [u8]) -> bool {
+    if let Ok(comm) = read_proc_at(proc, pid, c"comm", buf)
         && comm.strip_suffix(b"\n").unwrap_or(comm) == name.as_bytes()
     {
         return true;
     }
-    argv0_matches(pid, name)
+    argv0_matches(proc, pid, name, buf)
 }
 
 fn parse_pid(name: &[u8]) -> Option<i32> {
     std::str::from_utf8(name).ok()?.parse().ok()
 }
 
-/// The basename of argv[0] (from `cmdline`) equals `name`.
-fn argv0_matches(pid: i32, name: &str) -> bool {
-    let mut buf = [0u8; CMDLINE_READ];
-    let Ok(argv0) = read_proc(pid, c"cmdline", &mut buf) else {
+/// Reads `<pid>/<file>` relative to the open `/proc` (`pid` as the listing spelled it).
+fn read_proc_at<'b>(
+    proc: &OwnedFd,
+    pid: &[u8],
+    file: &CStr,
+    buf: &'b mut [u8],
+) -> io::Result<&'b [u8]> {
+    let mut path = [0u8; 64];
+    let file = file.to_bytes_with_nul();
+    let len = pid.len() + 1 + file.len();
+    if len > path.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    path[..pid.len()].copy_from_slice(pid);
+    path[pid.len()] = b'/';
+    path[pid.len() + 1..len].copy_from_slice(file);
+    let path = CStr::from_bytes_with_nul(&path[..len])
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fd = rustix::fs::openat(proc, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let len = read_proc_fd(&fd, buf)?;
+    Ok(&buf[..len])
+}
+
+/// The basename of argv[0] (from `cmdline`, read into `buf`) equals `name`.
+fn argv0_matches(proc: &OwnedFd, pid: &[u8], name: &str, buf: &mut [u8]) -> bool {
+    let Ok(argv0) = read_proc_at(proc, pid, c"cmdline", buf) else {
         return false;
     };
     let argv0 = argv0.split(|&b| b == 0).next().unwrap_or(&[]);
@@ -323,12 +350,6 @@ fn proc_cpath<'a>(pid: i32, file: &CStr, out: &'a mut [u8; 64]) -> &'a CStr {
     let _ = cursor.write_all(file.to_bytes_with_nul());
     let len = cursor.position() as usize;
     CStr::from_bytes_with_nul(&out[..len]).unwrap_or(c"/proc/self/")
-}
-
-/// Reads `/proc/<pid>/<file>` into `buf` and returns the bytes.
-fn read_proc<'b>(pid: i32, file: &CStr, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
-    let len = read_proc_fd(&open_proc(pid, file)?, buf)?;
-    Ok(&buf[..len])
 }
 
 /// Opens `/proc/<pid>/<file>` for reading.
@@ -648,19 +669,30 @@ mod tests {
     #[test]
     fn proc_reads_match_std() {
         let me = std::process::id() as i32;
+        let me_text = me.to_string();
+        let proc =
+            rustix::fs::open("/proc", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let mut buf = [0u8; SMALL_READ];
-        let status = read_proc(me, c"status", &mut buf).unwrap().to_vec();
+        let status = read_proc_at(&proc, me_text.as_bytes(), c"status", &mut buf)
+            .unwrap()
+            .to_vec();
         let std_status = std::fs::read(proc_path(me, "status")).unwrap();
         // Both start with the same `Name:` ... lines (counters further down move).
         assert_eq!(status[..40], std_status[..40]);
         // A buffer smaller than the file: filled, and the caller sees a prefix.
         let mut small = [0u8; 8];
         assert_eq!(
-            read_proc(me, c"status", &mut small).unwrap(),
+            read_proc_at(&proc, me_text.as_bytes(), c"status", &mut small).unwrap(),
             &std_status[..8]
         );
-        let err = read_proc(i32::MAX, c"stat", &mut buf).unwrap_err();
+        let err = read_proc_at(&proc, b"2147483647", c"stat", &mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        // A name the listing could never give: refused, not truncated.
+        let long = [b'9'; 60];
+        let err = read_proc_at(&proc, &long, c"cmdline", &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = read_proc_at(&proc, b"1\x002", c"stat", &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         // The pid file reader: the whole file, lossily decoded.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.pid");
