@@ -8,6 +8,9 @@
 #   listening  bench/floors/listen_dump.c: sock_diag dumps of LISTEN sockets on a kept
 #              netlink socket, both families in one legacy dump as vigil asks (and one
 #              dump per family, for reference) vs `vigil-bench-checks listening`
+#   sockets    the same dump of CLOSE-WAIT sockets, which walks every bucket of the
+#              established hash however few sockets there are, vs `vigil-bench-checks
+#              sockets PORT close-wait` (SOCK_N runs, default 500)
 #   process    bench/floors/proc_scan.c: a scan of /proc by name (comm, cmdline when comm
 #              differs, stat of a match) vs `vigil-bench-checks process name sleep`
 #              (PROC_N scans, default 500; a `sleep` started here is the one to find)
@@ -23,7 +26,8 @@
 #   BIN=target/release bench/floors.sh
 #
 # Knobs: N (20000 runs per measurement), TCP_N (5000 per tcp measurement), EXEC_N (5000
-# per exec measurement), ROUNDS (3), OUT (bench-out). Needs gcc and ss (iproute2).
+# per exec measurement), SOCK_N (500 per sockets measurement), ROUNDS (3), OUT
+# (bench-out). Needs gcc and ss (iproute2).
 # Loopback only; the listener (bench/floors/acceptor.c) and the `sleep` started here are
 # stopped by PID.
 set -euo pipefail
@@ -35,6 +39,7 @@ export CARGO_TARGET_DIR
 N=${N:-20000}
 TCP_N=${TCP_N:-5000}
 EXEC_N=${EXEC_N:-5000}
+SOCK_N=${SOCK_N:-500}
 TRUE=$(type -P true)
 ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-$ROOT/bench-out}
@@ -99,6 +104,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     "listening-floor $("$WORK/listen_dump" "$N")" \
     "listening-floor-per-family $("$WORK/listen_dump" "$N" v2)" \
     "listening-vigil $(vigil "$N" listening "$PORT")" \
+    "sockets-floor $("$WORK/listen_dump" "$SOCK_N" legacy 8)" \
+    "sockets-vigil $(vigil "$SOCK_N" sockets "$PORT" close-wait)" \
     "process-name-floor $("$WORK/proc_scan" sleep "$PROC_N")" \
     "process-name-vigil $(vigil "$PROC_N" process name sleep)" \
     "pid-file-floor $("$WORK/pid_file" "$WORK/sleep.pid" "$N")" \
