@@ -668,7 +668,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     // jiff also reads "30" as an error and "1d" as calendar units; both stay errors.
     let Ok(signed) = t.parse::<jiff::SignedDuration>() else {
-        return Err(invalid());
+        return Err(calendar_units(s, t).unwrap_or_else(invalid));
     };
     if signed.is_negative() {
         return Err(format!(
@@ -684,6 +684,35 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         )),
         Err(_) => Err(invalid()),
     }
+}
+
+/// The error for a duration written in days or longer units (`"1d"`, `"2 weeks"`), which
+/// is rejected because a day's length depends on the calendar: it says so and, for days and
+/// weeks, which number of hours to write instead. `None` when `t` has no such unit.
+fn calendar_units(s: &str, t: &str) -> Option<String> {
+    use std::fmt::Write as _;
+    let span = t.parse::<jiff::Span>().ok()?;
+    if span.get_years() == 0
+        && span.get_months() == 0
+        && span.get_weeks() == 0
+        && span.get_days() == 0
+    {
+        return None;
+    }
+    let mut message = format!(
+        "invalid duration {:?}: days, weeks, months and years are not accepted (their length \
+         depends on the calendar)",
+        shorten(s)
+    );
+    // Months and years have no fixed length even so: no suggestion for them.
+    if let Ok(d) = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        && d.is_positive()
+        && d.subsec_nanos() == 0
+        && d.as_secs() % 3600 == 0
+    {
+        let _ = write!(message, "; write \"{}h\"", d.as_secs() / 3600);
+    }
+    Some(message)
 }
 
 /// A byte size: `"64KiB"`, `"1MiB"`, `"1000"`, or an integer number of bytes.
@@ -1241,6 +1270,28 @@ mod tests {
                 .contains("must not be negative")
         );
         assert!(parse_duration("5x").unwrap_err().contains("expected e.g."));
+        // Days and longer units are refused by name, with the hours to write instead.
+        let days = parse_duration("1d").unwrap_err();
+        assert_eq!(
+            days,
+            "invalid duration \"1d\": days, weeks, months and years are not accepted (their \
+             length depends on the calendar); write \"24h\""
+        );
+        assert!(
+            parse_duration("2 weeks")
+                .unwrap_err()
+                .ends_with("write \"336h\"")
+        );
+        assert!(
+            parse_duration("1d 12h")
+                .unwrap_err()
+                .ends_with("write \"36h\"")
+        );
+        let months = parse_duration("1 month").unwrap_err();
+        assert!(months.contains("depends on the calendar"), "{months}");
+        assert!(!months.contains("write"), "{months}");
+        // Not a whole number of hours: no suggestion.
+        assert!(!parse_duration("1d 30m").unwrap_err().contains("write"));
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("").is_err());
         assert!(
