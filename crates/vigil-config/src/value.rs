@@ -668,7 +668,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     // jiff also reads "30" as an error and "1d" as calendar units; both stay errors.
     let Ok(signed) = t.parse::<jiff::SignedDuration>() else {
-        return Err(calendar_units(s, t).unwrap_or_else(invalid));
+        return Err(calendar_units(s).unwrap_or_else(invalid));
     };
     if signed.is_negative() {
         return Err(format!(
@@ -688,10 +688,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// The error for a duration written in days or longer units (`"1d"`, `"2 weeks"`), which
 /// is rejected because a day's length depends on the calendar: it says so and, for days and
-/// weeks, which number of hours to write instead. `None` when `t` has no such unit.
-fn calendar_units(s: &str, t: &str) -> Option<String> {
+/// weeks, which number of hours to write instead. `None` when `s` has no such unit.
+fn calendar_units(s: &str) -> Option<String> {
     use std::fmt::Write as _;
-    let span = t.parse::<jiff::Span>().ok()?;
+    let span = s.trim().parse::<jiff::Span>().ok()?;
     if span.get_years() == 0
         && span.get_months() == 0
         && span.get_weeks() == 0
